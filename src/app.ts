@@ -1,0 +1,127 @@
+/**
+ * buildApp(config, overrides?): the whole service as a Fastify instance, plugins registered in
+ * a fixed order: external plugins, app plugins, routes. Nothing here reads process.env.
+ */
+import { randomUUID } from 'node:crypto'
+import multipart from '@fastify/multipart'
+import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyInstance } from 'fastify'
+import healthRoutes from '../routes/health/index.js'
+import metricsRoutes from '../routes/metrics/index.js'
+import type { Config } from './config.js'
+import { AppError } from './errors.js'
+import { createMetrics, type Metrics } from './metrics.js'
+import { openApiDocument } from './openapi.js'
+import authPlugin from './plugins/auth.js'
+import errorsPlugin from './plugins/errors.js'
+import metricsPlugin from './plugins/metrics.js'
+import providersPlugin from './plugins/providers.js'
+import storePlugin from './plugins/store.js'
+import type { ProviderRegistry } from './providers/registry.js'
+import type { StorePort } from './store/port.js'
+
+export interface AppOverrides {
+  /** An already-open store (tests share one); the app will not close it. */
+  store?: StorePort
+  providers?: ProviderRegistry
+  metrics?: Metrics
+  /** pino options or false; defaults to the configured level. */
+  logger?: boolean | Record<string, unknown>
+}
+
+const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** Multipart limits: a few parts and small fields (SPEC §1 robustness rules). */
+export const multipartLimits = {
+  fieldNameSize: 100,
+  fieldSize: 8 * 1024,
+  fields: 10,
+  files: 1,
+  parts: 12,
+  headerPairs: 100,
+}
+
+export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: overrides.logger ?? {
+      level: config.logLevel,
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'req.headers["x-api-key"]',
+          'headers.authorization',
+          '*.apiKey',
+          '*.api_key',
+        ],
+        censor: '[redacted]',
+      },
+    },
+    genReqId: (req) => {
+      const incoming = req.headers['x-request-id']
+      return typeof incoming === 'string' && requestIdPattern.test(incoming) ? incoming : randomUUID()
+    },
+    requestTimeout: config.timeouts.requestMs,
+    connectionTimeout: config.timeouts.requestMs,
+    // Upload bodies are multipart streams; JSON bodies stay small.
+    bodyLimit: 64 * 1024,
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+
+  // 1. External plugins.
+  await app.register(swagger, { openapi: openApiDocument })
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
+  await app.register(multipart, { limits: multipartLimits, throwFileSizeLimit: true })
+  if (config.rateLimitPerMinute > 0) {
+    await app.register(rateLimit, {
+      max: config.rateLimitPerMinute,
+      timeWindow: 60_000,
+      // After authentication, so the budget is per tenant rather than per proxy address.
+      hook: 'preHandler',
+      keyGenerator: (request) => (request.auth ? `tenant:${request.auth.tenant}` : `ip:${request.ip}`),
+      errorResponseBuilder: (_request, context) => {
+        throw new AppError('RATE_LIMITED', {
+          detail: `More than ${context.max} requests a minute`,
+          retryAfterSeconds: Math.ceil(context.ttl / 1000),
+        })
+      },
+    })
+  }
+
+  // 2. App plugins.
+  await app.register(errorsPlugin)
+  await app.register(metricsPlugin, {
+    metrics: overrides.metrics ?? createMetrics(),
+    port: config.metricsPort,
+    host: config.host,
+  })
+  await app.register(storePlugin, { config: config.store, ...(overrides.store ? { store: overrides.store } : {}) })
+  await app.register(providersPlugin, { config, ...(overrides.providers ? { registry: overrides.providers } : {}) })
+  await app.register(authPlugin, { keys: config.apiKeys, openMode: config.openMode })
+
+  app.addHook('onRequest', async (request) => {
+    // From the first moment of shutdown, new work is refused; probes keep answering.
+    if (
+      app.lifecycle.shuttingDown &&
+      request.routeOptions.config?.auth &&
+      request.routeOptions.config.auth !== 'none'
+    ) {
+      throw new AppError('SHUTTING_DOWN')
+    }
+  })
+
+  // 3. Routes.
+  await app.register(healthRoutes)
+  await app.register(metricsRoutes)
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+
+  return app
+}

@@ -1,0 +1,386 @@
+/**
+ * The environment, read and validated once at start (SPEC §5). One TypeBox schema is the
+ * source of the variables, their defaults and their types; env-schema (ajv, all errors)
+ * validates it, and the cross-field rules (timeouts nest, open mode only on loopback)
+ * are checked after. Every problem is reported in one ConfigError.
+ */
+import { createHash } from 'node:crypto'
+import { isIP } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { type Static, Type } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { envSchema } from 'env-schema'
+import { openAiCompatibleDefaults, type ProviderFacts, type ProviderKind, providerFacts } from './providers/catalog.js'
+
+const Int = (def: number, min = 0, description = '') =>
+  Type.Integer({ default: def, minimum: min, ...(description ? { description } : {}) })
+const OptionalString = (description: string) => Type.Optional(Type.String({ minLength: 1, description }))
+
+export const EnvSchema = Type.Object({
+  HOST: Type.String({ default: '127.0.0.1', description: 'Address to bind' }),
+  PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535 }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+  DATA_DIR: Type.String({ default: './data', description: 'Embedded PGlite data directory' }),
+  DATABASE_URL: OptionalString('Postgres connection string'),
+  SUPABASE_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
+  SUPABASE_SERVICE_ROLE_KEY: OptionalString('Supabase service role key'),
+  API_KEYS: Type.Optional(Type.String({ description: 'tenant:key,... ; key may be sha256:<hex>; tenant * is admin' })),
+  DEFAULT_PROVIDER: Type.String({ default: 'auto', minLength: 1 }),
+  KIMI_API_KEY: OptionalString('Moonshot API key'),
+  KIMI_BASE_URL: Type.String({ default: providerFacts.kimi.baseUrl, pattern: '^https?://' }),
+  KIMI_MAX_FILE_BYTES: Int(providerFacts.kimi.maxFileBytes, 1),
+  KIMI_MAX_FILES: Int(providerFacts.kimi.maxFiles ?? 0, 0, '0 = no cap'),
+  KIMI_MAX_TOTAL_BYTES: Int(providerFacts.kimi.maxTotalBytes ?? 0, 0, '0 = no cap'),
+  GLM_API_KEY: OptionalString('Zhipu API key'),
+  GLM_BASE_URL: Type.String({ default: providerFacts.glm.baseUrl, pattern: '^https?://' }),
+  GLM_MAX_FILE_BYTES: Int(providerFacts.glm.maxFileBytes, 1),
+  GLM_MAX_FILES: Int(0, 0, '0 = no cap'),
+  GLM_MAX_TOTAL_BYTES: Int(0, 0, '0 = no cap'),
+  EXTRA_PROVIDERS: Type.Optional(Type.String({ description: 'JSON array of OpenAI-compatible providers' })),
+  ALLOWED_EXTENSIONS: Type.Optional(Type.String({ description: 'Comma list; narrows every provider' })),
+  UPLOAD_TMP_DIR: Type.Optional(Type.String({ minLength: 1 })),
+  PROVIDER_TIMEOUT_MS: Int(60_000, 1),
+  UPLOAD_TIMEOUT_MS: Int(150_000, 1),
+  REQUEST_TIMEOUT_MS: Int(180_000, 1),
+  SHUTDOWN_TIMEOUT_MS: Int(200_000, 1),
+  SHUTDOWN_DRAIN_MS: Int(0, 0, 'after SIGTERM, keep serving (readiness 503) this long before closing the listener'),
+  RETRY_MAX_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 10 }),
+  RETRY_BASE_DELAY_MS: Int(200, 1),
+  RETRY_MAX_DELAY_MS: Int(10_000, 1),
+  CIRCUIT_FAILURE_THRESHOLD: Int(5, 1),
+  CIRCUIT_RESET_MS: Int(30_000, 1),
+  PROVIDER_MAX_CONCURRENT_UPLOADS: Int(8, 1),
+  RETENTION_DAYS: Int(30, 1),
+  ORPHAN_AGE_DAYS: Int(7, 0),
+  STUCK_UPLOAD_MINUTES: Int(30, 1),
+  CLEANUP_CRON: Type.String({ default: '0 */5 * * * *' }),
+  CLEANUP_ENABLED: Type.Boolean({ default: true }),
+  CLEANUP_BATCH_SIZE: Type.Integer({ default: 100, minimum: 1, maximum: 10_000 }),
+  CLEANUP_CONCURRENCY: Type.Integer({ default: 8, minimum: 1, maximum: 256 }),
+  RECONCILE_DELETE_UNKNOWN: Type.Boolean({ default: false }),
+  RECONCILE_GRACE_MINUTES: Int(60, 0),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  RATE_LIMIT_PER_MINUTE: Int(600, 0, '0 disables'),
+})
+export type Env = Static<typeof EnvSchema>
+
+const ExtraProviderSchema = Type.Array(
+  Type.Object(
+    {
+      name: Type.String({ pattern: '^[a-z][a-z0-9_-]{0,31}$' }),
+      base_url: Type.String({ pattern: '^https?://' }),
+      api_key: Type.Optional(Type.String({ minLength: 1 })),
+      max_file_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
+      max_files: Type.Optional(Type.Integer({ minimum: 0 })),
+      max_total_bytes: Type.Optional(Type.Integer({ minimum: 0 })),
+      default_purpose: Type.Optional(Type.String({ minLength: 1 })),
+      purposes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+      extensions: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    },
+    { additionalProperties: false },
+  ),
+)
+
+export interface ProviderConfig extends ProviderFacts {
+  name: string
+  kind: ProviderKind
+  apiKey: string | undefined
+  /** False when no key is set: the provider is known but answers PROVIDER_NOT_CONFIGURED. */
+  configured: boolean
+}
+
+export interface ApiKeyEntry {
+  tenant: string
+  /** sha256 of the key, hex. Plain keys are hashed at load so none stays in memory as given. */
+  keySha256: string
+}
+
+export type StoreConfig =
+  | { transport: 'pglite'; dataDir: string }
+  | { transport: 'postgres'; databaseUrl: string }
+  | { transport: 'supabase'; url: string; serviceRoleKey: string; databaseUrl?: string }
+
+export interface Config {
+  host: string
+  port: number
+  logLevel: Env['LOG_LEVEL']
+  store: StoreConfig
+  apiKeys: ApiKeyEntry[]
+  /** True when no API_KEYS are set: everything acts as tenant `default` (loopback only). */
+  openMode: boolean
+  defaultProvider: string
+  providers: ProviderConfig[]
+  uploadTmpDir: string
+  timeouts: { providerAttemptMs: number; uploadMs: number; requestMs: number; shutdownMs: number }
+  retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number }
+  circuit: { failureThreshold: number; resetMs: number }
+  providerMaxConcurrentUploads: number
+  lifecycle: {
+    retentionDays: number
+    orphanAgeDays: number
+    stuckUploadMinutes: number
+    cron: string
+    enabled: boolean
+    batchSize: number
+    concurrency: number
+    reconcileDeleteUnknown: boolean
+    reconcileGraceMinutes: number
+  }
+  metricsPort: number | undefined
+  rateLimitPerMinute: number
+  shutdownDrainMs: number
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[]
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export const isLoopbackHost = (host: string): boolean => {
+  if (host === 'localhost') return true
+  if (isIP(host) === 4) return host.startsWith('127.')
+  if (isIP(host) === 6) return host === '::1' || host === '0:0:0:0:0:0:0:1'
+  return false
+}
+
+const sha256Hex = (s: string) => createHash('sha256').update(s).digest('hex')
+
+function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[] {
+  if (raw === undefined || raw.trim() === '') return []
+  const entries: ApiKeyEntry[] = []
+  raw.split(',').forEach((part, index) => {
+    const item = part.trim()
+    if (item === '') return
+    const colon = item.indexOf(':')
+    const tenant = colon > 0 ? item.slice(0, colon) : ''
+    const key = colon > 0 ? item.slice(colon + 1) : ''
+    // The key itself is never echoed: only the entry's position.
+    if (!/^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$/.test(tenant) || key === '') {
+      problems.push(`API_KEYS: entry ${index + 1} must be tenant:key (tenant: letters, digits, _ . -, or *)`)
+      return
+    }
+    if (key.startsWith('sha256:')) {
+      const hex = key.slice(7).toLowerCase()
+      if (!/^[0-9a-f]{64}$/.test(hex)) {
+        problems.push(`API_KEYS: entry ${index + 1} (tenant ${tenant}) has a sha256: value that is not 64 hex digits`)
+        return
+      }
+      entries.push({ tenant, keySha256: hex })
+    } else {
+      if (key.length < 16)
+        problems.push(`API_KEYS: entry ${index + 1} (tenant ${tenant}) key is shorter than 16 characters`)
+      entries.push({ tenant, keySha256: sha256Hex(key) })
+    }
+  })
+  return entries
+}
+
+const csv = (raw: string | undefined) =>
+  (raw ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase().replace(/^\./, ''))
+    .filter(Boolean)
+
+function narrowExtensions(facts: ProviderFacts, allowed: string[]): ProviderFacts {
+  if (allowed.length === 0) return facts
+  const purposes = Object.fromEntries(
+    Object.entries(facts.purposes).map(([purpose, rule]) => [
+      purpose,
+      { ...rule, extensions: (rule.extensions ?? allowed).filter((e) => allowed.includes(e)) },
+    ]),
+  )
+  return { ...facts, purposes }
+}
+
+function buildProviders(env: Env, problems: string[]): ProviderConfig[] {
+  const cap = (n: number) => (n > 0 ? n : null)
+  const providers: ProviderConfig[] = [
+    {
+      ...providerFacts.kimi,
+      name: 'kimi',
+      apiKey: env.KIMI_API_KEY,
+      configured: Boolean(env.KIMI_API_KEY),
+      baseUrl: env.KIMI_BASE_URL.replace(/\/+$/, ''),
+      maxFileBytes: env.KIMI_MAX_FILE_BYTES,
+      maxFiles: cap(env.KIMI_MAX_FILES),
+      maxTotalBytes: cap(env.KIMI_MAX_TOTAL_BYTES),
+    },
+    {
+      ...providerFacts.glm,
+      name: 'glm',
+      apiKey: env.GLM_API_KEY,
+      configured: Boolean(env.GLM_API_KEY),
+      baseUrl: env.GLM_BASE_URL.replace(/\/+$/, ''),
+      maxFileBytes: env.GLM_MAX_FILE_BYTES,
+      maxFiles: cap(env.GLM_MAX_FILES),
+      maxTotalBytes: cap(env.GLM_MAX_TOTAL_BYTES),
+    },
+  ]
+  if (env.EXTRA_PROVIDERS?.trim()) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(env.EXTRA_PROVIDERS)
+    } catch {
+      problems.push('EXTRA_PROVIDERS: not valid JSON')
+      return providers
+    }
+    if (!Value.Check(ExtraProviderSchema, parsed)) {
+      for (const e of Value.Errors(ExtraProviderSchema, parsed)) {
+        problems.push(`EXTRA_PROVIDERS${e.path.replaceAll('/', '.')}: ${e.message}`)
+      }
+      return providers
+    }
+    for (const extra of parsed) {
+      if (['kimi', 'glm', 'auto'].includes(extra.name) || providers.some((p) => p.name === extra.name)) {
+        problems.push(`EXTRA_PROVIDERS: provider name "${extra.name}" is reserved or repeated`)
+        continue
+      }
+      const purposes = extra.purposes
+        ? Object.fromEntries(extra.purposes.map((p) => [p, { extensions: extra.extensions ?? null }]))
+        : openAiCompatibleDefaults.purposes
+      const defaultPurpose = extra.default_purpose ?? extra.purposes?.[0] ?? openAiCompatibleDefaults.defaultPurpose
+      if (!(defaultPurpose in purposes)) {
+        problems.push(`EXTRA_PROVIDERS: provider "${extra.name}" default_purpose is not among its purposes`)
+      }
+      providers.push({
+        ...openAiCompatibleDefaults,
+        name: extra.name,
+        apiKey: extra.api_key,
+        configured: Boolean(extra.api_key),
+        baseUrl: extra.base_url.replace(/\/+$/, ''),
+        maxFileBytes: extra.max_file_bytes ?? openAiCompatibleDefaults.maxFileBytes,
+        maxFiles: cap(extra.max_files ?? 0),
+        maxTotalBytes: cap(extra.max_total_bytes ?? 0),
+        defaultPurpose,
+        purposes,
+      })
+    }
+  }
+  const allowed = csv(env.ALLOWED_EXTENSIONS)
+  return providers.map((p) => ({ ...p, ...narrowExtensions(p, allowed), name: p.name, kind: p.kind }))
+}
+
+/** Reads `source` (process.env in the server, a plain object in tests) into a Config, or throws ConfigError. */
+export function loadConfig(source: Record<string, string | undefined>): Config {
+  // Empty strings mean "unset", as in most deployment tooling.
+  const data = Object.fromEntries(Object.entries(source).filter(([k, v]) => k in EnvSchema.properties && v !== ''))
+  let env: Env
+  try {
+    env = envSchema<Env>({ schema: EnvSchema, data, dotenv: false })
+  } catch (err) {
+    const errors = (
+      err as { errors?: Array<{ instancePath: string; message?: string; params?: Record<string, unknown> }> }
+    ).errors
+    if (!errors) throw err
+    throw new ConfigError(
+      errors.map((e) => {
+        const variable = e.instancePath.replace(/^\//, '') || String(e.params?.missingProperty ?? 'environment')
+        const allowed = e.params?.allowedValues ? ` (${(e.params.allowedValues as string[]).join(', ')})` : ''
+        return `${variable}: ${e.message ?? 'invalid'}${allowed}`
+      }),
+    )
+  }
+
+  const problems: string[] = []
+  const apiKeys = parseApiKeys(env.API_KEYS, problems)
+  const openMode = apiKeys.length === 0
+  if (openMode && !isLoopbackHost(env.HOST)) {
+    problems.push(`API_KEYS: required when HOST (${env.HOST}) is not a loopback address; open mode is loopback-only`)
+  }
+
+  const order: Array<keyof Env> = [
+    'PROVIDER_TIMEOUT_MS',
+    'UPLOAD_TIMEOUT_MS',
+    'REQUEST_TIMEOUT_MS',
+    'SHUTDOWN_TIMEOUT_MS',
+  ]
+  for (let i = 1; i < order.length; i++) {
+    const lower = order[i - 1] as keyof Env
+    const upper = order[i] as keyof Env
+    if (Number(env[lower]) >= Number(env[upper])) {
+      problems.push(`${upper}: must be greater than ${lower} (${env[upper]} <= ${env[lower]}); timeouts nest`)
+    }
+  }
+  if (env.SHUTDOWN_DRAIN_MS >= env.SHUTDOWN_TIMEOUT_MS) {
+    problems.push('SHUTDOWN_DRAIN_MS: must be less than SHUTDOWN_TIMEOUT_MS')
+  }
+  if (env.STUCK_UPLOAD_MINUTES * 60_000 <= env.UPLOAD_TIMEOUT_MS) {
+    problems.push('STUCK_UPLOAD_MINUTES: must be longer than UPLOAD_TIMEOUT_MS, or live uploads would be taken over')
+  }
+  if (env.RETRY_BASE_DELAY_MS > env.RETRY_MAX_DELAY_MS) {
+    problems.push('RETRY_MAX_DELAY_MS: must be at least RETRY_BASE_DELAY_MS')
+  }
+  const cronFields = env.CLEANUP_CRON.trim().split(/\s+/).length
+  if (cronFields !== 5 && cronFields !== 6) problems.push('CLEANUP_CRON: must have 5 or 6 fields')
+
+  if ((env.SUPABASE_URL === undefined) !== (env.SUPABASE_SERVICE_ROLE_KEY === undefined)) {
+    problems.push('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY: set both or neither')
+  }
+
+  const providers = buildProviders(env, problems)
+  if (env.DEFAULT_PROVIDER !== 'auto' && !providers.some((p) => p.name === env.DEFAULT_PROVIDER)) {
+    problems.push(`DEFAULT_PROVIDER: "${env.DEFAULT_PROVIDER}" is not auto nor a known provider`)
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  let store: StoreConfig
+  if (env.SUPABASE_URL && env.SUPABASE_SERVICE_ROLE_KEY) {
+    store = {
+      transport: 'supabase',
+      url: env.SUPABASE_URL,
+      serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
+      ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
+    }
+  } else if (env.DATABASE_URL) {
+    store = { transport: 'postgres', databaseUrl: env.DATABASE_URL }
+  } else {
+    store = { transport: 'pglite', dataDir: resolve(env.DATA_DIR) }
+  }
+
+  return {
+    host: env.HOST,
+    port: env.PORT,
+    logLevel: env.LOG_LEVEL,
+    store,
+    apiKeys,
+    openMode,
+    defaultProvider: env.DEFAULT_PROVIDER,
+    providers,
+    uploadTmpDir: resolve(env.UPLOAD_TMP_DIR ?? join(tmpdir(), 'filegate-uploads')),
+    timeouts: {
+      providerAttemptMs: env.PROVIDER_TIMEOUT_MS,
+      uploadMs: env.UPLOAD_TIMEOUT_MS,
+      requestMs: env.REQUEST_TIMEOUT_MS,
+      shutdownMs: env.SHUTDOWN_TIMEOUT_MS,
+    },
+    retry: {
+      maxAttempts: env.RETRY_MAX_ATTEMPTS,
+      baseDelayMs: env.RETRY_BASE_DELAY_MS,
+      maxDelayMs: env.RETRY_MAX_DELAY_MS,
+    },
+    circuit: { failureThreshold: env.CIRCUIT_FAILURE_THRESHOLD, resetMs: env.CIRCUIT_RESET_MS },
+    providerMaxConcurrentUploads: env.PROVIDER_MAX_CONCURRENT_UPLOADS,
+    lifecycle: {
+      retentionDays: env.RETENTION_DAYS,
+      orphanAgeDays: env.ORPHAN_AGE_DAYS,
+      stuckUploadMinutes: env.STUCK_UPLOAD_MINUTES,
+      cron: env.CLEANUP_CRON,
+      enabled: env.CLEANUP_ENABLED,
+      batchSize: env.CLEANUP_BATCH_SIZE,
+      concurrency: env.CLEANUP_CONCURRENCY,
+      reconcileDeleteUnknown: env.RECONCILE_DELETE_UNKNOWN,
+      reconcileGraceMinutes: env.RECONCILE_GRACE_MINUTES,
+    },
+    metricsPort: env.METRICS_PORT,
+    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+    shutdownDrainMs: env.SHUTDOWN_DRAIN_MS,
+  }
+}

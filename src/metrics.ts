@@ -1,0 +1,106 @@
+/**
+ * Every metric of SPEC §6 on filegate's own prom-client Registry. Plain module: the domain
+ * records events through it, the metrics plugin only exposes it. No per-user label anywhere.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+
+export type UploadOutcome = 'success' | 'failed' | 'deduplicated'
+export type CleanupOutcome = 'success' | 'failure' | 'skipped'
+
+export function createMetrics() {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const r = [registry]
+  return {
+    registry,
+    uploadAttempts: new Counter({
+      name: 'filegate_file_upload_attempts_total',
+      help: 'Uploads accepted for processing, per target provider',
+      labelNames: ['provider'] as const,
+      registers: r,
+    }),
+    uploadBytes: new Counter({
+      name: 'filegate_file_upload_bytes_total',
+      help: 'Bytes of uploads by outcome',
+      labelNames: ['provider', 'status'] as const,
+      registers: r,
+    }),
+    uploadDuration: new Histogram({
+      name: 'filegate_file_upload_duration_seconds',
+      help: 'Time to put a new file at the provider (all attempts)',
+      labelNames: ['provider'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers: r,
+    }),
+    activeUploads: new Gauge({
+      name: 'filegate_file_active_uploads',
+      help: 'Uploads being received or forwarded right now',
+      registers: r,
+    }),
+    dedupHits: new Counter({
+      name: 'filegate_file_deduplication_hits_total',
+      help: 'Uploads answered from an existing live file',
+      labelNames: ['provider'] as const,
+      registers: r,
+    }),
+    circuitTrips: new Counter({
+      name: 'filegate_file_circuit_breaker_trips_total',
+      help: 'Transitions of a provider circuit breaker to open',
+      labelNames: ['provider'] as const,
+      registers: r,
+    }),
+    deletions: new Counter({
+      name: 'filegate_file_deletions_total',
+      help: 'Files deleted at the provider, by reason',
+      labelNames: ['provider', 'reason'] as const,
+      registers: r,
+    }),
+    validationFailures: new Counter({
+      name: 'filegate_file_validation_failures_total',
+      help: 'Uploads refused before reaching a provider, by reason (error code)',
+      labelNames: ['reason'] as const,
+      registers: r,
+    }),
+    circuitState: new Gauge({
+      name: 'filegate_provider_circuit_state',
+      help: 'Circuit breaker state per provider: 0 closed, 1 half-open, 2 open',
+      labelNames: ['provider'] as const,
+      registers: r,
+    }),
+    providerFiles: new Gauge({
+      name: 'filegate_provider_files',
+      help: 'Files occupying the provider account (live, in flight, or awaiting provider delete)',
+      labelNames: ['provider'] as const,
+      registers: r,
+    }),
+    providerBytes: new Gauge({
+      name: 'filegate_provider_bytes',
+      help: 'Bytes occupying the provider account',
+      labelNames: ['provider'] as const,
+      registers: r,
+    }),
+    cleanupRuns: new Counter({
+      name: 'filegate_cleanup_runs_total',
+      help: 'Cleanup job runs by outcome',
+      labelNames: ['job', 'outcome'] as const,
+      registers: r,
+    }),
+    cleanupLastSuccess: new Gauge({
+      name: 'filegate_cleanup_last_success_timestamp_seconds',
+      help: 'Unix time of the last successful run of each cleanup job',
+      labelNames: ['job'] as const,
+      registers: r,
+    }),
+    httpDuration: new Histogram({
+      name: 'filegate_http_request_duration_seconds',
+      help: 'HTTP request duration by route template',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: r,
+    }),
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>
+
+export const circuitStateValue = { closed: 0, half_open: 1, open: 2 } as const

@@ -1,0 +1,71 @@
+/**
+ * The one error handler: every error leaves as RFC 9457 problem+json with a catalogue code.
+ * Fastify's own errors (schema validation, content type, multipart limits, body size) are
+ * translated here; anything unknown is a 500 whose detail says nothing about internals.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { AppError, type ErrorCode, isAppError, toProblem } from '../errors.js'
+
+const fastifyCodes: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'VALIDATION_FAILED',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'VALIDATION_FAILED',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'VALIDATION_FAILED',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'VALIDATION_FAILED',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'VALIDATION_FAILED',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'VALIDATION_FAILED',
+  FST_PROTO_VIOLATION: 'VALIDATION_FAILED',
+  FST_PARTS_LIMIT: 'VALIDATION_FAILED',
+  FST_FIELDS_LIMIT: 'VALIDATION_FAILED',
+  FST_FILES_LIMIT: 'TOO_MANY_FILES',
+  FST_REQ_FILE_TOO_LARGE: 'FILE_TOO_LARGE',
+}
+
+/** Maps any thrown value to an AppError (the catalogue's view of it). */
+export function asAppError(err: unknown): AppError {
+  if (isAppError(err)) return err
+  const e = err as Partial<FastifyError> & { validation?: unknown[]; validationContext?: string }
+  if (e?.validation) {
+    return new AppError('VALIDATION_FAILED', {
+      detail: e.message ?? 'Request validation failed',
+      extensions: {
+        errors: (e.validation as Array<{ instancePath?: string; message?: string; params?: unknown }>).map((v) => ({
+          in: e.validationContext,
+          path: v.instancePath ?? '',
+          message: v.message ?? 'invalid',
+        })),
+      },
+    })
+  }
+  const mapped = e?.code ? fastifyCodes[e.code] : undefined
+  if (mapped) return new AppError(mapped, { detail: e.message ?? undefined })
+  if (e?.statusCode === 429) return new AppError('RATE_LIMITED')
+  if (e?.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+    return new AppError('VALIDATION_FAILED', { detail: e.message ?? 'Bad request' })
+  }
+  return new AppError('INTERNAL', { detail: 'An unexpected error occurred; see the server log with this request id' })
+}
+
+export function sendProblem(reply: FastifyReply, request: FastifyRequest, err: AppError) {
+  const problem = toProblem(err, String(request.id))
+  return reply.code(problem.status).headers(problem.headers).send(problem.body)
+}
+
+export default fp(
+  async function errorsPlugin(app: FastifyInstance) {
+    app.setErrorHandler((err, request, reply) => {
+      const appErr = asAppError(err)
+      if (appErr.status >= 500) {
+        request.log.error({ err, code: appErr.code }, 'request failed')
+      } else {
+        request.log.info({ code: appErr.code, detail: appErr.detail }, 'request refused')
+      }
+      if (appErr.code === 'UNAUTHORIZED') reply.header('www-authenticate', 'Bearer realm="filegate"')
+      return sendProblem(reply, request, appErr)
+    })
+    app.setNotFoundHandler((request, reply) =>
+      sendProblem(reply, request, new AppError('NOT_FOUND', { detail: `No route ${request.method} ${request.url}` })),
+    )
+  },
+  { name: 'filegate-errors' },
+)

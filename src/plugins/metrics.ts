@@ -1,0 +1,54 @@
+/**
+ * Exposes the metrics registry: `/metrics` on the app (route in routes/metrics), the HTTP
+ * duration histogram labelled by route template, and optionally a second listener on
+ * METRICS_PORT so scrapes never queue behind uploads.
+ */
+import { createServer, type Server } from 'node:http'
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Metrics } from '../metrics.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: Metrics
+  }
+}
+
+export default fp(
+  async function metricsPlugin(
+    app: FastifyInstance,
+    opts: { metrics: Metrics; port: number | undefined; host: string },
+  ) {
+    const { metrics } = opts
+    app.decorate('metrics', metrics)
+
+    app.addHook('onResponse', async (request, reply) => {
+      // Unmatched paths share one label so scanners cannot blow up cardinality.
+      const route = request.routeOptions.url ?? 'unmatched'
+      metrics.httpDuration.observe(
+        { method: request.method, route, status_code: String(reply.statusCode) },
+        reply.elapsedTime / 1000,
+      )
+    })
+
+    if (opts.port !== undefined) {
+      const server: Server = createServer(async (req, res) => {
+        if (req.method === 'GET' && req.url?.split('?')[0] === '/metrics') {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType })
+          res.end(await metrics.registry.metrics())
+        } else {
+          res.writeHead(404).end()
+        }
+      })
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(opts.port, opts.host, () => resolve())
+      })
+      app.log.info({ port: (server.address() as { port: number }).port }, 'metrics listener started')
+      app.addHook('onClose', async () => {
+        await new Promise<void>((resolve) => server.close(() => resolve()))
+      })
+    }
+  },
+  { name: 'filegate-metrics' },
+)

@@ -1,0 +1,35 @@
+/** Wires the provider registry (one resilient files client per provider) and its metrics. */
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Config } from '../config.js'
+import { circuitStateValue } from '../metrics.js'
+import { createProviderRegistry, type ProviderRegistry } from '../providers/registry.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    providers: ProviderRegistry
+  }
+}
+
+export default fp(
+  async function providersPlugin(app: FastifyInstance, opts: { config: Config; registry?: ProviderRegistry }) {
+    const { metrics } = app
+    const registry =
+      opts.registry ??
+      createProviderRegistry(opts.config, {
+        onCircuitOpen: (provider) => {
+          metrics.circuitTrips.inc({ provider })
+          app.log.warn({ provider }, 'provider circuit opened')
+        },
+        onCircuitStateChange: (provider, state) => {
+          metrics.circuitState.set({ provider }, circuitStateValue[state])
+        },
+      })
+    for (const p of registry.list()) metrics.circuitState.set({ provider: p.name }, circuitStateValue[p.circuitState()])
+    app.decorate('providers', registry)
+    app.addHook('onClose', async () => {
+      if (!opts.registry) await registry.close()
+    })
+  },
+  { name: 'filegate-providers', dependencies: ['filegate-metrics'] },
+)

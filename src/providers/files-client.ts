@@ -1,0 +1,252 @@
+/**
+ * One OpenAI-style files client (platform.openai.com/docs/api-reference/files) over undici, which
+ * Kimi, GLM and OpenAI-compatible providers all follow with small differences (the dialect).
+ * One keep-alive Agent per provider. Bodies are streamed both ways; only JSON answers and error
+ * bodies (capped) are read into memory. It does no retrying: that is resilience.ts's job.
+ */
+import type { Readable } from 'node:stream'
+import { Agent, type Dispatcher, request } from 'undici'
+import {
+  badResponse,
+  type ErrorDialect,
+  mapUpstreamError,
+  networkError,
+  parseErrorBody,
+  parseRetryAfter,
+  sanitizeMessage,
+  timeoutError,
+} from './errors.js'
+import { buildMultipartBody } from './multipart-body.js'
+import type { ProviderContent, ProviderFile, ProviderOp, UploadInput } from './types.js'
+
+export interface ProviderDialect {
+  /** False when the provider returns every file in one page (Kimi). */
+  readonly paginated: boolean
+  /** False when there is no `GET /files/{id}` (GLM): retrieve is done by listing. */
+  readonly hasRetrieve: boolean
+  /** Query for one list page. */
+  listQuery(opts: ListOptions): Record<string, string>
+  readonly classifyError: ErrorDialect
+}
+
+export interface ListOptions {
+  purpose?: string
+  after?: string
+  limit?: number
+}
+
+export interface ListPage {
+  data: ProviderFile[]
+  hasMore: boolean
+  /** The cursor for the next page (`last_id`, else the last item's id). */
+  nextAfter: string | undefined
+}
+
+export interface FilesClientOptions {
+  provider: string
+  baseUrl: string
+  apiKey: string | undefined
+  dialect: ProviderDialect
+  /** The provider's per-file cap, reported as `limit_bytes` on FILE_TOO_LARGE. */
+  limitBytes: number
+  /** undici idle timeouts: bound a stall even after an attempt returned a streamed body. */
+  idleTimeoutMs: number
+  connections?: number
+}
+
+/** Wraps one page fetch, e.g. with retries and the circuit breaker. */
+export type PageRunner = <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => Promise<T>
+
+const ERROR_BODY_CAP = 64 * 1024
+
+export class FilesClient {
+  readonly provider: string
+  readonly #options: FilesClientOptions
+  readonly #agent: Agent
+
+  constructor(options: FilesClientOptions) {
+    this.provider = options.provider
+    this.#options = options
+    this.#agent = new Agent({
+      keepAliveTimeout: 10_000,
+      connections: options.connections ?? 32,
+      headersTimeout: options.idleTimeoutMs,
+      bodyTimeout: options.idleTimeoutMs,
+    })
+  }
+
+  async upload(input: UploadInput, signal?: AbortSignal): Promise<ProviderFile> {
+    const multipart = buildMultipartBody(input)
+    const headers: Record<string, string> = { 'content-type': multipart.contentType }
+    if (multipart.contentLength !== undefined) headers['content-length'] = String(multipart.contentLength)
+    try {
+      const res = await this.#call('upload', 'POST', '/files', { headers, body: multipart.body, signal })
+      return this.#file(await this.#json(res))
+    } finally {
+      // On failure undici may not have pulled the body at all; close it so the file handle goes.
+      if (!multipart.body.destroyed) multipart.body.destroy()
+    }
+  }
+
+  async retrieve(id: string, signal?: AbortSignal): Promise<ProviderFile> {
+    const res = await this.#call('retrieve', 'GET', `/files/${encodeURIComponent(id)}`, { signal })
+    return this.#file(await this.#json(res))
+  }
+
+  async delete(id: string, signal?: AbortSignal): Promise<void> {
+    const res = await this.#call('delete', 'DELETE', `/files/${encodeURIComponent(id)}`, { signal })
+    await res.body.dump({ limit: ERROR_BODY_CAP })
+  }
+
+  async list(opts: ListOptions = {}, signal?: AbortSignal): Promise<ListPage> {
+    const res = await this.#call('list', 'GET', '/files', { query: this.#options.dialect.listQuery(opts), signal })
+    const body = (await this.#json(res)) as { data?: unknown; has_more?: unknown; last_id?: unknown }
+    if (!Array.isArray(body.data)) throw badResponse(this.provider, 'list without data')
+    const data = body.data.map((item) => this.#file(item))
+    const lastId = typeof body.last_id === 'string' ? body.last_id : data.at(-1)?.id
+    return { data, hasMore: body.has_more === true, nextAfter: lastId }
+  }
+
+  /** Every file, page by page (`after` = the previous page's last id, while `has_more`). */
+  async *listAll(opts: { purpose?: string; pageSize?: number } = {}, run?: PageRunner): AsyncGenerator<ProviderFile> {
+    const fetchPage = (after: string | undefined) => {
+      const query: ListOptions = { ...opts, ...(after !== undefined ? { after } : {}) }
+      if (opts.pageSize !== undefined) query.limit = opts.pageSize
+      return run ? run((signal) => this.list(query, signal)) : this.list(query)
+    }
+    let after: string | undefined
+    for (;;) {
+      const page = await fetchPage(after)
+      yield* page.data
+      if (!this.#options.dialect.paginated || !page.hasMore || page.data.length === 0) return
+      // A cursor that does not move would loop for ever.
+      if (page.nextAfter === undefined || page.nextAfter === after) return
+      after = page.nextAfter
+    }
+  }
+
+  /** The body is handed over unread; the caller must consume or destroy it. */
+  async content(id: string, signal?: AbortSignal): Promise<ProviderContent> {
+    const res = await this.#call('content', 'GET', `/files/${encodeURIComponent(id)}/content`, { signal })
+    const type = res.headers['content-type']
+    const length = Number(res.headers['content-length'])
+    return {
+      body: res.body as Readable,
+      contentType: (Array.isArray(type) ? type[0] : type) ?? 'application/octet-stream',
+      ...(Number.isFinite(length) && res.headers['content-length'] !== undefined ? { contentLength: length } : {}),
+    }
+  }
+
+  /**
+   * Lets requests in flight finish, then destroys what is left after `graceMs` (an unread
+   * content body, a hung upstream) so shutdown cannot hang on a provider.
+   */
+  async close(graceMs = 5_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    const grace = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), graceMs)
+    })
+    const outcome = await Promise.race([this.#agent.close().then(() => 'closed' as const), grace])
+    clearTimeout(timer)
+    if (outcome === 'late') await this.#agent.destroy()
+  }
+
+  async #call(
+    op: ProviderOp,
+    method: Dispatcher.HttpMethod,
+    path: string,
+    opts: {
+      headers?: Record<string, string>
+      body?: Readable
+      query?: Record<string, string>
+      signal: AbortSignal | undefined
+    },
+  ): Promise<Dispatcher.ResponseData> {
+    const url = new URL(`${this.#options.baseUrl}${path}`)
+    for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v)
+    const headers: Record<string, string> = { accept: 'application/json', ...opts.headers }
+    if (this.#options.apiKey) headers.authorization = `Bearer ${this.#options.apiKey}`
+    let res: Dispatcher.ResponseData
+    try {
+      res = await request(url, {
+        dispatcher: this.#agent,
+        method,
+        headers,
+        ...(opts.body ? { body: opts.body } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      })
+    } catch (err) {
+      throw this.#transportError(err, opts.signal)
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return res
+    const text = await readCapped(res.body, ERROR_BODY_CAP).catch(() => '')
+    const parsed = parseErrorBody(text)
+    throw mapUpstreamError(
+      {
+        provider: this.provider,
+        op,
+        status: res.statusCode,
+        type: parsed.type,
+        code: parsed.code,
+        message: sanitizeMessage(parsed.message ?? '', [this.#options.apiKey]),
+        retryAfterMs: parseRetryAfter(res.headers['retry-after']),
+        limitBytes: this.#options.limitBytes,
+      },
+      this.#options.dialect.classifyError,
+    )
+  }
+
+  #transportError(err: unknown, signal: AbortSignal | undefined): unknown {
+    // Aborts are the caller's (or the attempt timer's) decision; resilience.ts tells them apart.
+    if (signal?.aborted) return err
+    const code = (err as { code?: string }).code
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+      return timeoutError(this.provider, this.#options.idleTimeoutMs)
+    }
+    return networkError(this.provider, err)
+  }
+
+  async #json(res: Dispatcher.ResponseData): Promise<unknown> {
+    try {
+      return await res.body.json()
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      if (code === 'UND_ERR_BODY_TIMEOUT') throw timeoutError(this.provider, this.#options.idleTimeoutMs)
+      if (err instanceof SyntaxError) throw badResponse(this.provider, 'body is not JSON')
+      if ((err as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') throw err
+      throw networkError(this.provider, err)
+    }
+  }
+
+  #file(raw: unknown): ProviderFile {
+    if (typeof raw !== 'object' || raw === null) throw badResponse(this.provider, 'file is not an object')
+    const f = raw as Record<string, unknown>
+    if (typeof f.id !== 'string' || f.id === '') throw badResponse(this.provider, 'file without id')
+    const created = Number(f.created_at ?? 0)
+    const file: ProviderFile = {
+      id: f.id,
+      bytes: Number(f.bytes ?? 0),
+      // Unix seconds per the docs; a millisecond value is scaled down rather than trusted.
+      createdAt: created > 1e12 ? Math.floor(created / 1000) : created,
+      filename: typeof f.filename === 'string' ? f.filename : '',
+      purpose: typeof f.purpose === 'string' ? f.purpose : '',
+    }
+    if (typeof f.status === 'string') file.status = f.status
+    return file
+  }
+}
+
+async function readCapped(body: Readable, cap: number): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    const buf = chunk as Buffer
+    chunks.push(buf)
+    size += buf.length
+    if (size >= cap) {
+      body.destroy()
+      break
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, cap).toString('utf8')
+}

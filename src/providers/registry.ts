@@ -1,0 +1,58 @@
+/**
+ * The provider registry: one adapter per configured provider, built once from Config. Known but
+ * unconfigured providers (no API key) are not built; `require` answers them with
+ * PROVIDER_NOT_CONFIGURED, and unknown names with UNKNOWN_PROVIDER.
+ */
+import type { Config, ProviderConfig } from '../config.js'
+import { AppError } from '../errors.js'
+import { type ClosableProviderAdapter, createProviderAdapter } from './adapter.js'
+import type { ProviderDialect } from './files-client.js'
+import { glmDialect } from './glm.js'
+import { kimiDialect } from './kimi.js'
+import { openAiCompatibleDialect } from './openai-compatible.js'
+import type { ProviderAdapter, ProviderEvents } from './types.js'
+
+export interface ProviderRegistry {
+  /** The adapter of a configured provider; undefined when unknown or not configured. */
+  get(name: string): ProviderAdapter | undefined
+  /** Throws UNKNOWN_PROVIDER (400) or PROVIDER_NOT_CONFIGURED (503). */
+  require(name: string): ProviderAdapter
+  /** Configured providers, in configuration order (kimi, glm, extras). */
+  list(): ProviderAdapter[]
+  close(): Promise<void>
+}
+
+const dialects: Record<ProviderConfig['kind'], ProviderDialect> = {
+  kimi: kimiDialect,
+  glm: glmDialect,
+  openai: openAiCompatibleDialect,
+}
+
+export function createProviderRegistry(config: Config, events?: ProviderEvents): ProviderRegistry {
+  const adapters = new Map<string, ClosableProviderAdapter>()
+  for (const provider of config.providers) {
+    if (provider.configured)
+      adapters.set(provider.name, createProviderAdapter(provider, config, dialects[provider.kind], events))
+  }
+  return {
+    get: (name) => adapters.get(name),
+    require(name) {
+      const adapter = adapters.get(name)
+      if (adapter) return adapter
+      if (config.providers.some((p) => p.name === name)) {
+        throw new AppError('PROVIDER_NOT_CONFIGURED', {
+          detail: `Provider "${name}" has no API key configured`,
+          extensions: { provider: name },
+        })
+      }
+      throw new AppError('UNKNOWN_PROVIDER', {
+        detail: `Unknown provider "${name}"`,
+        extensions: { provider: name, allowed: config.providers.map((p) => p.name) },
+      })
+    },
+    list: () => [...adapters.values()],
+    async close() {
+      await Promise.all([...adapters.values()].map((a) => a.close()))
+    },
+  }
+}

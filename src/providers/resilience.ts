@@ -1,0 +1,248 @@
+/**
+ * Per-provider resilience with cockatiel (SPEC §3): an upload bulkhead, then retries with
+ * exponential backoff and jitter that honour Retry-After, around a consecutive-failure circuit
+ * breaker, around a timeout per attempt that aborts the undici request. One overall budget
+ * bounds everything, queueing and backoff included.
+ *
+ *   bulkhead (uploads only) → retry → circuit breaker → attempt timeout → the HTTP call
+ *
+ * The breaker sits inside the retry so that every failed attempt counts, and an opening breaker
+ * stops the retries at once (PROVIDER_UNAVAILABLE) instead of hammering a failing provider.
+ */
+import {
+  BrokenCircuitError,
+  BulkheadRejectedError,
+  bulkhead,
+  type CircuitBreakerPolicy,
+  CircuitState as CockatielState,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  handleWhen,
+  type IBackoff,
+  type IRetryBackoffContext,
+  IsolatedCircuitError,
+  retry,
+  TaskCancelledError,
+  type TimeoutPolicy,
+  TimeoutStrategy,
+  timeout,
+} from 'cockatiel'
+import { circuitOpenError, isProviderError, ProviderError, timeoutError } from './errors.js'
+import type { CircuitState, ProviderEvents, ProviderOp } from './types.js'
+
+export interface ResilienceSettings {
+  provider: string
+  retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number }
+  circuit: { failureThreshold: number; resetMs: number }
+  /** One attempt (PROVIDER_TIMEOUT_MS). */
+  attemptTimeoutMs: number
+  /** All attempts of one call, queueing and backoff included (UPLOAD_TIMEOUT_MS). */
+  budgetMs: number
+  maxConcurrentUploads: number
+  /** Uploads that may wait for a bulkhead slot; more are refused at once. */
+  uploadQueue?: number
+  events?: ProviderEvents | undefined
+}
+
+export interface RunOptions {
+  op: ProviderOp
+  /** The input cannot be replayed (a one-shot stream): exactly one attempt. */
+  oneShot?: boolean
+  /** Take an upload slot from the bulkhead. */
+  bulkhead?: boolean
+  signal?: AbortSignal | undefined
+}
+
+const stateNames: Record<CockatielState, CircuitState> = {
+  [CockatielState.Closed]: 'closed',
+  [CockatielState.Open]: 'open',
+  [CockatielState.HalfOpen]: 'half_open',
+  [CockatielState.Isolated]: 'open',
+}
+
+export class ProviderResilience {
+  readonly #s: ResilienceSettings
+  readonly #breaker: CircuitBreakerPolicy
+  readonly #timeout: TimeoutPolicy
+  readonly #uploads: ReturnType<typeof bulkhead>
+  readonly #listeners: Array<{ dispose(): void }> = []
+  #openedAt = 0
+
+  constructor(settings: ResilienceSettings) {
+    this.#s = settings
+    const { provider, events } = settings
+    // Only failures that say the provider is unhealthy count: 5xx, timeouts, network errors and
+    // transient 429s. A refused file, a quota or a bad key must not cut everyone else off.
+    this.#breaker = circuitBreaker(
+      handleWhen((err) => isProviderError(err) && err.providerFault),
+      { halfOpenAfter: settings.circuit.resetMs, breaker: new ConsecutiveBreaker(settings.circuit.failureThreshold) },
+    )
+    // Aggressive: the attempt ends at the deadline even if the body stream ignores the abort.
+    // abortOnReturn false: a streamed content body must outlive the attempt that opened it.
+    this.#timeout = timeout(settings.attemptTimeoutMs, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false })
+    this.#uploads = bulkhead(settings.maxConcurrentUploads, settings.uploadQueue ?? 1000)
+    this.#listeners.push(
+      this.#breaker.onStateChange((state) => {
+        if (state === CockatielState.Open) {
+          this.#openedAt = Date.now()
+          events?.onCircuitOpen?.(provider)
+        }
+        events?.onCircuitStateChange?.(provider, stateNames[state])
+      }),
+    )
+  }
+
+  /**
+   * Cockatiel moves Open → HalfOpen only on the next call; once `resetMs` has passed we already
+   * report `half_open`, because that is what a caller choosing a provider needs to know: a trial
+   * call would be let through.
+   */
+  state(): CircuitState {
+    const state = this.#breaker.state
+    if (state === CockatielState.Open && this.retryAfterMs() === 0) return 'half_open'
+    return stateNames[state]
+  }
+
+  retryAfterMs(): number {
+    const state = this.#breaker.state
+    if (state === CockatielState.Isolated) return this.#s.circuit.resetMs
+    if (state !== CockatielState.Open) return 0
+    return Math.max(0, this.#openedAt + this.#s.circuit.resetMs - Date.now())
+  }
+
+  async run<T>(opts: RunOptions, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const { provider, budgetMs } = this.#s
+    const deadline = Date.now() + budgetMs
+    const outer = new AbortController()
+    // The reason is the error callers get: a spent budget is a timeout, not a retryable one.
+    const budgetTimer = setTimeout(() => outer.abort(timeoutError(provider, budgetMs, 'budget')), budgetMs)
+    const onCallerAbort = () => outer.abort(opts.signal?.reason ?? new DOMException('aborted', 'AbortError'))
+    if (opts.signal?.aborted) onCallerAbort()
+    opts.signal?.addEventListener('abort', onCallerAbort, { once: true })
+
+    const retryPolicy = retry(
+      handleWhen((err) => this.#shouldRetry(err, deadline, outer.signal)),
+      {
+        maxAttempts: opts.oneShot ? 0 : this.#s.retry.maxAttempts - 1,
+        backoff: this.#backoff(deadline),
+      },
+    )
+
+    const attempt = async ({ signal }: { signal: AbortSignal }): Promise<T> => {
+      // Cockatiel may wake from a backoff after the budget is spent; do not start a new request.
+      if (signal.aborted) throw signal.reason
+      this.#s.events?.onAttempt?.(provider, opts.op)
+      try {
+        return await this.#breaker.execute(
+          () =>
+            this.#timeout
+              .execute((_ctx, attemptSignal) => fn(attemptSignal), signal)
+              .catch((err: unknown) => {
+                throw this.#classifyAbort(err, outer.signal)
+              }),
+          signal,
+        )
+      } catch (err) {
+        if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {
+          throw circuitOpenError(provider, this.retryAfterMs())
+        }
+        throw err
+      }
+    }
+
+    const work = async () => {
+      if (!opts.bulkhead) return retryPolicy.execute(attempt, outer.signal)
+      try {
+        return await this.#uploads.execute(() => retryPolicy.execute(attempt, outer.signal), outer.signal)
+      } catch (err) {
+        if (err instanceof BulkheadRejectedError) {
+          throw new ProviderError('PROVIDER_UNAVAILABLE', {
+            provider,
+            retryable: false,
+            providerFault: false,
+            retryAfterSeconds: 5,
+            detail: `too many uploads to ${provider} are waiting`,
+          })
+        }
+        throw err
+      }
+    }
+
+    try {
+      // Cockatiel's bulkhead queue and backoff sleeps do not watch the signal; the race does.
+      return await raceAbort(work(), outer.signal)
+    } catch (err) {
+      throw outer.signal.aborted && !isProviderError(err) ? outer.signal.reason : err
+    } finally {
+      clearTimeout(budgetTimer)
+      opts.signal?.removeEventListener('abort', onCallerAbort)
+    }
+  }
+
+  dispose(): void {
+    for (const l of this.#listeners.splice(0)) l.dispose()
+  }
+
+  /** An abort inside an attempt is the caller leaving, the budget running out, or the attempt timing out. */
+  #classifyAbort(err: unknown, outer: AbortSignal): unknown {
+    if (isProviderError(err)) return err
+    if (outer.aborted) return outer.reason
+    const name = (err as { name?: string } | null)?.name
+    const code = (err as { code?: string } | null)?.code
+    if (
+      err instanceof TaskCancelledError ||
+      name === 'AbortError' ||
+      name === 'TimeoutError' ||
+      code === 'UND_ERR_ABORTED'
+    ) {
+      return timeoutError(this.#s.provider, this.#s.attemptTimeoutMs)
+    }
+    return err
+  }
+
+  #shouldRetry(err: Error, deadline: number, outer: AbortSignal): boolean {
+    if (outer.aborted || !isProviderError(err) || !err.retryable) return false
+    // Retry-After beyond what is left of the budget: give up now and pass the 429 on, rather
+    // than sleep only to time out.
+    const wait = err.upstreamRetryAfterMs ?? this.#s.retry.baseDelayMs
+    return Date.now() + wait < deadline
+  }
+
+  /**
+   * Exponential backoff with "equal jitter" between baseDelayMs and maxDelayMs, raised to the
+   * provider's Retry-After and capped by the budget left.
+   */
+  #backoff(deadline: number) {
+    const { baseDelayMs, maxDelayMs } = this.#s.retry
+    const make = (context: IRetryBackoffContext<unknown>): IBackoff<IRetryBackoffContext<unknown>> => {
+      const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** (context.attempt - 1))
+      let duration = ceiling / 2 + Math.random() * (ceiling / 2)
+      duration = Math.max(baseDelayMs, duration)
+      const reason = 'error' in context.result ? context.result.error : undefined
+      if (isProviderError(reason) && reason.upstreamRetryAfterMs !== undefined) {
+        duration = Math.max(duration, reason.upstreamRetryAfterMs)
+      }
+      duration = Math.max(0, Math.min(duration, deadline - Date.now()))
+      return { duration, next: make }
+    }
+    return { next: make }
+  }
+}
+
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      },
+    )
+  })
+}

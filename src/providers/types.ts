@@ -1,0 +1,62 @@
+/**
+ * The port the domain sees: one ProviderAdapter per configured provider, whatever its dialect.
+ * Adapters already apply timeouts, retries, the circuit breaker and the upload bulkhead.
+ */
+import type { Readable } from 'node:stream'
+import type { ProviderConfig } from '../config.js'
+
+export type CircuitState = 'closed' | 'open' | 'half_open'
+
+export interface ProviderFile {
+  id: string
+  bytes: number
+  /** Unix seconds, as the providers send it. */
+  createdAt: number
+  filename: string
+  purpose: string
+  status?: string
+}
+
+/**
+ * A `file` source can be re-read, so its upload may be retried; a `stream` source is one-shot
+ * (e.g. a request body streamed straight through) and gets exactly one attempt.
+ */
+export type UploadSource =
+  | { kind: 'file'; path: string; bytes: number }
+  | { kind: 'stream'; stream: Readable; bytes?: number }
+
+export interface UploadInput {
+  source: UploadSource
+  filename: string
+  mimeType: string
+  purpose: string
+}
+
+export interface ProviderContent {
+  body: Readable
+  contentType: string
+  contentLength?: number
+}
+
+export interface ProviderAdapter {
+  readonly name: string
+  readonly config: ProviderConfig
+  upload(input: UploadInput, signal?: AbortSignal): Promise<ProviderFile>
+  /** null on 404 */
+  retrieve(id: string): Promise<ProviderFile | null>
+  /** 404 => alreadyGone: true */
+  delete(id: string): Promise<{ alreadyGone: boolean }>
+  listAll(opts?: { purpose?: string }): AsyncIterable<ProviderFile>
+  content(id: string): Promise<ProviderContent>
+  circuitState(): CircuitState
+  /** ms until the breaker half-opens, 0 when closed */
+  retryAfterMs(): number
+}
+
+export interface ProviderEvents {
+  onCircuitOpen?(provider: string): void
+  onCircuitStateChange?(provider: string, state: CircuitState): void
+  onAttempt?(provider: string, op: string): void
+}
+
+export type ProviderOp = 'upload' | 'retrieve' | 'delete' | 'list' | 'content'

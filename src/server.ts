@@ -1,0 +1,40 @@
+/**
+ * Process entry: config → buildApp → listen; graceful shutdown on SIGTERM/SIGINT.
+ * On the first signal readiness fails at once, new work is refused, and after
+ * SHUTDOWN_DRAIN_MS the listener closes and in-flight requests finish within
+ * SHUTDOWN_TIMEOUT_MS; a second signal exits at once (close-with-grace).
+ */
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig } from './config.js'
+
+async function main() {
+  let config: ReturnType<typeof loadConfig>
+  try {
+    config = loadConfig(process.env)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`filegate: ${err.message}\n`)
+      process.exit(1)
+    }
+    throw err
+  }
+
+  const app = await buildApp(config)
+  closeWithGrace({ delay: config.timeouts.shutdownMs, logger: app.log }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, 'fatal error, closing')
+    else app.log.info({ signal }, 'shutting down: readiness failed, finishing in-flight requests')
+    app.lifecycle.shuttingDown = true
+    if (config.shutdownDrainMs > 0 && signal) await new Promise((r) => setTimeout(r, config.shutdownDrainMs))
+    await app.close()
+    app.log.info('shutdown complete')
+  })
+  await app.listen({ host: config.host, port: config.port })
+  if (config.openMode)
+    app.log.warn('API_KEYS is empty: open mode, every request acts as tenant "default" (loopback only)')
+}
+
+main().catch((err) => {
+  process.stderr.write(`filegate: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
+  process.exit(1)
+})

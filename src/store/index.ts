@@ -1,0 +1,37 @@
+/** Picks the transport from the configuration and applies migrations where it can. */
+import type { StoreConfig } from '../config.js'
+import { applyMigrations, loadMigrations, type MigrationResult } from './migrations.js'
+import { createPgliteStore } from './pglite.js'
+import type { StorePort } from './port.js'
+import { createPostgresStore } from './postgres.js'
+import { createSupabaseStore } from './supabase.js'
+
+export type { StorePort } from './port.js'
+
+export async function createStore(config: StoreConfig): Promise<StorePort> {
+  switch (config.transport) {
+    case 'pglite':
+      return createPgliteStore(config.dataDir)
+    case 'postgres':
+      return createPostgresStore(config.databaseUrl)
+    case 'supabase': {
+      const store = createSupabaseStore(config.url, config.serviceRoleKey)
+      if (!config.databaseUrl) return store
+      // With a direct URL too, filegate can run its own migrations; calls still go through PostgREST.
+      const direct = createPostgresStore(config.databaseUrl, { max: 1 })
+      return {
+        ...store,
+        migrator: direct.migrator,
+        close: async () => {
+          await Promise.all([store.close(), direct.close()])
+        },
+      }
+    }
+  }
+}
+
+/** Applies pending migrations, or returns null when this transport cannot (supabase without DATABASE_URL). */
+export async function migrateStore(store: StorePort): Promise<MigrationResult | null> {
+  if (!store.migrator) return null
+  return applyMigrations(store.migrator, await loadMigrations())
+}

@@ -1,0 +1,76 @@
+/**
+ * The one call port to the database (SPEC §2). The service calls SQL functions by name with
+ * named arguments; every filegate function returns jsonb, so each transport yields the same
+ * JSON shapes. Connection-level failures surface as DATABASE_UNAVAILABLE (503), never a 500.
+ */
+import { AppError } from '../errors.js'
+
+export type Transport = 'pglite' | 'postgres' | 'supabase'
+export type CallArgs = Record<string, unknown>
+
+export interface StorePort {
+  readonly transport: Transport
+  /** `select fn(arg => $1, ...)`; resolves to the function's jsonb result (null for SQL NULL). */
+  call<T = unknown>(fn: string, args?: CallArgs): Promise<T>
+  /** Raw SQL for the migration runner; absent on transports that cannot run DDL (supabase). */
+  readonly migrator?: MigrationTarget
+  close(): Promise<void>
+}
+
+/** What the migration runner needs from a transport: an exclusive session with raw SQL. */
+export interface MigrationTarget {
+  /** Runs `work` while holding the cluster-wide migration lock (replicas may start together). */
+  withLock<T>(work: (session: MigrationSession) => Promise<T>): Promise<T>
+}
+
+export interface MigrationSession {
+  query<R extends Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]>
+  /** Runs one migration file and its bookkeeping in one transaction. */
+  transaction(statements: string, after: { sql: string; params: unknown[] }): Promise<void>
+}
+
+const identifier = /^[a-z_][a-z0-9_]{0,62}$/
+
+/** Builds `select fn(a => $1, b => $2) as v` for the SQL transports. Names are checked, never interpolated raw. */
+export function namedCallSql(fn: string, args: CallArgs): { text: string; params: unknown[] } {
+  if (!identifier.test(fn)) throw new Error(`invalid function name: ${fn}`)
+  const names = Object.keys(args).filter((k) => args[k] !== undefined)
+  const params: unknown[] = []
+  const list = names.map((name, i) => {
+    if (!identifier.test(name)) throw new Error(`invalid argument name: ${name}`)
+    const value = args[name]
+    params.push(value instanceof Date ? value.toISOString() : value)
+    return `${name} => $${i + 1}`
+  })
+  return { text: `select ${fn}(${list.join(', ')}) as v`, params }
+}
+
+const connectionCodes = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'EPIPE',
+  'EAI_AGAIN',
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  'CONNECT_TIMEOUT',
+  '53300', // too_many_connections
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+  '3D000', // invalid_catalog_name: the database is not created yet
+])
+
+/** True for errors that mean "the database is not reachable now", as opposed to a bad query. */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && (connectionCodes.has(code) || code.startsWith('08'))) return true
+  const cause = (err as { cause?: unknown } | null)?.cause
+  return cause !== undefined && cause !== err && isConnectionError(cause)
+}
+
+export const databaseUnavailable = (cause: unknown) =>
+  new AppError('DATABASE_UNAVAILABLE', { detail: 'The database is not reachable; retry shortly', cause })

@@ -1,0 +1,362 @@
+/**
+ * Repository contract: the same cases against every transport of the call port —
+ * PGlite in-process, the machine's Postgres, and the Supabase transport (supabase-js .rpc())
+ * pointed at a PostgREST-protocol endpoint over the same real Postgres.
+ */
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import { applyMigrations, latestVersion, loadMigrations, schemaVersion } from '../../src/store/migrations.js'
+import { createPgliteStore } from '../../src/store/pglite.js'
+import type { StorePort } from '../../src/store/port.js'
+import { createPostgresStore } from '../../src/store/postgres.js'
+import { createSupabaseStore } from '../../src/store/supabase.js'
+import { startFakePostgrest } from '../fakes/postgrest.js'
+import { createTestDatabase, isCI, postgresAvailable } from '../helper.js'
+
+interface FileJson {
+  id: string
+  tenant_id: string
+  provider: string
+  provider_file_id: string | null
+  status: string
+  bytes: number
+  sha256: string
+  metadata: Record<string, unknown>
+  created_at: string
+  last_used_at: string
+  deleted_at: string | null
+  deletion_reason: string | null
+  provider_deleted: boolean
+  error: string | null
+}
+interface Claim {
+  outcome: 'claimed' | 'duplicate' | 'in_progress' | 'quota_exceeded'
+  claim_token?: string
+  file?: FileJson
+}
+
+/** Microseconds since the epoch: Postgres keeps them, Date.parse would drop them. */
+const micros = (ts: string): bigint => {
+  const m = /\.(\d{1,6})/.exec(ts)
+  return BigInt(Date.parse(ts.replace(/\.\d+/, ''))) * 1000n + BigInt((m?.[1] ?? '0').padEnd(6, '0'))
+}
+
+const sha = (n: number | string) =>
+  String(n)
+    .padStart(64, '0')
+    .slice(-64)
+    .replace(/[^0-9a-f]/g, 'a')
+
+const claimArgs = (over: Record<string, unknown> = {}) => ({
+  p_tenant_id: 't1',
+  p_provider: 'kimi',
+  p_purpose: 'file-extract',
+  p_sha256: sha(1),
+  p_bytes: 100,
+  p_filename: 'a.pdf',
+  p_mime_type: 'application/pdf',
+  p_metadata: { project: 'x' },
+  ...over,
+})
+
+interface Harness {
+  store: StorePort
+  /** Runs raw SQL on the same database (to backdate rows); via the migrator session. */
+  close(): Promise<void>
+}
+
+const pgOk = await postgresAvailable()
+if (!pgOk && isCI) throw new Error('CI=true but Postgres is not reachable')
+if (!pgOk) console.log('# NOTICE: Postgres not reachable; the postgres and supabase contract suites are skipped')
+
+const transports: Array<{ name: string; skip: boolean; open: () => Promise<Harness> }> = [
+  {
+    name: 'pglite',
+    skip: false,
+    open: async () => {
+      const store = await createPgliteStore(undefined)
+      await applyMigrations(store.migrator as NonNullable<StorePort['migrator']>, await loadMigrations())
+      return { store, close: () => store.close() }
+    },
+  },
+  {
+    name: 'postgres',
+    skip: !pgOk,
+    open: async () => {
+      const db = await createTestDatabase('filegate_contract_pg')
+      const store = createPostgresStore(db.url)
+      await applyMigrations(store.migrator as NonNullable<StorePort['migrator']>, await loadMigrations())
+      return {
+        store,
+        close: async () => {
+          await store.close()
+          await db.drop()
+        },
+      }
+    },
+  },
+  {
+    name: 'supabase',
+    skip: !pgOk,
+    open: async () => {
+      const db = await createTestDatabase('filegate_contract_sb')
+      const direct = createPostgresStore(db.url, { max: 1 })
+      await applyMigrations(direct.migrator as NonNullable<StorePort['migrator']>, await loadMigrations())
+      await direct.close()
+      const serviceRoleKey = `service-role-${randomUUID()}`
+      const fake = await startFakePostgrest({ databaseUrl: db.url, serviceRoleKey })
+      const store = createSupabaseStore(fake.url, serviceRoleKey)
+      return {
+        store,
+        close: async () => {
+          await store.close()
+          await fake.close()
+          await db.drop()
+        },
+      }
+    },
+  },
+]
+
+for (const transport of transports) {
+  describe(`store contract: ${transport.name}`, { skip: transport.skip }, () => {
+    let h: Harness
+    let store: StorePort
+    before(async () => {
+      h = await transport.open()
+      store = h.store
+    })
+    after(() => h?.close())
+
+    it('reports the schema version the code expects', async () => {
+      assert.equal(await schemaVersion(store), latestVersion(await loadMigrations()))
+      assert.equal(store.transport, transport.name)
+    })
+
+    it('re-running migrations is a no-op', { skip: transport.name === 'supabase' }, async () => {
+      const again = await applyMigrations(store.migrator as NonNullable<StorePort['migrator']>, await loadMigrations())
+      assert.deepEqual(again.applied, [])
+    })
+
+    it('claims, completes and deduplicates per tenant, with JSON types alike on every transport', async () => {
+      const first = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(10) }))
+      assert.equal(first.outcome, 'claimed')
+      assert.ok(first.claim_token)
+      assert.equal(first.file?.status, 'uploading')
+      assert.equal(typeof first.file?.bytes, 'number')
+      assert.deepEqual(first.file?.metadata, { project: 'x' })
+      assert.ok(!Number.isNaN(Date.parse(first.file?.created_at ?? '')))
+      assert.equal('claim_token' in (first.file ?? {}), false, 'the token never leaves in a file')
+
+      const busy = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(10) }))
+      assert.equal(busy.outcome, 'in_progress')
+
+      const done = await store.call<{ outcome: string; file: FileJson }>('complete_upload', {
+        p_id: first.file?.id,
+        p_claim_token: first.claim_token,
+        p_provider_file_id: 'prov-10',
+      })
+      assert.equal(done.outcome, 'completed')
+      assert.equal(done.file.provider_file_id, 'prov-10')
+
+      const dup = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(10) }))
+      assert.equal(dup.outcome, 'duplicate')
+      assert.equal(dup.file?.id, first.file?.id)
+      assert.ok(Date.parse(dup.file?.last_used_at ?? '') >= Date.parse(done.file.last_used_at))
+
+      const other = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(10), p_tenant_id: 't2' }))
+      assert.equal(other.outcome, 'claimed', 'another tenant never sees the first tenant’s file')
+    })
+
+    it('lets exactly one of many concurrent claims win', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(20) }))),
+      )
+      assert.equal(results.filter((r) => r.outcome === 'claimed').length, 1)
+      assert.equal(results.filter((r) => r.outcome === 'in_progress').length, 19)
+    })
+
+    it('a failed row never blocks a retry; a lost claim leaves an orphan tombstone, not a leak', async () => {
+      const a = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(30) }))
+      const failed = await store.call<FileJson>('fail_upload', {
+        p_id: a.file?.id,
+        p_claim_token: a.claim_token,
+        p_error: 'provider said no',
+      })
+      assert.equal(failed.status, 'failed')
+      const retry = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(30) }))
+      assert.equal(retry.outcome, 'claimed')
+      assert.notEqual(retry.file?.id, a.file?.id)
+      const old = await store.call<FileJson>('get_file', { p_tenant_id: 't1', p_id: a.file?.id })
+      assert.equal(old.status, 'deleted')
+      assert.equal(old.deletion_reason, 'orphaned')
+      assert.equal(old.provider_deleted, true, 'nothing at the provider to delete')
+
+      // Taken over after the stuck threshold (0 minutes here): the first claimant's completion is lost.
+      const takeover = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(30), p_stuck_minutes: 0 }))
+      assert.equal(takeover.outcome, 'claimed')
+      assert.equal(takeover.file?.id, retry.file?.id)
+      const lost = await store.call<{ outcome: string; orphan: FileJson }>('complete_upload', {
+        p_id: retry.file?.id,
+        p_claim_token: retry.claim_token,
+        p_provider_file_id: 'prov-lost',
+      })
+      assert.equal(lost.outcome, 'lost')
+      assert.equal(lost.orphan.provider_file_id, 'prov-lost')
+      assert.equal(lost.orphan.provider_deleted, false)
+      const claimed = await store.call<FileJson | null>('claim_provider_delete', { p_id: lost.orphan.id })
+      assert.equal(claimed?.id, lost.orphan.id)
+    })
+
+    it('refuses a claim that would break the account cap, counting every tenant', async () => {
+      const capped = { p_provider: 'capped', p_max_files: 2, p_max_bytes: 1000 }
+      const one = await store.call<Claim>('claim_upload', claimArgs({ ...capped, p_sha256: sha(40) }))
+      const two = await store.call<Claim>('claim_upload', claimArgs({ ...capped, p_sha256: sha(41), p_tenant_id: 'x' }))
+      const three = await store.call<Claim>('claim_upload', claimArgs({ ...capped, p_sha256: sha(42) }))
+      assert.deepEqual([one.outcome, two.outcome, three.outcome], ['claimed', 'claimed', 'quota_exceeded'])
+      const big = await store.call<Claim>(
+        'claim_upload',
+        claimArgs({ p_provider: 'capped2', p_max_bytes: 1000, p_bytes: 1001, p_sha256: sha(43) }),
+      )
+      assert.equal(big.outcome, 'quota_exceeded')
+      const usage = await store.call<Array<{ provider: string; files: number; bytes: number }>>('provider_usage', {
+        p_provider: 'capped',
+      })
+      assert.deepEqual(usage, [{ provider: 'capped', files: 2, bytes: 200 }])
+    })
+
+    it('lists newest first with keyset pagination and filters', async () => {
+      const ids: string[] = []
+      for (let i = 0; i < 5; i++) {
+        const c = await store.call<Claim>('claim_upload', claimArgs({ p_tenant_id: 'lister', p_sha256: sha(100 + i) }))
+        ids.push(c.file?.id ?? '')
+      }
+      const seen: string[] = []
+      let cursor: { created_at: string; id: string } | undefined
+      for (let page = 0; page < 5; page++) {
+        const res = await store.call<{ data: FileJson[]; has_more: boolean }>('list_files', {
+          p_tenant_id: 'lister',
+          p_limit: 2,
+          p_after_created_at: cursor?.created_at,
+          p_after_id: cursor?.id,
+        })
+        seen.push(...res.data.map((f) => f.id))
+        const last = res.data.at(-1)
+        if (!res.has_more || !last) break
+        cursor = { created_at: last.created_at, id: last.id }
+      }
+      const whole = await store.call<{ data: FileJson[] }>('list_files', { p_tenant_id: 'lister', p_limit: 100 })
+      assert.deepEqual(
+        seen,
+        whole.data.map((f) => f.id),
+        'pages of 2 read the same order as one page',
+      )
+      assert.deepEqual([...seen].sort(), [...ids].sort(), 'each file exactly once')
+      const keys = whole.data.map((f) => [micros(f.created_at), f.id] as const)
+      for (let i = 1; i < keys.length; i++) {
+        const [prev, cur] = [keys[i - 1], keys[i]]
+        assert.ok(prev && cur && (prev[0] > cur[0] || (prev[0] === cur[0] && prev[1] > cur[1])), 'newest first')
+      }
+      const filtered = await store.call<{ data: FileJson[] }>('list_files', {
+        p_tenant_id: 'lister',
+        p_sha256: sha(102),
+      })
+      assert.deepEqual(
+        filtered.data.map((f) => f.id),
+        [ids[2]],
+      )
+      const none = await store.call<{ data: FileJson[]; has_more: boolean }>('list_files', { p_tenant_id: 'nobody' })
+      assert.deepEqual(none, { data: [], has_more: false })
+    })
+
+    it('soft-deletes idempotently and hands each provider delete to one claimant', async () => {
+      const c = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(50) }))
+      await store.call('complete_upload', {
+        p_id: c.file?.id,
+        p_claim_token: c.claim_token,
+        p_provider_file_id: 'p-50',
+      })
+      const t1 = await store.call<FileJson>('soft_delete_file', { file_id: c.file?.id, reason: 'manual' })
+      const t2 = await store.call<FileJson>('soft_delete_file', { file_id: c.file?.id, reason: 'expired' })
+      assert.equal(t1.status, 'deleted')
+      assert.equal(t2.deletion_reason, 'manual', 'the first tombstone stands')
+      assert.equal(t2.deleted_at, t1.deleted_at)
+      const claims = await Promise.all(
+        Array.from({ length: 5 }, () => store.call<FileJson | null>('claim_provider_delete', { p_id: c.file?.id })),
+      )
+      assert.equal(claims.filter(Boolean).length, 1)
+      const marked = await store.call<FileJson>('mark_provider_deleted', { p_id: c.file?.id })
+      assert.equal(marked.provider_deleted, true)
+      assert.equal(await store.call('mark_provider_deleted', { p_id: c.file?.id }), null)
+      assert.equal(await store.call('soft_delete_file', { file_id: randomUUID(), reason: 'manual' }), null)
+    })
+
+    it('sweeps expired, stuck and orphaned rows; find_* reports what sweep_* then takes', async () => {
+      const past = new Date(Date.now() - 60_000)
+      const c = await store.call<Claim>(
+        'claim_upload',
+        claimArgs({ p_tenant_id: 'sweep', p_sha256: sha(60), p_expires_at: past }),
+      )
+      await store.call('complete_upload', {
+        p_id: c.file?.id,
+        p_claim_token: c.claim_token,
+        p_provider_file_id: 'p-60',
+      })
+      const inflight = await store.call<Claim>(
+        'claim_upload',
+        claimArgs({ p_tenant_id: 'sweep', p_sha256: sha(61), p_expires_at: past }),
+      )
+      const found = await store.call<FileJson[]>('find_expired_files', { retention_days: 30, p_limit: 100 })
+      assert.ok(found.some((f) => f.id === c.file?.id))
+      assert.ok(!found.some((f) => f.id === inflight.file?.id), 'in-flight rows are never candidates')
+      const swept = await store.call<FileJson[]>('sweep_expired_files', { retention_days: 30, p_limit: 100 })
+      assert.deepEqual(swept.map((f) => f.id).sort(), found.map((f) => f.id).sort())
+      assert.equal(swept.find((f) => f.id === c.file?.id)?.deletion_reason, 'expired')
+      assert.deepEqual(await store.call('sweep_expired_files', { retention_days: 30, p_limit: 100 }), [])
+      // Claimed by the sweep for its own provider delete: nobody else may take it now.
+      assert.equal(await store.call('claim_provider_delete', { p_id: c.file?.id }), null)
+
+      const stuck = await store.call<FileJson[]>('fail_stuck_uploads', { stuck_minutes: 0, p_limit: 1000 })
+      assert.ok(stuck.some((f) => f.id === inflight.file?.id))
+      assert.ok(stuck.every((f) => f.status === 'failed'))
+      const orphans = await store.call<FileJson[]>('find_orphaned_files', { orphan_age_days: 0, p_limit: 1000 })
+      assert.ok(orphans.some((f) => f.id === inflight.file?.id))
+      const tomb = await store.call<FileJson[]>('sweep_orphaned_files', { orphan_age_days: 0, p_limit: 1000 })
+      assert.equal(tomb.find((f) => f.id === inflight.file?.id)?.deletion_reason, 'orphaned')
+    })
+
+    it('hands a job lease to one holder at a time', async () => {
+      const job = `job-${randomUUID()}`
+      assert.equal(await store.call('acquire_job_lease', { p_job: job, p_holder: 'a', p_ttl_seconds: 60 }), true)
+      assert.equal(await store.call('acquire_job_lease', { p_job: job, p_holder: 'b', p_ttl_seconds: 60 }), false)
+      assert.equal(await store.call('acquire_job_lease', { p_job: job, p_holder: 'a', p_ttl_seconds: 60 }), true)
+      assert.equal(await store.call('release_job_lease', { p_job: job, p_holder: 'b' }), false)
+      assert.equal(await store.call('release_job_lease', { p_job: job, p_holder: 'a' }), true)
+      assert.equal(await store.call('acquire_job_lease', { p_job: job, p_holder: 'b', p_ttl_seconds: 0 }), true)
+      // A dead holder's lease (ttl 0) has expired: another takes it.
+      assert.equal(await store.call('acquire_job_lease', { p_job: job, p_holder: 'c', p_ttl_seconds: 60 }), true)
+    })
+
+    it('reconcile finds provider files unknown to the database and rows whose provider file is gone', async () => {
+      const c = await store.call<Claim>('claim_upload', claimArgs({ p_provider: 'rec', p_sha256: sha(70) }))
+      await store.call('complete_upload', { p_id: c.file?.id, p_claim_token: c.claim_token, p_provider_file_id: 'r-1' })
+      const unknown = await store.call<string[]>('find_unknown_provider_files', {
+        p_provider: 'rec',
+        p_provider_file_ids: ['r-1', 'r-2', 'r"3,'],
+      })
+      assert.deepEqual(unknown.sort(), ['r"3,', 'r-2'])
+      const later = new Date(Date.now() + 60_000)
+      const gone = await store.call<FileJson[]>('reconcile_gone_files', {
+        p_provider: 'rec',
+        p_provider_file_ids: ['r-2'],
+        p_listed_before: later,
+        p_apply: true,
+      })
+      assert.deepEqual(
+        gone.map((f) => [f.id, f.deletion_reason, f.provider_deleted]),
+        [[c.file?.id, 'reconciled', true]],
+      )
+    })
+  })
+}

@@ -1,0 +1,598 @@
+/**
+ * Fake provider files APIs on loopback, real node:http servers following the documented shapes:
+ * Kimi (platform.moonshot.ai/docs/api/files, base /v1), GLM (docs.bigmodel.cn file management,
+ * base /api/paas/v4) and OpenAI (platform.openai.com/docs/api-reference/files, base /v1).
+ * Multipart bodies are parsed as they stream in (busboy): bytes are counted and hashed, never
+ * held whole. Switches inject failures per operation; records let tests assert what arrived.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import type { Readable } from 'node:stream'
+import { Busboy } from '@fastify/busboy'
+
+export type FakeKind = 'kimi' | 'glm' | 'openai'
+export type FakeOp = 'upload' | 'list' | 'retrieve' | 'delete' | 'content'
+
+export interface FakeFile {
+  id: string
+  object: 'file'
+  bytes: number
+  created_at: number
+  filename: string
+  purpose: string
+  status: string
+  status_details: string
+  /** Served by /content: the first bytes of the upload, or a stream a test controls. */
+  content?: string | (() => Readable)
+  mimeType?: string
+}
+
+export interface FakeUpload {
+  id: string
+  filename: string
+  purpose: string
+  bytes: number
+  sha256: string
+}
+
+export interface FakeRequest {
+  op: FakeOp | 'unknown'
+  method: string
+  path: string
+  /** ms since epoch, when the request arrived */
+  at: number
+}
+
+export interface FakeProvider {
+  readonly kind: FakeKind
+  readonly baseUrl: string
+  readonly apiKey: string | undefined
+  /** Delay before answering. */
+  latencyMs: number
+  /** Accept and never answer (until cleared, or the server closes). */
+  hang: boolean
+  /** Restricts `latencyMs` and `hang` to these operations; null = all. */
+  ops: FakeOp[] | null
+  /** Kimi: 429 exceeded_current_quota_error, or with 'file-count' the 400 file-count message; GLM: 429 code 1113. */
+  quotaExceeded: boolean | 'file-count'
+  /** Content filter: 400 with this message (true = a default one). */
+  rejectContent: boolean | string
+  /** Live file cap (Kimi documents 1,000). */
+  maxFiles: number
+  maxFileBytes: number
+  /** Next n requests of `op` (all ops when omitted) answer `status`. */
+  failNext(n: number, status?: number, op?: FakeOp | FakeOp[]): void
+  /** Next n requests answer 429 with Retry-After and the provider's retryable body. */
+  rateLimitNext(n: number, retryAfterSeconds?: number, op?: FakeOp | FakeOp[]): void
+  deleteFailNext(n: number, status?: number): void
+  readonly uploads: FakeUpload[]
+  readonly deletes: string[]
+  readonly requests: Record<FakeOp | 'unknown', number>
+  readonly log: FakeRequest[]
+  readonly files: Map<string, FakeFile>
+  /** Most requests of each operation in progress at once since the last reset. */
+  readonly maxInFlight: Record<FakeOp | 'unknown', number>
+  addFile(file: Partial<FakeFile> & { filename: string }): FakeFile
+  reset(): void
+  close(): Promise<void>
+}
+
+const BASE_PATH: Record<FakeKind, string> = { kimi: '/v1', glm: '/api/paas/v4', openai: '/v1' }
+const MB = 1024 * 1024
+const MAX_FILE_BYTES: Record<FakeKind, number> = { kimi: 100 * MB, glm: 20 * MB, openai: 512 * MB }
+const CONTENT_PREFIX = 64 * 1024
+
+interface Injection {
+  remaining: number
+  ops: FakeOp[] | null
+  status: number
+  retryAfterSeconds?: number
+}
+
+interface ErrorSpec {
+  status: number
+  /** Kimi/OpenAI `type` */
+  type: string
+  /** GLM business code, OpenAI code */
+  code: string | null
+  message: string
+}
+
+function errorBody(kind: FakeKind, e: ErrorSpec): unknown {
+  if (kind === 'kimi') return { error: { type: e.type, message: e.message } }
+  if (kind === 'glm') return { error: { code: e.code ?? String(e.status), message: e.message } }
+  return { error: { message: e.message, type: e.type, param: null, code: e.code } }
+}
+
+const asList = (op: FakeOp | FakeOp[] | undefined) => (op === undefined ? null : Array.isArray(op) ? op : [op])
+
+export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string }): Promise<FakeProvider> {
+  const { kind, apiKey } = opts
+  const basePath = BASE_PATH[kind]
+  const sockets = new Set<Socket>()
+  const injections: Injection[] = []
+  let seq = 0
+
+  const emptyCounts = (): Record<FakeOp | 'unknown', number> => ({
+    upload: 0,
+    list: 0,
+    retrieve: 0,
+    delete: 0,
+    content: 0,
+    unknown: 0,
+  })
+
+  const state = {
+    latencyMs: 0,
+    hang: false,
+    ops: null as FakeOp[] | null,
+    quotaExceeded: false as boolean | 'file-count',
+    rejectContent: false as boolean | string,
+    maxFiles: kind === 'kimi' ? 1000 : Number.POSITIVE_INFINITY,
+    maxFileBytes: MAX_FILE_BYTES[kind],
+  }
+  const records = {
+    uploads: [] as FakeUpload[],
+    deletes: [] as string[],
+    requests: emptyCounts(),
+    log: [] as FakeRequest[],
+    files: new Map<string, FakeFile>(),
+    maxInFlight: emptyCounts(),
+  }
+  const inFlight = emptyCounts()
+
+  const newId = () => {
+    const suffix = `${Date.now().toString(36)}${(seq++).toString(36)}${randomBytes(4).toString('hex')}`
+    return kind === 'kimi' ? `cv${suffix}` : `file-${suffix}`
+  }
+
+  const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+    const text = JSON.stringify(body)
+    res.writeHead(status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': String(Buffer.byteLength(text)),
+      ...headers,
+    })
+    res.end(text)
+  }
+  const fail = (res: ServerResponse, e: ErrorSpec, headers?: Record<string, string>) =>
+    send(res, e.status, errorBody(kind, e), headers)
+
+  const route = (method: string, path: string): { op: FakeOp | 'unknown'; id?: string } => {
+    if (!path.startsWith(`${basePath}/files`)) return { op: 'unknown' }
+    const rest = path.slice(basePath.length + '/files'.length)
+    if (rest === '' || rest === '/') return { op: method === 'POST' ? 'upload' : method === 'GET' ? 'list' : 'unknown' }
+    const m = /^\/([^/]+)(\/content)?$/.exec(rest)
+    if (!m?.[1]) return { op: 'unknown' }
+    const id = decodeURIComponent(m[1])
+    if (m[2]) return method === 'GET' ? { op: 'content', id } : { op: 'unknown' }
+    if (method === 'DELETE') return { op: 'delete', id }
+    // GLM documents no retrieve: the path does not exist there.
+    if (method === 'GET' && kind !== 'glm') return { op: 'retrieve', id }
+    return { op: 'unknown' }
+  }
+
+  const drain = (req: IncomingMessage) =>
+    new Promise<void>((resolve) => {
+      if (req.readableEnded) return resolve()
+      req.on('end', resolve)
+      req.on('error', () => resolve())
+      req.on('close', () => resolve())
+      req.resume()
+    })
+
+  interface ParsedUpload {
+    purpose: string | undefined
+    file: { filename: string; mimeType: string; bytes: number; sha256: string; prefix: Buffer } | undefined
+  }
+
+  const parseUpload = (req: IncomingMessage) =>
+    new Promise<ParsedUpload>((resolve, reject) => {
+      const result: ParsedUpload = { purpose: undefined, file: undefined }
+      let bb: ReturnType<typeof Busboy>
+      try {
+        bb = Busboy({ headers: req.headers as { 'content-type': string }, limits: { files: 1, fields: 8 } })
+      } catch (err) {
+        reject(err)
+        return
+      }
+      let pendingFile: Promise<void> = Promise.resolve()
+      bb.on('field', (name, value) => {
+        if (name === 'purpose') result.purpose = value
+      })
+      bb.on('file', (name, stream, filename, _encoding, mimeType) => {
+        if (name !== 'file') {
+          stream.resume()
+          return
+        }
+        const hash = createHash('sha256')
+        let bytes = 0
+        const prefix: Buffer[] = []
+        let prefixLength = 0
+        pendingFile = new Promise<void>((done) => {
+          stream.on('data', (chunk: Buffer) => {
+            bytes += chunk.length
+            hash.update(chunk)
+            if (prefixLength < CONTENT_PREFIX) {
+              prefix.push(chunk.subarray(0, CONTENT_PREFIX - prefixLength))
+              prefixLength += Math.min(chunk.length, CONTENT_PREFIX - prefixLength)
+            }
+          })
+          stream.on('end', () => {
+            result.file = { filename, mimeType, bytes, sha256: hash.digest('hex'), prefix: Buffer.concat(prefix) }
+            done()
+          })
+        })
+      })
+      bb.on('finish', () => {
+        pendingFile.then(() => resolve(result), reject)
+      })
+      bb.on('error', reject)
+      req.on('aborted', () => reject(new Error('client aborted')))
+      req.pipe(bb)
+    })
+
+  const authError = (req: IncomingMessage): ErrorSpec | undefined => {
+    if (!apiKey) return undefined
+    const header = req.headers.authorization ?? ''
+    const presented = header.startsWith('Bearer ') ? header.slice(7) : ''
+    if (presented === apiKey) return undefined
+    // Real providers echo (part of) the key presented; this fake echoes all of it, so a test can
+    // show that nothing of it reaches our error messages.
+    const message = presented ? `Incorrect API key provided: ${presented}` : 'Authorization header is missing'
+    if (kind === 'kimi') return { status: 401, type: 'invalid_authentication_error', code: null, message }
+    if (kind === 'glm') return { status: 401, type: '', code: presented ? '1000' : '1001', message }
+    return { status: 401, type: 'invalid_request_error', code: 'invalid_api_key', message }
+  }
+
+  const takeInjection = (op: FakeOp | 'unknown'): Injection | undefined => {
+    if (op === 'unknown') return undefined
+    const found = injections.find((i) => i.remaining > 0 && (i.ops === null || i.ops.includes(op)))
+    if (found) found.remaining--
+    return found
+  }
+
+  const rateLimitSpec = (): ErrorSpec => {
+    if (kind === 'kimi') {
+      return {
+        status: 429,
+        type: 'rate_limit_reached_error',
+        code: null,
+        message: 'Your account reached max request rate, please try again later',
+      }
+    }
+    if (kind === 'glm') return { status: 429, type: '', code: '1302', message: 'High concurrency, please slow down' }
+    return { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: 'Rate limit reached for requests' }
+  }
+
+  const serverErrorSpec = (status: number): ErrorSpec => ({
+    status,
+    type: 'server_error',
+    code: kind === 'glm' ? '500' : null,
+    message: 'internal error, secret stack frame at /srv/provider/app.py:42',
+  })
+
+  const notFoundSpec = (id: string): ErrorSpec => ({
+    status: 404,
+    type: kind === 'kimi' ? 'resource_not_found_error' : 'invalid_request_error',
+    code: kind === 'glm' ? '404' : null,
+    message: `No such File object: ${id}`,
+  })
+
+  const view = (f: FakeFile) => ({
+    id: f.id,
+    object: 'file',
+    bytes: f.bytes,
+    created_at: f.created_at,
+    filename: f.filename,
+    purpose: f.purpose,
+    status: f.status,
+    ...(kind === 'kimi' ? { status_details: f.status_details } : {}),
+  })
+
+  const handleUpload = async (req: IncomingMessage, res: ServerResponse) => {
+    let parsed: ParsedUpload
+    try {
+      parsed = await parseUpload(req)
+    } catch {
+      await drain(req)
+      return fail(res, { status: 400, type: 'invalid_request_error', code: '1210', message: 'Invalid multipart body' })
+    }
+    const { file, purpose } = parsed
+    if (!file)
+      return fail(res, { status: 400, type: 'invalid_request_error', code: '1214', message: 'file is required' })
+    if (!purpose) {
+      return fail(res, { status: 400, type: 'invalid_request_error', code: '1214', message: 'purpose is required' })
+    }
+    if (file.bytes === 0) {
+      return fail(res, {
+        status: 400,
+        type: 'invalid_request_error',
+        code: '1214',
+        message: 'File size is zero, please confirm and re-upload the file',
+      })
+    }
+    if (file.bytes > state.maxFileBytes) {
+      const mb = Math.round(state.maxFileBytes / MB)
+      if (kind === 'glm') return fail(res, { status: 435, type: '', code: '435', message: `File size exceeds ${mb}MB` })
+      return fail(res, {
+        status: 400,
+        type: 'invalid_request_error',
+        code: null,
+        message: `File size is too large, max file size is ${mb}MB, please confirm and re-upload the file`,
+      })
+    }
+    if (state.quotaExceeded) {
+      if (kind === 'glm') {
+        return fail(res, {
+          status: 429,
+          type: '',
+          code: '1113',
+          message: 'Your account is in arrears, please recharge',
+        })
+      }
+      if (kind === 'kimi' && state.quotaExceeded === true) {
+        return fail(res, {
+          status: 429,
+          type: 'exceeded_current_quota_error',
+          code: null,
+          message: 'Your account exceeded current quota, please check your plan and billing details',
+        })
+      }
+      if (kind === 'openai') {
+        return fail(res, {
+          status: 429,
+          type: 'insufficient_quota',
+          code: 'insufficient_quota',
+          message: 'You exceeded your current quota',
+        })
+      }
+    }
+    if (state.quotaExceeded === 'file-count' || records.files.size >= state.maxFiles) {
+      const cap = Number.isFinite(state.maxFiles) ? state.maxFiles : 1000
+      return fail(res, {
+        status: 400,
+        type: 'invalid_request_error',
+        code: '1210',
+        message: `The number of files you have uploaded exceeded the max file count ${cap}, please delete previous uploaded files`,
+      })
+    }
+    if (state.rejectContent) {
+      const message = typeof state.rejectContent === 'string' ? state.rejectContent : 'file content is not allowed'
+      return fail(res, {
+        status: 400,
+        type: kind === 'kimi' ? 'content_filter' : 'invalid_request_error',
+        code: kind === 'glm' ? '1301' : 'content_policy_violation',
+        message,
+      })
+    }
+    const id = newId()
+    const stored: FakeFile = {
+      id,
+      object: 'file',
+      bytes: file.bytes,
+      created_at: Math.floor(Date.now() / 1000),
+      filename: file.filename,
+      purpose,
+      status: kind === 'kimi' ? 'ok' : 'processed',
+      status_details: '',
+      mimeType: file.mimeType,
+      ...(purpose === 'file-extract' || kind === 'openai' ? { content: file.prefix.toString('utf8') } : {}),
+    }
+    records.files.set(id, stored)
+    records.uploads.push({ id, filename: file.filename, purpose, bytes: file.bytes, sha256: file.sha256 })
+    send(res, 200, view(stored))
+  }
+
+  const handleList = (url: URL, res: ServerResponse) => {
+    let all = [...records.files.values()]
+    if (kind === 'kimi') return send(res, 200, { object: 'list', data: all.map(view) })
+    const purpose = url.searchParams.get('purpose')
+    if (purpose) all = all.filter((f) => f.purpose === purpose)
+    if (kind === 'openai' && url.searchParams.get('order') !== 'asc') all.reverse()
+    const after = url.searchParams.get('after')
+    if (after) {
+      const index = all.findIndex((f) => f.id === after)
+      all = index === -1 ? [] : all.slice(index + 1)
+    }
+    const limit = Math.max(1, Math.min(Number(url.searchParams.get('limit') ?? (kind === 'glm' ? 20 : 10000)), 10000))
+    const page = all.slice(0, limit)
+    const body: Record<string, unknown> = { object: 'list', data: page.map(view), has_more: all.length > limit }
+    if (kind === 'openai') {
+      body.first_id = page[0]?.id ?? null
+      body.last_id = page.at(-1)?.id ?? null
+    }
+    send(res, 200, body)
+  }
+
+  const handleContent = (id: string, res: ServerResponse) => {
+    const file = records.files.get(id)
+    if (!file?.content) return fail(res, notFoundSpec(id))
+    if (typeof file.content === 'function') {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' })
+      file.content().pipe(res)
+      return
+    }
+    if (kind === 'openai') {
+      const raw = Buffer.from(file.content)
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(raw.length) })
+      res.end(raw)
+      return
+    }
+    // Kimi's file-extract content is a JSON text with the extracted content.
+    send(res, 200, {
+      content: file.content,
+      file_type: file.mimeType ?? 'text/plain',
+      filename: file.filename,
+      title: '',
+      type: 'file',
+    })
+  }
+
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://fake')
+    const { op, id } = route(req.method ?? 'GET', url.pathname)
+    records.requests[op]++
+    inFlight[op]++
+    records.maxInFlight[op] = Math.max(records.maxInFlight[op], inFlight[op])
+    res.on('close', () => inFlight[op]--)
+    records.log.push({ op, method: req.method ?? 'GET', path: url.pathname, at: Date.now() })
+    const targeted = op !== 'unknown' && (state.ops === null || state.ops.includes(op))
+
+    if (state.latencyMs > 0 && targeted) await new Promise((r) => setTimeout(r, state.latencyMs))
+    if (state.hang && targeted) {
+      req.resume()
+      return
+    }
+    const auth = authError(req)
+    const injected = auth ? undefined : takeInjection(op)
+    // Read the whole body before answering early, so the client sees the answer and not a reset.
+    if (op !== 'upload' || auth || injected) await drain(req)
+    if (auth) return fail(res, auth)
+    if (injected) {
+      if (injected.status === 429) {
+        return fail(res, rateLimitSpec(), {
+          ...(injected.retryAfterSeconds !== undefined ? { 'retry-after': String(injected.retryAfterSeconds) } : {}),
+        })
+      }
+      return fail(res, serverErrorSpec(injected.status))
+    }
+
+    switch (op) {
+      case 'upload':
+        return handleUpload(req, res)
+      case 'list':
+        return handleList(url, res)
+      case 'retrieve': {
+        const file = id ? records.files.get(id) : undefined
+        return file ? send(res, 200, view(file)) : fail(res, notFoundSpec(id ?? ''))
+      }
+      case 'delete': {
+        const file = id ? records.files.get(id) : undefined
+        if (!file || !id) return fail(res, notFoundSpec(id ?? ''))
+        records.files.delete(id)
+        records.deletes.push(id)
+        return send(res, 200, { id, object: 'file', deleted: true })
+      }
+      case 'content':
+        return handleContent(id ?? '', res)
+      default:
+        return fail(res, { status: 404, type: 'resource_not_found_error', code: '404', message: 'Not found' })
+    }
+  })
+  server.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+
+  const fake: FakeProvider = {
+    kind,
+    baseUrl: `http://127.0.0.1:${port}${basePath}`,
+    apiKey,
+    get latencyMs() {
+      return state.latencyMs
+    },
+    set latencyMs(v) {
+      state.latencyMs = v
+    },
+    get hang() {
+      return state.hang
+    },
+    set hang(v) {
+      state.hang = v
+    },
+    get ops() {
+      return state.ops
+    },
+    set ops(v) {
+      state.ops = v
+    },
+    get quotaExceeded() {
+      return state.quotaExceeded
+    },
+    set quotaExceeded(v) {
+      state.quotaExceeded = v
+    },
+    get rejectContent() {
+      return state.rejectContent
+    },
+    set rejectContent(v) {
+      state.rejectContent = v
+    },
+    get maxFiles() {
+      return state.maxFiles
+    },
+    set maxFiles(v) {
+      state.maxFiles = v
+    },
+    get maxFileBytes() {
+      return state.maxFileBytes
+    },
+    set maxFileBytes(v) {
+      state.maxFileBytes = v
+    },
+    failNext(n, status = 500, op) {
+      injections.push({ remaining: n, ops: asList(op), status })
+    },
+    rateLimitNext(n, retryAfterSeconds, op) {
+      injections.push({
+        remaining: n,
+        ops: asList(op),
+        status: 429,
+        ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}),
+      })
+    },
+    deleteFailNext(n, status = 500) {
+      injections.push({ remaining: n, ops: ['delete'], status })
+    },
+    uploads: records.uploads,
+    deletes: records.deletes,
+    requests: records.requests,
+    log: records.log,
+    files: records.files,
+    maxInFlight: records.maxInFlight,
+    addFile(file) {
+      const id = file.id ?? newId()
+      const stored: FakeFile = {
+        object: 'file',
+        bytes: 1,
+        created_at: Math.floor(Date.now() / 1000),
+        purpose: kind === 'openai' ? 'user_data' : 'file-extract',
+        status: kind === 'kimi' ? 'ok' : 'processed',
+        status_details: '',
+        ...file,
+        id,
+      }
+      records.files.set(id, stored)
+      return stored
+    },
+    reset() {
+      Object.assign(state, {
+        latencyMs: 0,
+        hang: false,
+        ops: null,
+        quotaExceeded: false,
+        rejectContent: false,
+        maxFiles: kind === 'kimi' ? 1000 : Number.POSITIVE_INFINITY,
+        maxFileBytes: MAX_FILE_BYTES[kind],
+      })
+      injections.length = 0
+      Object.assign(records.maxInFlight, inFlight)
+      records.uploads.length = 0
+      records.deletes.length = 0
+      records.log.length = 0
+      records.files.clear()
+      Object.assign(records.requests, emptyCounts())
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        for (const socket of sockets) socket.destroy()
+      })
+    },
+  }
+  return fake
+}

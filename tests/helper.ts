@@ -1,0 +1,111 @@
+/**
+ * Test helpers: a throwaway Postgres database per test file (created here, dropped after),
+ * a config from a plain env object, and build(t) that returns the real app, closed after the test.
+ * With CI=true the Postgres-backed suites are mandatory; elsewhere they skip with a notice.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { TestContext } from 'node:test'
+import type { FastifyInstance } from 'fastify'
+import postgres from 'postgres'
+import { type AppOverrides, buildApp } from '../src/app.js'
+import { type Config, loadConfig } from '../src/config.js'
+
+export const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+export const isCI = process.env.CI === 'true'
+
+let available: Promise<boolean> | undefined
+export function postgresAvailable(): Promise<boolean> {
+  available ??= (async () => {
+    const sql = postgres(adminUrl, { max: 1, connect_timeout: 3, onnotice: () => {} })
+    try {
+      await sql`select 1`
+      return true
+    } catch {
+      return false
+    } finally {
+      await sql.end({ timeout: 1 })
+    }
+  })()
+  return available
+}
+
+/** Call at the top of a Postgres-backed test: skips (visibly) without Postgres, fails in CI. */
+export async function requirePostgres(t: TestContext): Promise<boolean> {
+  if (await postgresAvailable()) return true
+  if (isCI) throw new Error(`CI=true but Postgres is not reachable at ${adminUrl}`)
+  t.diagnostic(`NOTICE: Postgres not reachable at ${adminUrl}; skipping`)
+  t.skip('Postgres not reachable')
+  return false
+}
+
+export interface TestDatabase {
+  name: string
+  url: string
+  drop(): Promise<void>
+}
+
+export async function createTestDatabase(prefix = 'filegate_test'): Promise<TestDatabase> {
+  const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} })
+  await admin.unsafe(`create database ${name}`)
+  await admin.end()
+  const url = new URL(adminUrl)
+  url.pathname = `/${name}`
+  return {
+    name,
+    url: url.toString(),
+    async drop() {
+      const sql = postgres(adminUrl, { max: 1, onnotice: () => {} })
+      await sql.unsafe(`drop database if exists ${name} with (force)`)
+      await sql.end()
+    },
+  }
+}
+
+/** A database for the whole test file, dropped when the file's tests end. */
+export async function fileDatabase(t: { after(fn: () => Promise<void>): void }): Promise<TestDatabase> {
+  const db = await createTestDatabase()
+  t.after(() => db.drop())
+  return db
+}
+
+export async function tempDir(t: { after(fn: () => Promise<void>): void }, prefix = 'filegate-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+export const testKeys = {
+  alice: 'alice-key-0123456789abcdef',
+  bob: 'bob-key-0123456789abcdef0',
+  admin: 'admin-key-0123456789abcdef',
+}
+
+export const auth = (key: string) => ({ authorization: `Bearer ${key}` })
+
+export function testConfig(env: Record<string, string | undefined> = {}): Config {
+  return loadConfig({
+    LOG_LEVEL: 'silent',
+    PORT: '0',
+    API_KEYS: `alice:${testKeys.alice},bob:${testKeys.bob},*:${testKeys.admin}`,
+    CLEANUP_ENABLED: 'false',
+    RATE_LIMIT_PER_MINUTE: '0',
+    ...env,
+  })
+}
+
+/** Builds the real app; it is closed after the test. Waits until the schema is ready. */
+export async function build(
+  t: { after(fn: () => Promise<void>): void },
+  env: Record<string, string | undefined> = {},
+  overrides: AppOverrides = {},
+): Promise<FastifyInstance> {
+  const app = await buildApp(testConfig(env), { logger: false, ...overrides })
+  t.after(() => app.close())
+  await app.ready()
+  await app.lifecycle.schemaReadyPromise
+  return app
+}

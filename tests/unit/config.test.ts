@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { describe, it } from 'node:test'
+import { ConfigError, isLoopbackHost, loadConfig } from '../../src/config.js'
+
+const problemsOf = (env: Record<string, string>): string[] => {
+  try {
+    loadConfig(env)
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`)
+    return err.problems
+  }
+  assert.fail('expected the configuration to be refused')
+}
+
+describe('config', () => {
+  it('starts with no environment at all: PGlite, open mode on loopback, SPEC defaults', () => {
+    const c = loadConfig({})
+    assert.equal(c.host, '127.0.0.1')
+    assert.equal(c.port, 8080)
+    assert.equal(c.store.transport, 'pglite')
+    assert.equal(c.openMode, true)
+    assert.equal(c.defaultProvider, 'auto')
+    assert.equal(c.lifecycle.retentionDays, 30)
+    assert.equal(c.lifecycle.orphanAgeDays, 7)
+    assert.equal(c.lifecycle.reconcileDeleteUnknown, false)
+    const kimi = c.providers.find((p) => p.name === 'kimi')
+    const glm = c.providers.find((p) => p.name === 'glm')
+    assert.equal(kimi?.maxFileBytes, 104857600)
+    assert.equal(kimi?.maxFiles, 1000)
+    assert.equal(glm?.maxFileBytes, 20971520)
+    assert.equal(kimi?.configured, false)
+  })
+
+  it('reports every bad variable in one error, by name', () => {
+    const problems = problemsOf({
+      PORT: 'eighty',
+      LOG_LEVEL: 'loud',
+      RETENTION_DAYS: '-1',
+      CLEANUP_ENABLED: 'maybe',
+      KIMI_BASE_URL: 'ftp://x',
+    })
+    const text = problems.join('\n')
+    for (const name of ['PORT', 'LOG_LEVEL', 'RETENTION_DAYS', 'CLEANUP_ENABLED', 'KIMI_BASE_URL']) {
+      assert.match(text, new RegExp(`^${name}:`, 'm'), `${name} should be named in:\n${text}`)
+    }
+  })
+
+  it('refuses timeouts that do not nest', () => {
+    const problems = problemsOf({
+      PROVIDER_TIMEOUT_MS: '5000',
+      UPLOAD_TIMEOUT_MS: '4000',
+      REQUEST_TIMEOUT_MS: '300000',
+    })
+    assert.ok(problems.some((p) => p.startsWith('UPLOAD_TIMEOUT_MS: must be greater than PROVIDER_TIMEOUT_MS')))
+    const second = problemsOf({ REQUEST_TIMEOUT_MS: '500000', SHUTDOWN_TIMEOUT_MS: '400000' })
+    assert.ok(second.some((p) => p.startsWith('SHUTDOWN_TIMEOUT_MS:')))
+  })
+
+  it('refuses open mode off loopback, and accepts it on loopback addresses', () => {
+    const problems = problemsOf({ HOST: '0.0.0.0' })
+    assert.ok(problems.some((p) => p.startsWith('API_KEYS: required')))
+    for (const host of ['127.0.0.1', '127.0.0.2', '::1', 'localhost']) assert.ok(isLoopbackHost(host), host)
+    for (const host of ['0.0.0.0', '::', '10.0.0.1', 'example.com']) assert.ok(!isLoopbackHost(host), host)
+    const c = loadConfig({ HOST: '0.0.0.0', API_KEYS: 'acme:0123456789abcdef0123' })
+    assert.equal(c.openMode, false)
+  })
+
+  it('parses API_KEYS: plain keys are kept only as SHA-256, sha256: keys as given, * is admin', () => {
+    const digest = createHash('sha256').update('another-secret-key-42').digest('hex')
+    const c = loadConfig({ API_KEYS: `acme:plain-secret-key-0001, *:sha256:${digest.toUpperCase()}` })
+    assert.deepEqual(c.apiKeys, [
+      { tenant: 'acme', keySha256: createHash('sha256').update('plain-secret-key-0001').digest('hex') },
+      { tenant: '*', keySha256: digest },
+    ])
+    assert.ok(!JSON.stringify(c).includes('plain-secret-key-0001'))
+  })
+
+  it('never echoes a key in an API_KEYS error', () => {
+    const problems = problemsOf({ API_KEYS: 'bad tenant:supersecretvalue123456,acme:short' })
+    const text = problems.join('\n')
+    assert.match(text, /entry 1/)
+    assert.match(text, /entry 2 \(tenant acme\) key is shorter/)
+    assert.ok(!text.includes('supersecretvalue123456'))
+    assert.ok(!text.includes('short\n') && !text.endsWith('short'))
+  })
+
+  it('selects the transport: DATABASE_URL → postgres, SUPABASE_* → supabase (both needed)', () => {
+    assert.equal(loadConfig({ DATABASE_URL: 'postgres://x@h/db' }).store.transport, 'postgres')
+    const s = loadConfig({ SUPABASE_URL: 'https://p.supabase.co', SUPABASE_SERVICE_ROLE_KEY: 'k' })
+    assert.equal(s.store.transport, 'supabase')
+    assert.ok(
+      problemsOf({ SUPABASE_URL: 'https://p.supabase.co' }).some((p) => p.includes('SUPABASE_SERVICE_ROLE_KEY')),
+    )
+  })
+
+  it('reads extra OpenAI-compatible providers and validates them', () => {
+    const c = loadConfig({
+      EXTRA_PROVIDERS: JSON.stringify([
+        { name: 'openai', base_url: 'https://api.openai.com/v1', api_key: 'sk-x', max_file_bytes: 1000 },
+      ]),
+      DEFAULT_PROVIDER: 'openai',
+    })
+    const p = c.providers.find((x) => x.name === 'openai')
+    assert.equal(p?.kind, 'openai')
+    assert.equal(p?.maxFileBytes, 1000)
+    assert.equal(p?.configured, true)
+    assert.ok(
+      problemsOf({ EXTRA_PROVIDERS: '[{"name":"kimi","base_url":"http://x"}]' }).some((x) => x.includes('reserved')),
+    )
+    assert.ok(problemsOf({ EXTRA_PROVIDERS: 'not json' }).some((x) => x.startsWith('EXTRA_PROVIDERS')))
+    assert.ok(problemsOf({ DEFAULT_PROVIDER: 'nope' }).some((x) => x.startsWith('DEFAULT_PROVIDER')))
+  })
+
+  it('ALLOWED_EXTENSIONS narrows every provider', () => {
+    const c = loadConfig({ ALLOWED_EXTENSIONS: '.pdf, txt' })
+    const kimi = c.providers.find((p) => p.name === 'kimi')
+    assert.deepEqual(kimi?.purposes['file-extract']?.extensions, ['pdf', 'txt'])
+  })
+
+  it('treats empty strings as unset', () => {
+    assert.equal(loadConfig({ DATABASE_URL: '', PORT: '' }).store.transport, 'pglite')
+  })
+})

@@ -1,0 +1,291 @@
+/**
+ * The files client and adapters against fake providers on loopback: streamed uploads, listing,
+ * retrieve, delete, streamed content, and no API key in any error.
+ */
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PassThrough, Readable } from 'node:stream'
+import { after, before, describe, test } from 'node:test'
+import { loadConfig } from '../../src/config.js'
+import { isProviderError } from '../../src/providers/errors.js'
+import { createProviderRegistry, type ProviderRegistry } from '../../src/providers/registry.js'
+import type { ProviderFile } from '../../src/providers/types.js'
+import { type FakeProvider, startFakeProvider } from '../fakes/provider-server.js'
+
+const KIMI_KEY = 'sk-kimi-test-key-0123456789'
+const GLM_KEY = 'glm-test-key.0123456789'
+const OPENAI_KEY = 'sk-openai-test-key-0123456789'
+
+const timing = {
+  PROVIDER_TIMEOUT_MS: '2000',
+  UPLOAD_TIMEOUT_MS: '5000',
+  REQUEST_TIMEOUT_MS: '6000',
+  SHUTDOWN_TIMEOUT_MS: '7000',
+  RETRY_BASE_DELAY_MS: '10',
+  RETRY_MAX_DELAY_MS: '50',
+}
+
+let kimi: FakeProvider
+let glm: FakeProvider
+let openai: FakeProvider
+let registry: ProviderRegistry
+let dir: string
+
+before(async () => {
+  ;[kimi, glm, openai] = await Promise.all([
+    startFakeProvider({ kind: 'kimi', apiKey: KIMI_KEY }),
+    startFakeProvider({ kind: 'glm', apiKey: GLM_KEY }),
+    startFakeProvider({ kind: 'openai', apiKey: OPENAI_KEY }),
+  ])
+  registry = createProviderRegistry(
+    loadConfig({
+      ...timing,
+      KIMI_API_KEY: KIMI_KEY,
+      KIMI_BASE_URL: kimi.baseUrl,
+      GLM_API_KEY: GLM_KEY,
+      GLM_BASE_URL: glm.baseUrl,
+      EXTRA_PROVIDERS: JSON.stringify([{ name: 'oai', base_url: openai.baseUrl, api_key: OPENAI_KEY }]),
+    }),
+  )
+  dir = await mkdtemp(join(tmpdir(), 'filegate-providers-'))
+})
+
+after(async () => {
+  await registry.close()
+  await Promise.all([kimi.close(), glm.close(), openai.close()])
+  await rm(dir, { recursive: true, force: true })
+})
+
+const collect = async <T>(it: AsyncIterable<T>) => {
+  const out: T[] = []
+  for await (const x of it) out.push(x)
+  return out
+}
+
+describe('upload', () => {
+  test('streams a 5 MB file from disk; the fake receives the exact bytes', async () => {
+    kimi.reset()
+    const data = randomBytes(5 * 1024 * 1024)
+    const path = join(dir, 'five.bin')
+    await writeFile(path, data)
+    const file = await registry.require('kimi').upload({
+      source: { kind: 'file', path, bytes: data.length },
+      filename: 'report.pdf',
+      mimeType: 'application/pdf',
+      purpose: 'file-extract',
+    })
+    assert.equal(kimi.uploads.length, 1)
+    const received = kimi.uploads[0]
+    assert.equal(received?.sha256, createHash('sha256').update(data).digest('hex'))
+    assert.equal(received?.bytes, data.length)
+    assert.equal(received?.purpose, 'file-extract')
+    assert.equal(file.id, received?.id)
+    assert.equal(file.bytes, data.length)
+    assert.equal(file.filename, 'report.pdf')
+    assert.equal(file.status, 'ok')
+    assert.ok(Math.abs(file.createdAt - Date.now() / 1000) < 60, 'created_at is unix seconds')
+  })
+
+  test('a one-shot stream of unknown length goes chunked', async () => {
+    glm.reset()
+    const chunks = [Buffer.from('hello '), Buffer.from('streamed '), Buffer.from('world')]
+    const file = await registry.require('glm').upload({
+      source: { kind: 'stream', stream: Readable.from(chunks) },
+      filename: 'notes.txt',
+      mimeType: 'text/plain',
+      purpose: 'file-extract',
+    })
+    const whole = Buffer.concat(chunks)
+    assert.equal(glm.uploads[0]?.sha256, createHash('sha256').update(whole).digest('hex'))
+    assert.equal(file.bytes, whole.length)
+  })
+
+  test('filenames with quotes, CR/LF and non-ASCII arrive intact and cannot inject headers', async () => {
+    kimi.reset()
+    const path = join(dir, 'small.txt')
+    await writeFile(path, 'x')
+    const upload = (filename: string) =>
+      registry.require('kimi').upload({
+        source: { kind: 'file', path, bytes: 1 },
+        filename,
+        mimeType: 'text/plain\r\nX-Injected: 1',
+        purpose: 'file-extract',
+      })
+    await upload('résumé 简历.txt')
+    await upload('a"b\r\nContent-Type: evil.txt')
+    assert.equal(kimi.uploads[0]?.filename, 'résumé 简历.txt')
+    // The quote and line break are percent-encoded (HTML form-data rule), not passed through.
+    assert.equal(kimi.uploads[1]?.filename, 'a%22b%0D%0AContent-Type: evil.txt')
+    assert.equal(kimi.uploads[1]?.bytes, 1)
+  })
+})
+
+describe('list', () => {
+  test('listAll follows GLM pagination (after / has_more)', async () => {
+    glm.reset()
+    const seeded = Array.from({ length: 250 }, (_, i) =>
+      glm.addFile({ filename: `f${i}.txt`, created_at: 1_700_000_000 + i }),
+    )
+    const files = await collect(registry.require('glm').listAll())
+    assert.deepEqual(
+      files.map((f) => f.id),
+      seeded.map((f) => f.id),
+    )
+    assert.equal(glm.requests.list, 3, 'pages of 100')
+    assert.equal(files[7]?.createdAt, 1_700_000_007)
+  })
+
+  test('listAll passes the purpose filter', async () => {
+    glm.reset()
+    glm.addFile({ filename: 'a.jsonl', purpose: 'batch' })
+    glm.addFile({ filename: 'b.pdf', purpose: 'agent' })
+    const files = await collect(registry.require('glm').listAll({ purpose: 'batch' }))
+    assert.deepEqual(
+      files.map((f) => f.filename),
+      ['a.jsonl'],
+    )
+  })
+
+  test('Kimi returns every file in one page', async () => {
+    kimi.reset()
+    for (let i = 0; i < 120; i++) kimi.addFile({ filename: `k${i}.pdf` })
+    const files = await collect(registry.require('kimi').listAll())
+    assert.equal(files.length, 120)
+    assert.equal(kimi.requests.list, 1)
+  })
+
+  test('OpenAI-compatible listAll pages with last_id', async () => {
+    openai.reset()
+    for (let i = 0; i < 205; i++) openai.addFile({ filename: `o${i}.txt` })
+    const files = await collect(registry.require('oai').listAll())
+    assert.equal(new Set(files.map((f: ProviderFile) => f.id)).size, 205)
+    assert.equal(openai.requests.list, 3)
+  })
+})
+
+describe('retrieve and delete', () => {
+  test('retrieve answers the file, or null on 404', async () => {
+    kimi.reset()
+    const seeded = kimi.addFile({ filename: 'x.pdf', bytes: 42 })
+    const found = await registry.require('kimi').retrieve(seeded.id)
+    assert.equal(found?.bytes, 42)
+    assert.equal(await registry.require('kimi').retrieve('missing'), null)
+    assert.equal(kimi.requests.retrieve, 2)
+  })
+
+  test('GLM has no retrieve: it is done by listing', async () => {
+    glm.reset()
+    const seeded = glm.addFile({ filename: 'g.pdf' })
+    assert.equal((await registry.require('glm').retrieve(seeded.id))?.filename, 'g.pdf')
+    assert.equal(await registry.require('glm').retrieve('missing'), null)
+    assert.equal(glm.requests.retrieve, 0)
+  })
+
+  test('delete removes the file; an unknown id is alreadyGone', async () => {
+    kimi.reset()
+    const seeded = kimi.addFile({ filename: 'x.pdf' })
+    assert.deepEqual(await registry.require('kimi').delete(seeded.id), { alreadyGone: false })
+    assert.deepEqual(kimi.deletes, [seeded.id])
+    assert.deepEqual(await registry.require('kimi').delete(seeded.id), { alreadyGone: true })
+    assert.deepEqual(await registry.require('glm').delete('never-existed'), { alreadyGone: true })
+  })
+})
+
+describe('content', () => {
+  test('Kimi file-extract content is the JSON text Kimi returns', async () => {
+    kimi.reset()
+    const path = join(dir, 'doc.txt')
+    await writeFile(path, 'extracted words')
+    const file = await registry.require('kimi').upload({
+      source: { kind: 'file', path, bytes: 15 },
+      filename: 'doc.txt',
+      mimeType: 'text/plain',
+      purpose: 'file-extract',
+    })
+    const content = await registry.require('kimi').content(file.id)
+    assert.match(content.contentType, /^application\/json/)
+    const chunks: Buffer[] = []
+    for await (const c of content.body) chunks.push(c as Buffer)
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    assert.equal(body.content, 'extracted words')
+    assert.equal(body.type, 'file')
+    assert.equal(content.contentLength, Buffer.concat(chunks).length)
+  })
+
+  test('content is streamed: the first chunk arrives before the provider has finished', async () => {
+    kimi.reset()
+    const source = new PassThrough()
+    const seeded = kimi.addFile({ filename: 'big.txt', content: () => source })
+    source.write('first chunk;')
+    const content = await registry.require('kimi').content(seeded.id)
+    const iterator = content.body[Symbol.asyncIterator]()
+    const first = await iterator.next()
+    assert.equal(String(first.value), 'first chunk;')
+    source.end('second chunk')
+    const rest: string[] = []
+    for (let r = await iterator.next(); !r.done; r = await iterator.next()) rest.push(String(r.value))
+    assert.equal(rest.join(''), 'second chunk')
+  })
+
+  test('no content is CONTENT_UNAVAILABLE', async () => {
+    kimi.reset()
+    const seeded = kimi.addFile({ filename: 'img.png', purpose: 'image' })
+    await assert.rejects(registry.require('kimi').content(seeded.id), { code: 'CONTENT_UNAVAILABLE' })
+  })
+})
+
+describe('authentication', () => {
+  for (const kind of ['kimi', 'glm', 'openai'] as const) {
+    test(`${kind}: a 401 never carries the API key`, async () => {
+      const fake = await startFakeProvider({ kind, apiKey: 'the-right-key-0000' })
+      const wrongKey = kind === 'glm' ? 'a1b2c3d4wrong.987654321secret' : `sk-wrong-${kind}-key-987654321`
+      const env =
+        kind === 'kimi'
+          ? { KIMI_API_KEY: wrongKey, KIMI_BASE_URL: fake.baseUrl }
+          : kind === 'glm'
+            ? { GLM_API_KEY: wrongKey, GLM_BASE_URL: fake.baseUrl }
+            : { EXTRA_PROVIDERS: JSON.stringify([{ name: 'oai', base_url: fake.baseUrl, api_key: wrongKey }]) }
+      const reg = createProviderRegistry(loadConfig({ ...timing, ...env }))
+      const name = kind === 'openai' ? 'oai' : kind
+      try {
+        const err = await reg
+          .require(name)
+          .retrieve('x')
+          .catch((e: unknown) => e)
+        const list = await collect(reg.require(name).listAll()).catch((e: unknown) => e)
+        for (const e of [err, list]) {
+          assert.ok(isProviderError(e), 'a ProviderError')
+          assert.equal(e.code, 'PROVIDER_ERROR')
+          assert.equal(e.retryable, false)
+          assert.equal(e.extensions.provider, name)
+          const everything = `${e.message} ${e.detail} ${JSON.stringify(e)} ${String(e.stack)} ${String(e.cause)}`
+          assert.ok(!everything.includes(wrongKey), 'the key is not in the error')
+          assert.ok(!everything.includes('987654321'), 'no part of the key is in the error')
+        }
+        assert.equal(fake.requests.list + fake.requests.retrieve, 2, 'a 401 is not retried')
+      } finally {
+        await reg.close()
+        await fake.close()
+      }
+    })
+  }
+})
+
+describe('registry', () => {
+  test('unknown and unconfigured providers', () => {
+    const reg = createProviderRegistry(loadConfig({ ...timing, KIMI_API_KEY: KIMI_KEY, KIMI_BASE_URL: kimi.baseUrl }))
+    assert.equal(reg.get('glm'), undefined)
+    assert.deepEqual(
+      reg.list().map((a) => a.name),
+      ['kimi'],
+    )
+    assert.throws(() => reg.require('glm'), { code: 'PROVIDER_NOT_CONFIGURED' })
+    assert.throws(() => reg.require('nope'), { code: 'UNKNOWN_PROVIDER' })
+    assert.equal(reg.require('kimi').circuitState(), 'closed')
+    assert.equal(reg.require('kimi').retryAfterMs(), 0)
+    return reg.close()
+  })
+})

@@ -1,0 +1,251 @@
+/**
+ * Provider answers mapped to the SPEC §1 codes: quotas are final, too-large is FILE_TOO_LARGE,
+ * refusals carry the provider's (sanitised) message, and nothing of the key leaks.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, beforeEach, describe, test } from 'node:test'
+import { loadConfig } from '../../src/config.js'
+import {
+  isProviderError,
+  mapUpstreamError,
+  parseErrorBody,
+  parseRetryAfter,
+  sanitizeMessage,
+  type UpstreamError,
+} from '../../src/providers/errors.js'
+import { glmDialect } from '../../src/providers/glm.js'
+import { kimiDialect } from '../../src/providers/kimi.js'
+import { contentDispositionFilename } from '../../src/providers/multipart-body.js'
+import { createProviderRegistry, type ProviderRegistry } from '../../src/providers/registry.js'
+import type { ProviderAdapter } from '../../src/providers/types.js'
+import { type FakeProvider, startFakeProvider } from '../fakes/provider-server.js'
+
+let kimi: FakeProvider
+let glm: FakeProvider
+let registry: ProviderRegistry
+let dir: string
+let path: string
+
+before(async () => {
+  ;[kimi, glm] = await Promise.all([startFakeProvider({ kind: 'kimi' }), startFakeProvider({ kind: 'glm' })])
+  registry = createProviderRegistry(
+    loadConfig({
+      KIMI_API_KEY: 'sk-kimi-errors-test',
+      KIMI_BASE_URL: kimi.baseUrl,
+      GLM_API_KEY: 'glm-errors-test',
+      GLM_BASE_URL: glm.baseUrl,
+      PROVIDER_TIMEOUT_MS: '1000',
+      UPLOAD_TIMEOUT_MS: '3000',
+      REQUEST_TIMEOUT_MS: '4000',
+      SHUTDOWN_TIMEOUT_MS: '5000',
+      RETRY_BASE_DELAY_MS: '10',
+      RETRY_MAX_DELAY_MS: '20',
+    }),
+  )
+  dir = await mkdtemp(join(tmpdir(), 'filegate-errors-'))
+  path = join(dir, 'f.txt')
+  await writeFile(path, 'some content here')
+})
+
+beforeEach(() => {
+  kimi.reset()
+  glm.reset()
+})
+
+after(async () => {
+  await registry.close()
+  await Promise.all([kimi.close(), glm.close()])
+  await rm(dir, { recursive: true, force: true })
+})
+
+const upload = (adapter: ProviderAdapter) =>
+  adapter
+    .upload({
+      source: { kind: 'file', path, bytes: 17 },
+      filename: 'f.txt',
+      mimeType: 'text/plain',
+      purpose: 'file-extract',
+    })
+    .then(
+      () => assert.fail('expected a rejection'),
+      (err: unknown) => {
+        assert.ok(isProviderError(err), `a ProviderError, got ${String(err)}`)
+        return err
+      },
+    )
+
+describe('quota', () => {
+  test('Kimi exceeded_current_quota_error is PROVIDER_QUOTA_EXCEEDED, not retried', async () => {
+    kimi.quotaExceeded = true
+    const err = await upload(registry.require('kimi'))
+    assert.equal(err.code, 'PROVIDER_QUOTA_EXCEEDED')
+    assert.equal(err.status, 507)
+    assert.equal(err.retryable, false)
+    assert.equal(err.extensions.provider, 'kimi')
+    assert.equal(kimi.requests.upload, 1)
+  })
+
+  test('Kimi file-count cap (400) is PROVIDER_QUOTA_EXCEEDED, not retried', async () => {
+    kimi.maxFiles = 2
+    kimi.addFile({ filename: 'a' })
+    kimi.addFile({ filename: 'b' })
+    const err = await upload(registry.require('kimi'))
+    assert.equal(err.code, 'PROVIDER_QUOTA_EXCEEDED')
+    assert.match(err.detail, /max file count 2/)
+    assert.equal(kimi.requests.upload, 1)
+  })
+
+  test('GLM 1113 (balance exhausted) is PROVIDER_QUOTA_EXCEEDED, not retried', async () => {
+    glm.quotaExceeded = true
+    const err = await upload(registry.require('glm'))
+    assert.equal(err.code, 'PROVIDER_QUOTA_EXCEEDED')
+    assert.equal(err.retryable, false)
+    assert.equal(glm.requests.upload, 1)
+  })
+})
+
+describe('too large', () => {
+  test('Kimi 400 "File size is too large" is FILE_TOO_LARGE with limit_bytes', async () => {
+    kimi.maxFileBytes = 10
+    const err = await upload(registry.require('kimi'))
+    assert.equal(err.code, 'FILE_TOO_LARGE')
+    assert.equal(err.status, 413)
+    assert.equal(err.extensions.limit_bytes, 100 * 1024 * 1024)
+    assert.equal(kimi.requests.upload, 1)
+  })
+
+  test('GLM 435 is FILE_TOO_LARGE', async () => {
+    glm.maxFileBytes = 10
+    const err = await upload(registry.require('glm'))
+    assert.equal(err.code, 'FILE_TOO_LARGE')
+    assert.equal(err.extensions.provider, 'glm')
+    assert.equal(glm.requests.upload, 1)
+  })
+})
+
+describe('refusals', () => {
+  test('a content refusal is PROVIDER_REJECTED carrying the provider message', async () => {
+    kimi.rejectContent = 'file content is not allowed: policy 7'
+    const err = await upload(registry.require('kimi'))
+    assert.equal(err.code, 'PROVIDER_REJECTED')
+    assert.equal(err.status, 422)
+    assert.equal(err.detail, 'file content is not allowed: policy 7')
+    assert.equal(kimi.requests.upload, 1)
+  })
+
+  test('GLM 1301 content refusal too', async () => {
+    glm.rejectContent = true
+    const err = await upload(registry.require('glm'))
+    assert.equal(err.code, 'PROVIDER_REJECTED')
+    assert.equal(err.detail, 'file content is not allowed')
+  })
+})
+
+const upstream = (over: Partial<UpstreamError>): UpstreamError => ({
+  provider: 'glm',
+  op: 'upload',
+  status: 400,
+  type: undefined,
+  code: undefined,
+  message: '',
+  retryAfterMs: undefined,
+  limitBytes: 20,
+  ...over,
+})
+
+describe('mapping table', () => {
+  test('GLM codes', () => {
+    const cases: Array<[number, string, string, boolean]> = [
+      [429, '1113', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [429, '1112', 'PROVIDER_ERROR', false],
+      [429, '1121', 'PROVIDER_ERROR', false],
+      [429, '1302', 'PROVIDER_RATE_LIMITED', true],
+      [429, '1303', 'PROVIDER_RATE_LIMITED', true],
+      [429, '1305', 'PROVIDER_RATE_LIMITED', true],
+      [401, '1000', 'PROVIDER_ERROR', false],
+      [434, '434', 'PROVIDER_ERROR', false],
+      [435, '435', 'FILE_TOO_LARGE', false],
+      [400, '1214', 'PROVIDER_REJECTED', false],
+      [500, '500', 'PROVIDER_ERROR', true],
+      [404, '404', 'NOT_FOUND', false],
+    ]
+    for (const [status, code, expected, retryable] of cases) {
+      const err = mapUpstreamError(upstream({ status, code }), glmDialect.classifyError)
+      assert.equal(err.code, expected, `${status}/${code}`)
+      assert.equal(err.retryable, retryable, `${status}/${code} retryable`)
+    }
+  })
+
+  test('Kimi types', () => {
+    const cases: Array<[number, string, string, string, boolean]> = [
+      [429, 'rate_limit_reached_error', '', 'PROVIDER_RATE_LIMITED', true],
+      [429, 'engine_overloaded_error', '', 'PROVIDER_RATE_LIMITED', true],
+      [429, 'exceeded_current_quota_error', '', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [400, 'invalid_request_error', 'File size is zero, please confirm and re-upload the file', 'EMPTY_FILE', false],
+      [
+        400,
+        'content_filter',
+        'The request was rejected because it was considered high risk',
+        'PROVIDER_REJECTED',
+        false,
+      ],
+      [403, 'permission_denied_error', '', 'PROVIDER_ERROR', false],
+      [404, 'resource_not_found_error', '', 'NOT_FOUND', false],
+      [503, 'server_error', '', 'PROVIDER_ERROR', true],
+    ]
+    for (const [status, type, message, expected, retryable] of cases) {
+      const err = mapUpstreamError(upstream({ provider: 'kimi', status, type, message }), kimiDialect.classifyError)
+      assert.equal(err.code, expected, `${status}/${type}`)
+      assert.equal(err.retryable, retryable, `${status}/${type} retryable`)
+      assert.equal(err.extensions.provider, 'kimi')
+    }
+  })
+
+  test('a rate limit carries Retry-After; 404 on content is CONTENT_UNAVAILABLE', () => {
+    const limited = mapUpstreamError(
+      upstream({ status: 429, code: '1302', retryAfterMs: 2500 }),
+      glmDialect.classifyError,
+    )
+    assert.equal(limited.retryAfterSeconds, 3)
+    assert.equal(limited.upstreamRetryAfterMs, 2500)
+    const gone = mapUpstreamError(upstream({ status: 404, op: 'content' }))
+    assert.equal(gone.code, 'CONTENT_UNAVAILABLE')
+    assert.equal(gone.notFound, true)
+  })
+})
+
+describe('helpers', () => {
+  test('sanitizeMessage redacts keys, strips control characters, truncates to 500', () => {
+    const key = 'secret-key-value-123'
+    const out = sanitizeMessage(`bad key ${key}\r\nsk-abcdef123456 Bearer xyz ${'y'.repeat(600)}`, [key])
+    assert.ok(!out.includes(key))
+    assert.ok(!out.includes('sk-abcdef123456'))
+    assert.ok(!out.includes('xyz'))
+    assert.ok(!/[\r\n]/.test(out))
+    assert.equal(out.length, 500)
+  })
+
+  test('parseRetryAfter reads seconds and HTTP dates', () => {
+    assert.equal(parseRetryAfter('2'), 2000)
+    assert.equal(parseRetryAfter(undefined), undefined)
+    assert.equal(parseRetryAfter('soon'), undefined)
+    const now = Date.parse('2025-01-01T00:00:00Z')
+    assert.equal(parseRetryAfter('Wed, 01 Jan 2025 00:00:05 GMT', now), 5000)
+  })
+
+  test('parseErrorBody reads the three shapes', () => {
+    assert.deepEqual(parseErrorBody('{"error":{"type":"t","message":"m"}}'), { type: 't', message: 'm' })
+    assert.deepEqual(parseErrorBody('{"error":{"code":"1113","message":"m"}}'), { code: '1113', message: 'm' })
+    assert.deepEqual(parseErrorBody('{"error":{"code":1302,"message":"m"}}'), { code: '1302', message: 'm' })
+    assert.deepEqual(parseErrorBody('<html>bad gateway</html>'), { message: '<html>bad gateway</html>' })
+  })
+
+  test('contentDispositionFilename escapes quotes and line breaks, adds filename* for non-ASCII', () => {
+    assert.equal(contentDispositionFilename('a.pdf'), 'filename="a.pdf"')
+    assert.equal(contentDispositionFilename('a"b\r\n.pdf'), 'filename="a%22b%0D%0A.pdf"')
+    assert.equal(contentDispositionFilename('é.pdf'), `filename="é.pdf"; filename*=UTF-8''%C3%A9.pdf`)
+  })
+})
