@@ -204,14 +204,15 @@ $$;
 
 -- Completes a claim. If the claim was lost (taken over, or the row deleted meanwhile), the
 -- provider copy just made is recorded as an orphan tombstone so it is deleted, never leaked.
-create or replace function complete_upload(p_id uuid, p_claim_token uuid, p_provider_file_id text)
-returns jsonb
+create or replace function complete_upload(
+  p_id uuid, p_claim_token uuid, p_provider_file_id text, p_bytes bigint default null
+) returns jsonb
 language plpgsql set timezone to 'UTC' as $$
 declare r provider_file_uploads; o provider_file_uploads;
 begin
   update provider_file_uploads
      set status = 'completed', provider_file_id = p_provider_file_id, updated_at = now(),
-         last_used_at = now(), error = null, claim_token = null
+         last_used_at = now(), error = null, claim_token = null, bytes = coalesce(p_bytes, bytes)
    where id = p_id and claim_token = p_claim_token and status in ('pending', 'uploading') and deleted_at is null
   returning * into r;
   if found then
@@ -222,7 +223,7 @@ begin
     (tenant_id, provider, purpose, sha256, bytes, filename, mime_type, provider_file_id, status,
      deleted_at, deletion_reason, error, created_at)
   values
-    (o.tenant_id, o.provider, o.purpose, o.sha256, o.bytes, o.filename, o.mime_type, p_provider_file_id,
+    (o.tenant_id, o.provider, o.purpose, o.sha256, coalesce(p_bytes, o.bytes), o.filename, o.mime_type, p_provider_file_id,
      'deleted', now(), 'orphaned', 'upload claim lost before completion', now())
   returning * into r;
   return jsonb_build_object('outcome', 'lost', 'orphan', filegate_file_json(r),

@@ -9,8 +9,11 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance } from 'fastify'
+import filesRoutes from '../routes/files/index.js'
 import healthRoutes from '../routes/health/index.js'
+import limitsRoutes from '../routes/limits/index.js'
 import metricsRoutes from '../routes/metrics/index.js'
+import { ProblemSchema } from '../routes/schemas.js'
 import type { Config } from './config.js'
 import { AppError } from './errors.js'
 import { createMetrics, type Metrics } from './metrics.js'
@@ -19,6 +22,7 @@ import authPlugin from './plugins/auth.js'
 import errorsPlugin from './plugins/errors.js'
 import metricsPlugin from './plugins/metrics.js'
 import providersPlugin from './plugins/providers.js'
+import servicesPlugin from './plugins/services.js'
 import storePlugin from './plugins/store.js'
 import type { ProviderRegistry } from './providers/registry.js'
 import type { StorePort } from './store/port.js'
@@ -105,6 +109,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
   await app.register(storePlugin, { config: config.store, ...(overrides.store ? { store: overrides.store } : {}) })
   await app.register(providersPlugin, { config, ...(overrides.providers ? { registry: overrides.providers } : {}) })
+  await app.register(servicesPlugin, { config })
   await app.register(authPlugin, { keys: config.apiKeys, openMode: config.openMode })
 
   app.addHook('onRequest', async (request) => {
@@ -119,8 +124,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
 
   // 3. Routes.
+  app.addSchema(ProblemSchema)
   await app.register(healthRoutes)
   await app.register(metricsRoutes)
+  await app.register(filesRoutes, { config })
+  await app.register(limitsRoutes)
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   return app

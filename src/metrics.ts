@@ -7,12 +7,19 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export type UploadOutcome = 'success' | 'failed' | 'deduplicated'
 export type CleanupOutcome = 'success' | 'failure' | 'skipped'
 
+export interface ScrapeHooks {
+  /** Refreshes filegate_provider_files / filegate_provider_bytes from the database on scrape. */
+  refreshUsage?: () => Promise<void>
+}
+
 export function createMetrics() {
   const registry = new Registry()
+  const hooks: ScrapeHooks = {}
   collectDefaultMetrics({ register: registry })
   const r = [registry]
   return {
     registry,
+    hooks,
     uploadAttempts: new Counter({
       name: 'filegate_file_upload_attempts_total',
       help: 'Uploads accepted for processing, per target provider',
@@ -72,6 +79,9 @@ export function createMetrics() {
       help: 'Files occupying the provider account (live, in flight, or awaiting provider delete)',
       labelNames: ['provider'] as const,
       registers: r,
+      async collect() {
+        await hooks.refreshUsage?.()
+      },
     }),
     providerBytes: new Gauge({
       name: 'filegate_provider_bytes',

@@ -12,6 +12,7 @@ import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
 import { type AppOverrides, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
+import { type FakeProvider, startFakeProvider } from './fakes/provider-server.js'
 
 export const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 export const isCI = process.env.CI === 'true'
@@ -108,4 +109,59 @@ export async function build(
   await app.ready()
   await app.lifecycle.schemaReadyPromise
   return app
+}
+
+export interface Fakes {
+  kimi: FakeProvider
+  glm: FakeProvider
+  /** Environment pointing filegate at the fakes. */
+  env: Record<string, string>
+}
+
+export const fakeKeys = { kimi: 'sk-kimi-fake-0123456789', glm: 'glm-fake-0123456789.abcdef' }
+
+/** Fake Kimi and GLM servers on loopback, closed after the test. */
+export async function startFakes(t: { after(fn: () => Promise<void>): void }): Promise<Fakes> {
+  const kimi = await startFakeProvider({ kind: 'kimi', apiKey: fakeKeys.kimi })
+  const glm = await startFakeProvider({ kind: 'glm', apiKey: fakeKeys.glm })
+  t.after(async () => {
+    await Promise.all([kimi.close(), glm.close()])
+  })
+  return {
+    kimi,
+    glm,
+    env: {
+      KIMI_API_KEY: fakeKeys.kimi,
+      KIMI_BASE_URL: kimi.baseUrl,
+      GLM_API_KEY: fakeKeys.glm,
+      GLM_BASE_URL: glm.baseUrl,
+      RETRY_BASE_DELAY_MS: '10',
+      RETRY_MAX_DELAY_MS: '200',
+    },
+  }
+}
+
+/** A multipart body for app.inject or fetch. */
+export function multipart(
+  fields: Array<[string, string] | [string, { filename: string; content: Buffer | string; type?: string }]>,
+): { payload: Buffer; headers: Record<string, string> } {
+  const boundary = `----filegate${Math.random().toString(16).slice(2)}`
+  const chunks: Buffer[] = []
+  for (const [name, value] of fields) {
+    chunks.push(Buffer.from(`--${boundary}\r\n`))
+    if (typeof value === 'string') {
+      chunks.push(Buffer.from(`Content-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`))
+    } else {
+      chunks.push(
+        Buffer.from(
+          `Content-Disposition: form-data; name="${name}"; filename="${value.filename}"\r\n` +
+            `Content-Type: ${value.type ?? 'application/octet-stream'}\r\n\r\n`,
+        ),
+        Buffer.isBuffer(value.content) ? value.content : Buffer.from(value.content),
+        Buffer.from('\r\n'),
+      )
+    }
+  }
+  chunks.push(Buffer.from(`--${boundary}--\r\n`))
+  return { payload: Buffer.concat(chunks), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } }
 }

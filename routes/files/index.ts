@@ -1,0 +1,184 @@
+/** The files API of SPEC §1: upload, list, get, content, delete. */
+import { type FastifyPluginAsyncTypebox, Type, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import type { FileRow } from '../../src/domain/file-record.js'
+import { toFileObject } from '../../src/domain/file-record.js'
+import { FileRef, FileSchema, problems } from '../schemas.js'
+import { receiveUpload } from './upload-form.js'
+
+const UploadBody = Type.Object(
+  {
+    file: Type.String({ format: 'binary', description: 'Exactly one file part' }),
+    provider: Type.Optional(
+      Type.String({ description: 'kimi | glm | a configured provider | auto (default DEFAULT_PROVIDER)' }),
+    ),
+    purpose: Type.Optional(Type.String({ description: "Default: the provider's default purpose" })),
+    expires_in: Type.Optional(Type.Integer({ minimum: 1, description: 'Per-file TTL in seconds' })),
+    metadata: Type.Optional(Type.String({ description: 'A JSON object as a string, at most 4 KiB' })),
+  },
+  {
+    description:
+      'Text fields may come before or after the file part; before it, the size limit applies while streaming',
+  },
+)
+
+const FileList = Type.Object({
+  data: Type.Array(FileRef),
+  has_more: Type.Boolean(),
+  next_cursor: Type.Union([Type.String(), Type.Null()]),
+})
+
+const IdParams = Type.Object({ id: Type.String({ description: 'The file id (uuid)' }) })
+const Sha256Header = Type.Object({
+  'x-content-sha256': Type.Optional(
+    Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'Declared SHA-256 of the file (hex)' }),
+  ),
+})
+
+/** The multipart body is read by the handler as it streams; the other parts are validated as usual. */
+const skipBodyValidation = (route: { httpPart?: string }) =>
+  route.httpPart === 'body' ? () => true : TypeBoxValidatorCompiler(route as never)
+
+const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.js').Config }> = async (app, opts) => {
+  app.addSchema(FileSchema)
+
+  app.post(
+    '/v1/files',
+    {
+      schema: {
+        tags: ['files'],
+        summary: 'Upload a file (multipart/form-data), deduplicated by SHA-256',
+        consumes: ['multipart/form-data'],
+        security: [{ bearerAuth: [] }],
+        headers: Sha256Header,
+        body: UploadBody,
+        response: {
+          200: { ...FileRef, description: 'A live duplicate exists: deduplicated: true' },
+          201: { ...FileRef, description: 'Uploaded to the provider: deduplicated: false' },
+          ...problems(400, 401, 403, 413, 415, 422, 429, 502, 503, 504, 507),
+        },
+      },
+      // The body is a multipart stream read by the handler; the schema above documents it.
+      validatorCompiler: skipBodyValidation,
+      config: { auth: 'tenant' },
+    },
+    async (request, reply) => {
+      const declared = request.headers['x-content-sha256']?.toLowerCase()
+      try {
+        const result = await app.files.trackActive(() => receiveUpload(request, app.files, opts.config, declared))
+        reply.code(result.deduplicated ? 200 : 201)
+        return { ...result.file, deduplicated: result.deduplicated }
+      } catch (err) {
+        app.files.recordRefusal(err)
+        // The rest of the body is not read: close the connection after the answer.
+        reply.header('connection', 'close')
+        throw err
+      }
+    },
+  )
+
+  app.get(
+    '/v1/files',
+    {
+      schema: {
+        tags: ['files'],
+        summary: "List the caller's files, newest first, with cursor pagination",
+        security: [{ bearerAuth: [] }],
+        querystring: Type.Object({
+          provider: Type.Optional(Type.String()),
+          status: Type.Optional(
+            Type.Union(['pending', 'uploading', 'completed', 'failed', 'deleted'].map((s) => Type.Literal(s))),
+          ),
+          sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })),
+          purpose: Type.Optional(Type.String()),
+          include_deleted: Type.Boolean({ default: false }),
+          limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+          after: Type.Optional(Type.String({ description: 'next_cursor of the previous page' })),
+        }),
+        response: { 200: FileList, ...problems(400, 401, 403, 429, 503) },
+      },
+      config: { auth: 'tenant' },
+    },
+    async (request) => {
+      const q = request.query
+      const page = await app.files.list(request.auth.tenant, {
+        provider: q.provider,
+        status: q.status,
+        sha256: q.sha256,
+        purpose: q.purpose,
+        includeDeleted: q.include_deleted,
+        limit: q.limit,
+        after: q.after,
+      })
+      return {
+        data: page.rows.map((r: FileRow) => toFileObject(r)),
+        has_more: page.hasMore,
+        next_cursor: page.nextCursor,
+      }
+    },
+  )
+
+  app.get(
+    '/v1/files/:id',
+    {
+      schema: {
+        tags: ['files'],
+        summary: 'One file',
+        security: [{ bearerAuth: [] }],
+        params: IdParams,
+        response: { 200: FileRef, ...problems(401, 403, 404, 429, 503) },
+      },
+      config: { auth: 'tenant' },
+    },
+    async (request) => app.files.get(request.auth.tenant, request.params.id),
+  )
+
+  app.get(
+    '/v1/files/:id/content',
+    {
+      schema: {
+        tags: ['files'],
+        summary: "The provider's extracted content (Kimi file-extract), streamed",
+        security: [{ bearerAuth: [] }],
+        params: IdParams,
+        produces: ['application/json', 'text/plain', 'application/octet-stream'],
+        response: {
+          200: Type.Unsafe<unknown>({
+            type: 'string',
+            description: 'The provider content, passed through as the provider sends it',
+          }),
+          ...problems(401, 403, 404, 409, 429, 502, 503, 504),
+        },
+      },
+      config: { auth: 'tenant' },
+    },
+    async (request, reply) => {
+      const { content } = await app.files.content(request.auth.tenant, request.params.id)
+      reply.header('content-type', content.contentType)
+      if (content.contentLength !== undefined) reply.header('content-length', content.contentLength)
+      return reply.send(content.body)
+    },
+  )
+
+  app.delete(
+    '/v1/files/:id',
+    {
+      schema: {
+        tags: ['files'],
+        summary: 'Soft-delete (tombstone), then delete at the provider; idempotent',
+        security: [{ bearerAuth: [] }],
+        params: IdParams,
+        response: {
+          200: {
+            ...FileRef,
+            description: 'The tombstone; provider_deleted: false while the provider delete is pending',
+          },
+          ...problems(401, 403, 404, 429, 503),
+        },
+      },
+      config: { auth: 'tenant' },
+    },
+    async (request) => toFileObject(await app.files.delete(request.auth.tenant, request.params.id)),
+  )
+}
+
+export default filesRoutes

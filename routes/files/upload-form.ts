@@ -1,0 +1,141 @@
+/**
+ * Reads a multipart upload as it streams: text fields before the file part shape how the file
+ * is taken (provider limit enforced while streaming, or stream-through with X-Content-SHA256);
+ * fields after it are still honoured (the size is then checked once the body is in).
+ */
+import type { MultipartFile, MultipartValue } from '@fastify/multipart'
+import type { FastifyRequest } from 'fastify'
+import type { Config } from '../../src/config.js'
+import { sanitizeFilename } from '../../src/domain/filename.js'
+import type { FileMeta, FileService, UploadResult } from '../../src/domain/files.js'
+import { removeSpool, type SpooledFile, spoolToFile, tooLarge } from '../../src/domain/spool.js'
+import { AppError } from '../../src/errors.js'
+
+const maxMetadataBytes = 4096
+const maxExpiresIn = 10 * 365 * 24 * 3600
+const knownFields = new Set(['provider', 'purpose', 'expires_in', 'metadata'])
+
+interface Fields {
+  provider?: string
+  purpose?: string
+  expires_in?: string
+  metadata?: string
+}
+
+function readField(fields: Fields, part: MultipartValue): void {
+  if (!knownFields.has(part.fieldname)) {
+    throw new AppError('VALIDATION_FAILED', {
+      detail: `Unknown field "${part.fieldname.slice(0, 64)}"; expected file, provider, purpose, expires_in, metadata`,
+    })
+  }
+  if (part.valueTruncated) throw new AppError('VALIDATION_FAILED', { detail: `Field ${part.fieldname} is too long` })
+  const name = part.fieldname as keyof Fields
+  if (fields[name] !== undefined) throw new AppError('VALIDATION_FAILED', { detail: `Field ${name} given twice` })
+  fields[name] = String(part.value)
+}
+
+export function parseMeta(fields: Fields, filename: string, mimeType: string): FileMeta {
+  let metadata: Record<string, unknown> = {}
+  if (fields.metadata !== undefined) {
+    if (Buffer.byteLength(fields.metadata) > maxMetadataBytes) {
+      throw new AppError('VALIDATION_FAILED', { detail: `metadata is larger than ${maxMetadataBytes} bytes` })
+    }
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(fields.metadata)
+    } catch {
+      throw new AppError('VALIDATION_FAILED', { detail: 'metadata must be a JSON object' })
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw new AppError('VALIDATION_FAILED', { detail: 'metadata must be a JSON object' })
+    }
+    metadata = parsed as Record<string, unknown>
+  }
+  let expiresInSeconds: number | undefined
+  if (fields.expires_in !== undefined) {
+    const n = Number(fields.expires_in)
+    if (!/^\d+$/.test(fields.expires_in.trim()) || !Number.isSafeInteger(n) || n < 1 || n > maxExpiresIn) {
+      throw new AppError('VALIDATION_FAILED', { detail: `expires_in must be whole seconds from 1 to ${maxExpiresIn}` })
+    }
+    expiresInSeconds = n
+  }
+  return { filename, mimeType: mimeType || 'application/octet-stream', metadata, expiresInSeconds }
+}
+
+const mimePattern = /^[a-z0-9!#$&^_.+-]{1,64}\/[a-z0-9!#$&^_.+-]{1,128}$/i
+
+/** Handles one POST /v1/files body end to end; the spool file is gone when it returns. */
+export async function receiveUpload(
+  request: FastifyRequest,
+  service: FileService,
+  config: Config,
+  declaredSha256: string | undefined,
+): Promise<UploadResult> {
+  if (!request.isMultipart()) {
+    throw new AppError('VALIDATION_FAILED', { detail: 'Content-Type must be multipart/form-data' })
+  }
+  const tenant = request.auth.tenant
+  const fields: Fields = {}
+  let spool: SpooledFile | undefined
+  let result: UploadResult | undefined
+  let filename: string | undefined
+  let mimeType = 'application/octet-stream'
+  let fileParts = 0
+  const contentLength = Number(request.headers['content-length']) || undefined
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'field') {
+        readField(fields, part)
+        continue
+      }
+      const file = part as MultipartFile
+      fileParts++
+      if (fileParts > 1 || file.fieldname !== 'file') {
+        file.file.resume()
+        throw fileParts > 1
+          ? new AppError('TOO_MANY_FILES', { detail: 'Send exactly one file part, named "file"' })
+          : new AppError('VALIDATION_FAILED', { detail: `The file part must be named "file", not "${file.fieldname}"` })
+      }
+      filename = sanitizeFilename(file.filename)
+      mimeType = mimePattern.test(file.mimetype) ? file.mimetype.toLowerCase() : 'application/octet-stream'
+      const providerKnown = fields.provider !== undefined
+      const plan = providerKnown
+        ? service.plan({ provider: fields.provider as string, purpose: fields.purpose, filename })
+        : undefined
+
+      if (plan && declaredSha256 && !plan.auto) {
+        const meta = parseMeta(fields, filename, mimeType)
+        result = await service.uploadStreamThrough(tenant, plan, meta, declaredSha256, file.file, contentLength)
+        file.file.resume() // a dedup answer did not read the body: discard what is left
+        continue
+      }
+      // Until the provider is known, the largest limit of any provider bounds the stream.
+      const maxBytes = plan?.maxBytes ?? Math.max(...config.providers.map((p) => p.maxFileBytes))
+      const limitOwner = plan?.candidates.find((c) => c.maxBytes === maxBytes)?.config.name ?? 'any provider'
+      spool = await spoolToFile(file.file, {
+        dir: config.uploadTmpDir,
+        maxBytes,
+        onLimit: () => tooLarge(limitOwner, maxBytes),
+      })
+    }
+
+    if (fileParts === 0 || !filename) throw new AppError('MISSING_FILE', { detail: 'Send one file part named "file"' })
+    if (result) return result
+    const stored = spool as SpooledFile
+    if (declaredSha256 && stored.sha256 !== declaredSha256) {
+      throw new AppError('CHECKSUM_MISMATCH', {
+        detail: 'The content does not match X-Content-SHA256',
+        extensions: { declared: declaredSha256, actual: stored.sha256 },
+      })
+    }
+    const plan = service.plan({
+      provider: fields.provider ?? config.defaultProvider,
+      purpose: fields.purpose,
+      filename,
+    })
+    const meta = parseMeta(fields, filename, mimeType)
+    return await service.uploadSpooled(tenant, plan, meta, stored)
+  } finally {
+    await removeSpool(spool)
+  }
+}

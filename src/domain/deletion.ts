@@ -1,0 +1,60 @@
+/**
+ * The one path by which a file is deleted at its provider: claim the tombstone's provider delete
+ * (a lease in Postgres, so one worker per file whatever the number of replicas), call the
+ * provider, then record the outcome. A provider 404 counts as deleted. Failures are recorded with
+ * backoff for the provider_deletes sweep; they are never thrown to the caller.
+ */
+import type { Metrics } from '../metrics.js'
+import type { ProviderRegistry } from '../providers/registry.js'
+import type { StorePort } from '../store/port.js'
+import type { FileRow } from './file-record.js'
+
+export interface DeletionDeps {
+  store: StorePort
+  providers: ProviderRegistry
+  metrics: Metrics
+  /** How long a claimed delete is reserved for its worker. */
+  leaseSeconds: number
+}
+
+export type DeleteOutcome = 'deleted' | 'already_gone' | 'failed' | 'not_claimed'
+
+export async function deleteAtProvider(
+  deps: DeletionDeps,
+  tombstone: FileRow,
+  options: { alreadyClaimed?: boolean } = {},
+): Promise<{ outcome: DeleteOutcome; row: FileRow }> {
+  let row = tombstone
+  if (!options.alreadyClaimed) {
+    const claimed = await deps.store.call<FileRow | null>('claim_provider_delete', {
+      p_id: tombstone.id,
+      p_lease_seconds: deps.leaseSeconds,
+    })
+    if (!claimed) return { outcome: 'not_claimed', row }
+    row = claimed
+  }
+  const adapter = deps.providers.get(row.provider)
+  const providerFileId = row.provider_file_id
+  if (!adapter || !providerFileId) {
+    const failed = await deps.store.call<FileRow | null>('record_provider_delete_failure', {
+      p_id: row.id,
+      p_error: `provider ${row.provider} is not configured`,
+      p_min_delay_seconds: 300,
+    })
+    return { outcome: 'failed', row: failed ?? row }
+  }
+  try {
+    const { alreadyGone } = await adapter.delete(providerFileId)
+    const marked = await deps.store.call<FileRow | null>('mark_provider_deleted', { p_id: row.id })
+    if (marked) deps.metrics.deletions.inc({ provider: row.provider, reason: row.deletion_reason ?? 'manual' })
+    return { outcome: alreadyGone ? 'already_gone' : 'deleted', row: marked ?? row }
+  } catch (err) {
+    const e = err as { code?: string; detail?: string; message?: string; retryAfterSeconds?: number }
+    const failed = await deps.store.call<FileRow | null>('record_provider_delete_failure', {
+      p_id: row.id,
+      p_error: `${e.code ?? 'ERROR'}: ${e.detail ?? e.message ?? 'unknown'}`,
+      p_min_delay_seconds: Math.ceil(e.retryAfterSeconds ?? 0),
+    })
+    return { outcome: 'failed', row: failed ?? row }
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The File object of SPEC §1 and its mapping from the store's jsonb rows. Bookkeeping columns
+ * (delete attempts, claim tokens) stay inside; timestamps leave as RFC 3339 UTC.
+ */
+import { AppError } from '../errors.js'
+
+export type FileStatus = 'pending' | 'uploading' | 'completed' | 'failed' | 'deleted'
+export type DeletionReason = 'manual' | 'expired' | 'orphaned' | 'quota' | 'reconciled'
+
+/** A row as the SQL functions return it (filegate_file_json). */
+export interface FileRow {
+  id: string
+  tenant_id: string
+  provider: string
+  provider_file_id: string | null
+  purpose: string
+  filename: string
+  mime_type: string
+  bytes: number
+  sha256: string
+  status: FileStatus
+  error: string | null
+  metadata: Record<string, unknown>
+  created_at: string
+  updated_at: string
+  last_used_at: string
+  expires_at: string | null
+  deleted_at: string | null
+  deletion_reason: DeletionReason | null
+  provider_deleted: boolean
+  provider_deleted_at: string | null
+  delete_attempts: number
+  last_delete_error: string | null
+}
+
+export interface FileObject {
+  id: string
+  tenant_id: string
+  provider: string
+  provider_file_id: string | null
+  purpose: string
+  filename: string
+  mime_type: string
+  bytes: number
+  sha256: string
+  status: FileStatus
+  error: string | null
+  metadata: Record<string, unknown>
+  created_at: string
+  updated_at: string
+  last_used_at: string
+  expires_at: string | null
+  deleted_at: string | null
+  deletion_reason: DeletionReason | null
+  provider_deleted: boolean
+  deduplicated?: boolean
+}
+
+const iso = (ts: string) => new Date(ts).toISOString()
+const isoOrNull = (ts: string | null) => (ts === null ? null : iso(ts))
+
+export function toFileObject(row: FileRow, deduplicated?: boolean): FileObject {
+  return {
+    id: row.id,
+    tenant_id: row.tenant_id,
+    provider: row.provider,
+    provider_file_id: row.provider_file_id,
+    purpose: row.purpose,
+    filename: row.filename,
+    mime_type: row.mime_type,
+    bytes: Number(row.bytes),
+    sha256: row.sha256,
+    status: row.status,
+    error: row.error,
+    metadata: row.metadata ?? {},
+    created_at: iso(row.created_at),
+    updated_at: iso(row.updated_at),
+    last_used_at: iso(row.last_used_at),
+    expires_at: isoOrNull(row.expires_at),
+    deleted_at: isoOrNull(row.deleted_at),
+    deletion_reason: row.deletion_reason,
+    provider_deleted: row.provider_deleted,
+    ...(deduplicated === undefined ? {} : { deduplicated }),
+  }
+}
+
+/** Opaque keyset cursor: the last row's exact created_at (microseconds) and id. */
+export function encodeCursor(row: Pick<FileRow, 'created_at' | 'id'>): string {
+  return Buffer.from(JSON.stringify([row.created_at, row.id])).toString('base64url')
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+export function decodeCursor(cursor: string): { createdAt: string; id: string } {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown
+    if (
+      Array.isArray(value) &&
+      typeof value[0] === 'string' &&
+      !Number.isNaN(Date.parse(value[0])) &&
+      typeof value[1] === 'string' &&
+      uuidPattern.test(value[1])
+    ) {
+      return { createdAt: value[0], id: value[1] }
+    }
+  } catch {
+    // fall through to the validation error
+  }
+  throw new AppError('VALIDATION_FAILED', { detail: 'after: not a cursor this service issued' })
+}
+
+export const isUuid = (s: string) => uuidPattern.test(s)

@@ -1,0 +1,484 @@
+/**
+ * The file service: uploads with SHA-256 dedup that holds under concurrency and across replicas,
+ * reads, deletes and limits. It knows the store and the providers, never HTTP.
+ *
+ * Dedup protocol (SQL claim_upload): the first caller for (tenant, provider, purpose, sha256)
+ * claims the row and uploads; concurrent callers see `in_progress` and wait for it to settle,
+ * then claim again and get `duplicate` (or take over after a failure). A claim lost to a
+ * takeover leaves the provider copy recorded as an orphan tombstone, deleted right away.
+ */
+import type { Readable } from 'node:stream'
+import type { Config } from '../config.js'
+import { AppError, isAppError } from '../errors.js'
+import type { Metrics } from '../metrics.js'
+import { isProviderError } from '../providers/errors.js'
+import type { ProviderRegistry } from '../providers/registry.js'
+import type { ProviderContent } from '../providers/types.js'
+import type { StorePort } from '../store/port.js'
+import { type DeletionDeps, deleteAtProvider } from './deletion.js'
+import { decodeCursor, encodeCursor, type FileObject, type FileRow, isUuid, toFileObject } from './file-record.js'
+import { SettleWaiters } from './settle-waiters.js'
+import { HashCounter, type SpooledFile, tooLarge } from './spool.js'
+import { type Candidate, candidatesFor, planUpload, type UploadPlan } from './upload-plan.js'
+
+export interface FileMeta {
+  filename: string
+  mimeType: string
+  metadata: Record<string, unknown>
+  expiresInSeconds: number | undefined
+}
+
+export interface UploadResult {
+  file: FileObject
+  deduplicated: boolean
+}
+
+export interface ListQuery {
+  provider?: string | undefined
+  status?: string | undefined
+  sha256?: string | undefined
+  purpose?: string | undefined
+  includeDeleted?: boolean | undefined
+  limit: number
+  after?: string | undefined
+  order?: 'asc' | 'desc'
+}
+
+type ClaimResult =
+  | { outcome: 'claimed'; claim_token: string; file: FileRow }
+  | { outcome: 'duplicate'; file: FileRow }
+  | { outcome: 'in_progress'; file: FileRow }
+  | { outcome: 'quota_exceeded'; files: number; bytes: number; max_files: number | null; max_bytes: number | null }
+
+const settlePollMs = 200
+
+export interface FileServiceDeps {
+  store: StorePort
+  providers: ProviderRegistry
+  config: Config
+  metrics: Metrics
+}
+
+export class FileService {
+  private readonly waiters = new SettleWaiters()
+  private readonly deletion: DeletionDeps
+
+  constructor(private readonly deps: FileServiceDeps) {
+    this.deletion = {
+      store: deps.store,
+      providers: deps.providers,
+      metrics: deps.metrics,
+      leaseSeconds: Math.ceil(deps.config.timeouts.uploadMs / 1000) + 60,
+    }
+  }
+
+  get deletionDeps(): DeletionDeps {
+    return this.deletion
+  }
+
+  plan(request: { provider: string; purpose?: string | undefined; filename: string }): UploadPlan {
+    return planUpload(this.deps.config.providers, this.deps.providers, request)
+  }
+
+  /** Counts a refusal before any provider was involved (SPEC §6 validation failures). */
+  recordRefusal(err: unknown): void {
+    if (isAppError(err) && !isProviderError(err) && err.status >= 400 && err.status < 500) {
+      this.deps.metrics.validationFailures.inc({ reason: err.code })
+    }
+  }
+
+  async trackActive<T>(work: () => Promise<T>): Promise<T> {
+    this.deps.metrics.activeUploads.inc()
+    try {
+      return await work()
+    } finally {
+      this.deps.metrics.activeUploads.dec()
+    }
+  }
+
+  /** Upload from a spooled temp file: retries are possible, and `auto` may fall back. */
+  async uploadSpooled(tenant: string, plan: UploadPlan, meta: FileMeta, spool: SpooledFile): Promise<UploadResult> {
+    if (spool.bytes === 0) throw new AppError('EMPTY_FILE', { detail: 'The file part has no content' })
+    const candidates = candidatesFor(plan, spool.bytes)
+    if (plan.auto) {
+      const hit = await this.findLiveDuplicate(tenant, candidates, spool.sha256)
+      if (hit) return this.dedupHit(hit, spool.bytes)
+    }
+    let lastError: unknown
+    for (const candidate of candidates) {
+      try {
+        return await this.uploadTo(tenant, candidate, meta, spool.sha256, spool.bytes, async (signal) =>
+          candidate.adapter.upload(
+            {
+              source: { kind: 'file', path: spool.path, bytes: spool.bytes },
+              filename: meta.filename,
+              mimeType: meta.mimeType,
+              purpose: candidate.purpose,
+            },
+            signal,
+          ),
+        )
+      } catch (err) {
+        lastError = err
+        if (!plan.auto || !canFallBack(err)) throw err
+      }
+    }
+    throw lastError
+  }
+
+  /**
+   * X-Content-SHA256 path: a live duplicate answers without reading the body; otherwise the body
+   * streams straight to one provider (one attempt: a stream cannot be replayed) and the hash is
+   * verified at the end. A mismatch deletes the provider copy and answers CHECKSUM_MISMATCH.
+   * Returns null when the body must be spooled instead (nothing was read from it).
+   */
+  async uploadStreamThrough(
+    tenant: string,
+    plan: UploadPlan,
+    meta: FileMeta,
+    declaredSha256: string,
+    body: Readable,
+    declaredBytes: number | undefined,
+  ): Promise<UploadResult> {
+    const candidates = declaredBytes === undefined ? plan.candidates : candidatesFor(plan, declaredBytes)
+    const hit = await this.findLiveDuplicate(tenant, candidates, declaredSha256)
+    if (hit) return this.dedupHit(hit, Number(hit.bytes))
+    const candidate = candidates[0] as Candidate
+    let counter: HashCounter | undefined
+    const result = await this.uploadTo(
+      tenant,
+      candidate,
+      meta,
+      declaredSha256,
+      declaredBytes ?? 0,
+      async (signal) => {
+        counter = new HashCounter(candidate.maxBytes, () => tooLarge(candidate.config.name, candidate.maxBytes))
+        body.on('error', (err) => counter?.destroy(err))
+        const pass = body.pipe(counter)
+        try {
+          return await candidate.adapter.upload(
+            {
+              source: { kind: 'stream', stream: pass },
+              filename: meta.filename,
+              mimeType: meta.mimeType,
+              purpose: candidate.purpose,
+            },
+            signal,
+          )
+        } catch (err) {
+          // Our own limit or the client's abort surfaces as the provider call failing: report the cause.
+          if (counter.destroyed && counter.errored && isAppError(counter.errored)) throw counter.errored
+          throw err
+        }
+      },
+      (providerFile) => {
+        const actual = counter?.digest()
+        if (counter && counter.bytes === 0)
+          return new AppError('EMPTY_FILE', { detail: 'The file part has no content' })
+        if (actual !== declaredSha256) {
+          return new AppError('CHECKSUM_MISMATCH', {
+            detail: 'The content does not match X-Content-SHA256; the provider copy was deleted',
+            extensions: { declared: declaredSha256, actual, provider: providerFile.provider },
+          })
+        }
+        return counter?.bytes
+      },
+    )
+    return result
+  }
+
+  private async findLiveDuplicate(tenant: string, candidates: Candidate[], sha256: string): Promise<FileRow | null> {
+    const byPurpose = new Map<string, string[]>()
+    for (const c of candidates) byPurpose.set(c.purpose, [...(byPurpose.get(c.purpose) ?? []), c.config.name])
+    for (const [purpose, providers] of byPurpose) {
+      const row = await this.deps.store.call<FileRow | null>('find_live_duplicate', {
+        p_tenant_id: tenant,
+        p_providers: providers,
+        p_purpose: purpose,
+        p_sha256: sha256,
+      })
+      if (row) return row
+    }
+    return null
+  }
+
+  private dedupHit(row: FileRow, bytes: number): UploadResult {
+    this.deps.metrics.dedupHits.inc({ provider: row.provider })
+    this.deps.metrics.uploadBytes.inc({ provider: row.provider, status: 'deduplicated' }, bytes)
+    return { file: toFileObject(row, true), deduplicated: true }
+  }
+
+  /**
+   * Claims (tenant, provider, purpose, sha256) and uploads when this caller wins; waits for a
+   * concurrent uploader otherwise. `verify` may refuse the provider's copy after the fact (stream
+   * path): it returns an error (the copy is deleted) or the verified byte count.
+   */
+  private async uploadTo(
+    tenant: string,
+    candidate: Candidate,
+    meta: FileMeta,
+    sha256: string,
+    bytes: number,
+    put: (signal: AbortSignal) => Promise<{ id: string }>,
+    verify?: (file: { id: string; provider: string }) => AppError | number | undefined,
+  ): Promise<UploadResult> {
+    const { store, metrics, config } = this.deps
+    const provider = candidate.config.name
+    const deadline = Date.now() + config.timeouts.uploadMs
+    for (;;) {
+      const claim = await store.call<ClaimResult>('claim_upload', {
+        p_tenant_id: tenant,
+        p_provider: provider,
+        p_purpose: candidate.purpose,
+        p_sha256: sha256,
+        p_bytes: bytes,
+        p_filename: meta.filename,
+        p_mime_type: meta.mimeType,
+        p_metadata: meta.metadata,
+        p_expires_at:
+          meta.expiresInSeconds === undefined ? undefined : new Date(Date.now() + meta.expiresInSeconds * 1000),
+        p_stuck_minutes: config.lifecycle.stuckUploadMinutes,
+        p_max_files: candidate.config.maxFiles ?? undefined,
+        p_max_bytes: candidate.config.maxTotalBytes ?? undefined,
+      })
+      if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, bytes || Number(claim.file.bytes))
+      if (claim.outcome === 'quota_exceeded') {
+        throw new AppError('PROVIDER_QUOTA_EXCEEDED', {
+          detail: `Uploading would exceed the ${provider} account cap (${claim.max_files ?? '∞'} files, ${claim.max_bytes ?? '∞'} bytes)`,
+          extensions: {
+            provider,
+            used_files: Number(claim.files),
+            used_bytes: Number(claim.bytes),
+            max_files: claim.max_files,
+            max_bytes: claim.max_bytes,
+          },
+        })
+      }
+      if (claim.outcome === 'in_progress') {
+        await this.waitForSettle(tenant, claim.file.id, deadline)
+        continue
+      }
+
+      metrics.uploadAttempts.inc({ provider })
+      const started = process.hrtime.bigint()
+      const observe = () =>
+        metrics.uploadDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9)
+      let providerFile: { id: string }
+      try {
+        providerFile = await put(AbortSignal.timeout(config.timeouts.uploadMs))
+      } catch (err) {
+        observe()
+        metrics.uploadBytes.inc({ provider, status: 'failed' }, bytes)
+        await store.call('fail_upload', {
+          p_id: claim.file.id,
+          p_claim_token: claim.claim_token,
+          p_error: describe(err),
+        })
+        this.waiters.notify(claim.file.id)
+        throw err
+      }
+      observe()
+
+      const verdict = verify?.({ id: providerFile.id, provider })
+      if (verdict instanceof AppError) {
+        metrics.uploadBytes.inc({ provider, status: 'failed' }, bytes)
+        const tomb = await store.call<FileRow | null>('fail_upload', {
+          p_id: claim.file.id,
+          p_claim_token: claim.claim_token,
+          p_error: verdict.detail,
+          p_provider_file_id: providerFile.id,
+        })
+        this.waiters.notify(claim.file.id)
+        if (tomb) await deleteAtProvider(this.deletion, tomb)
+        throw verdict
+      }
+      const finalBytes = typeof verdict === 'number' ? verdict : bytes
+      const done = await store.call<{ outcome: 'completed' | 'lost'; file: FileRow; orphan?: FileRow }>(
+        'complete_upload',
+        {
+          p_id: claim.file.id,
+          p_claim_token: claim.claim_token,
+          p_provider_file_id: providerFile.id,
+          p_bytes: finalBytes,
+        },
+      )
+      this.waiters.notify(claim.file.id)
+      if (done.outcome === 'completed') {
+        metrics.uploadBytes.inc({ provider, status: 'success' }, finalBytes)
+        return { file: toFileObject(done.file, false), deduplicated: false }
+      }
+      // Our claim was taken over (we were too slow) or the row deleted meanwhile: our copy is an
+      // orphan; delete it and settle on whatever the row is now.
+      if (done.orphan) await deleteAtProvider(this.deletion, done.orphan)
+      if (Date.now() > deadline) throw timeoutWaiting()
+    }
+  }
+
+  private async waitForSettle(tenant: string, id: string, deadline: number): Promise<void> {
+    while (Date.now() < deadline) {
+      await this.waiters.wait(id, Math.min(settlePollMs + Math.random() * 50, Math.max(0, deadline - Date.now())))
+      const row = await this.deps.store.call<FileRow | null>('get_file', { p_tenant_id: tenant, p_id: id })
+      if (!row || (row.status !== 'uploading' && row.status !== 'pending')) return
+    }
+    throw timeoutWaiting()
+  }
+
+  async get(tenant: string, id: string): Promise<FileObject> {
+    return toFileObject(await this.getRow(tenant, id))
+  }
+
+  async getRow(tenant: string, id: string): Promise<FileRow> {
+    const row = isUuid(id)
+      ? await this.deps.store.call<FileRow | null>('get_file', { p_tenant_id: tenant, p_id: id })
+      : null
+    if (!row) throw new AppError('NOT_FOUND', { detail: `No file ${id}` })
+    return row
+  }
+
+  async getRowByProviderId(tenant: string, provider: string, providerFileId: string): Promise<FileRow> {
+    const row = await this.deps.store.call<FileRow | null>('get_file_by_provider_id', {
+      p_tenant_id: tenant,
+      p_provider: provider,
+      p_provider_file_id: providerFileId,
+    })
+    if (!row) throw new AppError('NOT_FOUND', { detail: `No file ${providerFileId}` })
+    return row
+  }
+
+  async list(
+    tenant: string,
+    query: ListQuery,
+  ): Promise<{ rows: FileRow[]; hasMore: boolean; nextCursor: string | null }> {
+    const after = query.after ? decodeCursor(query.after) : undefined
+    const page = await this.deps.store.call<{ data: FileRow[]; has_more: boolean }>('list_files', {
+      p_tenant_id: tenant,
+      p_limit: query.limit,
+      p_provider: query.provider,
+      p_status: query.status,
+      p_sha256: query.sha256?.toLowerCase(),
+      p_purpose: query.purpose,
+      p_include_deleted: query.includeDeleted ?? false,
+      p_after_created_at: after?.createdAt,
+      p_after_id: after?.id,
+      p_ascending: query.order === 'asc',
+    })
+    const last = page.data.at(-1)
+    return { rows: page.data, hasMore: page.has_more, nextCursor: page.has_more && last ? encodeCursor(last) : null }
+  }
+
+  /** Tombstone first, then the provider delete; idempotent. */
+  async delete(tenant: string, id: string): Promise<FileRow> {
+    const row = await this.getRow(tenant, id)
+    return this.deleteRow(row)
+  }
+
+  async deleteRow(row: FileRow): Promise<FileRow> {
+    if (row.deleted_at) return row
+    const tomb = await this.deps.store.call<FileRow>('soft_delete_file', { file_id: row.id, reason: 'manual' })
+    this.waiters.notify(row.id)
+    if (tomb.provider_deleted || tomb.deletion_reason !== 'manual') return tomb
+    return (await deleteAtProvider(this.deletion, tomb)).row
+  }
+
+  async content(tenant: string, id: string): Promise<{ row: FileRow; content: ProviderContent }> {
+    return this.contentOf(await this.getRow(tenant, id))
+  }
+
+  async contentOf(row: FileRow): Promise<{ row: FileRow; content: ProviderContent }> {
+    if (row.status !== 'completed' || !row.provider_file_id) {
+      throw new AppError('CONTENT_UNAVAILABLE', {
+        detail: `File ${row.id} is ${row.status}; no content at the provider`,
+        extensions: { provider: row.provider },
+      })
+    }
+    const adapter = this.deps.providers.require(row.provider)
+    return { row, content: await adapter.content(row.provider_file_id) }
+  }
+
+  async limits(): Promise<ProviderLimits[]> {
+    const usage =
+      await this.deps.store.call<Array<{ provider: string; files: number; bytes: number }>>('provider_usage')
+    return this.deps.config.providers.map((p) => {
+      const adapter = this.deps.providers.get(p.name)
+      const used = usage.find((u) => u.provider === p.name)
+      const extensions = new Set<string>()
+      let anyExtension = false
+      for (const rule of Object.values(p.purposes)) {
+        if (rule.extensions === null) anyExtension = true
+        else for (const e of rule.extensions) extensions.add(e)
+      }
+      return {
+        provider: p.name,
+        kind: p.kind,
+        configured: Boolean(adapter),
+        circuit: adapter?.circuitState() ?? 'closed',
+        max_file_bytes: p.maxFileBytes,
+        default_purpose: p.defaultPurpose,
+        purposes: Object.entries(p.purposes).map(([purpose, rule]) => ({
+          purpose,
+          extensions: rule.extensions ? [...rule.extensions] : null,
+          max_file_bytes: Math.min(p.maxFileBytes, ...Object.values(rule.maxBytesByExtension ?? {}), p.maxFileBytes),
+          max_bytes_by_extension: rule.maxBytesByExtension ? { ...rule.maxBytesByExtension } : {},
+        })),
+        allowed_extensions: anyExtension ? null : [...extensions].sort(),
+        account: {
+          max_files: p.maxFiles,
+          max_bytes: p.maxTotalBytes,
+          files: Number(used?.files ?? 0),
+          bytes: Number(used?.bytes ?? 0),
+        },
+      }
+    })
+  }
+
+  /** Refreshes the live-usage gauges (called on scrape). */
+  async refreshUsageGauges(): Promise<void> {
+    const usage =
+      await this.deps.store.call<Array<{ provider: string; files: number; bytes: number }>>('provider_usage')
+    for (const p of this.deps.config.providers) {
+      const u = usage.find((x) => x.provider === p.name)
+      this.deps.metrics.providerFiles.set({ provider: p.name }, Number(u?.files ?? 0))
+      this.deps.metrics.providerBytes.set({ provider: p.name }, Number(u?.bytes ?? 0))
+    }
+  }
+}
+
+export interface ProviderLimits {
+  provider: string
+  kind: string
+  configured: boolean
+  circuit: string
+  max_file_bytes: number
+  default_purpose: string
+  purposes: Array<{
+    purpose: string
+    extensions: string[] | null
+    max_file_bytes: number
+    max_bytes_by_extension: Record<string, number>
+  }>
+  allowed_extensions: string[] | null
+  account: { max_files: number | null; max_bytes: number | null; files: number; bytes: number }
+}
+
+/** `auto` moves on to the next provider when this one is unavailable, failing, or full. */
+function canFallBack(err: unknown): boolean {
+  if (isProviderError(err)) return err.retryable || err.providerFault || err.code === 'PROVIDER_QUOTA_EXCEEDED'
+  return (
+    isAppError(err) &&
+    [
+      'PROVIDER_UNAVAILABLE',
+      'PROVIDER_TIMEOUT',
+      'PROVIDER_ERROR',
+      'PROVIDER_QUOTA_EXCEEDED',
+      'PROVIDER_NOT_CONFIGURED',
+    ].includes(err.code)
+  )
+}
+
+function describe(err: unknown): string {
+  if (isAppError(err)) return `${err.code}: ${err.detail}`
+  return err instanceof Error ? err.message : String(err)
+}
+
+const timeoutWaiting = () =>
+  new AppError('PROVIDER_TIMEOUT', { detail: 'A concurrent upload of the same content did not finish in time' })

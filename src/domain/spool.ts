@@ -1,0 +1,109 @@
+/**
+ * Streams an upload to a temp file under UPLOAD_TMP_DIR while hashing and counting it, so the
+ * file is never held in memory and its size limit is enforced as it arrives. The temp file is
+ * removed on every failure path; the caller removes it after the provider upload.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { createWriteStream } from 'node:fs'
+import { mkdir, readdir, rm, stat } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { join } from 'node:path'
+import { Transform, type TransformCallback } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { AppError } from '../errors.js'
+
+export interface SpooledFile {
+  path: string
+  bytes: number
+  sha256: string
+}
+
+/** Counts and hashes what flows through; fails with `onLimit()` past `maxBytes`. */
+export class HashCounter extends Transform {
+  readonly hash = createHash('sha256')
+  bytes = 0
+  constructor(
+    private readonly maxBytes: number,
+    private readonly onLimit: () => Error,
+  ) {
+    super()
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
+    this.bytes += chunk.length
+    if (this.bytes > this.maxBytes) {
+      done(this.onLimit())
+      return
+    }
+    this.hash.update(chunk)
+    done(null, chunk)
+  }
+  digest(): string {
+    return this.hash.digest('hex')
+  }
+}
+
+// Names carry host and pid so a start-up sweep can tell its own leftovers from a live peer's.
+const spoolPrefix = `fg-${hostname().replace(/[^A-Za-z0-9_.-]/g, '_')}-${process.pid}-`
+
+export async function spoolToFile(
+  source: NodeJS.ReadableStream,
+  options: { dir: string; maxBytes: number; onLimit: () => Error; signal?: AbortSignal },
+): Promise<SpooledFile> {
+  await mkdir(options.dir, { recursive: true })
+  const path = join(options.dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
+  const counter = new HashCounter(options.maxBytes, options.onLimit)
+  try {
+    await pipeline(source, counter, createWriteStream(path, { flags: 'wx', mode: 0o600 }), {
+      ...(options.signal ? { signal: options.signal } : {}),
+    })
+  } catch (err) {
+    await rm(path, { force: true })
+    throw err
+  }
+  return { path, bytes: counter.bytes, sha256: counter.digest() }
+}
+
+export const removeSpool = (file: SpooledFile | undefined) =>
+  file ? rm(file.path, { force: true }) : Promise.resolve()
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Removes spool files a crashed process left: older than `maxAgeMs` (a live upload touches its
+ * file within UPLOAD_TIMEOUT_MS), and, for files of this host, only when their process is gone.
+ */
+export async function removeStaleSpools(dir: string, maxAgeMs: number): Promise<number> {
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch {
+    return 0
+  }
+  const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '_')
+  let removed = 0
+  for (const name of names) {
+    const m = /^fg-(.+)-(\d+)-[0-9a-f]{16}\.part$/.exec(name)
+    if (!m) continue
+    const path = join(dir, name)
+    const info = await stat(path).catch(() => undefined)
+    if (!info || Date.now() - info.mtimeMs < maxAgeMs) continue
+    const pid = Number(m[2])
+    if (m[1] === host && pid !== process.pid && isAlive(pid)) continue
+    await rm(path, { force: true })
+    removed++
+  }
+  return removed
+}
+
+export const tooLarge = (provider: string, limitBytes: number) =>
+  new AppError('FILE_TOO_LARGE', {
+    detail: `The file is larger than ${limitBytes} bytes, the limit for ${provider}`,
+    extensions: { provider, limit_bytes: limitBytes },
+  })

@@ -1,0 +1,116 @@
+/**
+ * Which provider(s) an upload may go to, decided from what is known before the body is read:
+ * provider (or auto), purpose, filename extension, and the size once it is known.
+ * `auto` (SPEC §3): the providers with the smallest per-file limit first (GLM, then Kimi), skipping
+ * unconfigured ones, those whose limits or purposes do not fit, and those with an open circuit.
+ */
+import type { ProviderConfig } from '../config.js'
+import { AppError } from '../errors.js'
+import type { ProviderRegistry } from '../providers/registry.js'
+import type { ProviderAdapter } from '../providers/types.js'
+import { extensionOf } from './filename.js'
+import { tooLarge } from './spool.js'
+
+export interface Candidate {
+  adapter: ProviderAdapter
+  config: ProviderConfig
+  purpose: string
+  /** The per-file limit for this provider, purpose and extension. */
+  maxBytes: number
+}
+
+export interface UploadPlan {
+  auto: boolean
+  extension: string
+  candidates: Candidate[]
+  /** The largest size any candidate accepts: the limit enforced while the body streams in. */
+  maxBytes: number
+}
+
+export function limitFor(config: ProviderConfig, purpose: string, extension: string): number {
+  const perExtension = config.purposes[purpose]?.maxBytesByExtension?.[extension]
+  return Math.min(config.maxFileBytes, perExtension ?? Number.POSITIVE_INFINITY)
+}
+
+function checkFit(config: ProviderConfig, purposeInput: string | undefined, extension: string): string {
+  const purpose = purposeInput ?? config.defaultPurpose
+  const rule = config.purposes[purpose]
+  if (!rule) {
+    throw new AppError('UNSUPPORTED_PURPOSE', {
+      detail: `Purpose "${purpose}" is not supported by ${config.name}`,
+      extensions: { provider: config.name, purpose, allowed: Object.keys(config.purposes) },
+    })
+  }
+  if (rule.extensions !== null && !rule.extensions.includes(extension)) {
+    throw new AppError('UNSUPPORTED_FILE_TYPE', {
+      detail: `Files of type "${extension || '(none)'}" are not accepted by ${config.name} for ${purpose}`,
+      extensions: { provider: config.name, extension, allowed: rule.extensions },
+    })
+  }
+  return purpose
+}
+
+export function planUpload(
+  providers: ProviderConfig[],
+  registry: ProviderRegistry,
+  request: { provider: string; purpose?: string | undefined; filename: string },
+): UploadPlan {
+  const extension = extensionOf(request.filename)
+  if (request.provider !== 'auto') {
+    const config = providers.find((p) => p.name === request.provider)
+    if (!config) {
+      throw new AppError('UNKNOWN_PROVIDER', {
+        detail: `Unknown provider "${request.provider}"`,
+        extensions: { provider: request.provider, allowed: ['auto', ...providers.map((p) => p.name)] },
+      })
+    }
+    const purpose = checkFit(config, request.purpose, extension)
+    const adapter = registry.require(config.name)
+    const maxBytes = limitFor(config, purpose, extension)
+    return { auto: false, extension, candidates: [{ adapter, config, purpose, maxBytes }], maxBytes }
+  }
+
+  const configured = providers.filter((p) => registry.get(p.name))
+  if (configured.length === 0) {
+    throw new AppError('PROVIDER_NOT_CONFIGURED', { detail: 'No provider has an API key configured' })
+  }
+  const candidates: Candidate[] = []
+  let firstRefusal: unknown
+  let openCircuitRetryMs = Number.POSITIVE_INFINITY
+  for (const config of configured) {
+    let purpose: string
+    try {
+      purpose = checkFit(config, request.purpose, extension)
+    } catch (err) {
+      firstRefusal ??= err
+      continue
+    }
+    const adapter = registry.require(config.name)
+    if (adapter.circuitState() === 'open') {
+      openCircuitRetryMs = Math.min(openCircuitRetryMs, adapter.retryAfterMs())
+      continue
+    }
+    candidates.push({ adapter, config, purpose, maxBytes: limitFor(config, purpose, extension) })
+  }
+  if (candidates.length === 0) {
+    if (Number.isFinite(openCircuitRetryMs)) {
+      throw new AppError('PROVIDER_UNAVAILABLE', {
+        detail: 'Every eligible provider is temporarily unavailable',
+        retryAfterSeconds: Math.max(1, Math.ceil(openCircuitRetryMs / 1000)),
+      })
+    }
+    throw firstRefusal
+  }
+  candidates.sort((a, b) => a.maxBytes - b.maxBytes)
+  return { auto: true, extension, candidates, maxBytes: Math.max(...candidates.map((c) => c.maxBytes)) }
+}
+
+/** Drops the candidates too small for a body of `bytes`; FILE_TOO_LARGE when none is left. */
+export function candidatesFor(plan: UploadPlan, bytes: number): Candidate[] {
+  const fit = plan.candidates.filter((c) => bytes <= c.maxBytes)
+  if (fit.length === 0) {
+    const largest = plan.candidates.reduce((a, b) => (b.maxBytes > a.maxBytes ? b : a))
+    throw tooLarge(largest.config.name, largest.maxBytes)
+  }
+  return fit
+}

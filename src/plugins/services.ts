@@ -1,0 +1,35 @@
+/** Builds the domain services from the store, providers and metrics and decorates the app with them. */
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Config } from '../config.js'
+import { FileService } from '../domain/files.js'
+import { removeStaleSpools } from '../domain/spool.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    files: FileService
+  }
+}
+
+export default fp(
+  async function servicesPlugin(app: FastifyInstance, opts: { config: Config }) {
+    const files = new FileService({
+      store: app.store,
+      providers: app.providers,
+      config: opts.config,
+      metrics: app.metrics,
+    })
+    app.decorate('files', files)
+
+    // Spool files of a crashed process (older than an upload may live) are removed at start.
+    const removed = await removeStaleSpools(opts.config.uploadTmpDir, opts.config.timeouts.uploadMs)
+    if (removed > 0) app.log.info({ removed, dir: opts.config.uploadTmpDir }, 'removed stale upload spool files')
+
+    // Live usage gauges are read from the database when Prometheus scrapes; a scrape during a
+    // database outage keeps the last values rather than failing the whole exposition.
+    app.metrics.hooks.refreshUsage = async () => {
+      if (app.lifecycle.schemaReady) await files.refreshUsageGauges().catch(() => {})
+    }
+  },
+  { name: 'filegate-services', dependencies: ['filegate-store', 'filegate-providers', 'filegate-metrics'] },
+)
