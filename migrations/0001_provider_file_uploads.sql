@@ -276,10 +276,12 @@ $$;
 
 -- Keyset pagination, newest first (or oldest first for the OpenAI facade's order=asc).
 -- p_after_* come from the previous page's last row; one row more than asked tells has_more.
+-- p_after_created_at is text: drivers that map timestamptz parameters through JS Dates would cut
+-- it to milliseconds, and a keyset cursor must keep the row's exact microseconds.
 create or replace function list_files(
   p_tenant_id text, p_limit integer default 20, p_provider text default null, p_status text default null,
   p_sha256 text default null, p_purpose text default null, p_include_deleted boolean default false,
-  p_after_created_at timestamptz default null, p_after_id uuid default null, p_ascending boolean default false
+  p_after_created_at text default null, p_after_id uuid default null, p_ascending boolean default false
 ) returns jsonb
 language sql stable set timezone to 'UTC' as $$
   select jsonb_build_object(
@@ -297,8 +299,8 @@ language sql stable set timezone to 'UTC' as $$
        and (p_purpose is null or u.purpose = p_purpose)
        and (p_include_deleted or p_status = 'deleted' or u.deleted_at is null)
        and (p_after_created_at is null
-            or (not p_ascending and (u.created_at, u.id) < (p_after_created_at, p_after_id))
-            or (p_ascending and (u.created_at, u.id) > (p_after_created_at, p_after_id)))
+            or (not p_ascending and (u.created_at, u.id) < (p_after_created_at::timestamptz, p_after_id))
+            or (p_ascending and (u.created_at, u.id) > (p_after_created_at::timestamptz, p_after_id)))
      order by
        case when p_ascending then u.created_at end asc, case when p_ascending then u.id end asc,
        case when not p_ascending then u.created_at end desc, case when not p_ascending then u.id end desc
@@ -414,20 +416,32 @@ $$;
 -- Sweeps. find_* only read (dry run); sweep_* tombstone and claim the provider delete in one
 -- statement with SKIP LOCKED, so two workers never take the same row.
 
+-- Expired: a per-file expires_at in the past, or no expires_at and unused for retention_days.
+-- One ordering (by the moment each became due) serves the dry run and the sweep alike, so a dry
+-- run lists exactly what the following real run with the same limit takes.
+create or replace function filegate_expired_candidates(retention_days integer, p_limit integer)
+returns table (id uuid, due_at timestamptz)
+language sql stable as $$
+  select c.id, c.due_at from (
+    (select u.id, u.expires_at as due_at from provider_file_uploads u
+      where u.deleted_at is null and u.status = 'completed' and u.expires_at is not null and u.expires_at <= now()
+      order by u.expires_at, u.id limit p_limit)
+    union all
+    (select u.id, u.last_used_at + make_interval(days => retention_days) from provider_file_uploads u
+      where u.deleted_at is null and u.status = 'completed' and u.expires_at is null
+        and u.last_used_at < now() - make_interval(days => retention_days)
+      order by u.last_used_at, u.id limit p_limit)
+  ) c
+  order by c.due_at, c.id
+  limit p_limit
+$$;
+
 create or replace function find_expired_files(retention_days integer, p_limit integer default 100)
 returns jsonb
 language sql stable set timezone to 'UTC' as $$
-  select coalesce(jsonb_agg(filegate_file_json(f)), '[]'::jsonb) from (
-    (select * from provider_file_uploads
-      where deleted_at is null and status = 'completed' and expires_at is not null and expires_at <= now()
-      order by expires_at limit p_limit)
-    union all
-    (select * from provider_file_uploads
-      where deleted_at is null and status = 'completed' and expires_at is null
-        and last_used_at < now() - make_interval(days => retention_days)
-      order by last_used_at limit p_limit)
-    limit p_limit
-  ) f
+  select coalesce(jsonb_agg(filegate_file_json(f) order by c.due_at, c.id), '[]'::jsonb)
+    from filegate_expired_candidates(retention_days, p_limit) c
+    join provider_file_uploads f on f.id = c.id
 $$;
 
 create or replace function sweep_expired_files(
@@ -435,18 +449,9 @@ create or replace function sweep_expired_files(
 ) returns jsonb
 language sql set timezone to 'UTC' as $$
   with c as (
-    select id from provider_file_uploads
-     where id in (
-       (select id from provider_file_uploads
-         where deleted_at is null and status = 'completed' and expires_at is not null and expires_at <= now()
-         order by expires_at limit p_limit)
-       union all
-       (select id from provider_file_uploads
-         where deleted_at is null and status = 'completed' and expires_at is null
-           and last_used_at < now() - make_interval(days => retention_days)
-         order by last_used_at limit p_limit))
-       and deleted_at is null and status = 'completed'
-     limit p_limit
+    select f.id from provider_file_uploads f
+     where f.id in (select id from filegate_expired_candidates(retention_days, p_limit))
+       and f.deleted_at is null and f.status = 'completed'
      for update skip locked
   ), u as (
     update provider_file_uploads f
@@ -467,7 +472,7 @@ language sql stable set timezone to 'UTC' as $$
     select * from provider_file_uploads
      where deleted_at is null and status = 'failed'
        and updated_at < now() - make_interval(days => orphan_age_days)
-     order by updated_at limit p_limit
+     order by updated_at, id limit p_limit
   ) f
 $$;
 
@@ -479,7 +484,7 @@ language sql set timezone to 'UTC' as $$
     select id from provider_file_uploads
      where deleted_at is null and status = 'failed'
        and updated_at < now() - make_interval(days => orphan_age_days)
-     order by updated_at limit p_limit
+     order by updated_at, id limit p_limit
      for update skip locked
   ), u as (
     update provider_file_uploads f
@@ -603,7 +608,7 @@ begin
          'complete_upload', 'fail_upload', 'get_file', 'get_file_by_provider_id', 'list_files', 'soft_delete_file',
          'claim_provider_delete', 'claim_provider_deletes', 'find_pending_provider_deletes', 'mark_provider_deleted',
          'record_provider_delete_failure', 'find_expired_files', 'sweep_expired_files', 'find_orphaned_files',
-         'sweep_orphaned_files', 'find_stuck_uploads', 'fail_stuck_uploads', 'find_unknown_provider_files',
+         'sweep_orphaned_files', 'find_stuck_uploads', 'filegate_expired_candidates', 'fail_stuck_uploads', 'find_unknown_provider_files',
          'reconcile_gone_files', 'acquire_job_lease', 'release_job_lease')
     loop
       execute format('revoke execute on function %s from public, anon, authenticated', f.sig);

@@ -9,6 +9,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyInstance } from 'fastify'
+import cleanupRoutes from '../routes/cleanup/index.js'
 import filesRoutes from '../routes/files/index.js'
 import healthRoutes from '../routes/health/index.js'
 import limitsRoutes from '../routes/limits/index.js'
@@ -22,6 +23,7 @@ import authPlugin from './plugins/auth.js'
 import errorsPlugin from './plugins/errors.js'
 import metricsPlugin from './plugins/metrics.js'
 import providersPlugin from './plugins/providers.js'
+import schedulerPlugin from './plugins/scheduler.js'
 import servicesPlugin from './plugins/services.js'
 import storePlugin from './plugins/store.js'
 import type { ProviderRegistry } from './providers/registry.js'
@@ -111,6 +113,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(providersPlugin, { config, ...(overrides.providers ? { registry: overrides.providers } : {}) })
   await app.register(servicesPlugin, { config })
   await app.register(authPlugin, { keys: config.apiKeys, openMode: config.openMode })
+  await app.register(schedulerPlugin, { config })
 
   app.addHook('onRequest', async (request) => {
     // From the first moment of shutdown, new work is refused; probes keep answering.
@@ -129,6 +132,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(metricsRoutes)
   await app.register(filesRoutes, { config })
   await app.register(limitsRoutes)
+  await app.register(cleanupRoutes)
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   return app

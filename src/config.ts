@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path'
 import { type Static, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { envSchema } from 'env-schema'
+import cron from 'node-cron'
 import { openAiCompatibleDefaults, type ProviderFacts, type ProviderKind, providerFacts } from './providers/catalog.js'
 
 const Int = (def: number, min = 0, description = '') =>
@@ -318,8 +319,8 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   if (env.RETRY_BASE_DELAY_MS > env.RETRY_MAX_DELAY_MS) {
     problems.push('RETRY_MAX_DELAY_MS: must be at least RETRY_BASE_DELAY_MS')
   }
-  const cronFields = env.CLEANUP_CRON.trim().split(/\s+/).length
-  if (cronFields !== 5 && cronFields !== 6) problems.push('CLEANUP_CRON: must have 5 or 6 fields')
+  if (!cron.validate(env.CLEANUP_CRON))
+    problems.push(`CLEANUP_CRON: "${env.CLEANUP_CRON}" is not a valid cron expression`)
 
   if ((env.SUPABASE_URL === undefined) !== (env.SUPABASE_SERVICE_ROLE_KEY === undefined)) {
     problems.push('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY: set both or neither')

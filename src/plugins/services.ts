@@ -3,11 +3,13 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { FileService } from '../domain/files.js'
+import { LifecycleService } from '../domain/lifecycle.js'
 import { removeStaleSpools } from '../domain/spool.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     files: FileService
+    cleanup: LifecycleService
   }
 }
 
@@ -20,6 +22,17 @@ export default fp(
       metrics: app.metrics,
     })
     app.decorate('files', files)
+    app.decorate(
+      'cleanup',
+      new LifecycleService({
+        store: app.store,
+        providers: app.providers,
+        config: opts.config,
+        metrics: app.metrics,
+        deletion: files.deletionDeps,
+        log: app.log,
+      }),
+    )
 
     // Spool files of a crashed process (older than an upload may live) are removed at start.
     const removed = await removeStaleSpools(opts.config.uploadTmpDir, opts.config.timeouts.uploadMs)

@@ -228,13 +228,14 @@ for (const transport of transports) {
 
     it('lists newest first with keyset pagination and filters', async () => {
       const ids: string[] = []
-      for (let i = 0; i < 5; i++) {
+      // Rows land well under a millisecond apart: a cursor cut to milliseconds would skip some.
+      for (let i = 0; i < 12; i++) {
         const c = await store.call<Claim>('claim_upload', claimArgs({ p_tenant_id: 'lister', p_sha256: sha(100 + i) }))
         ids.push(c.file?.id ?? '')
       }
       const seen: string[] = []
       let cursor: { created_at: string; id: string } | undefined
-      for (let page = 0; page < 5; page++) {
+      for (let page = 0; page < 12; page++) {
         const res = await store.call<{ data: FileJson[]; has_more: boolean }>('list_files', {
           p_tenant_id: 'lister',
           p_limit: 2,

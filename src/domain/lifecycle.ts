@@ -1,0 +1,288 @@
+/**
+ * The cleanup sweeps of SPEC §4. Each job claims its rows in batches with SKIP LOCKED and
+ * tombstones them in the same statement, then deletes at the provider with bounded concurrency
+ * through the one leased delete path, so each provider file is deleted exactly once whatever
+ * the number of replicas. Jobs run under a per-job lease in Postgres (one replica at a time;
+ * a dead holder's lease expires). Dry runs only read.
+ */
+import { randomUUID } from 'node:crypto'
+import type { Config } from '../config.js'
+import type { Metrics } from '../metrics.js'
+import type { ProviderRegistry } from '../providers/registry.js'
+import type { StorePort } from '../store/port.js'
+import { type DeletionDeps, deleteAtProvider } from './deletion.js'
+import type { FileRow } from './file-record.js'
+
+/** In the order they run: stuck feeds orphaned (failed rows), every job feeds provider_deletes. */
+export const cleanupJobs = ['stuck', 'expired', 'orphaned', 'reconcile', 'provider_deletes'] as const
+export type CleanupJob = (typeof cleanupJobs)[number]
+export const defaultJobs: CleanupJob[] = ['stuck', 'expired', 'orphaned', 'provider_deletes']
+
+export interface ProviderTally {
+  candidates: number
+  deleted: number
+  failed: number
+  candidate_ids?: string[]
+}
+
+export interface JobReport {
+  status: 'completed' | 'skipped' | 'failed'
+  /** Why a job was skipped or failed (lease held elsewhere, not enabled, error code). */
+  reason?: string
+  providers: Record<string, ProviderTally>
+}
+
+export interface CleanupReport {
+  dry_run: boolean
+  started_at: string
+  finished_at: string
+  jobs: Partial<Record<CleanupJob, JobReport>>
+}
+
+export interface CleanupOptions {
+  dryRun: boolean
+  jobs: CleanupJob[]
+  /** At most this many candidates per job; unbounded (batch after batch) when absent. */
+  limit?: number | undefined
+}
+
+interface Log {
+  info(obj: object, msg: string): void
+  warn(obj: object, msg: string): void
+}
+
+export interface LifecycleDeps {
+  store: StorePort
+  providers: ProviderRegistry
+  config: Config
+  metrics: Metrics
+  deletion: DeletionDeps
+  log: Log
+}
+
+const dryRunIdCap = 1000
+const leaseTtlSeconds = 120
+
+/** Runs `work` over `items` with at most `concurrency` at once. */
+export async function mapBounded<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T
+      await work(item)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
+}
+
+type SweepJob = Exclude<CleanupJob, 'reconcile'>
+type Lifecycle = Config['lifecycle']
+
+/** The read-only SQL function listing a job's candidates (dry run). */
+function findCall(job: SweepJob, lc: Lifecycle, limit: number): { fn: string; args: Record<string, unknown> } {
+  switch (job) {
+    case 'expired':
+      return { fn: 'find_expired_files', args: { retention_days: lc.retentionDays, p_limit: limit } }
+    case 'orphaned':
+      return { fn: 'find_orphaned_files', args: { orphan_age_days: lc.orphanAgeDays, p_limit: limit } }
+    case 'stuck':
+      return { fn: 'find_stuck_uploads', args: { stuck_minutes: lc.stuckUploadMinutes, p_limit: limit } }
+    case 'provider_deletes':
+      return { fn: 'find_pending_provider_deletes', args: { p_limit: limit } }
+  }
+}
+
+/** The SQL function that claims (and tombstones) one batch of a job's rows. */
+function sweepCall(
+  job: SweepJob,
+  lc: Lifecycle,
+  limit: number,
+  leaseSeconds: number,
+): { fn: string; args: Record<string, unknown> } {
+  switch (job) {
+    case 'expired':
+      return {
+        fn: 'sweep_expired_files',
+        args: { retention_days: lc.retentionDays, p_limit: limit, p_lease_seconds: leaseSeconds },
+      }
+    case 'orphaned':
+      return {
+        fn: 'sweep_orphaned_files',
+        args: { orphan_age_days: lc.orphanAgeDays, p_limit: limit, p_lease_seconds: leaseSeconds },
+      }
+    case 'stuck':
+      return { fn: 'fail_stuck_uploads', args: { stuck_minutes: lc.stuckUploadMinutes, p_limit: limit } }
+    case 'provider_deletes':
+      return { fn: 'claim_provider_deletes', args: { p_limit: limit, p_lease_seconds: leaseSeconds } }
+  }
+}
+
+export class LifecycleService {
+  /** Identifies this process as a lease holder. */
+  readonly holder = `filegate-${randomUUID()}`
+  private stopping = false
+
+  constructor(private readonly deps: LifecycleDeps) {}
+
+  /** Asks running sweeps to stop after their current batch. */
+  stop(): void {
+    this.stopping = true
+  }
+
+  async run(options: CleanupOptions): Promise<CleanupReport> {
+    const started = new Date()
+    const jobs: CleanupReport['jobs'] = {}
+    for (const job of cleanupJobs.filter((j) => options.jobs.includes(j))) {
+      jobs[job] = await this.runJob(job, options)
+    }
+    return { dry_run: options.dryRun, started_at: started.toISOString(), finished_at: new Date().toISOString(), jobs }
+  }
+
+  private async runJob(job: CleanupJob, options: CleanupOptions): Promise<JobReport> {
+    const { store, metrics, log } = this.deps
+    const leaseName = `cleanup:${job}`
+    if (!options.dryRun) {
+      const got = await store.call<boolean>('acquire_job_lease', {
+        p_job: leaseName,
+        p_holder: this.holder,
+        p_ttl_seconds: leaseTtlSeconds,
+      })
+      if (!got) {
+        metrics.cleanupRuns.inc({ job, outcome: 'skipped' })
+        return { status: 'skipped', reason: 'another worker holds the lease', providers: {} }
+      }
+    }
+    const report: JobReport = { status: 'completed', providers: {} }
+    const started = Date.now()
+    try {
+      await this.sweep(job, options, report, leaseName)
+      if (!options.dryRun) {
+        metrics.cleanupRuns.inc({ job, outcome: 'success' })
+        metrics.cleanupLastSuccess.set({ job }, Date.now() / 1000)
+      }
+    } catch (err) {
+      report.status = 'failed'
+      const e = err as { code?: string; message?: string }
+      report.reason = e.code ?? 'ERROR'
+      if (!options.dryRun) metrics.cleanupRuns.inc({ job, outcome: 'failure' })
+      log.warn({ job, err: { code: e.code, message: e.message } }, 'cleanup job failed')
+    } finally {
+      if (!options.dryRun) {
+        await store.call('release_job_lease', { p_job: leaseName, p_holder: this.holder }).catch(() => {})
+      }
+    }
+    const totals = Object.values(report.providers).reduce(
+      (t, p) => ({
+        candidates: t.candidates + p.candidates,
+        deleted: t.deleted + p.deleted,
+        failed: t.failed + p.failed,
+      }),
+      { candidates: 0, deleted: 0, failed: 0 },
+    )
+    log.info(
+      { job, dry_run: options.dryRun, status: report.status, ...totals, duration_ms: Date.now() - started },
+      'cleanup run',
+    )
+    return report
+  }
+
+  private tally(report: JobReport, provider: string): ProviderTally {
+    report.providers[provider] ??= { candidates: 0, deleted: 0, failed: 0 }
+    return report.providers[provider]
+  }
+
+  private noteCandidates(report: JobReport, rows: Array<{ provider: string; id: string }>, dryRun: boolean) {
+    for (const row of rows) {
+      const t = this.tally(report, row.provider)
+      t.candidates++
+      if (dryRun) {
+        t.candidate_ids ??= []
+        if (t.candidate_ids.length < dryRunIdCap) t.candidate_ids.push(row.id)
+      }
+    }
+  }
+
+  private async sweep(job: CleanupJob, options: CleanupOptions, report: JobReport, leaseName: string): Promise<void> {
+    const { store, config } = this.deps
+    const lc = config.lifecycle
+    const leaseSeconds = this.deps.deletion.leaseSeconds
+    if (job === 'reconcile') return this.reconcile(options, report)
+
+    if (options.dryRun) {
+      const { fn, args } = findCall(job, lc, options.limit ?? dryRunIdCap)
+      this.noteCandidates(report, await store.call<FileRow[]>(fn, args), true)
+      return
+    }
+
+    let remaining = options.limit ?? Number.POSITIVE_INFINITY
+    while (remaining > 0 && !this.stopping) {
+      const batchSize = Math.min(lc.batchSize, remaining)
+      const { fn, args } = sweepCall(job, lc, batchSize, leaseSeconds)
+      const batch = await store.call<FileRow[]>(fn, args)
+      if (batch.length === 0) break
+      remaining -= batch.length
+      this.noteCandidates(report, batch, false)
+      if (job !== 'stuck') {
+        await mapBounded(batch, lc.concurrency, async (row) => {
+          if (row.provider_deleted || !row.provider_file_id) return
+          const { outcome } = await deleteAtProvider(this.deps.deletion, row, { alreadyClaimed: true })
+          const t = this.tally(report, row.provider)
+          if (outcome === 'deleted' || outcome === 'already_gone') t.deleted++
+          else t.failed++
+        })
+      }
+      // Keep the lease while batches go on; a dead worker's lease still lapses after the TTL.
+      await store.call('acquire_job_lease', { p_job: leaseName, p_holder: this.holder, p_ttl_seconds: leaseTtlSeconds })
+      if (batch.length < batchSize) break
+    }
+  }
+
+  /**
+   * Lists each configured provider's files. Files no row knows, older than the grace period, are
+   * reported (and deleted only with RECONCILE_DELETE_UNKNOWN=true); live rows whose provider file
+   * is gone are tombstoned `reconciled`.
+   */
+  private async reconcile(options: CleanupOptions, report: JobReport): Promise<void> {
+    const { store, providers, config, metrics } = this.deps
+    const graceMs = config.lifecycle.reconcileGraceMinutes * 60_000
+    for (const adapter of providers.list()) {
+      const listedBefore = new Date()
+      const listed: Array<{ id: string; createdAt: number }> = []
+      for await (const f of adapter.listAll()) listed.push({ id: f.id, createdAt: f.createdAt })
+      const ids = listed.map((f) => f.id)
+      const unknown = new Set(
+        await store.call<string[]>('find_unknown_provider_files', {
+          p_provider: adapter.name,
+          p_provider_file_ids: ids,
+        }),
+      )
+      const cutoff = listedBefore.getTime() - graceMs
+      const stale = listed.filter((f) => unknown.has(f.id) && f.createdAt * 1000 <= cutoff)
+      const limit = options.limit ?? Number.POSITIVE_INFINITY
+      const chosen = stale.slice(0, Number.isFinite(limit) ? limit : undefined)
+      const t = this.tally(report, adapter.name)
+      t.candidates += chosen.length
+      if (options.dryRun) t.candidate_ids = chosen.slice(0, dryRunIdCap).map((f) => f.id)
+      if (!options.dryRun && config.lifecycle.reconcileDeleteUnknown) {
+        await mapBounded(chosen, config.lifecycle.concurrency, async (f) => {
+          try {
+            await adapter.delete(f.id)
+            metrics.deletions.inc({ provider: adapter.name, reason: 'reconciled' })
+            t.deleted++
+          } catch {
+            t.failed++
+          }
+        })
+      }
+      const gone = await store.call<FileRow[]>('reconcile_gone_files', {
+        p_provider: adapter.name,
+        p_provider_file_ids: ids,
+        p_listed_before: listedBefore,
+        p_apply: !options.dryRun,
+        p_limit: Number.isFinite(limit) ? limit : 10_000,
+      })
+      // Rows whose provider file vanished: counted as candidates (tombstoned `reconciled` in a real run).
+      this.noteCandidates(report, gone, options.dryRun)
+    }
+  }
+}
