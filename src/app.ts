@@ -14,11 +14,12 @@ import filesRoutes from '../routes/files/index.js'
 import healthRoutes from '../routes/health/index.js'
 import limitsRoutes from '../routes/limits/index.js'
 import metricsRoutes from '../routes/metrics/index.js'
+import openAiRoutes from '../routes/openai/index.js'
 import { ProblemSchema } from '../routes/schemas.js'
 import type { Config } from './config.js'
 import { AppError } from './errors.js'
 import { createMetrics, type Metrics } from './metrics.js'
-import { openApiDocument } from './openapi.js'
+import { swaggerOptions } from './openapi.js'
 import authPlugin from './plugins/auth.js'
 import errorsPlugin from './plugins/errors.js'
 import metricsPlugin from './plugins/metrics.js'
@@ -34,7 +35,7 @@ export interface AppOverrides {
   store?: StorePort
   providers?: ProviderRegistry
   metrics?: Metrics
-  /** pino options or false; defaults to the configured level. */
+  /** pino options merged over the defaults (level, redaction), or false for no logging. */
   logger?: boolean | Record<string, unknown>
 }
 
@@ -50,21 +51,35 @@ export const multipartLimits = {
   headerPairs: 100,
 }
 
+/**
+ * pino options: the configured level and the redaction of credentials. Test overrides are merged
+ * over them, so a test capturing the log still sees what production would write.
+ */
+export function loggerOptions(level: string, override: AppOverrides['logger']): boolean | Record<string, unknown> {
+  if (override === false) return false
+  const defaults = {
+    level,
+    redact: {
+      // `*.headers` also covers plugins that log request headers at debug/trace (busboy options).
+      paths: [
+        'req.headers.authorization',
+        'req.headers["x-api-key"]',
+        'headers.authorization',
+        'headers["x-api-key"]',
+        '*.headers.authorization',
+        '*.headers["x-api-key"]',
+        '*.apiKey',
+        '*.api_key',
+      ],
+      censor: '[redacted]',
+    },
+  }
+  return override === undefined || override === true ? defaults : { ...defaults, ...override }
+}
+
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: overrides.logger ?? {
-      level: config.logLevel,
-      redact: {
-        paths: [
-          'req.headers.authorization',
-          'req.headers["x-api-key"]',
-          'headers.authorization',
-          '*.apiKey',
-          '*.api_key',
-        ],
-        censor: '[redacted]',
-      },
-    },
+    logger: loggerOptions(config.logLevel, overrides.logger),
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']
       return typeof incoming === 'string' && requestIdPattern.test(incoming) ? incoming : randomUUID()
@@ -83,7 +98,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
 
   // 1. External plugins.
-  await app.register(swagger, { openapi: openApiDocument })
+  await app.register(swagger, swaggerOptions)
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
   await app.register(multipart, { limits: multipartLimits, throwFileSizeLimit: true })
   if (config.rateLimitPerMinute > 0) {
@@ -133,6 +148,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(filesRoutes, { config })
   await app.register(limitsRoutes)
   await app.register(cleanupRoutes)
+  await app.register(openAiRoutes, { config })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   return app

@@ -274,20 +274,27 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   // Empty strings mean "unset", as in most deployment tooling.
   const data = Object.fromEntries(Object.entries(source).filter(([k, v]) => k in EnvSchema.properties && v !== ''))
   let env: Env
+  // Variables the schema refused: reported, then replaced by their defaults so the cross-field
+  // rules below still run and one message lists every problem (SPEC §5).
+  const refused = new Map<string, string>()
   try {
-    env = envSchema<Env>({ schema: EnvSchema, data, dotenv: false })
+    env = envSchema<Env>({ schema: EnvSchema, data, dotenv: false, env: false })
   } catch (err) {
     const errors = (
       err as { errors?: Array<{ instancePath: string; message?: string; params?: Record<string, unknown> }> }
     ).errors
     if (!errors) throw err
-    throw new ConfigError(
-      errors.map((e) => {
-        const variable = e.instancePath.replace(/^\//, '') || String(e.params?.missingProperty ?? 'environment')
-        const allowed = e.params?.allowedValues ? ` (${(e.params.allowedValues as string[]).join(', ')})` : ''
-        return `${variable}: ${e.message ?? 'invalid'}${allowed}`
-      }),
-    )
+    for (const e of errors) {
+      const variable = e.instancePath.replace(/^\//, '') || String(e.params?.missingProperty ?? 'environment')
+      const allowed = e.params?.allowedValues ? ` (${(e.params.allowedValues as string[]).join(', ')})` : ''
+      if (!refused.has(variable)) refused.set(variable, `${variable}: ${e.message ?? 'invalid'}${allowed}`)
+    }
+    const rest = Object.fromEntries(Object.entries(data).filter(([k]) => !refused.has(k)))
+    try {
+      env = envSchema<Env>({ schema: EnvSchema, data: rest, dotenv: false, env: false })
+    } catch {
+      throw new ConfigError([...refused.values()])
+    }
   }
 
   const problems: string[] = []
@@ -329,6 +336,11 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   const providers = buildProviders(env, problems)
   if (env.DEFAULT_PROVIDER !== 'auto' && !providers.some((p) => p.name === env.DEFAULT_PROVIDER)) {
     problems.push(`DEFAULT_PROVIDER: "${env.DEFAULT_PROVIDER}" is not auto nor a known provider`)
+  }
+  if (refused.size > 0) {
+    // A rule about a refused variable would only repeat it, judged on its default.
+    const others = problems.filter((p) => ![...refused.keys()].some((v) => p.includes(v)))
+    throw new ConfigError([...refused.values(), ...others])
   }
   if (problems.length > 0) throw new ConfigError(problems)
 

@@ -2,9 +2,10 @@
  * The OpenAPI 3.1 document: its static parts here, its paths from the route schemas through
  * @fastify/swagger. `finishDocument` then applies the conventions that hold for every route, so
  * a new route only declares its TypeBox schemas and still comes out right:
- * - error responses that use the Problem schema are `application/problem+json` (RFC 9457 §3),
- *   with one example per catalogue code of that status, `Retry-After` on 429/503 and
- *   `WWW-Authenticate` on 401; every operation with problem responses also documents 500;
+ * - error responses that use the Problem schema become references to one shared response per
+ *   status (components/responses): `application/problem+json` (RFC 9457 §3), one example per
+ *   catalogue code of that status, `Retry-After` on 429/503, `WWW-Authenticate` on 401; every
+ *   operation with problem responses also documents 500;
  * - a request parameter or body property with a default is optional for the client (the server
  *   fills the default), whatever TypeBox put in `required`;
  * - a union of string literals is one `enum` (what client generators turn into a union type);
@@ -12,6 +13,7 @@
  * Only the document changes: validation and serialization still use the route schemas as written.
  */
 import { STATUS_CODES } from 'node:http'
+import type { FastifyDynamicSwaggerOptions } from '@fastify/swagger'
 import { AppError, type ErrorCode, errorCatalog, toProblem } from './errors.js'
 
 export const openApiDocument = {
@@ -108,52 +110,72 @@ const operationIdFor = (method: string, path: string) =>
     .map((part) => part[0]?.toUpperCase() + part.slice(1))
     .join('')
 
-function finishResponses(operation: Json): void {
+/** `Bad Request` → `BadRequest`: the name of a shared problem response in components/responses. */
+const responseName = (status: number) => (STATUS_CODES[status] ?? `Status${status}`).replace(/[^A-Za-z0-9]/g, '')
+
+/** The shared problem response for a status, its examples one per catalogue code (added to `examples`). */
+function problemResponse(status: number, examples: Json): Json {
+  const codes = problemExamples(status)
+  for (const [code, example] of Object.entries(codes)) examples[code] = example
+  const response: Json = {
+    description: `${STATUS_CODES[status] ?? status}: problem details (RFC 9457); code ${Object.keys(codes).join(' | ')}`,
+    content: {
+      [problemMediaType]: {
+        schema: { $ref: problemRef },
+        examples: Object.fromEntries(
+          Object.keys(codes).map((code) => [code, { $ref: `#/components/examples/${code}` }]),
+        ),
+      },
+    },
+  }
+  if (status === 429 || status === 503) {
+    response.headers = {
+      'Retry-After': {
+        description: 'Seconds to wait before retrying (not sent with PROVIDER_NOT_CONFIGURED)',
+        schema: { type: 'integer', minimum: 1 },
+      },
+    }
+  } else if (status === 401) {
+    response.headers = { 'WWW-Authenticate': { description: 'Bearer realm="filegate"', schema: { type: 'string' } } }
+  }
+  return response
+}
+
+/** Replaces each Problem-schema error response by a reference to the shared one; adds 500 where errors are documented. */
+function finishResponses(operation: Json, shared: { responses: Json; examples: Json }): void {
   const responses = isObject(operation.responses) ? operation.responses : {}
   operation.responses = responses
+  const useShared = (status: number) => {
+    const name = responseName(status)
+    shared.responses[name] ??= problemResponse(status, shared.examples)
+    responses[String(status)] = { $ref: `#/components/responses/${name}` }
+  }
   let hasProblems = false
-  for (const [status, response] of Object.entries(responses)) {
+  for (const [key, response] of Object.entries(responses)) {
     if (!isObject(response)) continue
-    if (response.description === 'Default Response') response.description = STATUS_CODES[Number(status)] ?? status
-    const code = Number(status)
-    if (!(code >= 400) || !isObject(response.content)) continue
+    const status = Number(key)
+    if (response.description === 'Default Response') response.description = STATUS_CODES[status] ?? key
+    if (!(status >= 400) || !isObject(response.content)) continue
     const usesProblem = Object.values(response.content).some(
       (media) => isObject(media) && isObject(media.schema) && media.schema.$ref === problemRef,
     )
     if (!usesProblem) continue
     hasProblems = true
-    Object.assign(response, problemResponse(code))
+    useShared(status)
   }
-  if (hasProblems && !responses['500']) responses['500'] = problemResponse(500)
+  if (hasProblems && !responses['500']) useShared(500)
+  operation.responses = Object.fromEntries(Object.entries(responses).sort(([a], [b]) => a.localeCompare(b)))
 }
 
-function problemResponse(status: number): Json {
-  const codes = Object.entries(errorCatalog)
-    .filter(([, e]) => e.status === status)
-    .map(([code]) => code)
-  const response: Json = {
-    description: `${STATUS_CODES[status] ?? status}: problem details (RFC 9457), code ${codes.join(' | ')}`,
-    content: { [problemMediaType]: { schema: { $ref: problemRef }, examples: problemExamples(status) } },
-  }
-  if (status === 429 || status === 503) {
-    response.headers = {
-      'Retry-After': {
-        description: 'Seconds to wait before retrying (absent on PROVIDER_NOT_CONFIGURED)',
-        schema: { type: 'integer', minimum: 1 },
-      },
-    }
-  } else if (status === 401) {
-    response.headers = {
-      'WWW-Authenticate': { description: 'Bearer realm="filegate"', schema: { type: 'string' } },
-    }
-  }
-  return response
-}
+const operationKeyOrder = ['operationId', 'summary', 'description', 'tags', 'security', 'parameters', 'requestBody']
 
-/** Applies the document-wide conventions (see the top of this file). Mutates and returns `doc`. */
+/** Applies the document-wide conventions (see the top of this file). */
 export function finishDocument<T>(doc: T): T {
   const d = doc as Json
   const paths = isObject(d.paths) ? d.paths : {}
+  const components = isObject(d.components) ? d.components : {}
+  d.components = components
+  const shared = { responses: {} as Json, examples: {} as Json }
   for (const [path, item] of Object.entries(paths)) {
     if (!isObject(item)) continue
     for (const method of httpMethods) {
@@ -173,20 +195,60 @@ export function finishDocument<T>(doc: T): T {
           if (isObject(media)) relaxDefaultedProperties(media.schema)
         }
       }
-      finishResponses(operation)
+      finishResponses(operation, shared)
+      // A stable, readable key order: what the operation is before what it takes and answers.
+      const ordered: Json = {}
+      for (const key of operationKeyOrder) if (key in operation) ordered[key] = operation[key]
+      item[method] = Object.assign(ordered, operation)
     }
   }
+  const sortByKey = (o: Json) => Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)))
+  if (Object.keys(shared.responses).length > 0) components.responses = sortByKey(shared.responses)
+  if (Object.keys(shared.examples).length > 0) components.examples = sortByKey(shared.examples)
   collapseLiteralUnions(d)
   return doc
 }
 
-/** Component names are the schemas' `$id`s (File, Problem), not def-0, def-1. */
-export const swaggerOptions = {
+/**
+ * Route-level step: @fastify/swagger drops `examples` that sit beside a `$ref` response schema
+ * (`{ ...FileRef, examples }`), so such a response is handed over in its `content` form, which
+ * keeps them as media examples. The route's own schema, used for serialization, is not touched.
+ */
+export const transformRoute: NonNullable<FastifyDynamicSwaggerOptions['transform']> = ({ schema, url }) => {
+  const response = (schema as { response?: Record<string, unknown> } | undefined)?.response
+  if (!response || !Object.values(response).some((r) => isObject(r) && '$ref' in r && Array.isArray(r.examples))) {
+    return { schema, url }
+  }
+  const produces = (schema as { produces?: string[] }).produces ?? ['application/json']
+  const rewritten: Record<string, unknown> = {}
+  for (const [status, r] of Object.entries(response)) {
+    if (isObject(r) && typeof r.$ref === 'string' && Array.isArray(r.examples)) {
+      const examples = r.examples as unknown[]
+      const media =
+        examples.length === 1
+          ? { schema: { $ref: r.$ref }, example: examples[0] }
+          : {
+              schema: { $ref: r.$ref },
+              examples: Object.fromEntries(examples.map((v, i) => [`example${i + 1}`, { value: v }])),
+            }
+      rewritten[status] = {
+        description: r.description ?? STATUS_CODES[Number(status)] ?? status,
+        content: Object.fromEntries(produces.map((type) => [type, media])),
+      }
+    } else {
+      rewritten[status] = r
+    }
+  }
+  return { schema: { ...schema, response: rewritten }, url }
+}
+
+/** The @fastify/swagger options. Component names are the schemas' `$id`s (File, Problem), not def-0, def-1. */
+export const swaggerOptions: FastifyDynamicSwaggerOptions = {
   openapi: openApiDocument,
   refResolver: {
-    buildLocalReference: (json: Record<string, unknown>, _baseUri: unknown, _fragment: string, i: number) =>
-      typeof json.$id === 'string' ? json.$id : `def-${i}`,
+    buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
   },
-  transformObject: ({ openapiObject }: { openapiObject?: unknown }) =>
-    finishDocument(openapiObject as Record<string, unknown>),
+  transform: transformRoute,
+  transformObject: (documentObject) =>
+    'openapiObject' in documentObject ? finishDocument(documentObject.openapiObject) : documentObject.swaggerObject,
 }

@@ -18,14 +18,28 @@ const UploadBody = Type.Object(
   {
     description:
       'Text fields may come before or after the file part; before it, the size limit applies while streaming',
+    examples: [
+      {
+        provider: 'kimi',
+        purpose: 'file-extract',
+        expires_in: 86400,
+        metadata: '{"conversation":"c-42"}',
+        file: '(the bytes of report.pdf)',
+      },
+    ],
   },
 )
 
-const FileList = Type.Object({
-  data: Type.Array(FileRef),
-  has_more: Type.Boolean(),
-  next_cursor: Type.Union([Type.String(), Type.Null()]),
-})
+const FileList = Type.Object(
+  {
+    data: Type.Array(FileRef),
+    has_more: Type.Boolean(),
+    next_cursor: Type.Union([Type.String(), Type.Null()]),
+  },
+  { description: 'A page of files, newest first' },
+)
+
+const fileExample = (FileSchema.examples as Array<Record<string, unknown>>)[0]
 
 const IdParams = Type.Object({ id: Type.String({ description: 'The file id (uuid)' }) })
 const Sha256Header = Type.Object({
@@ -45,6 +59,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
     '/v1/files',
     {
       schema: {
+        operationId: 'uploadFile',
         tags: ['files'],
         summary: 'Upload a file (multipart/form-data), deduplicated by SHA-256',
         consumes: ['multipart/form-data'],
@@ -52,8 +67,16 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         headers: Sha256Header,
         body: UploadBody,
         response: {
-          200: { ...FileRef, description: 'A live duplicate exists: deduplicated: true' },
-          201: { ...FileRef, description: 'Uploaded to the provider: deduplicated: false' },
+          200: {
+            ...FileRef,
+            description: 'A live duplicate exists: deduplicated: true',
+            examples: [{ ...fileExample, last_used_at: '2026-11-26T08:30:00.000Z', deduplicated: true }],
+          },
+          201: {
+            ...FileRef,
+            description: 'Uploaded to the provider: deduplicated: false',
+            examples: [{ ...fileExample, deduplicated: false }],
+          },
           ...problems(400, 401, 403, 413, 415, 422, 429, 502, 503, 504, 507),
         },
       },
@@ -80,6 +103,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
     '/v1/files',
     {
       schema: {
+        operationId: 'listFiles',
         tags: ['files'],
         summary: "List the caller's files, newest first, with cursor pagination",
         security: [{ bearerAuth: [] }],
@@ -121,11 +145,12 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
     '/v1/files/:id',
     {
       schema: {
+        operationId: 'getFile',
         tags: ['files'],
         summary: 'One file',
         security: [{ bearerAuth: [] }],
         params: IdParams,
-        response: { 200: FileRef, ...problems(401, 403, 404, 429, 503) },
+        response: { 200: { ...FileRef, description: 'The file' }, ...problems(401, 403, 404, 429, 503) },
       },
       config: { auth: 'tenant' },
     },
@@ -136,6 +161,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
     '/v1/files/:id/content',
     {
       schema: {
+        operationId: 'getFileContent',
         tags: ['files'],
         summary: "The provider's extracted content (Kimi file-extract), streamed",
         security: [{ bearerAuth: [] }],
@@ -163,6 +189,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
     '/v1/files/:id',
     {
       schema: {
+        operationId: 'deleteFile',
         tags: ['files'],
         summary: 'Soft-delete (tombstone), then delete at the provider; idempotent',
         security: [{ bearerAuth: [] }],

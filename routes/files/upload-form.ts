@@ -13,24 +13,49 @@ import { AppError } from '../../src/errors.js'
 
 const maxMetadataBytes = 4096
 const maxExpiresIn = 10 * 365 * 24 * 3600
-const knownFields = new Set(['provider', 'purpose', 'expires_in', 'metadata'])
-
 interface Fields {
   provider?: string
   purpose?: string
   expires_in?: string
   metadata?: string
+  /** OpenAI's expires_after[anchor]: only `created_at` exists. */
+  expires_anchor?: string
 }
 
-function readField(fields: Fields, part: MultipartValue): void {
-  if (!knownFields.has(part.fieldname)) {
+/** Form field name → filegate field, per API dialect. */
+export type FieldNames = Readonly<Record<string, keyof Fields>>
+
+export const filegateFields: FieldNames = {
+  provider: 'provider',
+  purpose: 'purpose',
+  expires_in: 'expires_in',
+  metadata: 'metadata',
+}
+
+/** OpenAI's files API: `expires_after[anchor]=created_at` + `expires_after[seconds]` is the per-file TTL. */
+export const openAiFields: FieldNames = {
+  purpose: 'purpose',
+  'expires_after[anchor]': 'expires_anchor',
+  'expires_after[seconds]': 'expires_in',
+}
+
+export interface UploadFormOptions {
+  fieldNames: FieldNames
+  /** A provider fixed by the route (the OpenAI facade's path): known before the file part. */
+  provider?: string
+}
+
+function readField(fields: Fields, part: MultipartValue, names: FieldNames): void {
+  const name = Object.hasOwn(names, part.fieldname) ? names[part.fieldname] : undefined
+  if (!name) {
     throw new AppError('VALIDATION_FAILED', {
-      detail: `Unknown field "${part.fieldname.slice(0, 64)}"; expected file, provider, purpose, expires_in, metadata`,
+      detail: `Unknown field "${part.fieldname.slice(0, 64)}"; expected file, ${Object.keys(names).join(', ')}`,
     })
   }
   if (part.valueTruncated) throw new AppError('VALIDATION_FAILED', { detail: `Field ${part.fieldname} is too long` })
-  const name = part.fieldname as keyof Fields
-  if (fields[name] !== undefined) throw new AppError('VALIDATION_FAILED', { detail: `Field ${name} given twice` })
+  if (fields[name] !== undefined) {
+    throw new AppError('VALIDATION_FAILED', { detail: `Field ${part.fieldname} given twice` })
+  }
   fields[name] = String(part.value)
 }
 
@@ -51,6 +76,9 @@ export function parseMeta(fields: Fields, filename: string, mimeType: string): F
     }
     metadata = parsed as Record<string, unknown>
   }
+  if (fields.expires_anchor !== undefined && fields.expires_anchor !== 'created_at') {
+    throw new AppError('VALIDATION_FAILED', { detail: 'expires_after[anchor] must be created_at' })
+  }
   let expiresInSeconds: number | undefined
   if (fields.expires_in !== undefined) {
     const n = Number(fields.expires_in)
@@ -70,12 +98,13 @@ export async function receiveUpload(
   service: FileService,
   config: Config,
   declaredSha256: string | undefined,
+  options: UploadFormOptions = { fieldNames: filegateFields },
 ): Promise<UploadResult> {
   if (!request.isMultipart()) {
     throw new AppError('VALIDATION_FAILED', { detail: 'Content-Type must be multipart/form-data' })
   }
   const tenant = request.auth.tenant
-  const fields: Fields = {}
+  const fields: Fields = options.provider === undefined ? {} : { provider: options.provider }
   let spool: SpooledFile | undefined
   let result: UploadResult | undefined
   let filename: string | undefined
@@ -85,7 +114,7 @@ export async function receiveUpload(
   try {
     for await (const part of request.parts()) {
       if (part.type === 'field') {
-        readField(fields, part)
+        readField(fields, part, options.fieldNames)
         continue
       }
       const file = part as MultipartFile

@@ -23,9 +23,10 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/healthz',
     {
       schema: {
+        operationId: 'liveness',
         tags: ['probes'],
         summary: 'Liveness: 200 while the process and its event loop are alive',
-        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+        response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'Alive' }) },
       },
       config: { rateLimit: false },
     },
@@ -36,9 +37,14 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/readyz',
     {
       schema: {
+        operationId: 'readiness',
         tags: ['probes'],
         summary: 'Readiness: database answers, migrations applied, not shutting down',
-        response: { 200: Readiness, 503: Readiness },
+        description: 'Provider outages do not fail readiness; they show in `providers`. A 503 carries Retry-After.',
+        response: {
+          200: { ...Readiness, description: 'Ready to take traffic' },
+          503: { ...Readiness, description: 'Not ready: database down, schema not migrated, or shutting down' },
+        },
       },
       config: { rateLimit: false },
     },

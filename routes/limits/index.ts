@@ -33,10 +33,14 @@ const limitsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/v1/limits',
     {
       schema: {
+        operationId: 'getLimits',
         tags: ['limits'],
         summary: 'Per provider: limits, circuit state, account caps and live usage',
         security: [{ bearerAuth: [] }],
-        response: { 200: Type.Object({ data: Type.Array(ProviderLimits) }), ...problems(401, 403, 429, 503) },
+        response: {
+          200: Type.Object({ data: Type.Array(ProviderLimits) }, { description: 'One entry per known provider' }),
+          ...problems(401, 403, 429, 503),
+        },
       },
       config: { auth: 'tenant' },
     },

@@ -5,6 +5,7 @@ const metricsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/metrics',
     {
       schema: {
+        operationId: 'metrics',
         tags: ['probes'],
         summary: 'Prometheus metrics (text exposition format)',
         produces: ['text/plain'],

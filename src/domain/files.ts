@@ -41,6 +41,8 @@ export interface ListQuery {
   includeDeleted?: boolean | undefined
   limit: number
   after?: string | undefined
+  /** A keyset position given directly (the OpenAI facade pages by provider file id). */
+  afterKey?: { createdAt: string; id: string } | undefined
   order?: 'asc' | 'desc'
 }
 
@@ -349,7 +351,7 @@ export class FileService {
     tenant: string,
     query: ListQuery,
   ): Promise<{ rows: FileRow[]; hasMore: boolean; nextCursor: string | null }> {
-    const after = query.after ? decodeCursor(query.after) : undefined
+    const after = query.afterKey ?? (query.after ? decodeCursor(query.after) : undefined)
     const page = await this.deps.store.call<{ data: FileRow[]; has_more: boolean }>('list_files', {
       p_tenant_id: tenant,
       p_limit: query.limit,

@@ -1,0 +1,295 @@
+/**
+ * Drop-in for the official OpenAI SDK (and Kimi's OpenAI-compatible usage): the provider's own
+ * files API shape under /providers/{provider}/v1, served by the same domain services as /v1.
+ * Ids are the provider's file ids, so they work unchanged in chat calls to the provider;
+ * timestamps are unix seconds; errors are OpenAI's `{error: {message, type, param, code}}`,
+ * with `x-should-retry: false` on failures that retrying cannot cure (the SDK honours it).
+ * Shapes follow the OpenAI API reference for Files (create, list, retrieve, delete, content).
+ */
+import { type FastifyPluginAsyncTypebox, Type, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Config } from '../../src/config.js'
+import type { FileRow } from '../../src/domain/file-record.js'
+import { AppError, type ErrorCode } from '../../src/errors.js'
+import { asAppError } from '../../src/plugins/errors.js'
+import { openAiFields, receiveUpload } from '../files/upload-form.js'
+
+const OpenAiFile = Type.Object(
+  {
+    id: Type.String({ description: "The provider's file id" }),
+    object: Type.Literal('file'),
+    bytes: Type.Integer(),
+    created_at: Type.Integer({ description: 'Unix seconds' }),
+    expires_at: Type.Optional(Type.Integer({ description: 'Unix seconds' })),
+    filename: Type.String(),
+    purpose: Type.String(),
+    status: Type.String({ description: 'processed' }),
+    status_details: Type.Union([Type.String(), Type.Null()]),
+  },
+  { $id: 'OpenAiFile' },
+)
+
+const OpenAiError = Type.Object(
+  {
+    error: Type.Object({
+      message: Type.String(),
+      type: Type.String(),
+      param: Type.Union([Type.String(), Type.Null()]),
+      code: Type.Union([Type.String(), Type.Null()]),
+    }),
+  },
+  { $id: 'OpenAiError' },
+)
+
+const ErrorRef = Type.Ref(OpenAiError)
+const FileRef = Type.Ref(OpenAiFile)
+const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorRef]))
+
+const ProviderParams = Type.Object({ provider: Type.String({ description: 'kimi, glm or a configured provider' }) })
+const FileParams = Type.Object({ provider: Type.String(), file_id: Type.String() })
+
+const unix = (ts: string) => Math.floor(Date.parse(ts) / 1000)
+
+export function toOpenAiFile(row: FileRow) {
+  return {
+    id: row.provider_file_id ?? row.id,
+    object: 'file' as const,
+    bytes: Number(row.bytes),
+    created_at: unix(row.created_at),
+    ...(row.expires_at ? { expires_at: unix(row.expires_at) } : {}),
+    filename: row.filename,
+    purpose: row.purpose,
+    status: row.status === 'completed' ? 'processed' : row.status === 'failed' ? 'error' : 'uploaded',
+    status_details: row.error,
+  }
+}
+
+/** Codes the SDK must not retry even though their status is one it would (409, 429, 5xx). */
+const permanent = new Set<ErrorCode>(['PROVIDER_NOT_CONFIGURED', 'PROVIDER_QUOTA_EXCEEDED', 'CONTENT_UNAVAILABLE'])
+
+const openAiType = (status: number, code: ErrorCode): string => {
+  if (code === 'PROVIDER_QUOTA_EXCEEDED') return 'insufficient_quota'
+  if (status === 401) return 'authentication_error'
+  if (status === 403) return 'permission_error'
+  if (status === 404) return 'not_found_error'
+  if (status === 429) return 'rate_limit_error'
+  if (status >= 500) return 'server_error'
+  return 'invalid_request_error'
+}
+
+const paramOf: Partial<Record<ErrorCode, string>> = {
+  MISSING_FILE: 'file',
+  TOO_MANY_FILES: 'file',
+  EMPTY_FILE: 'file',
+  FILE_TOO_LARGE: 'file',
+  UNSUPPORTED_FILE_TYPE: 'file',
+  UNSUPPORTED_PURPOSE: 'purpose',
+  UNKNOWN_PROVIDER: 'provider',
+}
+
+function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: AppError) {
+  const retryable = err.status === 408 || err.status === 429 || err.status >= 500
+  reply
+    .code(err.status)
+    .header('content-type', 'application/json; charset=utf-8')
+    .header('x-request-id', request.id)
+    .header('x-should-retry', retryable && !permanent.has(err.code) ? 'true' : 'false')
+  if (err.retryAfterSeconds !== undefined && (err.status === 429 || err.status === 503)) {
+    reply.header('retry-after', String(Math.ceil(err.retryAfterSeconds)))
+  }
+  if (err.code === 'UNAUTHORIZED') reply.header('www-authenticate', 'Bearer realm="filegate"')
+  return reply.send({
+    error: {
+      message: err.detail,
+      type: openAiType(err.status, err.code),
+      param: paramOf[err.code] ?? null,
+      code: err.code.toLowerCase(),
+    },
+  })
+}
+
+/** The multipart body is read by the handler as it streams. */
+const skipBodyValidation = (route: { httpPart?: string }) =>
+  route.httpPart === 'body' ? () => true : TypeBoxValidatorCompiler(route as never)
+
+const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, opts) => {
+  app.addSchema(OpenAiFile)
+  app.addSchema(OpenAiError)
+
+  app.setErrorHandler((err, request, reply) => {
+    const appErr = asAppError(err)
+    if (appErr.status >= 500) request.log.error({ err, code: appErr.code }, 'request failed')
+    else request.log.info({ code: appErr.code, detail: appErr.detail }, 'request refused')
+    return sendOpenAiError(request, reply, appErr)
+  })
+
+  /** The provider named in the path must exist; its files are the caller's files there. */
+  const providerOf = (name: string) => {
+    if (!opts.config.providers.some((p) => p.name === name)) {
+      throw new AppError('NOT_FOUND', {
+        detail: `No provider "${name}"; try ${opts.config.providers.map((p) => p.name).join(', ')}`,
+      })
+    }
+    return name
+  }
+  const rowFor = async (request: FastifyRequest, provider: string, fileId: string) => {
+    const row = await app.files.getRowByProviderId(request.auth.tenant, providerOf(provider), fileId)
+    return row
+  }
+  const liveRowFor = async (request: FastifyRequest, provider: string, fileId: string) => {
+    const row = await rowFor(request, provider, fileId)
+    if (row.deleted_at) throw new AppError('NOT_FOUND', { detail: `No file ${fileId}` })
+    return row
+  }
+
+  app.post(
+    '/providers/:provider/v1/files',
+    {
+      schema: {
+        tags: ['openai'],
+        summary: 'OpenAI-compatible file upload (multipart file + purpose); dedup answers the existing file',
+        security: [{ bearerAuth: [] }],
+        consumes: ['multipart/form-data'],
+        params: ProviderParams,
+        body: Type.Object({
+          file: Type.String({ format: 'binary' }),
+          purpose: Type.String(),
+          'expires_after[anchor]': Type.Optional(Type.Literal('created_at')),
+          'expires_after[seconds]': Type.Optional(Type.Integer({ minimum: 1 })),
+        }),
+        response: { 200: FileRef, ...errors(400, 401, 403, 404, 413, 415, 422, 429, 502, 503, 504, 507) },
+      },
+      validatorCompiler: skipBodyValidation,
+      config: { auth: 'tenant' },
+    },
+    async (request, reply) => {
+      const provider = providerOf(request.params.provider)
+      try {
+        const result = await app.files.trackActive(() =>
+          receiveUpload(request, app.files, opts.config, undefined, { fieldNames: openAiFields, provider }),
+        )
+        reply.header('x-filegate-file-id', result.file.id)
+        reply.header('x-filegate-deduplicated', String(result.deduplicated))
+        return toOpenAiFile(await app.files.getRow(request.auth.tenant, result.file.id))
+      } catch (err) {
+        app.files.recordRefusal(err)
+        reply.header('connection', 'close')
+        throw err
+      }
+    },
+  )
+
+  app.get(
+    '/providers/:provider/v1/files',
+    {
+      schema: {
+        tags: ['openai'],
+        summary: 'OpenAI-compatible file list (cursor: after = a file id)',
+        security: [{ bearerAuth: [] }],
+        params: ProviderParams,
+        querystring: Type.Object({
+          after: Type.Optional(Type.String()),
+          limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 100 }),
+          order: Type.Union([Type.Literal('asc'), Type.Literal('desc')], { default: 'desc' }),
+          purpose: Type.Optional(Type.String()),
+        }),
+        response: {
+          200: Type.Object({
+            object: Type.Literal('list'),
+            data: Type.Array(FileRef),
+            first_id: Type.Union([Type.String(), Type.Null()]),
+            last_id: Type.Union([Type.String(), Type.Null()]),
+            has_more: Type.Boolean(),
+          }),
+          ...errors(400, 401, 403, 404, 429, 503),
+        },
+      },
+      config: { auth: 'tenant' },
+    },
+    async (request) => {
+      const provider = providerOf(request.params.provider)
+      const { after, limit, order, purpose } = request.query
+      const afterRow = after ? await rowFor(request, provider, after) : undefined
+      const page = await app.files.list(request.auth.tenant, {
+        provider,
+        purpose,
+        status: 'completed',
+        limit,
+        order,
+        afterKey: afterRow ? { createdAt: afterRow.created_at, id: afterRow.id } : undefined,
+      })
+      const data = page.rows.map(toOpenAiFile)
+      return {
+        object: 'list' as const,
+        data,
+        first_id: data[0]?.id ?? null,
+        last_id: data.at(-1)?.id ?? null,
+        has_more: page.hasMore,
+      }
+    },
+  )
+
+  app.get(
+    '/providers/:provider/v1/files/:file_id',
+    {
+      schema: {
+        tags: ['openai'],
+        summary: 'OpenAI-compatible file retrieve',
+        security: [{ bearerAuth: [] }],
+        params: FileParams,
+        response: { 200: FileRef, ...errors(401, 403, 404, 429, 503) },
+      },
+      config: { auth: 'tenant' },
+    },
+    async (request) => toOpenAiFile(await liveRowFor(request, request.params.provider, request.params.file_id)),
+  )
+
+  app.delete(
+    '/providers/:provider/v1/files/:file_id',
+    {
+      schema: {
+        tags: ['openai'],
+        summary: 'OpenAI-compatible file delete (tombstone, then the provider delete)',
+        security: [{ bearerAuth: [] }],
+        params: FileParams,
+        response: {
+          200: Type.Object({ id: Type.String(), object: Type.Literal('file'), deleted: Type.Boolean() }),
+          ...errors(401, 403, 404, 429, 503),
+        },
+      },
+      config: { auth: 'tenant' },
+    },
+    async (request) => {
+      const row = await rowFor(request, request.params.provider, request.params.file_id)
+      await app.files.deleteRow(row)
+      return { id: request.params.file_id, object: 'file' as const, deleted: true }
+    },
+  )
+
+  app.get(
+    '/providers/:provider/v1/files/:file_id/content',
+    {
+      schema: {
+        tags: ['openai'],
+        summary: 'OpenAI-compatible file content (streamed from the provider)',
+        security: [{ bearerAuth: [] }],
+        params: FileParams,
+        response: {
+          200: Type.Unsafe<unknown>({ type: 'string', description: 'The provider content as it sends it' }),
+          ...errors(401, 403, 404, 409, 429, 502, 503, 504),
+        },
+      },
+      config: { auth: 'tenant' },
+    },
+    async (request, reply) => {
+      const { content } = await app.files.contentOf(
+        await liveRowFor(request, request.params.provider, request.params.file_id),
+      )
+      reply.header('content-type', content.contentType)
+      if (content.contentLength !== undefined) reply.header('content-length', content.contentLength)
+      return reply.send(content.body)
+    },
+  )
+}
+
+export default openAiRoutes
