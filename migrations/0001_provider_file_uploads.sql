@@ -123,6 +123,11 @@ declare
   v_files bigint;
   v_bytes bigint;
 begin
+  -- The common case, a live duplicate, is answered without a row lock.
+  r := filegate_touch_live_duplicate(p_tenant_id, array[p_provider], p_purpose, p_sha256);
+  if r.id is not null then
+    return jsonb_build_object('outcome', 'duplicate', 'file', filegate_file_json(r));
+  end if;
   for attempt in 1..5 loop
     select * into r from provider_file_uploads
      where tenant_id = p_tenant_id and provider = p_provider and purpose = p_purpose
@@ -181,23 +186,39 @@ begin
 end
 $$;
 
--- Read-only dedup probe (X-Content-SHA256, provider=auto): the newest live completed row
--- among the given providers; bumps last_used_at of the one returned.
+-- The live completed row for this content among p_providers (in their order), its last_used_at
+-- bumped. The bump is skipped when the row was used within the last second: every write of this
+-- indexed column rewrites the row in all its indexes, and a hot file hit thousands of times a
+-- second needs one write a second, not thousands; retention counts in days. Null row if none.
+create or replace function filegate_touch_live_duplicate(
+  p_tenant_id text, p_providers text[], p_purpose text, p_sha256 text
+) returns provider_file_uploads
+language plpgsql as $$
+declare r provider_file_uploads;
+begin
+  select * into r from provider_file_uploads
+   where tenant_id = p_tenant_id and provider = any(p_providers) and purpose = p_purpose
+     and sha256 = p_sha256 and deleted_at is null and status = 'completed'
+   order by array_position(p_providers, provider)
+   limit 1;
+  if found and r.last_used_at < now() - interval '1 second' then
+    update provider_file_uploads set last_used_at = now()
+     where id = r.id and deleted_at is null and status = 'completed'
+    returning * into r;
+  end if;
+  return r;
+end
+$$;
+
+-- Dedup probe (X-Content-SHA256, provider=auto): the live duplicate, or null.
 create or replace function find_live_duplicate(
   p_tenant_id text, p_providers text[], p_purpose text, p_sha256 text
 ) returns jsonb
 language plpgsql set timezone to 'UTC' as $$
 declare r provider_file_uploads;
 begin
-  update provider_file_uploads set last_used_at = now()
-   where id = (
-     select id from provider_file_uploads
-      where tenant_id = p_tenant_id and provider = any(p_providers) and purpose = p_purpose
-        and sha256 = p_sha256 and deleted_at is null and status = 'completed'
-      order by array_position(p_providers, provider)
-      limit 1)
-  returning * into r;
-  if not found then return null; end if;
+  r := filegate_touch_live_duplicate(p_tenant_id, p_providers, p_purpose, p_sha256);
+  if r.id is null then return null; end if;
   return filegate_file_json(r);
 end
 $$;
@@ -393,6 +414,20 @@ begin
   if not found then return null; end if;
   return filegate_file_json(r);
 end
+$$;
+
+-- Bulk form for sweeps: one round trip per batch of successful deletes.
+create or replace function mark_provider_deleted_many(p_ids uuid[]) returns jsonb
+language sql set timezone to 'UTC' as $$
+  with u as (
+    update provider_file_uploads
+       set provider_deleted = true, provider_deleted_at = now(), next_delete_at = null, last_delete_error = null,
+           delete_attempts = delete_attempts + 1
+     where id = any(p_ids) and provider_deleted = false
+    returning provider, coalesce(deletion_reason, 'manual') as reason
+  )
+  select coalesce(jsonb_agg(jsonb_build_object('provider', provider, 'reason', reason, 'n', n)), '[]'::jsonb)
+    from (select provider, reason, count(*) as n from u group by provider, reason) g
 $$;
 
 -- Backoff: 30 s doubling per attempt, capped at 1 h, at least what the provider asked for.
@@ -607,7 +642,7 @@ begin
          'filegate_file_json', 'filegate_occupies_provider', 'provider_usage', 'claim_upload', 'find_live_duplicate',
          'complete_upload', 'fail_upload', 'get_file', 'get_file_by_provider_id', 'list_files', 'soft_delete_file',
          'claim_provider_delete', 'claim_provider_deletes', 'find_pending_provider_deletes', 'mark_provider_deleted',
-         'record_provider_delete_failure', 'find_expired_files', 'sweep_expired_files', 'find_orphaned_files',
+         'record_provider_delete_failure', 'mark_provider_deleted_many', 'filegate_touch_live_duplicate', 'find_expired_files', 'sweep_expired_files', 'find_orphaned_files',
          'sweep_orphaned_files', 'find_stuck_uploads', 'filegate_expired_candidates', 'fail_stuck_uploads', 'find_unknown_provider_files',
          'reconcile_gone_files', 'acquire_job_lease', 'release_job_lease')
     loop

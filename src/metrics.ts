@@ -16,6 +16,10 @@ export function createMetrics() {
   const registry = new Registry()
   const hooks: ScrapeHooks = {}
   collectDefaultMetrics({ register: registry })
+  // prom-client names three gauges *_total, a suffix the exposition format keeps for counters, so
+  // `promtool check metrics` rejects them. Each is the sum of a per-type gauge that stays:
+  // sum(nodejs_active_handles), sum(nodejs_active_requests), sum(nodejs_active_resources).
+  for (const kind of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`nodejs_active_${kind}_total`)
   const r = [registry]
   return {
     registry,

@@ -32,6 +32,10 @@ export const openApiDocument = {
     { name: 'limits', description: 'Provider limits and usage' },
     { name: 'admin', description: 'Admin-only operations' },
     { name: 'probes', description: 'Health, readiness and metrics' },
+    {
+      name: 'openai',
+      description: "The provider's own files API shape (OpenAI-compatible), for existing OpenAI SDK clients",
+    },
   ],
   components: {
     securitySchemes: {

@@ -2,6 +2,7 @@
 import { type FastifyPluginAsyncTypebox, Type, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { toFileObject } from '../../src/domain/file-record.js'
+import { asAppError } from '../../src/plugins/errors.js'
 import { FileRef, FileSchema, problems } from '../schemas.js'
 import { receiveUpload } from './upload-form.js'
 
@@ -91,7 +92,8 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         reply.code(result.deduplicated ? 200 : 201)
         return { ...result.file, deduplicated: result.deduplicated }
       } catch (err) {
-        app.files.recordRefusal(err)
+        // Multipart limits surface as Fastify errors (FST_FILES_LIMIT…): count them by their catalogue code too.
+        app.files.recordRefusal(asAppError(err))
         // The rest of the body is not read: close the connection after the answer.
         reply.header('connection', 'close')
         throw err

@@ -111,8 +111,14 @@ export async function receiveUpload(
   let mimeType = 'application/octet-stream'
   let fileParts = 0
   const contentLength = Number(request.headers['content-length']) || undefined
+  // Until the provider is known, the largest limit of any provider bounds the stream.
+  const largestLimit = Math.max(...config.providers.map((p) => p.maxFileBytes))
+  // @fastify/multipart defaults fileSize to the app's bodyLimit (64 KiB) and then truncates the
+  // file stream silently; our own counters enforce the provider limits, so busboy must only stop
+  // past the largest of them (one byte more, so the counter sees limit + 1 and refuses first).
+  const parts = request.parts({ limits: { fileSize: largestLimit + 1 } })
   try {
-    for await (const part of request.parts()) {
+    for await (const part of parts) {
       if (part.type === 'field') {
         readField(fields, part, options.fieldNames)
         continue
@@ -138,8 +144,7 @@ export async function receiveUpload(
         file.file.resume() // a dedup answer did not read the body: discard what is left
         continue
       }
-      // Until the provider is known, the largest limit of any provider bounds the stream.
-      const maxBytes = plan?.maxBytes ?? Math.max(...config.providers.map((p) => p.maxFileBytes))
+      const maxBytes = plan?.maxBytes ?? largestLimit
       const limitOwner = plan?.candidates.find((c) => c.maxBytes === maxBytes)?.config.name ?? 'any provider'
       spool = await spoolToFile(file.file, {
         dir: config.uploadTmpDir,

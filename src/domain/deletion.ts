@@ -22,7 +22,11 @@ export type DeleteOutcome = 'deleted' | 'already_gone' | 'failed' | 'not_claimed
 export async function deleteAtProvider(
   deps: DeletionDeps,
   tombstone: FileRow,
-  options: { alreadyClaimed?: boolean } = {},
+  options: {
+    alreadyClaimed?: boolean
+    /** The caller records the success itself (sweeps mark a batch in one round trip). */
+    deferMark?: boolean
+  } = {},
 ): Promise<{ outcome: DeleteOutcome; row: FileRow }> {
   let row = tombstone
   if (!options.alreadyClaimed) {
@@ -45,6 +49,7 @@ export async function deleteAtProvider(
   }
   try {
     const { alreadyGone } = await adapter.delete(providerFileId)
+    if (options.deferMark) return { outcome: alreadyGone ? 'already_gone' : 'deleted', row }
     const marked = await deps.store.call<FileRow | null>('mark_provider_deleted', { p_id: row.id })
     if (marked) deps.metrics.deletions.inc({ provider: row.provider, reason: row.deletion_reason ?? 'manual' })
     return { outcome: alreadyGone ? 'already_gone' : 'deleted', row: marked ?? row }

@@ -142,17 +142,21 @@ export class FileService {
     body: Readable,
     declaredBytes: number | undefined,
   ): Promise<UploadResult> {
-    const candidates = declaredBytes === undefined ? plan.candidates : candidatesFor(plan, declaredBytes)
+    // `declaredBytes` is the request's Content-Length: an upper bound that includes the multipart
+    // framing, so it must not refuse a file of exactly the limit. The byte counter below enforces
+    // the limit exactly; the bound only reserves quota, capped at what the provider accepts.
+    const candidates = plan.candidates
     const hit = await this.findLiveDuplicate(tenant, candidates, declaredSha256)
     if (hit) return this.dedupHit(hit, Number(hit.bytes))
     const candidate = candidates[0] as Candidate
+    const reserveBytes = Math.min(declaredBytes ?? 0, candidate.maxBytes)
     let counter: HashCounter | undefined
     const result = await this.uploadTo(
       tenant,
       candidate,
       meta,
       declaredSha256,
-      declaredBytes ?? 0,
+      reserveBytes,
       async (signal) => {
         counter = new HashCounter(candidate.maxBytes, () => tooLarge(candidate.config.name, candidate.maxBytes))
         body.on('error', (err) => counter?.destroy(err))
@@ -174,6 +178,8 @@ export class FileService {
         }
       },
       (providerFile) => {
+        // The multipart parser stopped at its own size limit: the provider got a cut file.
+        if ((body as { truncated?: boolean }).truncated) return tooLarge(candidate.config.name, candidate.maxBytes)
         const actual = counter?.digest()
         if (counter && counter.bytes === 0)
           return new AppError('EMPTY_FILE', { detail: 'The file part has no content' })

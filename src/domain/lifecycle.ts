@@ -62,6 +62,7 @@ export interface LifecycleDeps {
 
 const dryRunIdCap = 1000
 const leaseTtlSeconds = 120
+const markBatch = 100
 
 /** Runs `work` over `items` with at most `concurrency` at once. */
 export async function mapBounded<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -215,25 +216,68 @@ export class LifecycleService {
     }
 
     let remaining = options.limit ?? Number.POSITIVE_INFINITY
-    while (remaining > 0 && !this.stopping) {
+    let exhausted = false
+    const queue: FileRow[] = []
+    // Claims the next batch (tombstoned and leased in one statement) and queues its provider deletes.
+    const claimBatch = async () => {
       const batchSize = Math.min(lc.batchSize, remaining)
       const { fn, args } = sweepCall(job, lc, batchSize, leaseSeconds)
       const batch = await store.call<FileRow[]>(fn, args)
-      if (batch.length === 0) break
       remaining -= batch.length
+      if (batch.length < batchSize || remaining <= 0) exhausted = true
       this.noteCandidates(report, batch, false)
-      if (job !== 'stuck') {
-        await mapBounded(batch, lc.concurrency, async (row) => {
-          if (row.provider_deleted || !row.provider_file_id) return
-          const { outcome } = await deleteAtProvider(this.deps.deletion, row, { alreadyClaimed: true })
-          const t = this.tally(report, row.provider)
-          if (outcome === 'deleted' || outcome === 'already_gone') t.deleted++
-          else t.failed++
-        })
-      }
+      if (job !== 'stuck') queue.push(...batch.filter((row) => !row.provider_deleted && row.provider_file_id))
       // Keep the lease while batches go on; a dead worker's lease still lapses after the TTL.
       await store.call('acquire_job_lease', { p_job: leaseName, p_holder: this.holder, p_ttl_seconds: leaseTtlSeconds })
-      if (batch.length < batchSize) break
+    }
+    if (job === 'stuck') {
+      while (!exhausted && !this.stopping) await claimBatch()
+      return
+    }
+
+    // Successful deletes are recorded in bulk: one round trip per markBatch rows, not one each.
+    const marks: string[] = []
+    const flushMarks = async () => {
+      if (marks.length === 0) return
+      const groups = await store.call<Array<{ provider: string; reason: string; n: number }>>(
+        'mark_provider_deleted_many',
+        { p_ids: marks.splice(0) },
+      )
+      for (const g of groups) this.deps.metrics.deletions.inc({ provider: g.provider, reason: g.reason }, Number(g.n))
+    }
+    // Workers keep `concurrency` deletes in flight; the next batch is claimed while the current one
+    // drains, so no worker idles at a batch boundary. On stop, claimed rows still finish.
+    let claiming: Promise<void> | undefined
+    const worker = async () => {
+      for (;;) {
+        if (!claiming && !exhausted && !this.stopping && queue.length < lc.concurrency) {
+          claiming = claimBatch().finally(() => {
+            claiming = undefined
+          })
+        }
+        const row = queue.shift()
+        if (!row) {
+          if (claiming) {
+            await claiming
+            continue
+          }
+          return
+        }
+        const { outcome } = await deleteAtProvider(this.deps.deletion, row, { alreadyClaimed: true, deferMark: true })
+        const t = this.tally(report, row.provider)
+        if (outcome === 'deleted' || outcome === 'already_gone') {
+          t.deleted++
+          marks.push(row.id)
+          if (marks.length >= markBatch) await flushMarks()
+        } else {
+          t.failed++
+        }
+      }
+    }
+    try {
+      await Promise.all(Array.from({ length: lc.concurrency }, worker))
+    } finally {
+      await flushMarks()
     }
   }
 

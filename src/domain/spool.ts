@@ -49,16 +49,25 @@ export async function spoolToFile(
   source: NodeJS.ReadableStream,
   options: { dir: string; maxBytes: number; onLimit: () => Error; signal?: AbortSignal },
 ): Promise<SpooledFile> {
-  await mkdir(options.dir, { recursive: true })
+  // A source that fails while the directory is being made (a client abort) must not become an
+  // uncaught 'error': the pipeline below still sees the stored error and rejects with it.
+  const early = () => {}
+  source.on('error', early)
   const path = join(options.dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
   const counter = new HashCounter(options.maxBytes, options.onLimit)
   try {
+    await mkdir(options.dir, { recursive: true })
     await pipeline(source, counter, createWriteStream(path, { flags: 'wx', mode: 0o600 }), {
       ...(options.signal ? { signal: options.signal } : {}),
     })
+    // A multipart parser that hit its own size limit ends the stream early and only flags it
+    // (busboy's `truncated`): a cut file must never pass for a whole one.
+    if ((source as { truncated?: boolean }).truncated) throw options.onLimit()
   } catch (err) {
     await rm(path, { force: true })
     throw err
+  } finally {
+    source.removeListener('error', early)
   }
   return { path, bytes: counter.bytes, sha256: counter.digest() }
 }

@@ -121,4 +121,21 @@ describe('config', () => {
   it('treats empty strings as unset', () => {
     assert.equal(loadConfig({ DATABASE_URL: '', PORT: '' }).store.transport, 'pglite')
   })
+
+  it('reads only the source it is given, never process.env behind its back', () => {
+    const saved = process.env.DATABASE_URL
+    process.env.DATABASE_URL = 'postgres://leak@127.0.0.1/nope'
+    try {
+      assert.equal(loadConfig({}).store.transport, 'pglite')
+    } finally {
+      if (saved === undefined) delete process.env.DATABASE_URL
+      else process.env.DATABASE_URL = saved
+    }
+  })
+
+  it('lists schema and cross-field problems in the same message', () => {
+    const problems = problemsOf({ PORT: 'abc', HOST: '0.0.0.0' })
+    assert.ok(problems.some((p) => p.startsWith('PORT:')))
+    assert.ok(problems.some((p) => p.startsWith('API_KEYS: required')))
+  })
 })

@@ -1,0 +1,38 @@
+/** What every scenario gets from the runner, and what it hands back. */
+import type { BenchDatabase } from './db.js'
+import type { FakeHandle, ServiceHandle } from './processes.js'
+
+export interface Figure {
+  scenario: number
+  name: string
+  value: number
+  unit: string
+  baseline?: { name: string; value: number; unit: string }
+  /** value / baseline (or the figure's own ratio, e.g. growth 1M vs 100k). */
+  ratio?: number
+  target: string
+  /** null when the figure is informative only. */
+  met: boolean | null
+  detail?: string
+}
+
+export interface ScenarioResult {
+  figures: Figure[]
+  /** Markdown lines for the details section of RESULTS.md. */
+  notes: string[]
+}
+
+export interface BenchContext {
+  db: BenchDatabase
+  fake: FakeHandle
+  workDir: string
+  /** A fresh filegate process for this scenario (profiled under `name` when profiling). */
+  startService(name: string, env?: Record<string, string>, compiledRoot?: string): Promise<ServiceHandle>
+  log(message: string): void
+}
+
+export const envNumber = (name: string, fallback: number): number => {
+  const raw = process.env[name]
+  const n = raw === undefined || raw === '' ? Number.NaN : Number(raw)
+  return Number.isFinite(n) && n > 0 ? n : fallback
+}

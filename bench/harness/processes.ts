@@ -1,0 +1,210 @@
+/**
+ * The processes a scenario runs against: the fake provider and the bare-Fastify baseline (forked,
+ * driven over IPC) and filegate itself, spawned exactly as in production (`node --import tsx
+ * src/server.ts`) with its configuration in the environment.
+ */
+import { type ChildProcess, fork, spawn } from 'node:child_process'
+import { copyFile, mkdir, symlink } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { request } from 'undici'
+import type { FakeOp } from '../../tests/fakes/provider-server.js'
+import type { FakeCommand, FakeStats } from '../children/fake-provider.js'
+
+export const benchDir = dirname(dirname(fileURLToPath(import.meta.url)))
+export const repoRoot = dirname(benchDir)
+/**
+ * Where the service under test is started from: this checkout unless BENCH_SERVICE_DIR names
+ * another one (a scratch copy with a candidate fix, measured by the same bench).
+ */
+export const serviceRoot = process.env.BENCH_SERVICE_DIR || repoRoot
+
+const forkTs = (file: string, env: Record<string, string> = {}) =>
+  fork(join(benchDir, 'children', file), [], {
+    execArgv: ['--import', 'tsx'],
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+
+function whenReady(child: ChildProcess, what: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number | null) => reject(new Error(`${what} exited (${code}) before it was ready`))
+    child.once('exit', onExit)
+    child.on('message', function onMessage(msg: { ready?: boolean; baseUrl?: string }) {
+      if (!msg.ready || !msg.baseUrl) return
+      child.off('message', onMessage)
+      child.off('exit', onExit)
+      resolve(msg.baseUrl)
+    })
+  })
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+    if (child.connected) child.disconnect()
+    else child.kill('SIGTERM')
+  })
+}
+
+export interface FakeHandle {
+  baseUrl: string
+  apiKey: string
+  pid: number
+  set(latencyMs: number, ops: FakeOp[] | null): Promise<FakeStats>
+  seed(prefix: string, count: number): Promise<FakeStats>
+  stats(): Promise<FakeStats>
+  stop(): Promise<void>
+}
+
+export async function startFake(apiKey: string): Promise<FakeHandle> {
+  const child = forkTs('fake-provider.ts', { FAKE_API_KEY: apiKey })
+  const baseUrl = await whenReady(child, 'fake provider')
+  let seq = 0
+  type Command = FakeCommand extends infer C ? (C extends FakeCommand ? Omit<C, 'id'> : never) : never
+  const ask = (cmd: Command) =>
+    new Promise<FakeStats>((resolve) => {
+      const id = ++seq
+      child.on('message', function onMessage(msg: { id?: number; stats?: FakeStats }) {
+        if (msg.id !== id || !msg.stats) return
+        child.off('message', onMessage)
+        resolve(msg.stats)
+      })
+      child.send({ ...cmd, id })
+    })
+  return {
+    baseUrl,
+    apiKey,
+    pid: child.pid ?? 0,
+    set: (latencyMs, ops) => ask({ cmd: 'set', latencyMs, ops }),
+    seed: (prefix, count) => ask({ cmd: 'seed', prefix, count }),
+    stats: () => ask({ cmd: 'stats' }),
+    stop: () => stopChild(child),
+  }
+}
+
+export async function startBaseline(): Promise<{ baseUrl: string; pid: number; stop(): Promise<void> }> {
+  const child = forkTs('baseline-server.ts')
+  const baseUrl = await whenReady(child, 'baseline server')
+  return { baseUrl, pid: child.pid ?? 0, stop: () => stopChild(child) }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  const port = typeof address === 'object' && address ? address.port : 0
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+export interface ServiceHandle {
+  baseUrl: string
+  pid: number
+  /** Sends SIGTERM and waits for the exit (the CPU profile, if any, is written then). */
+  stop(): Promise<void>
+}
+
+export const benchKeys = { tenant: 'bench-key-0123456789abcdef', admin: 'bench-admin-0123456789abcdef' }
+
+export interface ServiceOptions {
+  databaseUrl: string
+  fake: FakeHandle
+  spoolDir: string
+  env?: Record<string, string>
+  /**
+   * Directory for `--cpu-prof`; no profiling when undefined. With `--import tsx` the module
+   * loader runs in a worker thread that writes its own profile: keep one directory per process.
+   */
+  profileDir?: string | undefined
+  /** Run the compiled build in this directory (`node src/server.js`) instead of tsx. */
+  compiledRoot?: string | undefined
+}
+
+export async function startService(options: ServiceOptions): Promise<ServiceHandle> {
+  const port = await freePort()
+  const execArgv = options.compiledRoot ? [] : ['--import', 'tsx']
+  if (options.profileDir) {
+    await mkdir(options.profileDir, { recursive: true })
+    execArgv.push('--cpu-prof', '--cpu-prof-dir', options.profileDir)
+  }
+  const entry = options.compiledRoot ? 'src/server.js' : 'src/server.ts'
+  const child = spawn(process.execPath, [...execArgv, entry], {
+    cwd: options.compiledRoot ?? serviceRoot,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      DATABASE_URL: options.databaseUrl,
+      API_KEYS: `bench:${benchKeys.tenant},*:${benchKeys.admin}`,
+      DEFAULT_PROVIDER: 'kimi',
+      KIMI_API_KEY: options.fake.apiKey,
+      KIMI_BASE_URL: options.fake.baseUrl,
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_PER_MINUTE: '0',
+      CLEANUP_ENABLED: 'false',
+      UPLOAD_TMP_DIR: options.spoolDir,
+      // Node flags for the service only (e.g. --max-semi-space-size), to try a setting.
+      ...(process.env.BENCH_SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVICE_NODE_OPTIONS } : {}),
+      ...options.env,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const baseUrl = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + 60_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`filegate exited with ${child.exitCode} at start`)
+    try {
+      const res = await request(`${baseUrl}/readyz`)
+      await res.body.dump()
+      if (res.statusCode === 200) break
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error('filegate did not become ready within 60 s')
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  return {
+    baseUrl,
+    pid: child.pid ?? 0,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+      child.kill('SIGTERM')
+      await exited
+      clearTimeout(timer)
+    },
+  }
+}
+
+/**
+ * `tsc -p tsconfig.build.json` of the service into `dir`, laid out like the package (package.json,
+ * migrations/ and node_modules beside it) so `node src/server.js` finds everything. Nothing is
+ * written into the checkout.
+ */
+export async function buildCompiled(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true })
+  const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc')
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', dir], {
+      cwd: serviceRoot,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    })
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`tsc exited with ${code}`))))
+  })
+  await copyFile(join(serviceRoot, 'package.json'), join(dir, 'package.json'))
+  await symlink(join(serviceRoot, 'migrations'), join(dir, 'migrations'))
+  await symlink(join(repoRoot, 'node_modules'), join(dir, 'node_modules'))
+  return dir
+}

@@ -1,0 +1,37 @@
+/** Samples a process's resident memory from /proc/<pid>/status (Linux). */
+import { readFile } from 'node:fs/promises'
+
+export interface MemoryReading {
+  rssBytes: number
+  hwmBytes: number
+}
+
+export async function readMemory(pid: number): Promise<MemoryReading> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024
+  return { rssBytes: kb('VmRSS'), hwmBytes: kb('VmHWM') }
+}
+
+/** Samples VmRSS every `intervalMs` until stopped; reports the peak seen and the count. */
+export function sampleRss(pid: number, intervalMs = 50) {
+  let peak = 0
+  let samples = 0
+  const series: Array<{ t: number; rss: number }> = []
+  const started = Date.now()
+  const timer = setInterval(() => {
+    readMemory(pid).then(
+      ({ rssBytes }) => {
+        samples++
+        peak = Math.max(peak, rssBytes)
+        series.push({ t: Date.now() - started, rss: rssBytes })
+      },
+      () => {},
+    )
+  }, intervalMs)
+  return {
+    stop() {
+      clearInterval(timer)
+      return { peakRssBytes: peak, samples, series }
+    },
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * `npm run bench`: every scenario of issue 6 against filegate running as its own process on a
+ * fresh Postgres database, with the fake Kimi provider in another process, each figure measured
+ * against its baseline in the same run. Prints a table and writes bench/RESULTS.md.
+ *
+ *   BENCH_SCENARIOS=1,3   run only these scenarios (1 large upload, 2 memory, 3 small uploads,
+ *                         4 sweep, 5 dedup lookup); default all
+ *   BENCH_PROFILE=1       run the service under `node --cpu-prof` and summarise the profiles
+ *                         (profiles kept in bench/profiles/; figures are then slightly lower)
+ *   BENCH_LARGE_BYTES, BENCH_LARGE_RUNS, BENCH_SMALL_SECONDS, BENCH_SWEEP_ROWS,
+ *   BENCH_DEDUP_ROWS=100000,1000000, BENCH_DEDUP_CALLS   sizes, for quick runs
+ */
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { BenchContext, Figure } from './harness/context.js'
+import { type BenchDatabase, createBenchDatabase } from './harness/db.js'
+import { describeMachine } from './harness/machine.js'
+import { benchDir, type FakeHandle, repoRoot, serviceRoot, startFake, startService } from './harness/processes.js'
+import { type ProfileSummary, summariseMainThread } from './harness/profile.js'
+import { consoleTable, resultsMarkdown } from './report.js'
+import { dedupLookup } from './scenarios/dedup-lookup.js'
+import { ensureTemplate, largeUpload } from './scenarios/large-upload.js'
+import { memory } from './scenarios/memory.js'
+import { smallUploads } from './scenarios/small-uploads.js'
+import { sweep } from './scenarios/sweep.js'
+
+const log = (message: string) => process.stdout.write(`${message}\n`)
+const allScenarios = [1, 2, 3, 4, 5]
+const selected = (process.env.BENCH_SCENARIOS ?? '')
+  .split(',')
+  .map((s) => Number(s.trim()))
+  .filter((n) => allScenarios.includes(n))
+const scenarios = selected.length ? [...new Set(selected)].sort() : allScenarios
+const profiling = process.env.BENCH_PROFILE === '1'
+const benchVars = Object.entries(process.env)
+  .filter(([k]) => k.startsWith('BENCH_'))
+  .map(([k, v]) => `${k}=${v}`)
+const command = [...benchVars, 'npm run bench'].join(' ')
+
+const loadAverage = async () =>
+  (await readFile('/proc/loadavg', 'utf8').catch(() => '? ? ?')).split(' ').slice(0, 3).join(' ')
+
+async function main() {
+  const startedAt = Date.now()
+  const loadAtStart = await loadAverage()
+  const workDir = await mkdtemp(join(tmpdir(), 'filegate-bench-'))
+  const profileDir = profiling ? join(benchDir, 'profiles', new Date().toISOString().replace(/[:.]/g, '-')) : undefined
+  const figures: Figure[] = []
+  const notes: string[] = []
+  const failures: string[] = []
+  const profiles: Array<{ name: string; summary: ProfileSummary }> = []
+  const needsService = scenarios.some((s) => s <= 4)
+  let db: BenchDatabase | undefined
+  let fake: FakeHandle | undefined
+  const cleanup = async () => {
+    await fake?.stop().catch(() => {})
+    await db?.drop().catch((err) => log(`could not drop ${db?.name}: ${(err as Error).message}`))
+    await rm(workDir, { recursive: true, force: true })
+  }
+  process.once('SIGINT', () => {
+    log('interrupted: cleaning up')
+    void cleanup().finally(() => process.exit(130))
+  })
+
+  try {
+    db = await createBenchDatabase('main')
+    const [{ version }] = (await db.sql`select version()`) as unknown as [{ version: string }]
+    const machine = describeMachine(version.split(' on ')[0] ?? version)
+    log(`filegate bench: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}`)
+    if (serviceRoot !== repoRoot) log(`service under test started from ${serviceRoot} (BENCH_SERVICE_DIR)`)
+    log(`load average ${loadAtStart}`)
+    log(`scenarios ${scenarios.join(',')}${profiling ? ', profiling the service' : ''}; work dir ${workDir}`)
+    if (needsService) fake = await startFake('sk-bench-kimi-0123456789')
+    const context: BenchContext = {
+      db,
+      fake: fake as FakeHandle,
+      workDir,
+      async startService(name, env = {}, compiledRoot = undefined) {
+        const handle = await startService({
+          databaseUrl: (db as BenchDatabase).url,
+          fake: fake as FakeHandle,
+          spoolDir: join(workDir, 'spool'),
+          env,
+          profileDir: profileDir && join(profileDir, name),
+          compiledRoot,
+        })
+        return {
+          ...handle,
+          async stop() {
+            await handle.stop()
+            const summary = profileDir && (await summariseMainThread(join(profileDir, name), serviceRoot))
+            if (summary) profiles.push({ name, summary })
+          },
+        }
+      },
+      log,
+    }
+    let template: string | undefined
+    const largeTemplate = async () => {
+      template ??= await ensureTemplate(context)
+      return template
+    }
+    const runners: Record<number, [string, () => Promise<{ figures: Figure[]; notes: string[] }>]> = {
+      1: ['large upload', async () => largeUpload(context, await largeTemplate())],
+      2: ['memory', async () => memory(context, await largeTemplate())],
+      3: ['small uploads', () => smallUploads(context)],
+      4: ['sweep', () => sweep(context)],
+      5: ['dedup lookup', () => dedupLookup(context)],
+    }
+    for (const n of scenarios) {
+      const [label, run] = runners[n] as [string, () => Promise<{ figures: Figure[]; notes: string[] }>]
+      const t0 = Date.now()
+      log(`\n[${n}] ${label}`)
+      try {
+        const result = await run()
+        figures.push(...result.figures)
+        notes.push(...result.notes)
+      } catch (err) {
+        const message = `scenario ${n} (${label}): ${(err as Error).stack ?? String(err)}`
+        const first = message.split('\n')[0] as string
+        failures.push(first)
+        // A scenario that cannot run is a target not met: it stays in the table.
+        figures.push({
+          scenario: n,
+          name: `${label}: did not complete`,
+          value: Number.NaN,
+          unit: '',
+          target: 'runs to completion',
+          met: false,
+          detail: first.slice(0, 400),
+        })
+        log(`  FAILED ${message}`)
+      }
+      log(`  (${Math.round((Date.now() - t0) / 1000)} s)`)
+    }
+
+    log(`\n${consoleTable(figures)}`)
+    const boundsFile = join(benchDir, 'bounds.md')
+    const bounds = existsSync(boundsFile) ? await readFile(boundsFile, 'utf8') : '(bench/bounds.md is missing)'
+    const markdown = resultsMarkdown({
+      machine,
+      command,
+      serviceRoot: serviceRoot === repoRoot ? undefined : serviceRoot,
+      scenarios,
+      figures,
+      failures,
+      notes,
+      profiles,
+      bounds,
+      totalSeconds: (Date.now() - startedAt) / 1000,
+      loadAverage: { start: loadAtStart, end: await loadAverage() },
+    })
+    await writeFile(join(benchDir, 'RESULTS.md'), markdown)
+    log(`\nwrote bench/RESULTS.md (${Math.round((Date.now() - startedAt) / 1000)} s in all)`)
+    if (profileDir) log(`profiles in ${profileDir}`)
+    if (failures.length) process.exitCode = 1
+  } finally {
+    await cleanup()
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})

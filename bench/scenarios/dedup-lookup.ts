@@ -1,0 +1,156 @@
+/**
+ * Scenario 5: dedup lookup latency through the store port (`createPostgresStore(url).call`) at
+ * two table sizes, rows bulk-inserted with generate_series (distinct sha256 each, 8 tenants).
+ * One call at a time, so the figures are latencies and not queueing.
+ */
+import { createHash } from 'node:crypto'
+import { migrateStore } from '../../src/store/index.js'
+import type { StorePort } from '../../src/store/port.js'
+import { createPostgresStore } from '../../src/store/postgres.js'
+import { type BenchContext, envNumber, type Figure, type ScenarioResult } from '../harness/context.js'
+import { createBenchDatabase } from '../harness/db.js'
+import { percentile, round, sortedCopy } from '../harness/stats.js'
+
+const tenants = 8
+const shaOf = (g: number) => createHash('sha256').update(`dedup-${g}`).digest('hex')
+const tenantOf = (g: number) => `tenant-${g % tenants}`
+
+interface Latency {
+  p50: number
+  p99: number
+  mean: number
+}
+
+async function time(calls: number, fn: (i: number) => Promise<unknown>): Promise<Latency> {
+  const out: number[] = []
+  for (let i = 0; i < calls; i++) {
+    const t0 = performance.now()
+    await fn(i)
+    out.push(performance.now() - t0)
+  }
+  const sorted = sortedCopy(out)
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: out.reduce((a, b) => a + b, 0) / out.length }
+}
+
+async function measure(store: StorePort, size: number, calls: number) {
+  const pick = () => 1 + Math.floor(Math.random() * size)
+  const find = (g: number) =>
+    store.call('find_live_duplicate', {
+      p_tenant_id: tenantOf(g),
+      p_providers: ['kimi'],
+      p_purpose: 'file-extract',
+      p_sha256: shaOf(g),
+    })
+  const claim = (g: number) =>
+    store.call<{ outcome: string }>('claim_upload', {
+      p_tenant_id: tenantOf(g),
+      p_provider: 'kimi',
+      p_purpose: 'file-extract',
+      p_sha256: shaOf(g),
+      p_bytes: 1024,
+      p_filename: `dedup-${g}.txt`,
+      p_mime_type: 'text/plain',
+      p_metadata: {},
+      p_stuck_minutes: 30,
+      // What the service passes for Kimi (1,000 files, 10 GiB): the duplicate path answers before the quota check.
+      p_max_files: 1000,
+      p_max_bytes: 10 * 1024 ** 3,
+    })
+  await time(Math.min(500, calls), () => find(pick()))
+  await time(Math.min(500, calls), () => claim(pick()))
+  const first = await claim(pick())
+  if (first.outcome !== 'duplicate') throw new Error(`claim_upload on an existing row answered ${first.outcome}`)
+  const miss = (i: number) =>
+    store.call('find_live_duplicate', {
+      p_tenant_id: tenantOf(i),
+      p_providers: ['kimi'],
+      p_purpose: 'file-extract',
+      p_sha256: createHash('sha256').update(`absent-${size}-${i}`).digest('hex'),
+    })
+  return {
+    find: await time(calls, () => find(pick())),
+    claim: await time(calls, () => claim(pick())),
+    miss: await time(calls, (i) => miss(i)),
+  }
+}
+
+export async function dedupLookup(ctx: BenchContext): Promise<ScenarioResult> {
+  const sizes = (process.env.BENCH_DEDUP_ROWS ?? '100000,1000000')
+    .split(',')
+    .map(Number)
+    .filter((n) => n > 0)
+  const calls = envNumber('BENCH_DEDUP_CALLS', 3000)
+  const db = await createBenchDatabase('dedup')
+  const store = createPostgresStore(db.url, { max: 2 })
+  const results: Array<{ size: number; r: Awaited<ReturnType<typeof measure>>; plan: string }> = []
+  try {
+    await migrateStore(store)
+    let inserted = 0
+    for (const size of sizes) {
+      const t0 = Date.now()
+      const chunk = 250_000
+      for (let from = inserted + 1; from <= size; from += chunk) {
+        const to = Math.min(size, from + chunk - 1)
+        await db.sql`
+          insert into provider_file_uploads
+            (tenant_id, provider, provider_file_id, purpose, filename, mime_type, bytes, sha256, status,
+             created_at, updated_at, last_used_at)
+          select 'tenant-' || (g % ${tenants}), 'kimi', 'file-dedup-' || g, 'file-extract', 'dedup-' || g || '.txt',
+                 'text/plain', 1024, encode(sha256(convert_to('dedup-' || g, 'UTF8')), 'hex'), 'completed',
+                 now() - make_interval(secs => g), now() - make_interval(secs => g), now() - make_interval(secs => g)
+            from generate_series(${from}::int, ${to}::int) g`
+      }
+      inserted = size
+      await db.sql`vacuum analyze provider_file_uploads`
+      ctx.log(`  table at ${size} rows (insert + vacuum analyze ${round((Date.now() - t0) / 1000, 1)} s)`)
+      const g = Math.ceil(size / 2)
+      const plan = await db.sql.unsafe(
+        `explain select id from provider_file_uploads
+          where tenant_id = $1 and provider = any($2) and purpose = $3 and sha256 = $4
+            and deleted_at is null and status = 'completed' limit 1`,
+        [tenantOf(g), ['kimi'], 'file-extract', shaOf(g)],
+      )
+      const r = await measure(store, size, calls)
+      ctx.log(
+        `  ${size} rows: find_live_duplicate p50 ${round(r.find.p50, 3)} p99 ${round(r.find.p99, 3)} ms; claim_upload(duplicate) p50 ${round(r.claim.p50, 3)} p99 ${round(r.claim.p99, 3)} ms; miss p50 ${round(r.miss.p50, 3)} p99 ${round(r.miss.p99, 3)} ms`,
+      )
+      results.push({ size, r, plan: plan.map((row) => String(Object.values(row)[0])).join(' / ') })
+    }
+  } finally {
+    await store.close()
+    await db.drop()
+  }
+  const small = results[0]
+  const large = results.at(-1)
+  const figures: Figure[] = []
+  if (small && large && large !== small) {
+    const pair = (label: string, key: 'find' | 'claim' | 'miss', informative = false) => {
+      for (const q of ['p50', 'p99'] as const) {
+        const ratio = large.r[key][q] / small.r[key][q]
+        figures.push({
+          scenario: 5,
+          name: `${label} ${q} at ${large.size.toLocaleString('en')} rows`,
+          value: large.r[key][q],
+          unit: 'ms',
+          baseline: { name: `at ${small.size.toLocaleString('en')} rows`, value: small.r[key][q], unit: 'ms' },
+          ratio,
+          target: informative ? 'informative' : 'growth ≤ 1.5×',
+          met: informative ? null : ratio <= 1.5,
+        })
+      }
+    }
+    pair('find_live_duplicate (hit)', 'find')
+    pair('claim_upload (duplicate path)', 'claim')
+    pair('find_live_duplicate (miss)', 'miss', true)
+  }
+  return {
+    figures,
+    notes: [
+      `- Scenario 5: ${calls} sequential calls per figure (after a warm-up) on random existing rows, through \`createPostgresStore(url, { max: 2 }).call(...)\` in the bench process (so each figure includes the driver and one loopback round trip). Rows: ${tenants} tenants, provider kimi, purpose file-extract, distinct sha256, all live. Growth ≤ 1.5× is the bench's reading of "must not grow" on a noisy 2-core machine.`,
+      ...results.map(
+        (x) =>
+          `  - ${x.size.toLocaleString('en')} rows: find hit p50/p99/mean ${round(x.r.find.p50, 3)}/${round(x.r.find.p99, 3)}/${round(x.r.find.mean, 3)} ms; claim dup ${round(x.r.claim.p50, 3)}/${round(x.r.claim.p99, 3)}/${round(x.r.claim.mean, 3)} ms; find miss ${round(x.r.miss.p50, 3)}/${round(x.r.miss.p99, 3)}/${round(x.r.miss.mean, 3)} ms. Plan of the lookup: \`${x.plan}\``,
+      ),
+    ],
+  }
+}

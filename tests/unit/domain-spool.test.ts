@@ -1,0 +1,114 @@
+/** The upload spool: hashed and counted while written, limited, removed on failure; stale spools swept. */
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises'
+import { hostname, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PassThrough, Readable } from 'node:stream'
+import { after, before, describe, test } from 'node:test'
+import { HashCounter, removeSpool, removeStaleSpools, spoolToFile, tooLarge } from '../../src/domain/spool.js'
+import { isAppError } from '../../src/errors.js'
+
+let dir: string
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'filegate-spool-unit-'))
+})
+after(() => rm(dir, { recursive: true, force: true }))
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+const chunks = (data: Buffer, size: number) =>
+  Readable.from(
+    Array.from({ length: Math.ceil(data.length / size) }, (_, i) => data.subarray(i * size, (i + 1) * size)),
+  )
+
+describe('spoolToFile', () => {
+  test('writes the stream to a private temp file with its SHA-256 and size', async () => {
+    const sub = await mkdtemp(join(dir, 'ok-'))
+    const data = randomBytes(300_000)
+    const spool = await spoolToFile(chunks(data, 7000), {
+      dir: sub,
+      maxBytes: data.length,
+      onLimit: () => new Error('limit'),
+    })
+    assert.equal(spool.bytes, data.length)
+    assert.equal(spool.sha256, sha(data))
+    assert.deepEqual(await readFile(spool.path), data)
+    assert.match(spool.path, new RegExp(`fg-.+-${process.pid}-[0-9a-f]{16}\\.part$`))
+    await removeSpool(spool)
+    assert.deepEqual(await readdir(sub), [])
+  })
+
+  test('refuses limit + 1 bytes with onLimit() and removes the partial file', async () => {
+    const sub = await mkdtemp(join(dir, 'limit-'))
+    await assert.rejects(
+      spoolToFile(chunks(Buffer.alloc(1001), 100), { dir: sub, maxBytes: 1000, onLimit: () => tooLarge('glm', 1000) }),
+      (err: unknown) => isAppError(err) && err.code === 'FILE_TOO_LARGE' && err.extensions.limit_bytes === 1000,
+    )
+    assert.deepEqual(await readdir(sub), [])
+  })
+
+  test('a source a parser truncated at its own limit is refused, not taken as whole', async () => {
+    const sub = await mkdtemp(join(dir, 'truncated-'))
+    const source = Object.assign(chunks(Buffer.alloc(500), 100), { truncated: false })
+    source.on('end', () => {
+      source.truncated = true
+    })
+    await assert.rejects(
+      spoolToFile(source, { dir: sub, maxBytes: 10_000, onLimit: () => tooLarge('kimi', 10_000) }),
+      (err: unknown) => isAppError(err) && err.code === 'FILE_TOO_LARGE',
+    )
+    assert.deepEqual(await readdir(sub), [])
+  })
+
+  test('a failing source (client abort) rejects and leaves no file, also mid-write', async () => {
+    const sub = await mkdtemp(join(dir, 'abort-'))
+    const source = new PassThrough()
+    const pending = spoolToFile(source, { dir: sub, maxBytes: 1e9, onLimit: () => new Error('limit') })
+    source.write(Buffer.alloc(10_000))
+    // at once: before the spool has even made its directory
+    source.destroy(new Error('aborted'))
+    await assert.rejects(pending, /aborted/)
+    const late = new PassThrough()
+    const writing = spoolToFile(late, { dir: sub, maxBytes: 1e9, onLimit: () => new Error('limit') })
+    late.write(Buffer.alloc(10_000))
+    setTimeout(() => late.destroy(new Error('aborted late')), 20)
+    await assert.rejects(writing, /aborted late/)
+    assert.deepEqual(await readdir(sub), [])
+  })
+})
+
+describe('HashCounter', () => {
+  test('passes bytes through while hashing and counting', async () => {
+    const counter = new HashCounter(100, () => new Error('limit'))
+    const out: Buffer[] = []
+    counter.on('data', (c: Buffer) => out.push(c))
+    counter.end(Buffer.from('hello'))
+    await new Promise((r) => counter.on('end', r))
+    assert.equal(Buffer.concat(out).toString(), 'hello')
+    assert.equal(counter.bytes, 5)
+    assert.equal(counter.digest(), sha(Buffer.from('hello')))
+  })
+})
+
+describe('removeStaleSpools', () => {
+  test('removes old spools of gone processes only, never young or foreign files or a live peer', async () => {
+    const sub = await mkdtemp(join(dir, 'stale-'))
+    const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '_')
+    const old = new Date(Date.now() - 3_600_000)
+    const names = {
+      deadOld: `fg-${host}-999999999-${'a'.repeat(16)}.part`,
+      deadYoung: `fg-${host}-999999998-${'b'.repeat(16)}.part`,
+      livePeerOld: `fg-${host}-${process.ppid}-${'c'.repeat(16)}.part`,
+      otherHostOld: `fg-other-host-123-${'d'.repeat(16)}.part`,
+      foreign: 'notes.txt',
+    }
+    for (const name of Object.values(names)) await writeFile(join(sub, name), 'x')
+    for (const name of [names.deadOld, names.livePeerOld, names.otherHostOld, names.foreign]) {
+      await utimes(join(sub, name), old, old)
+    }
+    const removed = await removeStaleSpools(sub, 60_000)
+    assert.equal(removed, 2)
+    assert.deepEqual((await readdir(sub)).sort(), [names.deadYoung, names.foreign, names.livePeerOld].sort())
+    assert.equal(await removeStaleSpools(join(sub, 'missing'), 1000), 0)
+  })
+})
