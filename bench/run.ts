@@ -17,7 +17,15 @@ import { join } from 'node:path'
 import type { BenchContext, Figure } from './harness/context.js'
 import { type BenchDatabase, createBenchDatabase } from './harness/db.js'
 import { describeMachine } from './harness/machine.js'
-import { benchDir, type FakeHandle, repoRoot, serviceRoot, startFake, startService } from './harness/processes.js'
+import {
+  benchDir,
+  buildCompiled,
+  type FakeHandle,
+  repoRoot,
+  serviceRoot,
+  startFake,
+  startService,
+} from './harness/processes.js'
 import { type ProfileSummary, summariseMainThread } from './harness/profile.js'
 import { consoleTable, resultsMarkdown } from './report.js'
 import { dedupLookup } from './scenarios/dedup-lookup.js'
@@ -73,18 +81,22 @@ async function main() {
     log(`load average ${loadAtStart}`)
     log(`scenarios ${scenarios.join(',')}${profiling ? ', profiling the service' : ''}; work dir ${workDir}`)
     if (needsService) fake = await startFake('sk-bench-kimi-0123456789')
+    // The service runs compiled, as in production (Dockerfile, npm start); BENCH_TSX=1 runs it
+    // through the tsx loader instead.
+    const compiledRoot =
+      needsService && process.env.BENCH_TSX !== '1' ? await buildCompiled(join(workDir, 'compiled')) : undefined
     const context: BenchContext = {
       db,
       fake: fake as FakeHandle,
       workDir,
-      async startService(name, env = {}, compiledRoot = undefined) {
+      async startService(name, env = {}, runtime = 'service') {
         const handle = await startService({
           databaseUrl: (db as BenchDatabase).url,
           fake: fake as FakeHandle,
           spoolDir: join(workDir, 'spool'),
           env,
           profileDir: profileDir && join(profileDir, name),
-          compiledRoot,
+          compiledRoot: runtime === 'tsx' ? undefined : compiledRoot,
         })
         return {
           ...handle,

@@ -27,7 +27,8 @@ export interface BenchContext {
   fake: FakeHandle
   workDir: string
   /** A fresh filegate process for this scenario (profiled under `name` when profiling). */
-  startService(name: string, env?: Record<string, string>, compiledRoot?: string): Promise<ServiceHandle>
+  /** Starts filegate: compiled as in production, or through the tsx loader (`npm run dev`). */
+  startService(name: string, env?: Record<string, string>, runtime?: 'service' | 'tsx'): Promise<ServiceHandle>
   log(message: string): void
 }
 

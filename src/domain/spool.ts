@@ -45,6 +45,20 @@ export class HashCounter extends Transform {
 // Names carry host and pid so a start-up sweep can tell its own leftovers from a live peer's.
 const spoolPrefix = `fg-${hostname().replace(/[^A-Za-z0-9_.-]/g, '_')}-${process.pid}-`
 
+/** mkdir -p once per directory, not once per upload (a syscall chain on the small-upload hot path). */
+const madeDirs = new Map<string, Promise<unknown>>()
+const ensureDir = (dir: string) => {
+  let made = madeDirs.get(dir)
+  if (!made) {
+    made = mkdir(dir, { recursive: true }).catch((err) => {
+      madeDirs.delete(dir)
+      throw err
+    })
+    madeDirs.set(dir, made)
+  }
+  return made
+}
+
 export async function spoolToFile(
   source: NodeJS.ReadableStream,
   options: { dir: string; maxBytes: number; onLimit: () => Error; signal?: AbortSignal },
@@ -56,7 +70,7 @@ export async function spoolToFile(
   const path = join(options.dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
   const counter = new HashCounter(options.maxBytes, options.onLimit)
   try {
-    await mkdir(options.dir, { recursive: true })
+    await ensureDir(options.dir)
     await pipeline(source, counter, createWriteStream(path, { flags: 'wx', mode: 0o600 }), {
       ...(options.signal ? { signal: options.signal } : {}),
     })
@@ -64,6 +78,8 @@ export async function spoolToFile(
     // (busboy's `truncated`): a cut file must never pass for a whole one.
     if ((source as { truncated?: boolean }).truncated) throw options.onLimit()
   } catch (err) {
+    // The directory vanished under us (a tmp cleaner): make it again for the next upload.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') madeDirs.delete(options.dir)
     await rm(path, { force: true })
     throw err
   } finally {

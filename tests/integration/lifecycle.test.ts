@@ -7,17 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, it, type TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
-import {
-  auth,
-  build,
-  type Fakes,
-  fileDatabase,
-  multipart,
-  requirePostgres,
-  startFakes,
-  tempDir,
-  testKeys,
-} from '../helper.js'
+import { auth, build, fileDatabase, multipart, requirePostgres, startFakes, tempDir, testKeys } from '../helper.js'
 
 const admin = auth(testKeys.admin)
 const alice = auth(testKeys.alice)

@@ -1,0 +1,106 @@
+/**
+ * `promtool check metrics` (Prometheus' own linter, Debian package `prometheus`) accepts what
+ * /metrics serves, with the labelled series present: uploads that succeed, deduplicate and fail,
+ * refusals, deletes, a cleanup run and HTTP traffic are made first. Without promtool the test
+ * skips with a notice; with CI=true it fails instead (.ci/run installs it).
+ */
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { describe, it } from 'node:test'
+import { createPgliteStore } from '../../src/store/pglite.js'
+import { auth, build, isCI, multipart, startFakes, tempDir, testKeys } from '../helper.js'
+
+const promtool = process.env.PROMTOOL ?? 'promtool'
+
+function promtoolAvailable(): boolean {
+  const probe = spawnSync(promtool, ['--version'], { stdio: 'ignore' })
+  return probe.error === undefined && probe.status === 0
+}
+
+/** Runs `promtool check metrics` with the exposition on stdin. */
+function checkMetrics(exposition: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk) => {
+      output += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      output += chunk
+    })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, output }))
+    child.stdin.end(exposition)
+  })
+}
+
+describe('/metrics', () => {
+  it('passes promtool check metrics', async (t) => {
+    if (!promtoolAvailable()) {
+      if (isCI) throw new Error(`CI=true but ${promtool} is not installed (apt-get install prometheus)`)
+      t.diagnostic('NOTICE: promtool not found (Debian package prometheus); skipping the promtool check')
+      t.skip('promtool not installed')
+      return
+    }
+    const store = await createPgliteStore(undefined)
+    t.after(() => store.close())
+    const fakes = await startFakes(t)
+    const app = await build(
+      t,
+      { ...fakes.env, UPLOAD_TMP_DIR: await tempDir(t, 'filegate-spool-'), RETRY_MAX_ATTEMPTS: '1' },
+      { store },
+    )
+    const headers = auth(testKeys.alice)
+    const upload = async (provider: string, content: string, filename = 'notes.txt') => {
+      const body = multipart([
+        ['provider', provider],
+        ['file', { filename, content, type: 'text/plain' }],
+      ])
+      return app.inject({
+        method: 'POST',
+        url: '/v1/files',
+        headers: { ...headers, ...body.headers },
+        payload: body.payload,
+      })
+    }
+
+    const created = await upload('kimi', 'metrics check\n')
+    assert.equal(created.statusCode, 201, created.body)
+    assert.equal((await upload('kimi', 'metrics check\n')).statusCode, 200)
+    fakes.glm.failNext(1, 500, 'upload')
+    assert.ok((await upload('glm', 'fails at the provider\n')).statusCode >= 500)
+    assert.equal((await upload('kimi', '')).statusCode, 400)
+    assert.equal((await upload('kimi', 'x', 'tool.exe')).statusCode, 415)
+    assert.equal((await app.inject({ method: 'GET', url: '/v1/files', headers })).statusCode, 200)
+    const id = created.json().id as string
+    assert.equal((await app.inject({ method: 'DELETE', url: `/v1/files/${id}`, headers })).statusCode, 200)
+    const cleanup = await app.inject({
+      method: 'POST',
+      url: '/v1/cleanup',
+      headers: auth(testKeys.admin),
+      payload: { dry_run: false },
+    })
+    assert.equal(cleanup.statusCode, 200, cleanup.body)
+    await app.inject({ method: 'GET', url: '/no-such-route' })
+
+    const scrape = await app.inject({ method: 'GET', url: '/metrics' })
+    assert.equal(scrape.statusCode, 200)
+    assert.match(scrape.headers['content-type'] as string, /^text\/plain; version=0\.0\.4/)
+    const exposition = scrape.body
+    for (const series of [
+      'filegate_file_upload_attempts_total{provider="kimi"}',
+      'filegate_file_upload_bytes_total{provider="kimi",status="success"}',
+      'filegate_file_upload_bytes_total{provider="kimi",status="deduplicated"}',
+      'filegate_file_deduplication_hits_total{provider="kimi"}',
+      'filegate_file_upload_duration_seconds_bucket{le="0.05",provider="kimi"}',
+      'filegate_file_deletions_total{provider="kimi",reason="manual"}',
+      'filegate_http_request_duration_seconds_count{method="POST",route="/v1/files",status_code="201"}',
+    ]) {
+      assert.ok(exposition.includes(series), `${series} is exposed`)
+    }
+
+    const { code, output } = await checkMetrics(exposition)
+    assert.equal(code, 0, `promtool check metrics reported:\n${output}`)
+    t.diagnostic(`promtool check metrics: clean (${exposition.split('\n').length} lines)`)
+  })
+})

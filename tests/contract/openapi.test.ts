@@ -1,0 +1,227 @@
+/**
+ * The committed openapi.yaml is what the code generates, /openapi.json serves the same document,
+ * and the document holds what client generators and readers rely on: every route the app serves,
+ * every response with its schema, problem+json errors with examples, the bearer scheme.
+ */
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { before, describe, it } from 'node:test'
+import { parse } from 'yaml'
+import { generateOpenApiYaml, openApiPath, toYaml, withDocumentApp } from '../../scripts/openapi-export.js'
+import { errorCatalog } from '../../src/errors.js'
+
+// biome-ignore lint/suspicious/noExplicitAny: the parsed document is walked freely; the assertions check its shapes
+type Json = Record<string, any>
+
+const methods = ['get', 'put', 'post', 'delete', 'patch', 'options', 'head', 'trace']
+/** The OpenAI-compatible facade answers errors in the OpenAI shape, not problem+json (SPEC §1). */
+const ownErrorShape = (path: string) => path.startsWith('/providers/')
+
+/** `METHOD /path/{param}` for every route in Fastify's printRoutes tree, docs and HEAD aside. */
+function servedOperations(tree: string): Set<string> {
+  const served = new Set<string>()
+  const stack: string[] = []
+  for (const line of tree.split('\n')) {
+    const match = /^((?:[│ ] {3})*)[├└]── (.*?)(?: \(([A-Z, ]+)\))?$/.exec(line)
+    if (!match) continue
+    const depth = (match[1] ?? '').length / 4
+    stack.length = depth
+    stack.push(match[2] ?? '')
+    const path = stack.join('').replace(/:([A-Za-z0-9_]+)/g, '{$1}')
+    for (const method of (match[3] ?? '').split(', ').filter(Boolean)) {
+      if (method === 'HEAD' || path.startsWith('/docs') || path === '/openapi.json') continue
+      served.add(`${method} ${path}`)
+    }
+  }
+  return served
+}
+
+function operations(doc: Json): Array<{ key: string; path: string; method: string; op: Json }> {
+  return Object.entries(doc.paths as Json).flatMap(([path, item]) =>
+    methods
+      .filter((m) => item[m])
+      .map((method) => ({ key: `${method.toUpperCase()} ${path}`, path, method, op: item[method] })),
+  )
+}
+
+/** Follows a local `$ref` (#/components/...). */
+const deref = (doc: Json, node: Json): Json =>
+  typeof node?.$ref === 'string'
+    ? (node.$ref as string)
+        .slice(2)
+        .split('/')
+        .reduce((n: Json, part: string) => n[part], doc)
+    : node
+
+describe('openapi.yaml', () => {
+  let committed: string
+  let generated: string
+  let doc: Json
+  let served: Json
+  let routes: Set<string>
+
+  before(async () => {
+    committed = await readFile(openApiPath, 'utf8')
+    ;({ generated, served, routes } = await withDocumentApp(async (app) => {
+      const response = await app.inject({ method: 'GET', url: '/openapi.json' })
+      assert.equal(response.statusCode, 200)
+      return {
+        generated: toYaml(app.swagger()),
+        served: response.json(),
+        routes: servedOperations(app.printRoutes({ commonPrefix: false })),
+      }
+    }))
+    doc = parse(committed)
+  })
+
+  it('is what the code generates (else run npm run openapi:export and commit it)', () => {
+    assert.equal(committed, generated, 'openapi.yaml differs from the route schemas: run npm run openapi:export')
+  })
+
+  it('is served as /openapi.json, the same document', () => {
+    assert.deepEqual(served, doc)
+  })
+
+  it('is OpenAPI 3.1 with the package version', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'))
+    assert.equal(doc.openapi, '3.1.0')
+    assert.equal(doc.info.version, pkg.version)
+  })
+
+  it('documents every route the app serves, and only those', () => {
+    const documented = new Set(operations(doc).map((o) => o.key))
+    assert.ok(routes.size >= 9, `printRoutes parsed: ${[...routes].join(', ')}`)
+    assert.deepEqual([...routes].filter((r) => !documented.has(r)).sort(), [], 'served but not documented')
+    assert.deepEqual([...documented].filter((r) => !routes.has(r)).sort(), [], 'documented but not served')
+  })
+
+  it('has the routes of SPEC §1', () => {
+    const documented = new Set(operations(doc).map((o) => o.key))
+    for (const key of [
+      'POST /v1/files',
+      'GET /v1/files',
+      'GET /v1/files/{id}',
+      'GET /v1/files/{id}/content',
+      'DELETE /v1/files/{id}',
+      'GET /v1/limits',
+      'GET /healthz',
+      'GET /readyz',
+      'GET /metrics',
+    ]) {
+      assert.ok(documented.has(key), `${key} is documented`)
+    }
+  })
+
+  it('gives every operation a unique operationId, a summary, declared tags and an explicit security', () => {
+    const ids = new Set<string>()
+    const tags = new Set((doc.tags as Json[]).map((t) => t.name))
+    for (const { key, op } of operations(doc)) {
+      assert.match(op.operationId ?? '', /^[A-Za-z][A-Za-z0-9]*$/, `${key} operationId`)
+      assert.ok(!ids.has(op.operationId), `${key}: operationId ${op.operationId} is unique`)
+      ids.add(op.operationId)
+      assert.ok(op.summary, `${key} summary`)
+      assert.ok(op.tags?.length > 0, `${key} tags`)
+      for (const tag of op.tags) assert.ok(tags.has(tag), `${key}: tag ${tag} is declared at the top`)
+      assert.ok(Array.isArray(op.security), `${key} security is explicit`)
+    }
+  })
+
+  it('gives every response status a description and a schema', () => {
+    for (const { key, op } of operations(doc)) {
+      const statuses = Object.keys(op.responses)
+      assert.ok(
+        statuses.some((s) => s.startsWith('2')),
+        `${key} has a 2xx response`,
+      )
+      for (const status of statuses) {
+        const response = deref(doc, op.responses[status])
+        assert.ok(response.description, `${key} ${status} description`)
+        const media = Object.values(response.content ?? {}) as Json[]
+        assert.ok(media.length > 0, `${key} ${status} has content`)
+        for (const m of media) assert.ok(m.schema, `${key} ${status} has a schema`)
+      }
+    }
+  })
+
+  it('answers every error of its own API as application/problem+json with the Problem schema', () => {
+    let checked = 0
+    for (const { key, path, op } of operations(doc)) {
+      // The probes answer their own bodies (readiness 503 is a Readiness report, not an error).
+      if (ownErrorShape(path) || op.tags.includes('probes')) continue
+      for (const [status, ref] of Object.entries(op.responses as Json)) {
+        if (Number(status) < 400) continue
+        const response = deref(doc, ref)
+        assert.deepEqual(Object.keys(response.content), ['application/problem+json'], `${key} ${status}`)
+        assert.equal(response.content['application/problem+json'].schema.$ref, '#/components/schemas/Problem')
+        checked++
+      }
+    }
+    assert.ok(checked > 20, `${checked} error responses checked`)
+    const problem = doc.components.schemas.Problem
+    assert.deepEqual(problem.required.sort(), ['code', 'detail', 'instance', 'status', 'title', 'type'])
+  })
+
+  it('gives each problem status one example per catalogue code, valid against the catalogue', () => {
+    for (const [name, response] of Object.entries(doc.components.responses as Json)) {
+      const examples = response.content['application/problem+json'].examples as Json
+      const codes = Object.keys(examples)
+      assert.ok(codes.length > 0, `${name} has examples`)
+      for (const code of codes) {
+        const example = deref(doc, examples[code]).value
+        const entry = errorCatalog[code as keyof typeof errorCatalog]
+        assert.ok(entry, `${code} is a catalogue code`)
+        assert.equal(example.code, code)
+        assert.equal(example.status, entry.status)
+        assert.equal(example.title, entry.title)
+        assert.match(example.type, /^https:\/\//)
+      }
+    }
+    const tooLarge = doc.components.examples.FILE_TOO_LARGE.value
+    assert.equal(typeof tooLarge.limit_bytes, 'number', 'FILE_TOO_LARGE shows its extension members')
+    assert.ok(doc.components.responses.TooManyRequests.headers['Retry-After'], '429 documents Retry-After')
+    assert.ok(doc.components.responses.ServiceUnavailable.headers['Retry-After'], '503 documents Retry-After')
+  })
+
+  it('protects /v1 with the bearer scheme and leaves the probes open', () => {
+    assert.deepEqual(doc.components.securitySchemes.bearerAuth, {
+      type: 'http',
+      scheme: 'bearer',
+      description: doc.components.securitySchemes.bearerAuth.description,
+    })
+    for (const { key, path, op } of operations(doc)) {
+      if (path.startsWith('/v1/') || ownErrorShape(path)) {
+        assert.deepEqual(op.security, [{ bearerAuth: [] }], `${key} needs the bearer key`)
+        assert.ok(op.responses['401'], `${key} documents 401`)
+      } else {
+        assert.deepEqual(op.security, [], `${key} is open`)
+      }
+    }
+  })
+
+  it('shows an upload: the multipart fields with an example, and both outcomes with examples', () => {
+    const upload = doc.paths['/v1/files'].post
+    const form = upload.requestBody.content['multipart/form-data']
+    assert.deepEqual(form.schema.required, ['file'])
+    assert.equal(form.schema.properties.file.format, 'binary')
+    assert.ok(form.example?.provider && form.example.file, 'the form has an example')
+    assert.equal(upload.parameters.find((p: Json) => p.name === 'x-content-sha256')?.in, 'header')
+    assert.equal(upload.responses['201'].content['application/json'].example.deduplicated, false)
+    assert.equal(upload.responses['200'].content['application/json'].example.deduplicated, true)
+    for (const status of ['400', '401', '413', '415', '429', '502', '503', '504', '507']) {
+      assert.ok(upload.responses[status], `upload documents ${status}`)
+    }
+  })
+
+  it('lets clients leave out parameters that have a default', () => {
+    const list = doc.paths['/v1/files'].get
+    for (const name of ['limit', 'include_deleted']) {
+      const parameter = list.parameters.find((p: Json) => p.name === name)
+      assert.equal(parameter.required, false, `${name} is optional`)
+    }
+  })
+
+  it('round-trips through the generator without anchors or folded lines', async () => {
+    assert.doesNotMatch(committed, /[&*]a\d+\b/, 'no YAML anchors')
+    assert.equal(generated, await generateOpenApiYaml(), 'generation is deterministic')
+  })
+})

@@ -1,0 +1,127 @@
+/**
+ * The official `openai` npm package, pointed at filegate's facade, against the running service
+ * (real HTTP) and the fake providers: the drop-in promise of issue 7.
+ */
+import assert from 'node:assert/strict'
+import type { AddressInfo } from 'node:net'
+import { describe, it, type TestContext } from 'node:test'
+import OpenAI, { toFile } from 'openai'
+import { build, fileDatabase, requirePostgres, startFakes, tempDir, testKeys } from '../helper.js'
+
+async function serve(t: TestContext, env: Record<string, string> = {}) {
+  const db = await fileDatabase(t)
+  const fakes = await startFakes(t)
+  const app = await build(t, { DATABASE_URL: db.url, UPLOAD_TMP_DIR: await tempDir(t), ...fakes.env, ...env })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = app.server.address() as AddressInfo
+  const client = (key: string, provider = 'kimi') =>
+    new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/providers/${provider}/v1`, maxRetries: 2 })
+  return { app, fakes, client }
+}
+
+const requestsTo = async (app: { inject: (u: string) => Promise<{ body: string }> }, status: number) => {
+  const metrics = (await app.inject('/metrics')).body
+  const line = metrics
+    .split('\n')
+    .find(
+      (l) =>
+        l.startsWith('filegate_http_request_duration_seconds_count{') &&
+        l.includes('route="/providers/:provider/v1/files"') &&
+        l.includes(`status_code="${status}"`),
+    )
+  return line ? Number(line.split(' ').at(-1)) : 0
+}
+
+describe('OpenAI SDK against the facade', () => {
+  it('create twice with the same bytes gives the same id and one provider upload; retrieve, content, delete work', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const { fakes, client } = await serve(t)
+    const openai = client(testKeys.alice)
+    const bytes = Buffer.from('The quarterly report, in plain text.')
+    const first = await openai.files.create({
+      file: await toFile(bytes, 'report.txt'),
+      purpose: 'file-extract' as never,
+    })
+    const second = await openai.files.create({
+      file: await toFile(bytes, 'report.txt'),
+      purpose: 'file-extract' as never,
+    })
+    assert.equal(first.id, second.id)
+    assert.equal(first.object, 'file')
+    assert.equal(first.bytes, bytes.length)
+    assert.ok(Number.isInteger(first.created_at) && first.created_at > 1_700_000_000, 'unix seconds')
+    assert.equal(fakes.kimi.uploads.length, 1)
+    assert.equal(first.id, fakes.kimi.uploads[0]?.id, "the provider's own id, usable in chat calls")
+
+    const got = await openai.files.retrieve(first.id)
+    assert.equal(got.filename, 'report.txt')
+    const content = await openai.files.content(first.id)
+    assert.match(await content.text(), /quarterly report/)
+
+    const deleted = await openai.files.delete(first.id)
+    assert.deepEqual(deleted, { id: first.id, object: 'file', deleted: true })
+    assert.deepEqual(fakes.kimi.deletes, [first.id])
+    await assert.rejects(openai.files.retrieve(first.id), (err: unknown) => err instanceof OpenAI.NotFoundError)
+    // Another tenant never sees it, nor learns it existed.
+    const bob = client(testKeys.bob)
+    await assert.rejects(bob.files.retrieve(second.id), (err: unknown) => err instanceof OpenAI.NotFoundError)
+  })
+
+  it('list auto-pagination over 25 files sees each exactly once', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const { client } = await serve(t)
+    const openai = client(testKeys.alice)
+    const ids = new Set<string>()
+    for (let i = 0; i < 25; i++) {
+      const f = await openai.files.create({
+        file: await toFile(Buffer.from(`document number ${i}`), `doc-${i}.txt`),
+        purpose: 'file-extract' as never,
+      })
+      ids.add(f.id)
+    }
+    assert.equal(ids.size, 25)
+    const seen: string[] = []
+    for await (const f of openai.files.list({ limit: 4 })) seen.push(f.id)
+    assert.equal(seen.length, 25)
+    assert.deepEqual(new Set(seen), ids)
+    const page = await openai.files.list({ limit: 10, order: 'asc' })
+    assert.equal(page.data.length, 10)
+    assert.equal(page.has_more, true)
+  })
+
+  it('a too-large file and a full account give errors the SDK does not retry', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const { app, fakes, client } = await serve(t, { KIMI_MAX_FILE_BYTES: '1000', KIMI_MAX_FILES: '1' })
+    const openai = client(testKeys.alice)
+    const err = await openai.files
+      .create({ file: await toFile(Buffer.alloc(5000, 1), 'big.txt'), purpose: 'file-extract' as never })
+      .then(
+        () => assert.fail('expected an error'),
+        (e: unknown) => e,
+      )
+    assert.ok(err instanceof OpenAI.APIError)
+    assert.equal(err.status, 413)
+    assert.equal((err.error as { code?: string }).code, 'file_too_large')
+    assert.equal(err.headers?.get('x-should-retry'), 'false')
+    assert.equal(await requestsTo(app, 413), 1, 'sent once, not retried')
+
+    await openai.files.create({ file: await toFile(Buffer.from('fits'), 'a.txt'), purpose: 'file-extract' as never })
+    const quota = await openai.files
+      .create({ file: await toFile(Buffer.from('no room'), 'b.txt'), purpose: 'file-extract' as never })
+      .then(
+        () => assert.fail('expected an error'),
+        (e: unknown) => e,
+      )
+    assert.ok(quota instanceof OpenAI.APIError)
+    assert.equal(quota.status, 507)
+    assert.equal(await requestsTo(app, 507), 1, 'a 5xx the SDK would retry, marked x-should-retry: false')
+    assert.equal(fakes.kimi.uploads.length, 1)
+  })
+
+  it('authentication and unknown providers answer in OpenAI error shape', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const { client } = await serve(t)
+    await assert.rejects(client('not-a-key').files.list(), (e: unknown) => e instanceof OpenAI.AuthenticationError)
+    await assert.rejects(client(testKeys.alice, 'nope').files.list(), (e: unknown) => e instanceof OpenAI.NotFoundError)
+  })
+})
