@@ -112,7 +112,9 @@ export class FileService {
         return await this.uploadTo(tenant, candidate, meta, spool.sha256, spool.bytes, async (signal) =>
           candidate.adapter.upload(
             {
-              source: { kind: 'file', path: spool.path, bytes: spool.bytes },
+              source: spool.buffer
+                ? { kind: 'buffer', buffer: spool.buffer, bytes: spool.bytes }
+                : { kind: 'file', path: spool.path, bytes: spool.bytes },
               filename: meta.filename,
               mimeType: meta.mimeType,
               purpose: candidate.purpose,

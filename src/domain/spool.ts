@@ -4,18 +4,71 @@
  * removed on every failure path; the caller removes it after the provider upload.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, type WriteStream } from 'node:fs'
 import { mkdir, readdir, rm, stat } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { Transform, type TransformCallback } from 'node:stream'
+import { Transform, type TransformCallback, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { AppError } from '../errors.js'
 
-export interface SpooledFile {
-  path: string
-  bytes: number
-  sha256: string
+/**
+ * A received body: small ones stay in memory (a dedup hit then never touches the disk), larger
+ * ones are on disk under UPLOAD_TMP_DIR; either way hashed and counted as they arrived.
+ */
+export type SpooledFile = { bytes: number; sha256: string } & (
+  | { path: string; buffer?: undefined }
+  | { buffer: Buffer; path?: undefined }
+)
+
+/** Bodies up to this size are kept in memory; beyond it they stream to a spool file. */
+export const memorySpoolBytes = 64 * 1024
+
+/**
+ * Holds the first `memoryBytes` in memory and, past that, moves everything to a file opened on
+ * demand, so a large body is never held whole and a small one costs no file system call.
+ */
+class SpoolSink extends Writable {
+  private chunks: Buffer[] = []
+  private held = 0
+  file: WriteStream | undefined
+  constructor(
+    private readonly path: string,
+    private readonly memoryBytes: number,
+  ) {
+    super()
+  }
+  get buffer(): Buffer | undefined {
+    return this.file ? undefined : Buffer.concat(this.chunks, this.held)
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void) {
+    if (!this.file && this.held + chunk.length <= this.memoryBytes) {
+      this.chunks.push(chunk)
+      this.held += chunk.length
+      done()
+      return
+    }
+    if (!this.file) {
+      this.file = createWriteStream(this.path, { flags: 'wx', mode: 0o600 })
+      this.file.on('error', (err) => this.destroy(err))
+      for (const held of this.chunks) this.file.write(held)
+      this.chunks = []
+    }
+    if (this.file.write(chunk)) done()
+    else this.file.once('drain', () => done())
+  }
+  override _final(done: (err?: Error | null) => void) {
+    if (!this.file) {
+      done()
+      return
+    }
+    this.file.end()
+    this.file.once('finish', () => done())
+  }
+  override _destroy(err: Error | null, done: (err?: Error | null) => void) {
+    this.file?.destroy()
+    done(err)
+  }
 }
 
 /** Counts and hashes what flows through; fails with `onLimit()` past `maxBytes`. */
@@ -61,7 +114,7 @@ const ensureDir = (dir: string) => {
 
 export async function spoolToFile(
   source: NodeJS.ReadableStream,
-  options: { dir: string; maxBytes: number; onLimit: () => Error; signal?: AbortSignal },
+  options: { dir: string; maxBytes: number; onLimit: () => Error; signal?: AbortSignal; memoryBytes?: number },
 ): Promise<SpooledFile> {
   // A source that fails while the directory is being made (a client abort) must not become an
   // uncaught 'error': the pipeline below still sees the stored error and rejects with it.
@@ -69,9 +122,10 @@ export async function spoolToFile(
   source.on('error', early)
   const path = join(options.dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
   const counter = new HashCounter(options.maxBytes, options.onLimit)
+  const sink = new SpoolSink(path, options.memoryBytes ?? memorySpoolBytes)
   try {
     await ensureDir(options.dir)
-    await pipeline(source, counter, createWriteStream(path, { flags: 'wx', mode: 0o600 }), {
+    await pipeline(source, counter, sink, {
       ...(options.signal ? { signal: options.signal } : {}),
     })
     // A multipart parser that hit its own size limit ends the stream early and only flags it
@@ -85,11 +139,13 @@ export async function spoolToFile(
   } finally {
     source.removeListener('error', early)
   }
-  return { path, bytes: counter.bytes, sha256: counter.digest() }
+  const buffer = sink.buffer
+  const sha256 = counter.digest()
+  return buffer ? { buffer, bytes: counter.bytes, sha256 } : { path, bytes: counter.bytes, sha256 }
 }
 
 export const removeSpool = (file: SpooledFile | undefined) =>
-  file ? rm(file.path, { force: true }) : Promise.resolve()
+  file?.path ? rm(file.path, { force: true }) : Promise.resolve()
 
 const isAlive = (pid: number) => {
   try {

@@ -52,11 +52,12 @@ export function buildMultipartBody(input: UploadInput): MultipartBody {
   const { source } = input
   const fileBytes = source.bytes
   // A fresh read stream per call: each retry of a file source re-reads it from the start.
-  const open = () => (source.kind === 'file' ? createReadStream(source.path) : source.stream)
+  const open = () => (source.kind === 'file' ? createReadStream(source.path) : (source as { stream: Readable }).stream)
   async function* parts() {
     yield head
+    if (source.kind === 'buffer') yield source.buffer
     // for-await destroys the source when the request is aborted and this generator is returned.
-    for await (const chunk of open()) yield chunk as Buffer
+    else for await (const chunk of open()) yield chunk as Buffer
     yield tail
   }
   return {

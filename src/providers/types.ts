@@ -18,11 +18,13 @@ export interface ProviderFile {
 }
 
 /**
- * A `file` source can be re-read, so its upload may be retried; a `stream` source is one-shot
+ * A `file` or `buffer` source (a small body kept in memory) can be re-read, so its upload may be
+ * retried; a `stream` source is one-shot
  * (e.g. a request body streamed straight through) and gets exactly one attempt.
  */
 export type UploadSource =
   | { kind: 'file'; path: string; bytes: number }
+  | { kind: 'buffer'; buffer: Buffer; bytes: number }
   | { kind: 'stream'; stream: Readable; bytes?: number }
 
 export interface UploadInput {

@@ -6,7 +6,14 @@ import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
-import { HashCounter, removeSpool, removeStaleSpools, spoolToFile, tooLarge } from '../../src/domain/spool.js'
+import {
+  HashCounter,
+  memorySpoolBytes,
+  removeSpool,
+  removeStaleSpools,
+  spoolToFile,
+  tooLarge,
+} from '../../src/domain/spool.js'
 import { isAppError } from '../../src/errors.js'
 
 let dir: string
@@ -32,9 +39,28 @@ describe('spoolToFile', () => {
     })
     assert.equal(spool.bytes, data.length)
     assert.equal(spool.sha256, sha(data))
+    assert.ok(spool.path, 'a body over memorySpoolBytes goes to disk')
+    assert.equal(spool.buffer, undefined)
     assert.deepEqual(await readFile(spool.path), data)
     assert.match(spool.path, new RegExp(`fg-.+-${process.pid}-[0-9a-f]{16}\\.part$`))
     await removeSpool(spool)
+    assert.deepEqual(await readdir(sub), [])
+  })
+
+  test('keeps a body up to memorySpoolBytes in memory: no file at all', async () => {
+    const sub = await mkdtemp(join(dir, 'mem-'))
+    const data = randomBytes(memorySpoolBytes)
+    const spool = await spoolToFile(chunks(data, 1000), { dir: sub, maxBytes: 1e9, onLimit: () => new Error('limit') })
+    assert.equal(spool.path, undefined)
+    assert.deepEqual(spool.buffer, data)
+    assert.equal(spool.sha256, sha(data))
+    assert.deepEqual(await readdir(sub), [])
+    // One byte more spills everything to disk, in order.
+    const more = randomBytes(memorySpoolBytes + 1)
+    const big = await spoolToFile(chunks(more, 1000), { dir: sub, maxBytes: 1e9, onLimit: () => new Error('limit') })
+    assert.ok(big.path)
+    assert.deepEqual(await readFile(big.path), more)
+    await removeSpool(big)
     assert.deepEqual(await readdir(sub), [])
   })
 
