@@ -33,26 +33,8 @@ export interface FileRow {
   last_delete_error: string | null
 }
 
-export interface FileObject {
-  id: string
-  tenant_id: string
-  provider: string
-  provider_file_id: string | null
-  purpose: string
-  filename: string
-  mime_type: string
-  bytes: number
-  sha256: string
-  status: FileStatus
-  error: string | null
-  metadata: Record<string, unknown>
-  created_at: string
-  updated_at: string
-  last_used_at: string
-  expires_at: string | null
-  deleted_at: string | null
-  deletion_reason: DeletionReason | null
-  provider_deleted: boolean
+/** The API's File: the row without its bookkeeping, plus `deduplicated` on upload responses. */
+export type FileObject = Omit<FileRow, 'provider_deleted_at' | 'delete_attempts' | 'last_delete_error'> & {
   deduplicated?: boolean
 }
 

@@ -19,7 +19,9 @@ export function createPostgresStore(databaseUrl: string, options: { max?: number
     async call<T>(fn: string, args: CallArgs = {}): Promise<T> {
       const { text, params } = namedCallSql(fn, args)
       try {
-        const rows = await sql.unsafe(text, params as postgres.ParameterOrJSON<never>[])
+        // The call texts are a small fixed set (one per function and argument list): preparing
+        // them saves the server a parse and plan on every call.
+        const rows = await sql.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true })
         return (rows[0]?.v ?? null) as T
       } catch (err) {
         if (isConnectionError(err)) throw databaseUnavailable(err)
