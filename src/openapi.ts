@@ -174,6 +174,21 @@ function finishResponses(operation: Json, shared: { responses: Json; examples: J
 const operationKeyOrder = ['operationId', 'summary', 'description', 'tags', 'security', 'parameters', 'requestBody']
 
 /** Applies the document-wide conventions (see the top of this file). */
+/**
+ * @fastify/swagger marks every JSON request body required. A body whose properties are all
+ * optional (POST /v1/cleanup: every field has a default) may be left out, and client generators
+ * should not demand one.
+ */
+function relaxOptionalBody(operation: Json): void {
+  const body = operation.requestBody
+  if (!isObject(body) || !isObject(body.content)) return
+  const json = body.content['application/json']
+  const schema = isObject(json) && isObject(json.schema) ? json.schema : undefined
+  if (schema?.type === 'object' && (!Array.isArray(schema.required) || schema.required.length === 0)) {
+    body.required = false
+  }
+}
+
 export function finishDocument<T>(doc: T): T {
   const d = doc as Json
   const paths = isObject(d.paths) ? d.paths : {}
@@ -199,6 +214,7 @@ export function finishDocument<T>(doc: T): T {
           if (isObject(media)) relaxDefaultedProperties(media.schema)
         }
       }
+      relaxOptionalBody(operation)
       finishResponses(operation, shared)
       // A stable, readable key order: what the operation is before what it takes and answers.
       const ordered: Json = {}

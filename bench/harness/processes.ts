@@ -129,7 +129,8 @@ export interface ServiceOptions {
 
 export async function startService(options: ServiceOptions): Promise<ServiceHandle> {
   const port = await freePort()
-  const execArgv = options.compiledRoot ? [] : ['--import', 'tsx']
+  // Compiled, the service runs with the flags of the image's CMD and `npm start`.
+  const execArgv = options.compiledRoot ? ['--max-semi-space-size=4'] : ['--import', 'tsx']
   if (options.profileDir) {
     await mkdir(options.profileDir, { recursive: true })
     execArgv.push('--cpu-prof', '--cpu-prof-dir', options.profileDir)

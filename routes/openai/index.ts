@@ -147,6 +147,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
     {
       schema: {
         tags: ['openai'],
+        operationId: 'openaiCreateFile',
         summary: 'OpenAI-compatible file upload (multipart file + purpose); dedup answers the existing file',
         security: [{ bearerAuth: [] }],
         consumes: ['multipart/form-data'],
@@ -184,6 +185,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
     {
       schema: {
         tags: ['openai'],
+        operationId: 'openaiListFiles',
         summary: 'OpenAI-compatible file list (cursor: after = a file id)',
         security: [{ bearerAuth: [] }],
         params: ProviderParams,
@@ -234,6 +236,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
     {
       schema: {
         tags: ['openai'],
+        operationId: 'openaiRetrieveFile',
         summary: 'OpenAI-compatible file retrieve',
         security: [{ bearerAuth: [] }],
         params: FileParams,
@@ -249,6 +252,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
     {
       schema: {
         tags: ['openai'],
+        operationId: 'openaiDeleteFile',
         summary: 'OpenAI-compatible file delete (tombstone, then the provider delete)',
         security: [{ bearerAuth: [] }],
         params: FileParams,
@@ -271,6 +275,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
     {
       schema: {
         tags: ['openai'],
+        operationId: 'openaiFileContent',
         summary: 'OpenAI-compatible file content (streamed from the provider)',
         security: [{ bearerAuth: [] }],
         params: FileParams,

@@ -1,20 +1,23 @@
 /** Picks the transport from the configuration and applies migrations where it can. */
 import type { StoreConfig } from '../config.js'
 import { applyMigrations, loadMigrations, type MigrationResult } from './migrations.js'
-import { createPgliteStore } from './pglite.js'
 import type { StorePort } from './port.js'
 import { createPostgresStore } from './postgres.js'
-import { createSupabaseStore } from './supabase.js'
 
 export type { StorePort } from './port.js'
 
 export async function createStore(config: StoreConfig): Promise<StorePort> {
   switch (config.transport) {
-    case 'pglite':
+    // PGlite (a WASM Postgres) and supabase-js are loaded only when selected: a service on
+    // Postgres does not carry their modules in its resident memory.
+    case 'pglite': {
+      const { createPgliteStore } = await import('./pglite.js')
       return createPgliteStore(config.dataDir)
+    }
     case 'postgres':
       return createPostgresStore(config.databaseUrl)
     case 'supabase': {
+      const { createSupabaseStore } = await import('./supabase.js')
       const store = createSupabaseStore(config.url, config.serviceRoleKey)
       if (!config.databaseUrl) return store
       // With a direct URL too, filegate can run its own migrations; calls still go through PostgREST.
