@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
@@ -13,6 +14,15 @@ import postgres from 'postgres'
 import { type AppOverrides, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
 import { type FakeProvider, startFakeProvider } from './fakes/provider-server.js'
+
+/** A TCP port free on loopback right now (for a child process that cannot report its own). */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
 
 export const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 export const isCI = process.env.CI === 'true'

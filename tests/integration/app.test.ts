@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { createServer } from 'node:net'
 import { Writable } from 'node:stream'
 import { after, describe, it, type TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
@@ -18,6 +17,7 @@ import {
   build,
   createTestDatabase,
   fakeKeys,
+  freePort,
   isCI,
   multipart,
   postgresAvailable,
@@ -48,14 +48,6 @@ async function waitFor<T>(what: string, check: () => Promise<T | undefined>, tim
     await new Promise((r) => setTimeout(r, 100))
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`)
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 async function upload(app: FastifyInstance, headers: Record<string, string>, name: string, content: string) {

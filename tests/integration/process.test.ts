@@ -8,7 +8,6 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
 import { request } from 'node:http'
-import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -17,6 +16,7 @@ import {
   adminUrl,
   auth,
   createTestDatabase,
+  freePort,
   isCI,
   multipart,
   postgresAvailable,
@@ -78,14 +78,6 @@ async function within<T>(ms: number, what: string, promise: Promise<T>, context?
   } finally {
     clearTimeout(timer)
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 interface Answer {
