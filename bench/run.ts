@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: every scenario of issue 6 against filegate running as its own process on a
  * fresh Postgres database, with the fake Kimi provider in another process, each figure measured
- * against its baseline in the same run. Prints a table and writes bench/RESULTS.md.
+ * against its baseline in the same run. Prints a table and writes bench/RESULTS.md (a partial run,
+ * with BENCH_SCENARIOS, writes bench/RESULTS.partial.md instead).
  *
  *   BENCH_SCENARIOS=1,3   run only these scenarios (1 large upload, 2 memory, 3 small uploads,
  *                         4 sweep, 5 dedup lookup); default all
@@ -164,8 +165,10 @@ async function main() {
       totalSeconds: (Date.now() - startedAt) / 1000,
       loadAverage: { start: loadAtStart, end: await loadAverage() },
     })
-    await writeFile(join(benchDir, 'RESULTS.md'), markdown)
-    log(`\nwrote bench/RESULTS.md (${Math.round((Date.now() - startedAt) / 1000)} s in all)`)
+    // Only a run of every scenario is the record; a partial run (BENCH_SCENARIOS) must not replace it.
+    const resultsFile = process.env.BENCH_SCENARIOS ? 'RESULTS.partial.md' : 'RESULTS.md'
+    await writeFile(join(benchDir, resultsFile), markdown)
+    log(`\nwrote bench/${resultsFile} (${Math.round((Date.now() - startedAt) / 1000)} s in all)`)
     if (profileDir) log(`profiles in ${profileDir}`)
     if (failures.length) process.exitCode = 1
   } finally {
