@@ -21,6 +21,9 @@ export type SpooledFile = { bytes: number; sha256: string } & (
   | { buffer: Buffer; path?: undefined }
 )
 
+// Names carry host and pid so a start-up sweep can tell its own leftovers from a live peer's.
+const spoolPrefix = `fg-${hostname().replace(/[^A-Za-z0-9_.-]/g, '_')}-${process.pid}-`
+
 /** Bodies up to this size are kept in memory; beyond it they stream to a spool file. */
 export const memorySpoolBytes = 64 * 1024
 
@@ -32,8 +35,10 @@ class SpoolSink extends Writable {
   private chunks: Buffer[] = []
   private held = 0
   file: WriteStream | undefined
+  /** Named only when the body spills to disk: a body kept in memory costs no random name. */
+  path: string | undefined
   constructor(
-    private readonly path: string,
+    private readonly dir: string,
     private readonly memoryBytes: number,
   ) {
     super()
@@ -49,6 +54,7 @@ class SpoolSink extends Writable {
       return
     }
     if (!this.file) {
+      this.path = join(this.dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
       this.file = createWriteStream(this.path, { flags: 'wx', mode: 0o600 })
       this.file.on('error', (err) => this.destroy(err))
       for (const held of this.chunks) this.file.write(held)
@@ -95,9 +101,6 @@ export class HashCounter extends Transform {
   }
 }
 
-// Names carry host and pid so a start-up sweep can tell its own leftovers from a live peer's.
-const spoolPrefix = `fg-${hostname().replace(/[^A-Za-z0-9_.-]/g, '_')}-${process.pid}-`
-
 /** mkdir -p once per directory, not once per upload (a syscall chain on the small-upload hot path). */
 const madeDirs = new Map<string, Promise<unknown>>()
 const ensureDir = (dir: string) => {
@@ -120,9 +123,8 @@ export async function spoolToFile(
   // uncaught 'error': the pipeline below still sees the stored error and rejects with it.
   const early = () => {}
   source.on('error', early)
-  const path = join(options.dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
   const counter = new HashCounter(options.maxBytes, options.onLimit)
-  const sink = new SpoolSink(path, options.memoryBytes ?? memorySpoolBytes)
+  const sink = new SpoolSink(options.dir, options.memoryBytes ?? memorySpoolBytes)
   try {
     await ensureDir(options.dir)
     await pipeline(source, counter, sink, {
@@ -134,14 +136,15 @@ export async function spoolToFile(
   } catch (err) {
     // The directory vanished under us (a tmp cleaner): make it again for the next upload.
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') madeDirs.delete(options.dir)
-    await rm(path, { force: true })
+    if (sink.path) await rm(sink.path, { force: true })
     throw err
   } finally {
     source.removeListener('error', early)
   }
-  const buffer = sink.buffer
   const sha256 = counter.digest()
-  return buffer ? { buffer, bytes: counter.bytes, sha256 } : { path, bytes: counter.bytes, sha256 }
+  return sink.path
+    ? { path: sink.path, bytes: counter.bytes, sha256 }
+    : { buffer: sink.buffer as Buffer, bytes: counter.bytes, sha256 }
 }
 
 export const removeSpool = (file: SpooledFile | undefined) =>
