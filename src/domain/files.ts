@@ -134,7 +134,6 @@ export class FileService {
    * X-Content-SHA256 path: a live duplicate answers without reading the body; otherwise the body
    * streams straight to one provider (one attempt: a stream cannot be replayed) and the hash is
    * verified at the end. A mismatch deletes the provider copy and answers CHECKSUM_MISMATCH.
-   * Returns null when the body must be spooled instead (nothing was read from it).
    */
   async uploadStreamThrough(
     tenant: string,
@@ -153,7 +152,7 @@ export class FileService {
     const candidate = candidates[0] as Candidate
     const reserveBytes = Math.min(declaredBytes ?? 0, candidate.maxBytes)
     let counter: HashCounter | undefined
-    const result = await this.uploadTo(
+    return this.uploadTo(
       tenant,
       candidate,
       meta,
@@ -194,7 +193,6 @@ export class FileService {
         return counter?.bytes
       },
     )
-    return result
   }
 
   private async findLiveDuplicate(tenant: string, candidates: Candidate[], sha256: string): Promise<FileRow | null> {
@@ -405,9 +403,13 @@ export class FileService {
     return { row, content: await adapter.content(row.provider_file_id) }
   }
 
+  /** What occupies each provider account now (SQL provider_usage). */
+  private usage(): Promise<Array<{ provider: string; files: number; bytes: number }>> {
+    return this.deps.store.call('provider_usage')
+  }
+
   async limits(): Promise<ProviderLimits[]> {
-    const usage =
-      await this.deps.store.call<Array<{ provider: string; files: number; bytes: number }>>('provider_usage')
+    const usage = await this.usage()
     return this.deps.config.providers.map((p) => {
       const adapter = this.deps.providers.get(p.name)
       const used = usage.find((u) => u.provider === p.name)
@@ -427,7 +429,8 @@ export class FileService {
         purposes: Object.entries(p.purposes).map(([purpose, rule]) => ({
           purpose,
           extensions: rule.extensions ? [...rule.extensions] : null,
-          max_file_bytes: Math.min(p.maxFileBytes, ...Object.values(rule.maxBytesByExtension ?? {}), p.maxFileBytes),
+          // The purpose takes files up to the provider's cap; tighter per-extension caps are listed below.
+          max_file_bytes: p.maxFileBytes,
           max_bytes_by_extension: rule.maxBytesByExtension ? { ...rule.maxBytesByExtension } : {},
         })),
         allowed_extensions: anyExtension ? null : [...extensions].sort(),
@@ -443,8 +446,7 @@ export class FileService {
 
   /** Refreshes the live-usage gauges (called on scrape). */
   async refreshUsageGauges(): Promise<void> {
-    const usage =
-      await this.deps.store.call<Array<{ provider: string; files: number; bytes: number }>>('provider_usage')
+    const usage = await this.usage()
     for (const p of this.deps.config.providers) {
       const u = usage.find((x) => x.provider === p.name)
       this.deps.metrics.providerFiles.set({ provider: p.name }, Number(u?.files ?? 0))

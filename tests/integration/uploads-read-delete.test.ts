@@ -214,4 +214,25 @@ describe('list, get, content, delete', () => {
     assertProblem(await get(ctx, owner, '/v1/files/not-a-uuid'), 404, 'NOT_FOUND')
     assertProblem(await get(ctx, owner, '/v1/files/00000000-0000-4000-8000-000000000000'), 404, 'NOT_FOUND')
   })
+
+  test('GET /v1/limits: a purpose takes files up to the provider cap, tighter per-extension caps listed apart', async (t) => {
+    const ctx = await setup(t)
+    if (!ctx) return
+    const res = await get(ctx, freshTenant(), '/v1/limits')
+    assert.equal(res.statusCode, 200, res.body)
+    const glm = (
+      res.json() as {
+        data: Array<{
+          provider: string
+          max_file_bytes: number
+          purposes: Array<{ purpose: string; max_file_bytes: number; max_bytes_by_extension: Record<string, number> }>
+        }>
+      }
+    ).data.find((p) => p.provider === 'glm')
+    const agent = glm?.purposes.find((p) => p.purpose === 'agent')
+    // GLM documents 20 MB for documents and 5 MB for images in the same purpose.
+    assert.equal(agent?.max_file_bytes, glm?.max_file_bytes)
+    assert.equal(agent?.max_file_bytes, 20 * 1024 * 1024)
+    assert.equal(agent?.max_bytes_by_extension.png, 5 * 1024 * 1024)
+  })
 })
