@@ -1,10 +1,9 @@
 /** The files API of SPEC §1: upload, list, get, content, delete. */
-import { type FastifyPluginAsyncTypebox, Type, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { toFileObject } from '../../src/domain/file-record.js'
-import { asAppError } from '../../src/plugins/errors.js'
 import { FileRef, FileSchema, problems } from '../schemas.js'
-import { receiveUpload } from './upload-form.js'
+import { handleUpload, skipBodyValidation } from './upload-form.js'
 
 const UploadBody = Type.Object(
   {
@@ -49,10 +48,6 @@ const Sha256Header = Type.Object({
   ),
 })
 
-/** The multipart body is read by the handler as it streams; the other parts are validated as usual. */
-const skipBodyValidation = (route: { httpPart?: string }) =>
-  route.httpPart === 'body' ? () => true : TypeBoxValidatorCompiler(route as never)
-
 const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.js').Config }> = async (app, opts) => {
   app.addSchema(FileSchema)
 
@@ -87,17 +82,9 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
     },
     async (request, reply) => {
       const declared = request.headers['x-content-sha256']?.toLowerCase()
-      try {
-        const result = await app.files.trackActive(() => receiveUpload(request, app.files, opts.config, declared))
-        reply.code(result.deduplicated ? 200 : 201)
-        return { ...result.file, deduplicated: result.deduplicated }
-      } catch (err) {
-        // Multipart limits surface as Fastify errors (FST_FILES_LIMIT…): count them by their catalogue code too.
-        app.files.recordRefusal(asAppError(err))
-        // The rest of the body is not read: close the connection after the answer.
-        reply.header('connection', 'close')
-        throw err
-      }
+      const result = await handleUpload(request, reply, app.files, opts.config, declared)
+      reply.code(result.deduplicated ? 200 : 201)
+      return { ...result.file, deduplicated: result.deduplicated }
     },
   )
 

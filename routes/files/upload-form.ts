@@ -4,12 +4,14 @@
  * fields after it are still honoured (the size is then checked once the body is in).
  */
 import type { MultipartFile, MultipartValue } from '@fastify/multipart'
-import type { FastifyRequest } from 'fastify'
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.js'
 import { sanitizeFilename } from '../../src/domain/filename.js'
 import type { FileMeta, FileService, UploadResult } from '../../src/domain/files.js'
 import { removeSpool, type SpooledFile, spoolToFile, tooLarge } from '../../src/domain/spool.js'
 import { AppError } from '../../src/errors.js'
+import { asAppError } from '../../src/plugins/errors.js'
 
 const maxMetadataBytes = 4096
 const maxExpiresIn = 10 * 365 * 24 * 3600
@@ -171,5 +173,32 @@ export async function receiveUpload(
     return await service.uploadSpooled(tenant, plan, meta, stored)
   } finally {
     await removeSpool(spool)
+  }
+}
+
+/** The multipart body is read by the handler as it streams; the route's other parts are validated as usual. */
+export const skipBodyValidation = (route: { httpPart?: string }) =>
+  route.httpPart === 'body' ? () => true : TypeBoxValidatorCompiler(route as never)
+
+/**
+ * One upload request end to end, for every route that takes one (/v1/files and the OpenAI facade):
+ * counts it as active, counts a refusal by its catalogue code (multipart limits surface as Fastify
+ * errors such as FST_FILES_LIMIT), and closes the connection after an error, since the rest of the
+ * body is not read.
+ */
+export async function handleUpload(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  service: FileService,
+  config: Config,
+  declaredSha256: string | undefined,
+  options?: UploadFormOptions,
+): Promise<UploadResult> {
+  try {
+    return await service.trackActive(() => receiveUpload(request, service, config, declaredSha256, options))
+  } catch (err) {
+    service.recordRefusal(asAppError(err))
+    reply.header('connection', 'close')
+    throw err
   }
 }

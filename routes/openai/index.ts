@@ -6,13 +6,13 @@
  * with `x-should-retry: false` on failures that retrying cannot cure (the SDK honours it).
  * Shapes follow the OpenAI API reference for Files (create, list, retrieve, delete, content).
  */
-import { type FastifyPluginAsyncTypebox, Type, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.js'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { AppError, type ErrorCode } from '../../src/errors.js'
 import { asAppError } from '../../src/plugins/errors.js'
-import { openAiFields, receiveUpload } from '../files/upload-form.js'
+import { handleUpload, openAiFields, skipBodyValidation } from '../files/upload-form.js'
 
 const OpenAiFile = Type.Object(
   {
@@ -50,7 +50,13 @@ const FileParams = Type.Object({ provider: Type.String(), file_id: Type.String()
 
 const unix = (ts: string) => Math.floor(Date.parse(ts) / 1000)
 
-export function toOpenAiFile(row: FileRow) {
+/** The OpenAI file object of a row, or of the File an upload answered with (same fields). */
+export function toOpenAiFile(
+  row: Pick<
+    FileRow,
+    'id' | 'provider_file_id' | 'bytes' | 'created_at' | 'expires_at' | 'filename' | 'purpose' | 'status' | 'error'
+  >,
+) {
   return {
     id: row.provider_file_id ?? row.id,
     object: 'file' as const,
@@ -108,10 +114,6 @@ function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: AppE
   })
 }
 
-/** The multipart body is read by the handler as it streams. */
-const skipBodyValidation = (route: { httpPart?: string }) =>
-  route.httpPart === 'body' ? () => true : TypeBoxValidatorCompiler(route as never)
-
 const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, opts) => {
   app.addSchema(OpenAiFile)
   app.addSchema(OpenAiError)
@@ -165,18 +167,13 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
     },
     async (request, reply) => {
       const provider = providerOf(request.params.provider)
-      try {
-        const result = await app.files.trackActive(() =>
-          receiveUpload(request, app.files, opts.config, undefined, { fieldNames: openAiFields, provider }),
-        )
-        reply.header('x-filegate-file-id', result.file.id)
-        reply.header('x-filegate-deduplicated', String(result.deduplicated))
-        return toOpenAiFile(await app.files.getRow(request.auth.tenant, result.file.id))
-      } catch (err) {
-        app.files.recordRefusal(err)
-        reply.header('connection', 'close')
-        throw err
-      }
+      const result = await handleUpload(request, reply, app.files, opts.config, undefined, {
+        fieldNames: openAiFields,
+        provider,
+      })
+      reply.header('x-filegate-file-id', result.file.id)
+      reply.header('x-filegate-deduplicated', String(result.deduplicated))
+      return toOpenAiFile(result.file)
     },
   )
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
 import { describe, it, type TestContext } from 'node:test'
 import OpenAI, { toFile } from 'openai'
-import { build, fileDatabase, requirePostgres, startFakes, tempDir, testKeys } from '../helper.js'
+import { auth, build, fileDatabase, multipart, requirePostgres, startFakes, tempDir, testKeys } from '../helper.js'
 
 async function serve(t: TestContext, env: Record<string, string> = {}) {
   const db = await fileDatabase(t)
@@ -116,6 +116,32 @@ describe('OpenAI SDK against the facade', () => {
     assert.equal(quota.status, 507)
     assert.equal(await requestsTo(app, 507), 1, 'a 5xx the SDK would retry, marked x-should-retry: false')
     assert.equal(fakes.kimi.uploads.length, 1)
+  })
+
+  it('refusals on the facade are counted like those of /v1/files, multipart limits included', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const { app } = await serve(t)
+    const counted = async () => {
+      const line = (await app.inject('/metrics')).body
+        .split('\n')
+        .find((l) => l.startsWith('filegate_file_validation_failures_total{reason="TOO_MANY_FILES"}'))
+      return line ? Number(line.split(' ').at(-1)) : 0
+    }
+    const before = await counted()
+    const form = multipart([
+      ['purpose', 'file-extract'],
+      ['file', { filename: 'a.txt', content: 'one' }],
+      ['file', { filename: 'b.txt', content: 'two' }],
+    ])
+    const res = await app.inject({
+      method: 'POST',
+      url: '/providers/kimi/v1/files',
+      headers: { ...auth(testKeys.alice), ...form.headers },
+      payload: form.payload,
+    })
+    assert.equal(res.statusCode, 400, res.body)
+    assert.equal(res.json().error.code, 'too_many_files')
+    assert.equal(await counted(), before + 1)
   })
 
   it('authentication and unknown providers answer in OpenAI error shape', async (t) => {
