@@ -500,15 +500,31 @@ language sql set timezone to 'UTC' as $$
   select coalesce(jsonb_agg(filegate_file_json(u)), '[]'::jsonb) from u
 $$;
 
+-- Orphaned: failed rows older than orphan_age_days. Stuck: in-flight rows untouched for
+-- stuck_minutes. As for expired, one candidate function each serves the dry run and the sweep.
+create or replace function filegate_orphan_candidates(orphan_age_days integer, p_limit integer)
+returns setof uuid
+language sql stable as $$
+  select id from provider_file_uploads
+   where deleted_at is null and status = 'failed'
+     and updated_at < now() - make_interval(days => orphan_age_days)
+   order by updated_at, id limit p_limit
+$$;
+
+create or replace function filegate_stuck_candidates(stuck_minutes integer, p_limit integer)
+returns setof uuid
+language sql stable as $$
+  select id from provider_file_uploads
+   where status in ('pending', 'uploading') and updated_at < now() - make_interval(mins => stuck_minutes)
+   order by updated_at, id limit p_limit
+$$;
+
 create or replace function find_orphaned_files(orphan_age_days integer, p_limit integer default 100)
 returns jsonb
 language sql stable set timezone to 'UTC' as $$
-  select coalesce(jsonb_agg(filegate_file_json(f)), '[]'::jsonb) from (
-    select * from provider_file_uploads
-     where deleted_at is null and status = 'failed'
-       and updated_at < now() - make_interval(days => orphan_age_days)
-     order by updated_at, id limit p_limit
-  ) f
+  select coalesce(jsonb_agg(filegate_file_json(f) order by f.updated_at, f.id), '[]'::jsonb)
+    from provider_file_uploads f
+   where f.id in (select filegate_orphan_candidates(orphan_age_days, p_limit))
 $$;
 
 create or replace function sweep_orphaned_files(
@@ -516,10 +532,9 @@ create or replace function sweep_orphaned_files(
 ) returns jsonb
 language sql set timezone to 'UTC' as $$
   with c as (
-    select id from provider_file_uploads
-     where deleted_at is null and status = 'failed'
-       and updated_at < now() - make_interval(days => orphan_age_days)
-     order by updated_at, id limit p_limit
+    select f.id from provider_file_uploads f
+     where f.id in (select filegate_orphan_candidates(orphan_age_days, p_limit))
+       and f.deleted_at is null and f.status = 'failed'
      for update skip locked
   ), u as (
     update provider_file_uploads f
@@ -536,20 +551,18 @@ $$;
 create or replace function find_stuck_uploads(stuck_minutes integer, p_limit integer default 100)
 returns jsonb
 language sql stable set timezone to 'UTC' as $$
-  select coalesce(jsonb_agg(filegate_file_json(f)), '[]'::jsonb) from (
-    select * from provider_file_uploads
-     where status in ('pending', 'uploading') and updated_at < now() - make_interval(mins => stuck_minutes)
-     order by updated_at limit p_limit
-  ) f
+  select coalesce(jsonb_agg(filegate_file_json(f) order by f.updated_at, f.id), '[]'::jsonb)
+    from provider_file_uploads f
+   where f.id in (select filegate_stuck_candidates(stuck_minutes, p_limit))
 $$;
 
 create or replace function fail_stuck_uploads(stuck_minutes integer, p_limit integer default 100)
 returns jsonb
 language sql set timezone to 'UTC' as $$
   with c as (
-    select id from provider_file_uploads
-     where status in ('pending', 'uploading') and updated_at < now() - make_interval(mins => stuck_minutes)
-     order by updated_at limit p_limit
+    select f.id from provider_file_uploads f
+     where f.id in (select filegate_stuck_candidates(stuck_minutes, p_limit))
+       and f.status in ('pending', 'uploading')
      for update skip locked
   ), u as (
     update provider_file_uploads f
@@ -643,7 +656,8 @@ begin
          'complete_upload', 'fail_upload', 'get_file', 'get_file_by_provider_id', 'list_files', 'soft_delete_file',
          'claim_provider_delete', 'claim_provider_deletes', 'find_pending_provider_deletes', 'mark_provider_deleted',
          'record_provider_delete_failure', 'mark_provider_deleted_many', 'filegate_touch_live_duplicate', 'find_expired_files', 'sweep_expired_files', 'find_orphaned_files',
-         'sweep_orphaned_files', 'find_stuck_uploads', 'filegate_expired_candidates', 'fail_stuck_uploads', 'find_unknown_provider_files',
+         'sweep_orphaned_files', 'find_stuck_uploads', 'filegate_expired_candidates', 'filegate_orphan_candidates',
+         'filegate_stuck_candidates', 'fail_stuck_uploads', 'find_unknown_provider_files',
          'reconcile_gone_files', 'acquire_job_lease', 'release_job_lease')
     loop
       execute format('revoke execute on function %s from public, anon, authenticated', f.sig);
