@@ -93,8 +93,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: true } },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Per-request hooks are callback hooks: an async one costs a promise on every request.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
 
   // 1. External plugins.
@@ -130,15 +132,17 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(authPlugin, { keys: config.apiKeys, openMode: config.openMode })
   await app.register(schedulerPlugin, { config })
 
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', (request, _reply, done) => {
     // From the first moment of shutdown, new work is refused; probes keep answering.
     if (
       app.lifecycle.shuttingDown &&
       request.routeOptions.config?.auth &&
       request.routeOptions.config.auth !== 'none'
     ) {
-      throw new AppError('SHUTTING_DOWN')
+      done(new AppError('SHUTTING_DOWN'))
+      return
     }
+    done()
   })
 
   // 3. Routes.

@@ -27,6 +27,12 @@ export const EnvSchema = Type.Object({
   ),
   DATA_DIR: Type.String({ default: './data', description: 'Embedded PGlite data directory' }),
   DATABASE_URL: OptionalString('Postgres connection string'),
+  DATABASE_POOL_MAX: Type.Integer({
+    default: 4,
+    minimum: 1,
+    maximum: 100,
+    description: 'Connections per process to DATABASE_URL; calls beyond them are pipelined',
+  }),
   SUPABASE_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   SUPABASE_SERVICE_ROLE_KEY: OptionalString('Supabase service role key'),
   API_KEYS: Type.Optional(Type.String({ description: 'tenant:key,... ; key may be sha256:<hex>; tenant * is admin' })),
@@ -102,7 +108,7 @@ export interface ApiKeyEntry {
 
 export type StoreConfig =
   | { transport: 'pglite'; dataDir: string }
-  | { transport: 'postgres'; databaseUrl: string }
+  | { transport: 'postgres'; databaseUrl: string; poolMax: number }
   | { transport: 'supabase'; url: string; serviceRoleKey: string; databaseUrl?: string }
 
 export interface Config {
@@ -353,7 +359,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
     }
   } else if (env.DATABASE_URL) {
-    store = { transport: 'postgres', databaseUrl: env.DATABASE_URL }
+    store = { transport: 'postgres', databaseUrl: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX }
   } else {
     store = { transport: 'pglite', dataDir: resolve(env.DATA_DIR) }
   }

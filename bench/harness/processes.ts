@@ -194,18 +194,18 @@ export async function startService(options: ServiceOptions): Promise<ServiceHand
  * migrations/ and node_modules beside it) so `node src/server.js` finds everything. Nothing is
  * written into the checkout.
  */
-export async function buildCompiled(dir: string): Promise<string> {
+export async function buildCompiled(dir: string, root: string = serviceRoot): Promise<string> {
   await mkdir(dir, { recursive: true })
   const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc')
   await new Promise<void>((resolve, reject) => {
     const child = spawn(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', dir], {
-      cwd: serviceRoot,
+      cwd: root,
       stdio: ['ignore', 'inherit', 'inherit'],
     })
     child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`tsc exited with ${code}`))))
   })
-  await copyFile(join(serviceRoot, 'package.json'), join(dir, 'package.json'))
-  await symlink(join(serviceRoot, 'migrations'), join(dir, 'migrations'))
+  await copyFile(join(root, 'package.json'), join(dir, 'package.json'))
+  await symlink(join(root, 'migrations'), join(dir, 'migrations'))
   await symlink(join(repoRoot, 'node_modules'), join(dir, 'node_modules'))
   return dir
 }

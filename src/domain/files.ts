@@ -15,6 +15,7 @@ import { isProviderError } from '../providers/errors.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderContent } from '../providers/types.js'
 import type { StorePort } from '../store/port.js'
+import { createDedupProber, type DedupProber } from './dedup-probe.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
 import { decodeCursor, encodeCursor, type FileObject, type FileRow, isUuid, toFileObject } from './file-record.js'
 import { SettleWaiters } from './settle-waiters.js'
@@ -63,9 +64,11 @@ export interface FileServiceDeps {
 
 export class FileService {
   private readonly waiters = new SettleWaiters()
+  private readonly probe: DedupProber
   private readonly deletion: DeletionDeps
 
   constructor(private readonly deps: FileServiceDeps) {
+    this.probe = createDedupProber(deps.store)
     this.deletion = {
       store: deps.store,
       providers: deps.providers,
@@ -102,10 +105,10 @@ export class FileService {
   async uploadSpooled(tenant: string, plan: UploadPlan, meta: FileMeta, spool: SpooledFile): Promise<UploadResult> {
     if (spool.bytes === 0) throw new AppError('EMPTY_FILE', { detail: 'The file part has no content' })
     const candidates = candidatesFor(plan, spool.bytes)
-    if (plan.auto) {
-      const hit = await this.findLiveDuplicate(tenant, candidates, spool.sha256)
-      if (hit) return this.dedupHit(hit, spool.bytes)
-    }
+    // The batched probe first: a hit (the common case for a re-sent file) then costs a share of
+    // one round trip; a miss goes on to claim_upload, which still settles every race.
+    const hit = await this.findLiveDuplicate(tenant, candidates, spool.sha256)
+    if (hit) return this.dedupHit(hit, spool.bytes)
     let lastError: unknown
     for (const candidate of candidates) {
       try {
@@ -195,19 +198,14 @@ export class FileService {
     )
   }
 
+  /** A live copy for any candidate, the first candidate's purpose first; all asked in one batch. */
   private async findLiveDuplicate(tenant: string, candidates: Candidate[], sha256: string): Promise<FileRow | null> {
     const byPurpose = new Map<string, string[]>()
     for (const c of candidates) byPurpose.set(c.purpose, [...(byPurpose.get(c.purpose) ?? []), c.config.name])
-    for (const [purpose, providers] of byPurpose) {
-      const row = await this.deps.store.call<FileRow | null>('find_live_duplicate', {
-        p_tenant_id: tenant,
-        p_providers: providers,
-        p_purpose: purpose,
-        p_sha256: sha256,
-      })
-      if (row) return row
-    }
-    return null
+    const rows = await Promise.all(
+      [...byPurpose].map(([purpose, providers]) => this.probe({ tenant_id: tenant, providers, purpose, sha256 })),
+    )
+    return rows.find((row) => row !== null) ?? null
   }
 
   private dedupHit(row: FileRow, bytes: number): UploadResult {

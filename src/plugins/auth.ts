@@ -4,7 +4,7 @@
  * service is open as tenant `default` (config allows that only on loopback).
  * Routes opt in with `config: { auth: 'tenant' | 'admin' }`; probes, metrics and docs stay open.
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { hash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { ApiKeyEntry } from '../config.js'
@@ -29,12 +29,20 @@ declare module 'fastify' {
 
 const tenantPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 
+/** The configured digests as bytes, decoded once per key list rather than on every request. */
+const digestsOf = new WeakMap<ApiKeyEntry[], Buffer[]>()
+
 function matchKey(keys: ApiKeyEntry[], presented: string): ApiKeyEntry | undefined {
-  const digest = createHash('sha256').update(presented).digest()
+  let digests = digestsOf.get(keys)
+  if (!digests) {
+    digests = keys.map((entry) => Buffer.from(entry.keySha256, 'hex'))
+    digestsOf.set(keys, digests)
+  }
+  const digest = hash('sha256', presented, 'buffer')
   let found: ApiKeyEntry | undefined
   // Compare against every key so timing does not reveal which one (or whether any) matched.
-  for (const entry of keys) {
-    if (timingSafeEqual(digest, Buffer.from(entry.keySha256, 'hex')) && !found) found = entry
+  for (let i = 0; i < keys.length; i++) {
+    if (timingSafeEqual(digest, digests[i] as Buffer) && !found) found = keys[i]
   }
   return found
 }
@@ -77,10 +85,20 @@ export function authenticate(
 export default fp(
   async function authPlugin(app: FastifyInstance, opts: { keys: ApiKeyEntry[]; openMode: boolean }) {
     app.decorateRequest('auth', null as unknown as AuthContext)
-    app.addHook('onRequest', async (request) => {
+    // A callback hook, not an async one: it runs on every request and has nothing to await.
+    app.addHook('onRequest', (request, _reply, done) => {
       const level = request.routeOptions.config?.auth ?? 'none'
-      if (level === 'none') return
-      request.auth = authenticate(request, opts.keys, opts.openMode, level)
+      if (level === 'none') {
+        done()
+        return
+      }
+      try {
+        request.auth = authenticate(request, opts.keys, opts.openMode, level)
+      } catch (err) {
+        done(err as Error)
+        return
+      }
+      done()
     })
   },
   { name: 'filegate-auth', dependencies: ['filegate-errors'] },

@@ -22,13 +22,14 @@ export default fp(
     const { metrics } = opts
     app.decorate('metrics', metrics)
 
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       // Unmatched paths share one label so scanners cannot blow up cardinality.
       const route = request.routeOptions.url ?? 'unmatched'
       metrics.httpDuration.observe(
         { method: request.method, route, status_code: String(reply.statusCode) },
         reply.elapsedTime / 1000,
       )
+      done()
     })
 
     if (opts.port !== undefined) {

@@ -82,11 +82,13 @@ export default fp(
 
     // Until the schema is there, a call would reach a missing function and fail as a bare 500;
     // answer 503 instead (SPEC §1). preParsing runs after authentication and before any body is read.
-    app.addHook('preParsing', async (request) => {
+    app.addHook('preParsing', (request, _reply, payload, done) => {
       const auth = request.routeOptions.config?.auth
       if (!lifecycle.schemaReady && auth && auth !== 'none') {
-        throw new AppError('DATABASE_UNAVAILABLE', { detail: 'The database schema is not ready yet; retry shortly' })
+        done(new AppError('DATABASE_UNAVAILABLE', { detail: 'The database schema is not ready yet; retry shortly' }))
+        return
       }
+      done(null, payload)
     })
 
     app.addHook('preClose', async () => {

@@ -15,7 +15,7 @@ export async function createStore(config: StoreConfig): Promise<StorePort> {
       return createPgliteStore(config.dataDir)
     }
     case 'postgres':
-      return createPostgresStore(config.databaseUrl)
+      return createPostgresStore(config.databaseUrl, { max: config.poolMax })
     case 'supabase': {
       const { createSupabaseStore } = await import('./supabase.js')
       const store = createSupabaseStore(config.url, config.serviceRoleKey)

@@ -6,7 +6,7 @@ export const migrationLockKey = 7_261_019_301 // arbitrary, constant: pg_advisor
 
 export function createPostgresStore(databaseUrl: string, options: { max?: number } = {}): StorePort {
   const sql = postgres(databaseUrl, {
-    max: options.max ?? 10,
+    max: options.max ?? 4,
     connect_timeout: 5,
     idle_timeout: 60,
     max_lifetime: 60 * 30,

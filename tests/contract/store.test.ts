@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
+import postgres from 'postgres'
 import { applyMigrations, latestVersion, loadMigrations, schemaVersion } from '../../src/store/migrations.js'
 import { createPgliteStore } from '../../src/store/pglite.js'
 import type { StorePort } from '../../src/store/port.js'
@@ -167,6 +168,49 @@ for (const transport of transports) {
 
       const other = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(10), p_tenant_id: 't2' }))
       assert.equal(other.outcome, 'claimed', 'another tenant never sees the first tenant’s file')
+    })
+
+    it('answers a batch of dedup probes in order: hits, misses, other tenants, provider preference', async () => {
+      const make = async (over: Record<string, unknown>, providerFileId: string) => {
+        const c = await store.call<Claim>('claim_upload', claimArgs(over))
+        await store.call('complete_upload', {
+          p_id: c.file?.id,
+          p_claim_token: c.claim_token,
+          p_provider_file_id: providerFileId,
+        })
+        return c.file?.id
+      }
+      const kimi = await make({ p_sha256: sha(80) }, 'b-kimi')
+      const glm = await make({ p_sha256: sha(80), p_provider: 'glm' }, 'b-glm')
+      const pending = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(81) }))
+      assert.equal(pending.outcome, 'claimed')
+      const probe = (over: Record<string, unknown>) => ({
+        tenant_id: 't1',
+        providers: ['kimi'],
+        purpose: 'file-extract',
+        sha256: sha(80),
+        ...over,
+      })
+      const answers = await store.call<Array<FileJson | null>>('find_live_duplicates', {
+        p_batch: {
+          probes: [
+            probe({}),
+            probe({ tenant_id: 't2' }),
+            probe({ providers: ['glm', 'kimi'] }),
+            probe({ sha256: sha(81) }),
+            probe({ purpose: 'assistants' }),
+            probe({ providers: ['openai', 'kimi'] }),
+          ],
+        },
+      })
+      assert.deepEqual(
+        answers.map((a) => a?.id ?? null),
+        [kimi, null, glm, null, null, kimi],
+        'in the order asked; another tenant, an upload in flight and another purpose are misses',
+      )
+      assert.equal(answers[0]?.provider_file_id, 'b-kimi')
+      assert.equal(typeof answers[0]?.bytes, 'number')
+      assert.deepEqual(await store.call('find_live_duplicates', { p_batch: { probes: [] } }), [])
     })
 
     it('lets exactly one of many concurrent claims win', async () => {
@@ -361,3 +405,29 @@ for (const transport of transports) {
     })
   })
 }
+
+describe('postgres transport: DATABASE_POOL_MAX', { skip: !pgOk }, () => {
+  it('answers many concurrent calls over at most that many connections (pipelined beyond it)', async () => {
+    const db = await createTestDatabase('filegate_contract_pool')
+    const store = createPostgresStore(db.url, { max: 2 })
+    // Not application_name 'filegate': this connection only watches the pool's.
+    const watcher = postgres(db.url, { max: 1, onnotice: () => {} })
+    try {
+      await applyMigrations(store.migrator as NonNullable<StorePort['migrator']>, await loadMigrations())
+      const claims = await Promise.all(
+        Array.from({ length: 64 }, (_, i) =>
+          store.call<Claim>('claim_upload', claimArgs({ p_provider: 'pool', p_sha256: sha(`pool-${i}`) })),
+        ),
+      )
+      assert.equal(claims.filter((c) => c.outcome === 'claimed').length, 64)
+      const [row] = await watcher<{ n: number }[]>`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and application_name = 'filegate'`
+      assert.ok(row && row.n >= 1 && row.n <= 2, `pool connections: ${row?.n}`)
+    } finally {
+      await store.close()
+      await watcher.end()
+      await db.drop()
+    }
+  })
+})

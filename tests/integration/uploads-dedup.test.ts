@@ -133,6 +133,33 @@ describe('dedup', () => {
     assert.equal(ctx.fakes.glm.uploads.length, 2)
   })
 
+  test('concurrent dedup hits share batched probes: fewer database calls than uploads, no claims', async (t) => {
+    const ctx = await setup(t)
+    if (!ctx) return
+    const tenant = freshTenant()
+    const content = randomBytes(8 * 1024)
+    const created = await postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(content, 'b.txt')])
+    assert.equal(created.statusCode, 201, created.body)
+    const store = ctx.app.store
+    const calls = new Map<string, number>()
+    const call = store.call.bind(store)
+    store.call = ((fn: string, args?: Record<string, unknown>) => {
+      calls.set(fn, (calls.get(fn) ?? 0) + 1)
+      return call(fn, args)
+    }) as typeof store.call
+    t.after(() => {
+      store.call = call
+    })
+    const answers = await concurrently(40, async () =>
+      answer(await postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(content, 'b.txt')])),
+    )
+    assert.ok(answers.every((a) => a.status === 200 && a.deduplicated && a.id === created.json().id))
+    const probes = calls.get('find_live_duplicates') ?? 0
+    assert.ok(probes >= 1 && probes < 40, `40 hits took ${probes} probe calls`)
+    assert.equal(calls.get('claim_upload') ?? 0, 0, 'a hit never claims')
+    assert.equal(ctx.fakes.kimi.uploads.length, 1)
+  })
+
   test('X-Content-SHA256 with a live duplicate answers 200 without a provider upload', async (t) => {
     const ctx = await setup(t)
     if (!ctx) return

@@ -86,7 +86,11 @@ describe('config', () => {
   })
 
   it('selects the transport: DATABASE_URL → postgres, SUPABASE_* → supabase (both needed)', () => {
-    assert.equal(loadConfig({ DATABASE_URL: 'postgres://x@h/db' }).store.transport, 'postgres')
+    const pg = loadConfig({ DATABASE_URL: 'postgres://x@h/db' }).store
+    assert.deepEqual(pg, { transport: 'postgres', databaseUrl: 'postgres://x@h/db', poolMax: 4 })
+    const sized = loadConfig({ DATABASE_URL: 'postgres://x@h/db', DATABASE_POOL_MAX: '12' }).store
+    assert.equal(sized.transport === 'postgres' && sized.poolMax, 12)
+    assert.ok(problemsOf({ DATABASE_POOL_MAX: '0' }).some((p) => p.startsWith('DATABASE_POOL_MAX')))
     const s = loadConfig({ SUPABASE_URL: 'https://p.supabase.co', SUPABASE_SERVICE_ROLE_KEY: 'k' })
     assert.equal(s.store.transport, 'supabase')
     assert.ok(
