@@ -38,7 +38,13 @@ export type FileObject = Omit<FileRow, 'provider_deleted_at' | 'delete_attempts'
   deduplicated?: boolean
 }
 
-const iso = (ts: string) => new Date(ts).toISOString()
+// The functions run with timezone UTC, so their timestamps read `…T12:00:00.123456+00:00`: cut
+// to milliseconds by hand (what Date would do, without parsing and formatting a date per field).
+const utcTimestamp = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?\+00:00$/
+export const iso = (ts: string) => {
+  const m = utcTimestamp.exec(ts)
+  return m ? `${m[1]}.${(m[2] ?? '').padEnd(3, '0').slice(0, 3)}Z` : new Date(ts).toISOString()
+}
 const isoOrNull = (ts: string | null) => (ts === null ? null : iso(ts))
 
 export function toFileObject(row: FileRow, deduplicated?: boolean): FileObject {

@@ -1,7 +1,7 @@
 /** SettleWaiters (in-process wake-ups) and the File record mapping and cursors. */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { decodeCursor, encodeCursor, type FileRow, isUuid, toFileObject } from '../../src/domain/file-record.js'
+import { decodeCursor, encodeCursor, type FileRow, isUuid, iso, toFileObject } from '../../src/domain/file-record.js'
 import { SettleWaiters } from '../../src/domain/settle-waiters.js'
 import { isAppError } from '../../src/errors.js'
 
@@ -54,6 +54,19 @@ describe('file records', () => {
     assert.equal(file.deduplicated, true)
     assert.ok(!('delete_attempts' in file) && !('last_delete_error' in file) && !('provider_deleted_at' in file))
     assert.ok(!('deduplicated' in toFileObject(row)))
+  })
+
+  test('iso: the same instant Date would give, to the millisecond, for every timestamp shape', () => {
+    for (const ts of [
+      '2026-11-26T00:46:46.123456+00:00',
+      '2026-11-26T00:46:46.1+00:00',
+      '2026-11-26T00:46:46+00:00',
+      '2026-11-26T00:46:46.999999+00:00',
+      '2026-11-26T08:46:46.5+08:00',
+      '2026-11-26T00:46:46.123Z',
+    ]) {
+      assert.equal(iso(ts), new Date(ts).toISOString(), ts)
+    }
   })
 
   test('cursors round-trip the exact timestamp and id; anything else is VALIDATION_FAILED', () => {
