@@ -222,35 +222,53 @@ export class LifecycleService {
     const claimBatch = async () => {
       const batchSize = Math.min(lc.batchSize, remaining)
       const { fn, args } = sweepCall(job, lc, batchSize, leaseSeconds)
-      const batch = await store.call<FileRow[]>(fn, args)
+      // Keep the lease while batches go on (a dead worker's lease still lapses after the TTL); it
+      // travels beside the claim rather than after it.
+      const [batch] = await Promise.all([
+        store.call<FileRow[]>(fn, args),
+        store.call('acquire_job_lease', { p_job: leaseName, p_holder: this.holder, p_ttl_seconds: leaseTtlSeconds }),
+      ])
       remaining -= batch.length
       if (batch.length < batchSize || remaining <= 0) exhausted = true
       this.noteCandidates(report, batch, false)
       if (job !== 'stuck') queue.push(...batch.filter((row) => !row.provider_deleted && row.provider_file_id))
-      // Keep the lease while batches go on; a dead worker's lease still lapses after the TTL.
-      await store.call('acquire_job_lease', { p_job: leaseName, p_holder: this.holder, p_ttl_seconds: leaseTtlSeconds })
     }
     if (job === 'stuck') {
       while (!exhausted && !this.stopping) await claimBatch()
       return
     }
 
-    // Successful deletes are recorded in bulk: one round trip per markBatch rows, not one each.
+    // Successful deletes are recorded in bulk, one round trip per markBatch rows, in the background:
+    // no worker waits for a mark. A failed mark fails the sweep at its end; the rows it would have
+    // marked keep their lease and are deleted again (a provider 404 counts) by provider_deletes.
     const marks: string[] = []
-    const flushMarks = async () => {
-      if (marks.length === 0) return
-      const groups = await store.call<Array<{ provider: string; reason: string; n: number }>>(
-        'mark_provider_deleted_many',
-        { p_ids: marks.splice(0) },
-      )
-      for (const g of groups) this.deps.metrics.deletions.inc({ provider: g.provider, reason: g.reason }, Number(g.n))
+    let marking: Promise<void> = Promise.resolve()
+    let markError: unknown
+    const flushMarks = () => {
+      if (marks.length === 0) return marking
+      const ids = marks.splice(0)
+      marking = marking
+        .then(async () => {
+          const groups = await store.call<Array<{ provider: string; reason: string; n: number }>>(
+            'mark_provider_deleted_many',
+            { p_ids: ids },
+          )
+          for (const g of groups)
+            this.deps.metrics.deletions.inc({ provider: g.provider, reason: g.reason }, Number(g.n))
+        })
+        .catch((err: unknown) => {
+          markError ??= err
+        })
+      return marking
     }
-    // Workers keep `concurrency` deletes in flight; the next batch is claimed while the current one
-    // drains, so no worker idles at a batch boundary. On stop, claimed rows still finish.
+    // Workers keep `concurrency` deletes in flight. The next batch is claimed once half of the
+    // current one is left, so its claim (a statement over batchSize rows) is done before the queue
+    // runs dry and no worker idles at a batch boundary. On stop, claimed rows still finish.
+    const prefetchAt = Math.max(lc.concurrency, Math.floor(lc.batchSize / 2))
     let claiming: Promise<void> | undefined
     const worker = async () => {
       for (;;) {
-        if (!claiming && !exhausted && !this.stopping && queue.length < lc.concurrency) {
+        if (!claiming && !exhausted && !this.stopping && queue.length <= prefetchAt) {
           claiming = claimBatch().finally(() => {
             claiming = undefined
           })
@@ -268,7 +286,7 @@ export class LifecycleService {
         if (outcome === 'deleted' || outcome === 'already_gone') {
           t.deleted++
           marks.push(row.id)
-          if (marks.length >= markBatch) await flushMarks()
+          if (marks.length >= markBatch) void flushMarks()
         } else {
           t.failed++
         }
@@ -279,6 +297,7 @@ export class LifecycleService {
     } finally {
       await flushMarks()
     }
+    if (markError) throw markError
   }
 
   /**
