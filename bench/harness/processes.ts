@@ -95,6 +95,13 @@ export async function startBaseline(): Promise<{ baseUrl: string; pid: number; s
   return { baseUrl, pid: child.pid ?? 0, stop: () => stopChild(child) }
 }
 
+/** A bare Node relay to `target` (the forwarding limit of scenario 1): children/relay.ts. */
+export async function startRelay(target: string): Promise<{ baseUrl: string; pid: number; stop(): Promise<void> }> {
+  const child = forkTs('relay.ts', { RELAY_TARGET: target })
+  const baseUrl = await whenReady(child, 'relay')
+  return { baseUrl, pid: child.pid ?? 0, stop: () => stopChild(child) }
+}
+
 async function freePort(): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

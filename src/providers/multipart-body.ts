@@ -52,11 +52,7 @@ export function buildMultipartBody(input: UploadInput): MultipartBody {
   const { source } = input
   const fileBytes = source.bytes
   // A fresh read stream per call: each retry of a file source re-reads it from the start.
-  // 1 MiB reads: a sixteenth of the read calls (and of the chunks through the generator) of the 64 KiB default.
-  const open = () =>
-    source.kind === 'file'
-      ? createReadStream(source.path, { highWaterMark: 1024 * 1024 })
-      : (source as { stream: Readable }).stream
+  const open = () => (source.kind === 'file' ? createReadStream(source.path) : (source as { stream: Readable }).stream)
   async function* parts() {
     yield head
     if (source.kind === 'buffer') yield source.buffer
