@@ -137,7 +137,7 @@ export interface ServiceOptions {
 export async function startService(options: ServiceOptions): Promise<ServiceHandle> {
   const port = await freePort()
   // Compiled, the service runs with the flags of the image's CMD and `npm start`.
-  const execArgv = options.compiledRoot ? ['--max-semi-space-size=4'] : ['--import', 'tsx']
+  const execArgv = options.compiledRoot ? ['--max-semi-space-size=8'] : ['--import', 'tsx']
   if (options.profileDir) {
     await mkdir(options.profileDir, { recursive: true })
     execArgv.push('--cpu-prof', '--cpu-prof-dir', options.profileDir)
