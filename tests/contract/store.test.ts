@@ -406,6 +406,32 @@ for (const transport of transports) {
   })
 }
 
+describe('postgres transport: upgrading a running schema', { skip: !pgOk }, () => {
+  it('a database at schema 1 takes migration 2 alone, and answers the batched probe after it', async () => {
+    const db = await createTestDatabase('filegate_contract_upgrade')
+    const store = createPostgresStore(db.url, { max: 1 })
+    try {
+      const all = await loadMigrations()
+      const migrator = store.migrator as NonNullable<StorePort['migrator']>
+      await applyMigrations(
+        migrator,
+        all.filter((m) => m.version === 1),
+      )
+      assert.equal(await schemaVersion(store), 1)
+      const upgrade = await applyMigrations(migrator, all)
+      assert.deepEqual(
+        upgrade.applied,
+        all.filter((m) => m.version > 1).map((m) => m.name),
+      )
+      assert.equal(await schemaVersion(store), latestVersion(all))
+      assert.deepEqual(await store.call('find_live_duplicates', { p_batch: { probes: [] } }), [])
+    } finally {
+      await store.close()
+      await db.drop()
+    }
+  })
+})
+
 describe('postgres transport: DATABASE_POOL_MAX', { skip: !pgOk }, () => {
   it('answers many concurrent calls over at most that many connections (pipelined beyond it)', async () => {
     const db = await createTestDatabase('filegate_contract_pool')

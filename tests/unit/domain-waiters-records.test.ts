@@ -1,7 +1,7 @@
 /** SettleWaiters (in-process wake-ups) and the File record mapping and cursors. */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { decodeCursor, encodeCursor, type FileRow, isUuid, iso, toFileObject } from '../../src/domain/file-record.js'
+import { decodeCursor, encodeCursor, type FileRow, iso, isUuid, toFileObject } from '../../src/domain/file-record.js'
 import { SettleWaiters } from '../../src/domain/settle-waiters.js'
 import { isAppError } from '../../src/errors.js'
 
