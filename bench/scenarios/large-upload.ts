@@ -26,7 +26,7 @@ function expectStatus(what: string, status: number, expected: number, body: stri
 
 export async function largeUpload(ctx: BenchContext, template: string): Promise<ScenarioResult> {
   const bytes = largeFileBytes()
-  const runs = envNumber('BENCH_LARGE_RUNS', 3)
+  const runs = envNumber('BENCH_LARGE_RUNS', 5)
   const service = await ctx.startService('1-large-upload')
   const relay = await startRelay(`${ctx.fake.baseUrl}/files`)
   const direct: number[] = []
