@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { describe, type TestContext, test } from 'node:test'
 import postgres from 'postgres'
+import { databaseUnavailable } from '../../src/store/port.js'
 import type { FakeUpload } from '../fakes/provider-server.js'
 import { auth, type Fakes, multipart, testKeys } from '../helper.js'
 import {
@@ -158,6 +159,35 @@ describe('dedup', () => {
     assert.ok(probes >= 1 && probes < 40, `40 hits took ${probes} probe calls`)
     assert.equal(calls.get('claim_upload') ?? 0, 0, 'a hit never claims')
     assert.equal(ctx.fakes.kimi.uploads.length, 1)
+  })
+
+  test('a batched probe that fails fails each of its uploads with 503, leaving no spool, row or upload', async (t) => {
+    const ctx = await setup(t)
+    if (!ctx) return
+    const tenant = freshTenant()
+    const store = ctx.app.store
+    const call = store.call.bind(store)
+    let failed = 0
+    store.call = ((fn: string, args?: Record<string, unknown>) => {
+      if (fn === 'find_live_duplicates') {
+        failed++
+        return Promise.reject(databaseUnavailable(new Error('connection reset')))
+      }
+      return call(fn, args)
+    }) as typeof store.call
+    t.after(() => {
+      store.call = call
+    })
+    const answers = await concurrently(12, async (i) =>
+      postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(i % 2 === 0 ? 'same body' : `body ${i}`)]),
+    )
+    for (const res of answers) assertProblem(res, 503, 'DATABASE_UNAVAILABLE')
+    assert.ok(failed >= 1 && failed < 12, `${failed} probe calls for 12 uploads`)
+    store.call = call
+    assert.equal(ctx.fakes.kimi.uploads.length, 0)
+    assert.deepEqual(await rowsOf(ctx.app, tenant), [])
+    assert.equal(await metric(ctx.app, 'filegate_file_active_uploads'), 0)
+    assert.deepEqual(await spoolEntries(ctx.spoolDir), [])
   })
 
   test('X-Content-SHA256 with a live duplicate answers 200 without a provider upload', async (t) => {
