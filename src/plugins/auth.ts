@@ -29,27 +29,28 @@ declare module 'fastify' {
 
 const tenantPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 
-/** The configured digests as bytes, decoded once per key list rather than on every request. */
-const digestsOf = new WeakMap<ApiKeyEntry[], Buffer[]>()
+/** A configured key with its digest as bytes, decoded once at start rather than on every request. */
+export interface KnownKey {
+  entry: ApiKeyEntry
+  digest: Buffer
+}
 
-function matchKey(keys: ApiKeyEntry[], presented: string): ApiKeyEntry | undefined {
-  let digests = digestsOf.get(keys)
-  if (!digests) {
-    digests = keys.map((entry) => Buffer.from(entry.keySha256, 'hex'))
-    digestsOf.set(keys, digests)
-  }
+export const knownKeys = (keys: ApiKeyEntry[]): KnownKey[] =>
+  keys.map((entry) => ({ entry, digest: Buffer.from(entry.keySha256, 'hex') }))
+
+function matchKey(keys: KnownKey[], presented: string): ApiKeyEntry | undefined {
   const digest = hash('sha256', presented, 'buffer')
   let found: ApiKeyEntry | undefined
   // Compare against every key so timing does not reveal which one (or whether any) matched.
-  for (let i = 0; i < keys.length; i++) {
-    if (timingSafeEqual(digest, digests[i] as Buffer) && !found) found = keys[i]
+  for (const key of keys) {
+    if (timingSafeEqual(digest, key.digest) && !found) found = key.entry
   }
   return found
 }
 
 export function authenticate(
   request: FastifyRequest,
-  keys: ApiKeyEntry[],
+  keys: KnownKey[],
   openMode: boolean,
   level: 'tenant' | 'admin',
 ): AuthContext {
@@ -85,6 +86,7 @@ export function authenticate(
 export default fp(
   async function authPlugin(app: FastifyInstance, opts: { keys: ApiKeyEntry[]; openMode: boolean }) {
     app.decorateRequest('auth', null as unknown as AuthContext)
+    const keys = knownKeys(opts.keys)
     // A callback hook, not an async one: it runs on every request and has nothing to await.
     app.addHook('onRequest', (request, _reply, done) => {
       const level = request.routeOptions.config?.auth ?? 'none'
@@ -93,7 +95,7 @@ export default fp(
         return
       }
       try {
-        request.auth = authenticate(request, opts.keys, opts.openMode, level)
+        request.auth = authenticate(request, keys, opts.openMode, level)
       } catch (err) {
         done(err as Error)
         return
