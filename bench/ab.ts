@@ -10,23 +10,15 @@
  *
  * A tool for trying a fix, not a record: `npm run bench` writes the figures.
  */
-import { createHash, randomBytes } from 'node:crypto'
-import { cpus } from 'node:os'
+import { rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { request } from 'undici'
-import { bufferedForm } from './harness/client.js'
 import { envNumber } from './harness/context.js'
 import { type BenchDatabase, createBenchDatabase } from './harness/db.js'
-import { type LoadResult, runLoad } from './harness/load.js'
-import {
-  benchKeys,
-  buildCompiled,
-  type FakeHandle,
-  startBaseline,
-  startFake,
-  startService,
-} from './harness/processes.js'
+import type { LoadResult } from './harness/load.js'
+import { buildCompiled, type FakeHandle, startBaseline, startFake, startService } from './harness/processes.js'
 import { median, round } from './harness/stats.js'
+import { smallUploadLoad, smallUploadRequest } from './scenarios/small-uploads.js'
 
 interface Variant {
   name: string
@@ -59,14 +51,8 @@ try {
   for (const s of specs) {
     if (!builds.has(s.dir)) builds.set(s.dir, await buildCompiled(join(workDir, `build-${builds.size}`), s.dir))
   }
-  const content = randomBytes(10 * 1024)
-  const sha256 = createHash('sha256').update(content).digest('hex')
-  const form = bufferedForm([['provider', 'kimi']], content, 'small.txt')
-  const headers: Record<string, string> = {
-    authorization: `Bearer ${benchKeys.tenant}`,
-    'content-type': form.contentType,
-    ...(process.env.BENCH_AB_HEADER === '1' ? { 'x-content-sha256': sha256 } : {}),
-  }
+  const req = smallUploadRequest()
+  const headers = process.env.BENCH_AB_HEADER === '1' ? { ...req.headers, 'x-content-sha256': req.sha256 } : req.headers
   const base = await startBaseline()
   variants.push({ name: 'bare Fastify', ...base })
   for (const s of specs) {
@@ -77,7 +63,7 @@ try {
       env: s.env,
       compiledRoot: builds.get(s.dir),
     })
-    const first = await request(`${handle.baseUrl}/v1/files`, { method: 'POST', headers, body: form.body })
+    const first = await request(`${handle.baseUrl}/v1/files`, { method: 'POST', headers, body: req.body })
     await first.body.dump()
     if (first.statusCode !== 201 && first.statusCode !== 200) throw new Error(`${s.name}: HTTP ${first.statusCode}`)
     variants.push({ name: s.name, ...handle })
@@ -86,18 +72,13 @@ try {
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < variants.length; i++) {
       const v = variants[(i + r) % variants.length] as Variant
-      const res = await runLoad({
-        origin: v.baseUrl,
-        path: '/v1/files',
+      const res = await smallUploadLoad(
+        v.baseUrl,
+        req.body,
         headers,
-        body: form.body,
-        connections: 32,
-        warmupMs: 1000,
-        durationMs: seconds * 1000,
-        expectStatus: 200,
-        cpu: { service: [v.pid], postgres: 'postgres' },
-        cores: cpus().length,
-      })
+        { service: [v.pid], postgres: 'postgres' },
+        { connections: 32, warmupMs: 1000, durationMs: seconds * 1000 },
+      )
       results.get(v.name)?.push(res)
       const cpu = res.cpu?.groups ?? {}
       console.log(
@@ -118,6 +99,5 @@ try {
   for (const v of variants) await v.stop().catch(() => {})
   await fake?.stop().catch(() => {})
   await db?.drop().catch(() => {})
-  const { rm } = await import('node:fs/promises')
   await rm(workDir, { recursive: true, force: true })
 }

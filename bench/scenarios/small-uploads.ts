@@ -8,6 +8,7 @@ import { cpus } from 'node:os'
 import { request } from 'undici'
 import { bufferedForm } from '../harness/client.js'
 import { type BenchContext, envNumber, type Figure, type ScenarioResult } from '../harness/context.js'
+import type { CpuGroups } from '../harness/cpu.js'
 import { describeSplit } from '../harness/cpu.js'
 import { type LoadResult, runLoad } from '../harness/load.js'
 import { benchKeys, startBaseline } from '../harness/processes.js'
@@ -37,17 +38,37 @@ function combine(rounds: LoadResult[]): LoadResult & { rounds: number[] } {
   }
 }
 
+/** The one request of scenario 3 and of `npm run bench:ab`: 10 KiB, `provider=kimi` before the file. */
+export function smallUploadRequest() {
+  const content = randomBytes(10 * 1024)
+  const form = bufferedForm([['provider', 'kimi']], content, 'small.txt')
+  return {
+    body: form.body,
+    sha256: createHash('sha256').update(content).digest('hex'),
+    headers: { authorization: `Bearer ${benchKeys.tenant}`, 'content-type': form.contentType } as Record<
+      string,
+      string
+    >,
+  }
+}
+
+/** One closed-loop turn of that request against `origin`, every answer expected 200 (dedup hits). */
+export function smallUploadLoad(
+  origin: string,
+  body: Buffer,
+  headers: Record<string, string>,
+  cpu: CpuGroups,
+  timing: { connections: number; warmupMs: number; durationMs: number },
+): Promise<LoadResult> {
+  return runLoad({ origin, path: '/v1/files', headers, body, ...timing, expectStatus: 200, cpu, cores: cpus().length })
+}
+
 export async function smallUploads(ctx: BenchContext): Promise<ScenarioResult> {
   const connections = envNumber('BENCH_SMALL_CONNECTIONS', 32)
   const warmupMs = envNumber('BENCH_SMALL_WARMUP_S', 1) * 1000
   const durationMs = envNumber('BENCH_SMALL_SECONDS', 3) * 1000
   const rounds = envNumber('BENCH_SMALL_ROUNDS', 5)
-  const cores = cpus().length
-  const content = randomBytes(10 * 1024)
-  const sha256 = createHash('sha256').update(content).digest('hex')
-  const form = bufferedForm([['provider', 'kimi']], content, 'small.txt')
-  const auth = { authorization: `Bearer ${benchKeys.tenant}` }
-  const headers = { ...auth, 'content-type': form.contentType }
+  const { body, sha256, headers } = smallUploadRequest()
 
   // The baseline and filegate run side by side, measured in turns (A B C, B C A, C A B): the
   // machine's speed drifts by tens of percent from one minute to the next, and in turns the drift
@@ -59,45 +80,23 @@ export async function smallUploads(ctx: BenchContext): Promise<ScenarioResult> {
   })
   const results: Record<'base' | 'plain' | 'declared', LoadResult[]> = { base: [], plain: [], declared: [] }
   try {
-    const first = await request(`${service.baseUrl}/v1/files`, { method: 'POST', headers, body: form.body })
+    const first = await request(`${service.baseUrl}/v1/files`, { method: 'POST', headers, body })
     const text = await first.body.text()
     if (first.statusCode !== 201) throw new Error(`first upload: HTTP ${first.statusCode}: ${text.slice(0, 300)}`)
+    // A turn; the first, unmeasured one of each target runs longer (JIT, connection pools).
+    const turn =
+      (origin: string, hdrs: Record<string, string>, cpu: CpuGroups) =>
+      (warmUp = false) =>
+        smallUploadLoad(origin, body, hdrs, cpu, {
+          connections,
+          warmupMs: warmUp ? 2000 : warmupMs,
+          durationMs: warmUp ? 1000 : durationMs,
+        })
+    const serviceCpu: CpuGroups = { service: [service.pid], postgres: 'postgres', 'load generator': [process.pid] }
     const turns: Array<[keyof typeof results, (warmUp?: boolean) => Promise<LoadResult>]> = [
-      [
-        'base',
-        (warmUp = false) =>
-          runLoad({
-            origin: baseline.baseUrl,
-            path: '/v1/files',
-            headers,
-            body: form.body,
-            connections,
-            warmupMs: warmUp ? 2000 : warmupMs,
-            durationMs: warmUp ? 1000 : durationMs,
-            expectStatus: 200,
-            cpu: { baseline: [baseline.pid], 'load generator': [process.pid] },
-            cores,
-          }),
-      ],
-      ...(['plain', 'declared'] as const).map(
-        (kind) =>
-          [
-            kind,
-            (warmUp = false) =>
-              runLoad({
-                origin: service.baseUrl,
-                path: '/v1/files',
-                headers: kind === 'declared' ? { ...headers, 'x-content-sha256': sha256 } : headers,
-                body: form.body,
-                connections,
-                warmupMs: warmUp ? 2000 : warmupMs,
-                durationMs: warmUp ? 1000 : durationMs,
-                expectStatus: 200,
-                cpu: { service: [service.pid], postgres: 'postgres', 'load generator': [process.pid] },
-                cores,
-              }),
-          ] as [keyof typeof results, (warmUp?: boolean) => Promise<LoadResult>],
-      ),
+      ['base', turn(baseline.baseUrl, headers, { baseline: [baseline.pid], 'load generator': [process.pid] })],
+      ['plain', turn(service.baseUrl, headers, serviceCpu)],
+      ['declared', turn(service.baseUrl, { ...headers, 'x-content-sha256': sha256 }, serviceCpu)],
     ]
     // One unmeasured turn each first (JIT, connection pools), then the measured rounds.
     for (const [, run] of turns) await run(true)
