@@ -47,5 +47,7 @@ STOPSIGNAL SIGTERM
 # An 8 MB semi-space (V8's default is 16): uploads stream many short-lived chunks, and a smaller young
 # generation frees their buffers sooner (bench scenario 2: 8 concurrent 100 MB uploads peak 156-189 MB;
 # 16 MB: 204-233 MB). 4 MB saves ~10 MB more but costs ~15% on small uploads in extra scavenges
-# (bench:ab, 0.55 -> 0.48 of bare Fastify); see docs/performance.md.
-CMD ["node", "--max-semi-space-size=8", "dist/src/server.js"]
+# (bench:ab, 0.55 -> 0.48 of bare Fastify). --single-threaded-gc: V8's parallel and concurrent GC
+# helpers cost a forwarded 100 MB about twice the CPU on 2 cores (stream-through 338 -> 460 MB/s,
+# store-and-forward 217 -> 337 MB/s); see docs/performance.md. The flags match `npm start`.
+CMD ["node", "--max-semi-space-size=8", "--single-threaded-gc", "dist/src/server.js"]

@@ -32,8 +32,11 @@ const seconds = envNumber('BENCH_AB_SECONDS', 4)
 const specs = process.argv.slice(2).map((arg) => {
   const [name, rest = '.'] = arg.split('=', 2) as [string, string?]
   const [dir, ...pairs] = (arg.slice(name.length + 1) || rest).split(',')
-  const env = Object.fromEntries(pairs.map((p) => p.split('=', 2) as [string, string]))
-  return { name, dir: resolve(dir || '.'), env }
+  const env: Record<string, string> = Object.fromEntries(pairs.map((p) => p.split('=', 2) as [string, string]))
+  // NODE_ARGS=… is not an environment variable but Node/V8 flags for that variant's process.
+  const nodeArgs = (env.NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+  delete env.NODE_ARGS
+  return { name, dir: resolve(dir || '.'), env, nodeArgs }
 })
 if (specs.length === 0) {
   console.error('usage: npm run bench:ab -- name=dir[,ENV=value…] …')
@@ -61,6 +64,7 @@ try {
       fake,
       spoolDir: join(workDir, 'spool'),
       env: s.env,
+      nodeArgs: s.nodeArgs,
       compiledRoot: builds.get(s.dir),
     })
     const first = await request(`${handle.baseUrl}/v1/files`, { method: 'POST', headers, body: req.body })

@@ -40,6 +40,8 @@ export interface DeployInputs {
   manifests: ManifestFile[]
   dockerfile: string
   dockerignore: string
+  /** package.json's `start` script: the image's CMD must run the same node command. */
+  startScript: string
 }
 
 /** Where the model (class and interface) for an apiVersion lives. */
@@ -64,6 +66,9 @@ export async function loadDeployInputs(dir = join(root, 'deploy/kubernetes')): P
     manifests,
     dockerfile: await readFile(join(root, 'Dockerfile'), 'utf8'),
     dockerignore: await readFile(join(root, '.dockerignore'), 'utf8'),
+    startScript:
+      (JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts
+        ?.start ?? '',
   }
 }
 
@@ -328,12 +333,12 @@ export function wiringProblems(inputs: DeployInputs): string[] {
     }
   }
 
-  problems.push(...dockerProblems(inputs.dockerfile, inputs.dockerignore))
+  problems.push(...dockerProblems(inputs.dockerfile, inputs.dockerignore, inputs.startScript))
   return problems
 }
 
 /** The Dockerfile's promises, read statically (no Docker engine needed). */
-export function dockerProblems(dockerfile: string, dockerignore: string): string[] {
+export function dockerProblems(dockerfile: string, dockerignore: string, startScript?: string): string[] {
   const problems: string[] = []
   const instructions = dockerfile
     .replace(/\\\n/g, ' ')
@@ -370,6 +375,9 @@ export function dockerProblems(dockerfile: string, dockerignore: string): string
   }
   if (!Array.isArray(argv) || argv[0] !== 'node')
     problems.push('Dockerfile: CMD is not exec-form node (SIGTERM must reach node as PID 1)')
+  // The image and `npm start` run the service with the same Node flags (GC tuning the bench measured).
+  else if (startScript !== undefined && argv.join(' ') !== startScript.trim().split(/\s+/).join(' '))
+    problems.push(`Dockerfile: CMD ${argv.join(' ')} differs from npm start (${startScript})`)
   for (const l of finalStage.filter((l) => /^COPY\s/.test(l) && !l.includes('--from='))) {
     const sources = l
       .split(/\s+/)

@@ -4,6 +4,7 @@
  * src/server.ts`) with its configuration in the environment.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { copyFile, mkdir, symlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
@@ -132,12 +133,28 @@ export interface ServiceOptions {
   profileDir?: string | undefined
   /** Run the compiled build in this directory (`node src/server.js`) instead of tsx. */
   compiledRoot?: string | undefined
+  /** Node/V8 flags for the service beyond the production ones (e.g. ones NODE_OPTIONS refuses). */
+  nodeArgs?: string[]
 }
+
+/**
+ * The Node flags production runs the service with: those of the `start` script in the checkout's
+ * package.json (the image's CMD carries the same, scripts/validate-deploy.ts checks it).
+ */
+export function productionNodeFlags(root: string): string[] {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts?: Record<string, string> }
+  const argv = (pkg.scripts?.start ?? '').trim().split(/\s+/)
+  return argv[0] === 'node' ? argv.slice(1).filter((a) => a.startsWith('--')) : []
+}
+
+/** `BENCH_SERVICE_NODE_ARGS="--trace-gc --no-opt"`: extra Node/V8 flags for every service the bench starts. */
+export const benchNodeArgs = (): string[] => (process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
 
 export async function startService(options: ServiceOptions): Promise<ServiceHandle> {
   const port = await freePort()
   // Compiled, the service runs with the flags of the image's CMD and `npm start`.
-  const execArgv = options.compiledRoot ? ['--max-semi-space-size=8'] : ['--import', 'tsx']
+  const execArgv = options.compiledRoot ? productionNodeFlags(options.compiledRoot) : ['--import', 'tsx']
+  execArgv.push(...benchNodeArgs(), ...(options.nodeArgs ?? []))
   if (options.profileDir) {
     await mkdir(options.profileDir, { recursive: true })
     execArgv.push('--cpu-prof', '--cpu-prof-dir', options.profileDir)

@@ -163,8 +163,7 @@ export class FileService {
       reserveBytes,
       async (signal) => {
         counter = new HashCounter(candidate.maxBytes, () => tooLarge(candidate.config.name, candidate.maxBytes))
-        body.on('error', (err) => counter?.destroy(err))
-        const pass = body.pipe(counter)
+        const pass = counter.pass(body)
         try {
           return await candidate.adapter.upload(
             {
@@ -177,7 +176,7 @@ export class FileService {
           )
         } catch (err) {
           // Our own limit or the client's abort surfaces as the provider call failing: report the cause.
-          if (counter.destroyed && counter.errored && isAppError(counter.errored)) throw counter.errored
+          if (counter.failure) throw counter.failure
           throw err
         }
       },

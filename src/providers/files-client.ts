@@ -83,8 +83,9 @@ export class FilesClient {
       const res = await this.#call('upload', 'POST', '/files', { headers, body: multipart.body, signal })
       return this.#file(await this.#json(res))
     } finally {
-      // On failure undici may not have pulled the body at all; close it so the file handle goes.
-      if (!multipart.body.destroyed) multipart.body.destroy()
+      // On failure undici may not have pulled the body at all: end the generator (a file source
+      // is opened lazily inside it, so nothing is left open).
+      multipart.body.return().catch(() => {})
     }
   }
 
@@ -157,7 +158,7 @@ export class FilesClient {
     path: string,
     opts: {
       headers?: Record<string, string>
-      body?: Readable
+      body?: AsyncIterable<Buffer>
       query?: Record<string, string>
       signal: AbortSignal | undefined
     },
@@ -172,7 +173,9 @@ export class FilesClient {
         dispatcher: this.#agent,
         method,
         headers,
-        ...(opts.body ? { body: opts.body } : {}),
+        // undici writes an async iterable body chunk by chunk with backpressure (client-h1
+        // writeIterable); its request() types list only Readable, hence the cast.
+        ...(opts.body ? { body: opts.body as unknown as Readable } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
       })
     } catch (err) {

@@ -5,7 +5,6 @@
  */
 import { randomBytes } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { Readable } from 'node:stream'
 import type { UploadInput } from './types.js'
 
 /**
@@ -33,7 +32,8 @@ export function contentDispositionFilename(filename: string): string {
 const MIME = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/i
 
 export interface MultipartBody {
-  body: Readable
+  /** Handed to undici as an async iterable: no Readable between the source and the socket. */
+  body: AsyncGenerator<Buffer, void, undefined>
   contentType: string
   /** Known when the file size is known; otherwise the request goes chunked. */
   contentLength: number | undefined
@@ -52,16 +52,17 @@ export function buildMultipartBody(input: UploadInput): MultipartBody {
   const { source } = input
   const fileBytes = source.bytes
   // A fresh read stream per call: each retry of a file source re-reads it from the start.
-  const open = () => (source.kind === 'file' ? createReadStream(source.path) : (source as { stream: Readable }).stream)
+  const open = (): AsyncIterable<Buffer> =>
+    source.kind === 'file' ? createReadStream(source.path) : (source as { stream: AsyncIterable<Buffer> }).stream
   async function* parts() {
     yield head
     if (source.kind === 'buffer') yield source.buffer
     // for-await destroys the source when the request is aborted and this generator is returned.
-    else for await (const chunk of open()) yield chunk as Buffer
+    else for await (const chunk of open()) yield chunk
     yield tail
   }
   return {
-    body: Readable.from(parts(), { objectMode: false }),
+    body: parts(),
     contentType: `multipart/form-data; boundary=${boundary}`,
     contentLength: fileBytes === undefined ? undefined : head.length + fileBytes + tail.length,
   }

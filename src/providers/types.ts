@@ -25,7 +25,7 @@ export interface ProviderFile {
 export type UploadSource =
   | { kind: 'file'; path: string; bytes: number }
   | { kind: 'buffer'; buffer: Buffer; bytes: number }
-  | { kind: 'stream'; stream: Readable; bytes?: number }
+  | { kind: 'stream'; stream: AsyncIterable<Buffer>; bytes?: number }
 
 export interface UploadInput {
   source: UploadSource

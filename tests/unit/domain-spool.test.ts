@@ -1,7 +1,7 @@
 /** The upload spool: hashed and counted while written, limited, removed on failure; stale spools swept. */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
@@ -12,6 +12,7 @@ import {
   removeSpool,
   removeStaleSpools,
   spoolToFile,
+  spoolWriteBatchBytes,
   tooLarge,
 } from '../../src/domain/spool.js'
 import { isAppError } from '../../src/errors.js'
@@ -45,6 +46,55 @@ describe('spoolToFile', () => {
     assert.match(spool.path, new RegExp(`fg-.+-${process.pid}-[0-9a-f]{16}\\.part$`))
     await removeSpool(spool)
     assert.deepEqual(await readdir(sub), [])
+  })
+
+  test('a body of many write batches arrives whole and in order, from chunks of any size', async () => {
+    const sub = await mkdtemp(join(dir, 'batches-'))
+    const data = randomBytes(spoolWriteBatchBytes * 9 + 12_345)
+    for (const size of [65_536, 1_000, spoolWriteBatchBytes * 3]) {
+      const spool = await spoolToFile(chunks(data, size), {
+        dir: sub,
+        maxBytes: 1e9,
+        onLimit: () => new Error('limit'),
+      })
+      assert.equal(spool.bytes, data.length)
+      assert.equal(spool.sha256, sha(data))
+      assert.ok(spool.path)
+      assert.ok((await readFile(spool.path)).equals(data), `chunks of ${size}`)
+      await removeSpool(spool)
+    }
+    assert.deepEqual(await readdir(sub), [])
+  })
+
+  test('holds at most two write batches: the source waits while the disk is behind', async () => {
+    const sub = await mkdtemp(join(dir, 'backpressure-'))
+    const chunk = Buffer.alloc(65_536, 1)
+    let pushed = 0
+    let maxAhead = 0
+    const total = 200
+    const source = new Readable({
+      read() {
+        pushed++
+        this.push(pushed > total ? null : chunk)
+      },
+    })
+    const pending = spoolToFile(source, { dir: sub, maxBytes: 1e9, onLimit: () => new Error('limit') })
+    const watcher = setInterval(async () => {
+      const names = await readdir(sub).catch(() => [] as string[])
+      const name = names[0]
+      if (!name) return
+      const onDisk = (await stat(join(sub, name)).catch(() => ({ size: 0 }))).size
+      // `pushed` read after the stat: what arrived while stat ran counts as ahead (an overestimate).
+      maxAhead = Math.max(maxAhead, Math.min(pushed, total) * chunk.length - onDisk)
+    }, 2)
+    const spool = await pending
+    clearInterval(watcher)
+    assert.equal(spool.bytes, total * chunk.length)
+    // Held: the batch being written and the one filling, plus the source's own buffer; the reading
+    // can be one batch stale (a write may land while stat runs). Without backpressure the source
+    // would run the whole 13 MB ahead of the disk.
+    assert.ok(maxAhead <= 4 * spoolWriteBatchBytes, `ahead of the disk: ${maxAhead} bytes`)
+    await removeSpool(spool)
   })
 
   test('keeps a body up to memorySpoolBytes in memory: no file at all', async () => {
@@ -107,12 +157,24 @@ describe('HashCounter', () => {
   test('passes bytes through while hashing and counting', async () => {
     const counter = new HashCounter(100, () => new Error('limit'))
     const out: Buffer[] = []
-    counter.on('data', (c: Buffer) => out.push(c))
-    counter.end(Buffer.from('hello'))
-    await new Promise((r) => counter.on('end', r))
+    for await (const c of counter.pass(Readable.from([Buffer.from('hel'), Buffer.from('lo')]))) out.push(c)
     assert.equal(Buffer.concat(out).toString(), 'hello')
     assert.equal(counter.bytes, 5)
     assert.equal(counter.digest(), sha(Buffer.from('hello')))
+    assert.equal(counter.failure, undefined)
+  })
+
+  test('fails with onLimit() at limit + 1 bytes, before passing them on', async () => {
+    const counter = new HashCounter(4, () => tooLarge('kimi', 4))
+    const out: Buffer[] = []
+    await assert.rejects(
+      async () => {
+        for await (const c of counter.pass(Readable.from([Buffer.from('abc'), Buffer.from('de')]))) out.push(c)
+      },
+      (err: unknown) => isAppError(err) && err.code === 'FILE_TOO_LARGE',
+    )
+    assert.equal(Buffer.concat(out).toString(), 'abc')
+    assert.ok(counter.failure && isAppError(counter.failure))
   })
 })
 

@@ -130,6 +130,10 @@ describe('validate:deploy', () => {
     await assertCaught(edit(/^USER .*$/m, 'USER node'), /not a numeric non-root user/)
     await assertCaught(edit(/^COPY migrations/m, 'COPY src ./src\nCOPY migrations'), /final stage copies src/)
     await assertCaught(edit(/node:24-slim/, 'node:22'), /is not node:24-slim/)
+    await assertCaught(
+      edit(/^CMD \["node", .*$/m, 'CMD ["node", "dist/src/server.js"]'),
+      /CMD node dist\/src\/server\.js differs from npm start/,
+    )
   })
 
   it('requires supabase/migrations to hold the same files as migrations/', async (t) => {
