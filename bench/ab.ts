@@ -1,23 +1,36 @@
 /**
- * Interleaved A/B of scenario 3 (10 KB dedup hits at 32 connections): several service variants
- * (a checkout and/or extra environment each) and the bare-Fastify baseline, measured in turns
- * (A B C, B C A, …) so that drift in the machine's speed lands on every variant alike. Prints the
- * median requests/s, ratio to the baseline and service CPU per request of each.
+ * Interleaved A/B of scenario 3 (10 KB dedup hits at 32 connections) or, with BENCH_AB_SCENARIO=1,
+ * of scenario 1 (100 MB of new content, store-and-forward and stream-through): several service
+ * variants (a checkout, extra environment and/or Node flags each) and the scenario's baselines
+ * (bare Fastify; or direct to the fake and the bare relay), measured in turns (A B C, B C A, …) so
+ * that drift in the machine's speed lands on every variant alike. Prints medians, ratios to the
+ * baseline and the service's CPU per request or per 100 MB.
  *
  *   npm run bench:ab -- base=/tmp/fg-base new=. new-pool4=.,DATABASE_POOL_MAX=4
+ *   BENCH_AB_SCENARIO=1 npm run bench:ab -- now=. gc=.,NODE_ARGS=--no-single-threaded-gc
  *
- *   BENCH_AB_ROUNDS (5), BENCH_AB_SECONDS (4), BENCH_AB_HEADER=1 (send X-Content-SHA256)
+ *   BENCH_AB_ROUNDS (5), BENCH_AB_SECONDS (4), BENCH_AB_HEADER=1 (send X-Content-SHA256);
+ *   for scenario 1 BENCH_AB_ROUNDS and BENCH_LARGE_BYTES. NODE_ARGS=… in a variant are Node flags.
  *
  * A tool for trying a fix, not a record: `npm run bench` writes the figures.
  */
 import { rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { request } from 'undici'
+import { freshRandomFile } from './harness/client.js'
 import { envNumber } from './harness/context.js'
 import { type BenchDatabase, createBenchDatabase } from './harness/db.js'
 import type { LoadResult } from './harness/load.js'
-import { buildCompiled, type FakeHandle, startBaseline, startFake, startService } from './harness/processes.js'
-import { median, round } from './harness/stats.js'
+import {
+  buildCompiled,
+  type FakeHandle,
+  startBaseline,
+  startFake,
+  startRelay,
+  startService,
+} from './harness/processes.js'
+import { MB, median, round } from './harness/stats.js'
+import { directTarget, largeFileBytes, largeRounds, relayTarget, serviceTargets } from './scenarios/large-upload.js'
 import { smallUploadLoad, smallUploadRequest } from './scenarios/small-uploads.js'
 
 interface Variant {
@@ -56,8 +69,8 @@ try {
   }
   const req = smallUploadRequest()
   const headers = process.env.BENCH_AB_HEADER === '1' ? { ...req.headers, 'x-content-sha256': req.sha256 } : req.headers
-  const base = await startBaseline()
-  variants.push({ name: 'bare Fastify', ...base })
+  const large = process.env.BENCH_AB_SCENARIO === '1'
+  if (!large) variants.push({ name: 'bare Fastify', ...(await startBaseline()) })
   for (const s of specs) {
     const handle = await startService({
       databaseUrl: db.url,
@@ -72,13 +85,49 @@ try {
     if (first.statusCode !== 201 && first.statusCode !== 200) throw new Error(`${s.name}: HTTP ${first.statusCode}`)
     variants.push({ name: s.name, ...handle })
   }
+  if (large) await largeAb(variants, fake, workDir)
+  else await smallAb(variants, req.body, headers)
+} finally {
+  for (const v of variants) await v.stop().catch(() => {})
+  await fake?.stop().catch(() => {})
+  await db?.drop().catch(() => {})
+  await rm(workDir, { recursive: true, force: true })
+}
+
+/** Scenario 1 in turns: direct, the bare relay, and both upload paths of every variant. */
+async function largeAb(services: Variant[], fake: FakeHandle, dir: string) {
+  const relay = await startRelay(`${fake.baseUrl}/files`)
+  try {
+    const template = await freshRandomFile(undefined, join(dir, 'large-template.bin'), largeFileBytes())
+    const targets = [
+      directTarget(fake),
+      relayTarget(relay, fake),
+      ...services.flatMap((v) => serviceTargets(v, `${v.name} `)),
+    ]
+    const runs = await largeRounds(targets, { template, workDir: dir, runs: rounds, log: console.log })
+    const mbps = (name: string) => median(runs.mbps.get(name) ?? [])
+    const per100 = largeFileBytes() / (100 * MB)
+    console.log('\ntarget | median MB/s | ratio to direct | ratio to the bare relay | median CPU ms per 100 MB')
+    for (const t of targets) {
+      const cpu = t.pids.length ? String(Math.round(median(runs.cpuMs.get(t.name) ?? []) / per100)) : '—'
+      console.log(
+        `${t.name} | ${round(mbps(t.name), 1)} | ${round(mbps(t.name) / mbps('direct'), 3)} | ${round(mbps(t.name) / mbps('bare relay'), 3)} | ${cpu}`,
+      )
+    }
+  } finally {
+    await relay.stop()
+  }
+}
+
+/** Scenario 3 in turns: the bare Fastify baseline and every variant. */
+async function smallAb(variants: Variant[], body: Buffer, headers: Record<string, string>) {
   const results = new Map<string, LoadResult[]>(variants.map((v) => [v.name, []]))
   for (let r = 0; r < rounds; r++) {
     for (let i = 0; i < variants.length; i++) {
       const v = variants[(i + r) % variants.length] as Variant
       const res = await smallUploadLoad(
         v.baseUrl,
-        req.body,
+        body,
         headers,
         { service: [v.pid], postgres: 'postgres' },
         { connections: 32, warmupMs: 1000, durationMs: seconds * 1000 },
@@ -99,9 +148,4 @@ try {
       `${v.name} | ${round(median(rs.map((r) => r.rps)))} | ${round(median(rs.map((r) => r.rps)) / baseRps, 3)} | ${Math.round(us)} | ${round(median(rs.map((r) => r.p99Ms)))}`,
     )
   }
-} finally {
-  for (const v of variants) await v.stop().catch(() => {})
-  await fake?.stop().catch(() => {})
-  await db?.drop().catch(() => {})
-  await rm(workDir, { recursive: true, force: true })
 }

@@ -9,7 +9,8 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { freshRandomFile, sha256OfFile, uploadFile } from '../harness/client.js'
 import { type BenchContext, envNumber, type ScenarioResult } from '../harness/context.js'
-import { benchKeys, startRelay } from '../harness/processes.js'
+import { cpuMeter } from '../harness/cpu.js'
+import { benchKeys, type FakeHandle, startRelay } from '../harness/processes.js'
 import { MB, median, round } from '../harness/stats.js'
 
 export const largeFileBytes = () => envNumber('BENCH_LARGE_BYTES', 100 * MB)
@@ -24,73 +25,124 @@ function expectStatus(what: string, status: number, expected: number, body: stri
   if (status !== expected) throw new Error(`${what}: HTTP ${status}, expected ${expected}: ${body.slice(0, 300)}`)
 }
 
+/** One way to send a large file: a name, the process that forwards it (for its CPU), and the upload. */
+export interface LargeTarget {
+  name: string
+  pids: number[]
+  /** Uploads `file` (new content, its SHA-256 given) and returns the seconds to the whole answer. */
+  send(file: string, sha256: string): Promise<number>
+}
+
+/** The same file and client straight to the fake (the baseline). */
+export function directTarget(fake: FakeHandle): LargeTarget {
+  return {
+    name: 'direct',
+    pids: [],
+    async send(file) {
+      const auth = { authorization: `Bearer ${fake.apiKey}` }
+      const r = await uploadFile(`${fake.baseUrl}/files`, auth, [['purpose', 'file-extract']], file, 'bench.txt')
+      expectStatus('direct upload', r.status, 200, r.body)
+      return r.seconds
+    },
+  }
+}
+
+/** Through the bare Node relay (children/relay.ts) to the fake: the hop limit. */
+export function relayTarget(relay: { baseUrl: string; pid: number }, fake: FakeHandle): LargeTarget {
+  return {
+    name: 'bare relay',
+    pids: [relay.pid],
+    async send(file) {
+      const auth = { authorization: `Bearer ${fake.apiKey}` }
+      const r = await uploadFile(relay.baseUrl, auth, [['purpose', 'file-extract']], file, 'bench.txt')
+      expectStatus('relay upload', r.status, 200, r.body)
+      return r.seconds
+    },
+  }
+}
+
+/** Through filegate: store-and-forward (no declared hash) and stream-through (X-Content-SHA256). */
+export function serviceTargets(service: { baseUrl: string; pid: number }, prefix = ''): [LargeTarget, LargeTarget] {
+  const url = `${service.baseUrl}/v1/files`
+  const auth = { authorization: `Bearer ${benchKeys.tenant}` }
+  const via = async (what: string, headers: Record<string, string>, file: string) => {
+    const r = await uploadFile(url, headers, [['provider', 'kimi']], file, 'bench.txt')
+    expectStatus(`filegate ${what} upload`, r.status, 201, r.body)
+    return r.seconds
+  }
+  return [
+    { name: `${prefix}store-and-forward`, pids: [service.pid], send: (file) => via('store-and-forward', auth, file) },
+    {
+      name: `${prefix}stream-through`,
+      pids: [service.pid],
+      send: (file, sha256) => via('stream-through', { ...auth, 'x-content-sha256': sha256 }, file),
+    },
+  ]
+}
+
+export interface LargeRuns {
+  /** MB/s of each run, per target name. */
+  mbps: Map<string, number[]>
+  /** CPU milliseconds of the target's own processes per run (utime + stime), per target name. */
+  cpuMs: Map<string, number[]>
+}
+
+/**
+ * One unmeasured warm-up round, then `runs` rounds; each round sends a fresh file (new content, so
+ * dedup never answers) to every target, the order rotated every round so that neither side always
+ * runs first (page cache, JIT, TCP warm-up) and drift in the machine lands on every target alike.
+ */
+export async function largeRounds(
+  targets: LargeTarget[],
+  options: { template: string; workDir: string; runs: number; log(line: string): void },
+): Promise<LargeRuns> {
+  const bytes = largeFileBytes()
+  const out: LargeRuns = { mbps: new Map(), cpuMs: new Map() }
+  for (let i = -1; i < options.runs; i++) {
+    const line: string[] = []
+    for (let s = 0; s < targets.length; s++) {
+      const target = targets[(s + i + 1) % targets.length] as LargeTarget
+      const file = await freshRandomFile(options.template, join(options.workDir, `large-${s}.bin`), bytes)
+      const sha256 = await sha256OfFile(file)
+      const meter = await cpuMeter({ target: target.pids }, 1)
+      const seconds = await target.send(file, sha256)
+      const split = await meter.stop()
+      await rm(file, { force: true })
+      if (i < 0) continue
+      const mbps = bytes / MB / seconds
+      out.mbps.set(target.name, [...(out.mbps.get(target.name) ?? []), mbps])
+      out.cpuMs.set(target.name, [...(out.cpuMs.get(target.name) ?? []), (split.groups.target ?? 0) * 1000])
+      line.push(`${target.name} ${round(mbps, 1)} MB/s`)
+    }
+    if (i >= 0) options.log(`  run ${i + 1}/${options.runs}: ${line.join(', ')}`)
+  }
+  return out
+}
+
 export async function largeUpload(ctx: BenchContext, template: string): Promise<ScenarioResult> {
   const bytes = largeFileBytes()
   const runs = envNumber('BENCH_LARGE_RUNS', 5)
   const service = await ctx.startService('1-large-upload')
   const relay = await startRelay(`${ctx.fake.baseUrl}/files`)
-  const direct: number[] = []
-  const spooled: number[] = []
-  const streamed: number[] = []
-  const relayed: number[] = []
-  const mbps = (seconds: number) => bytes / MB / seconds
+  let measured: LargeRuns
   try {
-    const fakeUrl = `${ctx.fake.baseUrl}/files`
-    const fakeAuth = { authorization: `Bearer ${ctx.fake.apiKey}` }
-    const gateUrl = `${service.baseUrl}/v1/files`
-    const gateAuth = { authorization: `Bearer ${benchKeys.tenant}` }
-    // One unmeasured round first: JIT, TCP windows and the page cache warm up on every path.
-    for (let i = -1; i < runs; i++) {
-      const a = await freshRandomFile(template, join(ctx.workDir, `large-a-${i}.bin`), bytes)
-      const b = await freshRandomFile(template, join(ctx.workDir, `large-b-${i}.bin`), bytes)
-      const bSha = await sha256OfFile(b)
-      // Rotate the order so neither side always runs first (page cache, JIT, TCP warm-up).
-      const steps = [
-        async () => {
-          const r = await uploadFile(fakeUrl, fakeAuth, [['purpose', 'file-extract']], a, 'bench.txt')
-          expectStatus('direct upload', r.status, 200, r.body)
-          direct.push(mbps(r.seconds))
-        },
-        async () => {
-          const r = await uploadFile(gateUrl, gateAuth, [['provider', 'kimi']], a, 'bench.txt')
-          expectStatus('filegate store-and-forward upload', r.status, 201, r.body)
-          spooled.push(mbps(r.seconds))
-        },
-        async () => {
-          const r = await uploadFile(
-            gateUrl,
-            { ...gateAuth, 'x-content-sha256': bSha },
-            [['provider', 'kimi']],
-            b,
-            'bench.txt',
-          )
-          expectStatus('filegate stream-through upload', r.status, 201, r.body)
-          streamed.push(mbps(r.seconds))
-        },
-        async () => {
-          const r = await uploadFile(relay.baseUrl, fakeAuth, [['purpose', 'file-extract']], b, 'bench.txt')
-          expectStatus('relay upload', r.status, 200, r.body)
-          relayed.push(mbps(r.seconds))
-        },
-      ]
-      for (let s = 0; s < steps.length; s++) await (steps[(s + i + 1) % steps.length] as () => Promise<void>)()
-      if (i < 0) {
-        direct.length = 0
-        spooled.length = 0
-        streamed.length = 0
-        relayed.length = 0
-        await Promise.all([rm(a, { force: true }), rm(b, { force: true })])
-        continue
-      }
-      ctx.log(
-        `  run ${i + 1}/${runs}: direct ${round(direct.at(-1) ?? 0, 1)} MB/s, store-and-forward ${round(spooled.at(-1) ?? 0, 1)} MB/s, stream-through ${round(streamed.at(-1) ?? 0, 1)} MB/s, bare relay ${round(relayed.at(-1) ?? 0, 1)} MB/s`,
-      )
-      await Promise.all([rm(a, { force: true }), rm(b, { force: true })])
-    }
+    const [spool, stream] = serviceTargets(service)
+    measured = await largeRounds([directTarget(ctx.fake), spool, stream, relayTarget(relay, ctx.fake)], {
+      template,
+      workDir: ctx.workDir,
+      runs,
+      log: ctx.log,
+    })
   } finally {
     await service.stop()
     await relay.stop()
   }
+  const runsOf = (name: string) => measured.mbps.get(name) ?? []
+  const direct = runsOf('direct')
+  const spooled = runsOf('store-and-forward')
+  const streamed = runsOf('stream-through')
+  const relayed = runsOf('bare relay')
+  const cpu = (name: string) => Math.round(median(measured.cpuMs.get(name) ?? []) / (bytes / (100 * MB)))
   const d = median(direct)
   const s = median(spooled)
   const t = median(streamed)
@@ -146,7 +198,8 @@ export async function largeUpload(ctx: BenchContext, template: string): Promise<
     notes: [
       `- Scenario 1: one unmeasured warm-up round, then ${runs} runs of ${size} of new random content each; direct = the same file and client straight to the fake ` +
         `(\`POST /v1/files\`, \`purpose=file-extract\`). Direct MB/s: ${list(direct)}; store-and-forward: ${list(spooled)}; stream-through: ${list(streamed)}; bare relay: ${list(relayed)}. ` +
-        'The relay (bench/children/relay.ts) is node:http piping the request body to the fake while hashing it: no multipart parsing, no database.',
+        'The relay (bench/children/relay.ts) is node:http piping the request body to the fake while hashing it: no multipart parsing, no database. ' +
+        `CPU per 100 MB (utime + stime, median): filegate ${cpu('store-and-forward')} ms store-and-forward, ${cpu('stream-through')} ms stream-through; the relay ${cpu('bare relay')} ms.`,
     ],
   }
 }
