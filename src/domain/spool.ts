@@ -219,8 +219,16 @@ export function spoolToFile(
   })
 }
 
-/** One writev of `batch` at `position`, continued if the kernel took only part of it. */
-async function writeAll(file: FileHandle, batch: Buffer[], size: number, position: number): Promise<void> {
+/**
+ * One writev of `batch` at `position`, continued if only part of it was written (libuv reports a
+ * short count, not the error, when e.g. the disk fills after some bytes; the retry surfaces it).
+ */
+export async function writeAll(
+  file: Pick<FileHandle, 'writev' | 'write'>,
+  batch: Buffer[],
+  size: number,
+  position: number,
+): Promise<void> {
   let done = (await file.writev(batch, position)).bytesWritten
   while (done < size) {
     const rest = Buffer.concat(batch, size).subarray(done)

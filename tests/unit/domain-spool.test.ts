@@ -14,6 +14,7 @@ import {
   spoolToFile,
   spoolWriteBatchBytes,
   tooLarge,
+  writeAll,
 } from '../../src/domain/spool.js'
 import { isAppError } from '../../src/errors.js'
 
@@ -150,6 +151,37 @@ describe('spoolToFile', () => {
     setTimeout(() => late.destroy(new Error('aborted late')), 20)
     await assert.rejects(writing, /aborted late/)
     assert.deepEqual(await readdir(sub), [])
+  })
+})
+
+describe('writeAll', () => {
+  test('continues a short write where it stopped, and surfaces the error a retry meets', async () => {
+    const disk = Buffer.alloc(20)
+    const calls: string[] = []
+    const file = {
+      // Takes only the first 7 bytes of the batch, as libuv reports a write the disk cut short.
+      writev: async (buffers: readonly NodeJS.ArrayBufferView[], position?: number | null) => {
+        const all = Buffer.concat(buffers as Buffer[])
+        all.copy(disk, position ?? 0, 0, 7)
+        calls.push(`writev ${position}`)
+        return { bytesWritten: 7, buffers: buffers as NodeJS.ArrayBufferView[] }
+      },
+      write: async (buffer: Buffer, offset: number, length: number, position: number) => {
+        buffer.copy(disk, position, offset, offset + length)
+        calls.push(`write ${position} ${length}`)
+        return { bytesWritten: length, buffer }
+      },
+    }
+    await writeAll(file as never, [Buffer.from('hello '), Buffer.from('world')], 11, 3)
+    assert.equal(disk.subarray(3, 14).toString(), 'hello world')
+    assert.deepEqual(calls, ['writev 3', 'write 10 4'])
+    const full = {
+      ...file,
+      write: async () => {
+        throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })
+      },
+    }
+    await assert.rejects(writeAll(full as never, [Buffer.from('hello world')], 11, 0), /no space/)
   })
 })
 
