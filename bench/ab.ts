@@ -43,9 +43,14 @@ interface Variant {
 const rounds = envNumber('BENCH_AB_ROUNDS', 5)
 const seconds = envNumber('BENCH_AB_SECONDS', 4)
 const specs = process.argv.slice(2).map((arg) => {
-  const [name, rest = '.'] = arg.split('=', 2) as [string, string?]
-  const [dir, ...pairs] = (arg.slice(name.length + 1) || rest).split(',')
-  const env: Record<string, string> = Object.fromEntries(pairs.map((p) => p.split('=', 2) as [string, string]))
+  // Split at the first '=' only: values may hold more (NODE_ARGS=--max-semi-space-size=4).
+  const atFirst = (text: string): [string, string] => {
+    const i = text.indexOf('=')
+    return i < 0 ? [text, ''] : [text.slice(0, i), text.slice(i + 1)]
+  }
+  const [name, rest] = atFirst(arg)
+  const [dir, ...pairs] = rest.split(',')
+  const env: Record<string, string> = Object.fromEntries(pairs.map(atFirst))
   // NODE_ARGS=… is not an environment variable but Node/V8 flags for that variant's process.
   const nodeArgs = (env.NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
   delete env.NODE_ARGS
