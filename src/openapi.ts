@@ -173,7 +173,6 @@ function finishResponses(operation: Json, shared: { responses: Json; examples: J
 
 const operationKeyOrder = ['operationId', 'summary', 'description', 'tags', 'security', 'parameters', 'requestBody']
 
-/** Applies the document-wide conventions (see the top of this file). */
 /**
  * @fastify/swagger marks every JSON request body required. A body whose properties are all
  * optional (POST /v1/cleanup: every field has a default) may be left out, and client generators
@@ -189,6 +188,7 @@ function relaxOptionalBody(operation: Json): void {
   }
 }
 
+/** Applies the document-wide conventions (see the top of this file). */
 export function finishDocument<T>(doc: T): T {
   const d = doc as Json
   const paths = isObject(d.paths) ? d.paths : {}
