@@ -13,6 +13,7 @@ import type { FakeUpload } from '../fakes/provider-server.js'
 import { auth, type Fakes, multipart, testKeys } from '../helper.js'
 import {
   as,
+  assertNothingLeft,
   assertProblem,
   concurrently,
   filePart,
@@ -20,6 +21,7 @@ import {
   metric,
   type Part,
   postFile,
+  routeStoreCalls,
   rowsOf,
   setupUploads,
   sha256,
@@ -141,15 +143,10 @@ describe('dedup', () => {
     const content = randomBytes(8 * 1024)
     const created = await postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(content, 'b.txt')])
     assert.equal(created.statusCode, 201, created.body)
-    const store = ctx.app.store
     const calls = new Map<string, number>()
-    const call = store.call.bind(store)
-    store.call = ((fn: string, args?: Record<string, unknown>) => {
+    routeStoreCalls(t, ctx.app, (call, fn, args) => {
       calls.set(fn, (calls.get(fn) ?? 0) + 1)
       return call(fn, args)
-    }) as typeof store.call
-    t.after(() => {
-      store.call = call
     })
     const answers = await concurrently(40, async () =>
       answer(await postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(content, 'b.txt')])),
@@ -165,29 +162,21 @@ describe('dedup', () => {
     const ctx = await setup(t)
     if (!ctx) return
     const tenant = freshTenant()
-    const store = ctx.app.store
-    const call = store.call.bind(store)
     let failed = 0
-    store.call = ((fn: string, args?: Record<string, unknown>) => {
+    const restore = routeStoreCalls(t, ctx.app, (call, fn, args) => {
       if (fn === 'find_live_duplicates') {
         failed++
         return Promise.reject(databaseUnavailable(new Error('connection reset')))
       }
       return call(fn, args)
-    }) as typeof store.call
-    t.after(() => {
-      store.call = call
     })
     const answers = await concurrently(12, async (i) =>
       postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(i % 2 === 0 ? 'same body' : `body ${i}`)]),
     )
     for (const res of answers) assertProblem(res, 503, 'DATABASE_UNAVAILABLE')
     assert.ok(failed >= 1 && failed < 12, `${failed} probe calls for 12 uploads`)
-    store.call = call
-    assert.equal(ctx.fakes.kimi.uploads.length, 0)
-    assert.deepEqual(await rowsOf(ctx.app, tenant), [])
-    assert.equal(await metric(ctx.app, 'filegate_file_active_uploads'), 0)
-    assert.deepEqual(await spoolEntries(ctx.spoolDir), [])
+    restore()
+    await assertNothingLeft(ctx, tenant)
   })
 
   test('X-Content-SHA256 with a live duplicate answers 200 without a provider upload', async (t) => {

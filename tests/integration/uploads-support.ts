@@ -13,6 +13,7 @@ import { after, before, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import type { FileRow } from '../../src/domain/file-record.js'
+import type { StorePort } from '../../src/store/port.js'
 import {
   build,
   createTestDatabase,
@@ -228,6 +229,25 @@ export function multipartFrame(
 }
 
 export { httpRequest }
+
+/**
+ * Routes `app.store.call` through `through` (which may pass on to the real `call`) until the test
+ * ends; returns the restore, for a test that needs the real store back before it checks the rows.
+ */
+export function routeStoreCalls(
+  t: TestContext,
+  app: FastifyInstance,
+  through: (call: StorePort['call'], fn: string, args?: Record<string, unknown>) => Promise<unknown>,
+): () => void {
+  const store = app.store
+  const call = store.call.bind(store)
+  store.call = ((fn: string, args?: Record<string, unknown>) => through(call, fn, args)) as StorePort['call']
+  const restore = () => {
+    store.call = call
+  }
+  t.after(restore)
+  return restore
+}
 
 /** Calls `fn` `n` times at once and waits for all of them. */
 export const concurrently = <T>(n: number, fn: (i: number) => Promise<T>) =>
