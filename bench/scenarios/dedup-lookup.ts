@@ -169,7 +169,7 @@ export async function dedupLookup(ctx: BenchContext): Promise<ScenarioResult> {
   const large = results.at(-1)
   const figures: Figure[] = []
   if (small && large && large !== small) {
-    const pair = (label: string, key: 'find' | 'claim' | 'miss' | 'batch16', informative = false) => {
+    const pair = (label: string, key: Kind, informative = false) => {
       for (const q of ['p50', 'p99'] as const) {
         const ratio = large.r[key][q] / small.r[key][q]
         figures.push({
