@@ -1,6 +1,7 @@
 /** The console table and bench/RESULTS.md. */
 import type { Figure } from './harness/context.js'
 import type { Machine } from './harness/machine.js'
+import type { PerfRow, PerfSummary } from './harness/perf.js'
 import type { ProfileSummary } from './harness/profile.js'
 import { round } from './harness/stats.js'
 
@@ -37,6 +38,8 @@ export interface ReportInput {
   failures: string[]
   notes: string[]
   profiles: Array<{ name: string; summary: ProfileSummary }>
+  /** BENCH_PERF=1: Linux perf recordings of each service process (all threads, kernel included). */
+  perfs?: Array<{ name: string; summary: PerfSummary }>
   bounds: string
   totalSeconds: number
   /** /proc/loadavg at the start and the end: other work on the machine skews every figure. */
@@ -97,6 +100,28 @@ export function resultsMarkdown(r: ReportInput): string {
         ...p.summary.topFunctions
           .slice(0, 12)
           .map((f) => `| ${fmt(f.share * 100)} | \`${f.name}\` | ${f.where.replace(/\|/g, '\\|')} |`),
+        '',
+      )
+    }
+  }
+  if (r.perfs?.length) {
+    out.push('', '## System profiles of the service (`perf record -e cpu-clock`, all threads, kernel included)', '')
+    const shares = (rows: PerfRow[]) =>
+      rows
+        .slice(0, 8)
+        .map((x) => `${x.name} ${fmt(x.share * 100)}%`)
+        .join(', ')
+    for (const p of r.perfs) {
+      out.push(
+        `### ${p.name}: ${p.summary.samples} samples`,
+        '',
+        `By thread: ${shares(p.summary.byThread)}. By object: ${shares(p.summary.byObject)}.`,
+        '',
+        '| % | symbol | object |',
+        '|---|---|---|',
+        ...p.summary.topSymbols.map(
+          (x) => `| ${fmt(x.share * 100)} | \`${x.name.replace(/\|/g, '\\|')}\` | ${x.object.replace(/\|/g, '\\|')} |`,
+        ),
         '',
       )
     }
