@@ -40,15 +40,18 @@ describe('bench perf summary', () => {
   it('records a hashing process and names SHA-256 among its top symbols', async (t) => {
     if (!perfAvailable()) return t.skip('perf cannot record on this machine')
     const dir = await tempDir(t)
+    // The child hashes until it is killed, so the recording's length does not depend on start-up time.
     const script =
-      "const h = require('node:crypto').createHash('sha256'); const b = Buffer.alloc(1 << 20);" +
-      'const end = Date.now() + 1500; while (Date.now() < end) h.update(b)'
+      "const h = require('node:crypto').createHash('sha256'); const b = Buffer.alloc(1 << 20); for (;;) h.update(b)"
     const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' })
     const exited = new Promise((resolve) => child.once('exit', resolve))
+    t.after(() => child.kill('SIGKILL'))
     const file = join(dir, 'hash.data')
     const recording = await startPerf(child.pid as number, file)
-    await exited
+    await new Promise((resolve) => setTimeout(resolve, 1000))
     await recording.stop()
+    child.kill('SIGKILL')
+    await exited
     const summary = summarisePerf(file)
     assert.ok(summary, 'perf report read the recording')
     assert.ok(summary.samples > 100, `${summary.samples} samples`)
