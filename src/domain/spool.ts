@@ -25,25 +25,31 @@ const spoolPrefix = `fg-${hostname().replace(/[^A-Za-z0-9_.-]/g, '_')}-${process
 /** Bodies up to this size are kept in memory; beyond it they stream to a spool file. */
 export const memorySpoolBytes = 64 * 1024
 
-/** Counts and hashes what flows through `pass`; it fails with `onLimit()` past `maxBytes`. */
+/** Counts and hashes what it is given (`add`, or a stream through `pass`); fails with `onLimit()` past `maxBytes`. */
 export class HashCounter {
   readonly hash = createHash('sha256')
   bytes = 0
-  /** The error `pass` failed with, when it was the limit. */
+  /** The `onLimit()` error, once the limit was passed. */
   failure: Error | undefined
   constructor(
     private readonly maxBytes: number,
     private readonly onLimit: () => Error,
   ) {}
+  /** Counts and hashes `chunk`; past the limit it hashes nothing and returns (and keeps) `onLimit()`. */
+  add(chunk: Buffer): Error | undefined {
+    this.bytes += chunk.length
+    if (this.bytes > this.maxBytes) {
+      this.failure = this.onLimit()
+      return this.failure
+    }
+    this.hash.update(chunk)
+    return undefined
+  }
   /** Yields `source` unchanged, hashing and counting; a plain generator, not a Transform (one stream hop less per chunk). */
   async *pass(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer, void, undefined> {
     for await (const chunk of source) {
-      this.bytes += chunk.length
-      if (this.bytes > this.maxBytes) {
-        this.failure = this.onLimit()
-        throw this.failure
-      }
-      this.hash.update(chunk)
+      const failure = this.add(chunk)
+      if (failure) throw failure
       yield chunk
     }
   }
@@ -86,8 +92,7 @@ export function spoolToFile(
 ): Promise<SpooledFile> {
   const memoryBytes = options.memoryBytes ?? memorySpoolBytes
   return new Promise<SpooledFile>((resolve, reject) => {
-    const hash = createHash('sha256')
-    let bytes = 0
+    const counter = new HashCounter(options.maxBytes, options.onLimit)
     /** What arrived and is not on disk yet: the whole body while in memory, then the filling batch. */
     let held: Buffer[] = []
     let heldBytes = 0
@@ -157,12 +162,12 @@ export function spoolToFile(
           pump()
         }, fail)
       } else if (ended) {
-        const sha256 = hash.digest('hex')
+        const sha256 = counter.digest()
         file.close().then(() => {
           if (settled) return
           settled = true
           detach()
-          resolve({ path: path as string, bytes, sha256 })
+          resolve({ path: path as string, bytes: counter.bytes, sha256 })
         }, fail)
         return
       }
@@ -170,16 +175,15 @@ export function spoolToFile(
     }
     function onData(chunk: Buffer) {
       if (settled) return
-      bytes += chunk.length
-      if (bytes > options.maxBytes) {
-        fail(options.onLimit())
+      const failure = counter.add(chunk)
+      if (failure) {
+        fail(failure)
         return
       }
-      hash.update(chunk)
       held.push(chunk)
       heldBytes += chunk.length
       if (path === undefined) {
-        if (bytes > memoryBytes) spill()
+        if (counter.bytes > memoryBytes) spill()
         else return
       }
       if (heldBytes < spoolWriteBatchBytes) return
@@ -203,9 +207,9 @@ export function spoolToFile(
       settled = true
       detach()
       resolve({
-        buffer: held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, bytes),
-        bytes,
-        sha256: hash.digest('hex'),
+        buffer: held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, counter.bytes),
+        bytes: counter.bytes,
+        sha256: counter.digest(),
       })
     }
     function onClose() {
@@ -230,10 +234,9 @@ export async function writeAll(
   position: number,
 ): Promise<void> {
   let done = (await file.writev(batch, position)).bytesWritten
-  while (done < size) {
-    const rest = Buffer.concat(batch, size).subarray(done)
-    done += (await file.write(rest, 0, rest.length, position + done)).bytesWritten
-  }
+  if (done >= size) return
+  const whole = Buffer.concat(batch, size)
+  while (done < size) done += (await file.write(whole, done, size - done, position + done)).bytesWritten
 }
 
 export const removeSpool = (file: SpooledFile | undefined) =>
