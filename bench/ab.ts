@@ -24,6 +24,7 @@ import type { LoadResult } from './harness/load.js'
 import {
   buildCompiled,
   type FakeHandle,
+  splitFlags,
   startBaseline,
   startFake,
   startRelay,
@@ -52,7 +53,7 @@ const specs = process.argv.slice(2).map((arg) => {
   const [dir, ...pairs] = rest.split(',')
   const env: Record<string, string> = Object.fromEntries(pairs.map(atFirst))
   // NODE_ARGS=… is not an environment variable but Node/V8 flags for that variant's process.
-  const nodeArgs = (env.NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+  const nodeArgs = splitFlags(env.NODE_ARGS)
   delete env.NODE_ARGS
   return { name, dir: resolve(dir || '.'), env, nodeArgs }
 })

@@ -147,8 +147,11 @@ export function productionNodeFlags(root: string): string[] {
   return argv[0] === 'node' ? argv.slice(1).filter((a) => a.startsWith('--')) : []
 }
 
+/** Node/V8 flags written as one space-separated string (an environment variable, a bench:ab variant). */
+export const splitFlags = (text: string | undefined): string[] => (text ?? '').split(/\s+/).filter(Boolean)
+
 /** `BENCH_SERVICE_NODE_ARGS="--trace-gc --no-opt"`: extra Node/V8 flags for every service the bench starts. */
-export const benchNodeArgs = (): string[] => (process.env.BENCH_SERVICE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+export const benchNodeArgs = (): string[] => splitFlags(process.env.BENCH_SERVICE_NODE_ARGS)
 
 export async function startService(options: ServiceOptions): Promise<ServiceHandle> {
   const port = await freePort()
