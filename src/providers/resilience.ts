@@ -200,7 +200,7 @@ export class ProviderResilience {
     return err
   }
 
-  #shouldRetry(err: Error, deadline: number, outer: AbortSignal): boolean {
+  #shouldRetry(err: unknown, deadline: number, outer: AbortSignal): boolean {
     if (outer.aborted || !isProviderError(err) || !err.retryable) return false
     // Retry-After beyond what is left of the budget: give up now and pass the 429 on, rather
     // than sleep only to time out.

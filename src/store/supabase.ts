@@ -3,8 +3,7 @@
  * PostgREST cannot run DDL, so migrations are applied by `supabase db push` or, when
  * DATABASE_URL is also given, by filegate's own runner over that connection.
  */
-import { createClient, type RealtimeClientOptions } from '@supabase/supabase-js'
-import { WebSocket } from 'undici'
+import { createClient } from '@supabase/supabase-js'
 import { type CallArgs, databaseUnavailable, type StorePort } from './port.js'
 
 const requestTimeoutMs = 10_000
@@ -21,9 +20,6 @@ export function createSupabaseStore(url: string, serviceRoleKey: string): StoreP
   const client = createClient(url, serviceRoleKey, {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
     global: { fetch: timedFetch, headers: { 'x-client-info': 'filegate' } },
-    // supabase-js builds its realtime client eagerly and throws on Node 20, which has no global
-    // WebSocket; undici's satisfies it and is never opened (filegate subscribes to nothing).
-    realtime: { transport: WebSocket as unknown as NonNullable<RealtimeClientOptions['transport']> },
   })
 
   return {
