@@ -1,0 +1,137 @@
+/**
+ * Originals in a local directory (`ORIGINALS_URL=file:///absolute/path`): `<root>/<tenant>/<sha256>`,
+ * staging files under `<root>/.staging/`. Files are 0600 in 0700 directories. A staged file is
+ * flushed to disk before it is linked under its content address; `link` fails when the name exists,
+ * so concurrent writers of one content leave exactly one object and each learns which it was.
+ */
+import { randomUUID } from 'node:crypto'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { access, constants, link, mkdir, readdir, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import {
+  checkKey,
+  checkTenant,
+  isContentKey,
+  type OriginalKey,
+  OriginalMissingError,
+  type OriginalsStore,
+  type StagedOriginal,
+  type StagingObject,
+  type StoredObject,
+} from './store.js'
+import { StagingHash, verifyingStream } from './verify.js'
+
+const stagingDir = '.staging'
+const stagingIdPattern = /^[0-9a-f-]{36}$/
+
+const isMissing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT'
+
+export function createFileOriginalsStore(root: string): OriginalsStore {
+  const objectPath = (key: OriginalKey) => join(root, checkKey(key).tenant, key.sha256)
+  const stagingPath = (id: string) => join(root, stagingDir, id)
+  let rootReady: Promise<unknown> | undefined
+  const ensureRoot = () => {
+    rootReady ??= mkdir(join(root, stagingDir), { recursive: true, mode: 0o700 }).catch((err) => {
+      rootReady = undefined
+      throw err
+    })
+    return rootReady
+  }
+
+  async function stage(tenant: string, body: Readable | AsyncIterable<Uint8Array>): Promise<StagedOriginal> {
+    checkTenant(tenant)
+    await ensureRoot()
+    const id = randomUUID()
+    const path = stagingPath(id)
+    const hash = new StagingHash()
+    try {
+      // flush: the data is synced to disk before the file closes, so a committed original survives a crash.
+      await pipeline(hash.pass(body), createWriteStream(path, { flags: 'wx', mode: 0o600, flush: true }))
+    } catch (err) {
+      await rm(path, { force: true })
+      throw err
+    }
+    const sha256 = hash.digest()
+    const discard = () => rm(path, { force: true })
+    return {
+      bytes: hash.bytes,
+      sha256,
+      discard,
+      async commit(expectedSha256) {
+        if (expectedSha256 !== sha256) {
+          await discard()
+          throw new Error(`staged original hashes to ${sha256}, expected ${expectedSha256}`)
+        }
+        const target = objectPath({ tenant, sha256 })
+        await mkdir(join(root, tenant), { recursive: true, mode: 0o700 })
+        try {
+          await link(path, target)
+          return 'created'
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EEXIST') return 'existing'
+          throw err
+        } finally {
+          await discard()
+        }
+      },
+    }
+  }
+
+  async function statObject(key: OriginalKey): Promise<number | null> {
+    try {
+      return (await stat(objectPath(key))).size
+    } catch (err) {
+      if (isMissing(err)) return null
+      throw err
+    }
+  }
+
+  async function* list(): AsyncIterable<StoredObject> {
+    await ensureRoot()
+    for (const tenant of await readdir(root)) {
+      if (tenant === stagingDir) continue
+      const names = await readdir(join(root, tenant)).catch((err) => (isMissing(err) ? [] : Promise.reject(err)))
+      for (const sha256 of names) {
+        if (!isContentKey(tenant, sha256)) continue
+        const info = await stat(join(root, tenant, sha256)).catch(() => undefined)
+        if (info) yield { tenant, sha256, bytes: info.size, modifiedAt: info.mtime }
+      }
+    }
+  }
+
+  async function* listStaging(): AsyncIterable<StagingObject> {
+    await ensureRoot()
+    for (const id of await readdir(join(root, stagingDir))) {
+      if (!stagingIdPattern.test(id)) continue
+      const info = await stat(stagingPath(id)).catch(() => undefined)
+      if (info) yield { id, bytes: info.size, modifiedAt: info.mtime }
+    }
+  }
+
+  return {
+    kind: 'file',
+    stage,
+    stat: statObject,
+    async read(key) {
+      const bytes = await statObject(key)
+      if (bytes === null) throw new OriginalMissingError(key)
+      return { bytes, stream: verifyingStream(key, createReadStream(objectPath(key))) }
+    },
+    async remove(key) {
+      await rm(objectPath(key), { force: true })
+    },
+    list,
+    listStaging,
+    async removeStaging(id) {
+      if (!stagingIdPattern.test(id)) throw new TypeError('invalid staging id')
+      await rm(stagingPath(id), { force: true })
+    },
+    async ping() {
+      await ensureRoot()
+      await access(root, constants.W_OK)
+    },
+    async close() {},
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The originals store: each tenant's file bytes kept once per content, under `<tenant>/<sha256>`, in
+ * a local directory or an S3-compatible bucket. Provider copies can then be remade from it.
+ *
+ * Writes are staged: a body streams into a staging object while it is hashed and counted, and only
+ * `commit(expectedSha256)` makes it visible under its content address, after the hash matched. Reads
+ * verify the hash as they stream and withhold the last chunk until it matched, so a corrupted object
+ * is never delivered whole to a client or a provider.
+ */
+import type { Readable } from 'node:stream'
+
+export interface OriginalKey {
+  tenant: string
+  sha256: string
+}
+
+export interface StagedOriginal {
+  readonly bytes: number
+  readonly sha256: string
+  /**
+   * Moves the staged bytes to `<tenant>/<sha256>`. Refuses (and discards) when the staged content does
+   * not hash to `expectedSha256`. `existing` when the content was already stored: the staged copy is
+   * dropped, so N concurrent writers of one content leave one object.
+   */
+  commit(expectedSha256: string): Promise<'created' | 'existing'>
+  discard(): Promise<void>
+}
+
+export interface StoredObject extends OriginalKey {
+  bytes: number
+  modifiedAt: Date
+}
+
+export interface StagingObject {
+  id: string
+  bytes: number
+  modifiedAt: Date
+}
+
+export interface OriginalsStore {
+  readonly kind: 'file' | 's3'
+  /** Streams `body` into a staging object of `tenant`, hashing and counting it. */
+  stage(tenant: string, body: Readable | AsyncIterable<Uint8Array>): Promise<StagedOriginal>
+  /** The object's size, or null when it is not stored. */
+  stat(key: OriginalKey): Promise<number | null>
+  /** The object's bytes, verified against its key as they stream (see `verifyingStream`). */
+  read(key: OriginalKey): Promise<{ bytes: number; stream: Readable }>
+  /** Removes the object; removing one that is gone is not an error. */
+  remove(key: OriginalKey): Promise<void>
+  /** Every stored object, for the originals job's bookkeeping. */
+  list(): AsyncIterable<StoredObject>
+  /** Staging objects (a crash between write and commit leaves them), removed after a grace. */
+  listStaging(): AsyncIterable<StagingObject>
+  removeStaging(id: string): Promise<void>
+  /** A cheap round trip that proves the store answers (readiness). */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+export class OriginalCorruptError extends Error {
+  readonly code = 'ORIGINAL_CORRUPT'
+  constructor(
+    readonly key: OriginalKey,
+    readonly actualSha256: string,
+  ) {
+    super(`original ${key.tenant}/${key.sha256} is corrupt: its bytes hash to ${actualSha256}`)
+    this.name = 'OriginalCorruptError'
+  }
+}
+
+export class OriginalMissingError extends Error {
+  readonly code = 'ORIGINAL_MISSING'
+  constructor(readonly key: OriginalKey) {
+    super(`original ${key.tenant}/${key.sha256} is not stored`)
+    this.name = 'OriginalMissingError'
+  }
+}
+
+// Tenant names are `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}` (API_KEYS); checked again here because they
+// become path segments and object keys.
+const tenantPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+const sha256Pattern = /^[0-9a-f]{64}$/
+
+/** Throws unless both parts of the key are safe to use as path segments. */
+export function checkKey(key: OriginalKey): OriginalKey {
+  if (!tenantPattern.test(key.tenant)) throw new TypeError(`invalid tenant for an original: ${key.tenant}`)
+  if (!sha256Pattern.test(key.sha256)) throw new TypeError('invalid sha256 for an original')
+  return key
+}
+
+export function checkTenant(tenant: string): string {
+  if (!tenantPattern.test(tenant)) throw new TypeError(`invalid tenant for an original: ${tenant}`)
+  return tenant
+}
+
+export const isContentKey = (tenant: string, sha256: string) => tenantPattern.test(tenant) && sha256Pattern.test(sha256)

@@ -1,0 +1,40 @@
+/**
+ * Reading an original back: the bytes are hashed as they pass and the last chunk is held until the
+ * whole content hashed to its key. A corrupted object therefore ends in an error before its last
+ * byte, and no client or provider ever receives it complete.
+ */
+import { createHash } from 'node:crypto'
+import { Readable } from 'node:stream'
+import { OriginalCorruptError, type OriginalKey } from './store.js'
+
+export function verifyingStream(key: OriginalKey, source: AsyncIterable<Uint8Array>): Readable {
+  async function* verified() {
+    const hash = createHash('sha256')
+    let held: Uint8Array | undefined
+    for await (const chunk of source) {
+      hash.update(chunk)
+      if (held) yield held
+      held = chunk
+    }
+    const actual = hash.digest('hex')
+    if (actual !== key.sha256) throw new OriginalCorruptError(key, actual)
+    if (held) yield held
+  }
+  return Readable.from(verified(), { objectMode: false })
+}
+
+/** Hashes and counts what passes, for staged writes. */
+export class StagingHash {
+  readonly #hash = createHash('sha256')
+  bytes = 0
+  async *pass(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
+    for await (const chunk of source) {
+      this.#hash.update(chunk)
+      this.bytes += chunk.byteLength
+      yield chunk
+    }
+  }
+  digest(): string {
+    return this.#hash.digest('hex')
+  }
+}

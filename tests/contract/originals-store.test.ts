@@ -1,0 +1,232 @@
+/**
+ * The originals store, the same cases on both backends: a local directory and a real S3-protocol
+ * server (s3rver) through the AWS SDK. Content-addressed per tenant, staged writes that only become
+ * visible after their hash matched, concurrent writers leaving one object, reads that never deliver a
+ * corrupted object whole, and nothing left in staging on any path.
+ */
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { describe, it, type TestContext } from 'node:test'
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
+import { createOriginalsStore, parseOriginalsUrl } from '../../src/originals/index.js'
+import { OriginalCorruptError, OriginalMissingError, type OriginalsStore } from '../../src/originals/store.js'
+import { startS3Server } from '../fakes/s3-server.js'
+import { tempDir } from '../helper.js'
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = []
+  for await (const item of items) out.push(item)
+  return out
+}
+
+/** Reads a stream to its end, or to its error: the bytes received and the error, if any. */
+async function drain(stream: Readable): Promise<{ received: number; digest: string; error?: unknown }> {
+  const hash = createHash('sha256')
+  let received = 0
+  try {
+    for await (const chunk of stream) {
+      received += (chunk as Buffer).length
+      hash.update(chunk as Buffer)
+    }
+    return { received, digest: hash.digest('hex') }
+  } catch (error) {
+    return { received, digest: hash.digest('hex'), error }
+  }
+}
+
+/** A body of `chunks` 64 KiB chunks, optionally failing after `failAfter` of them. */
+function body(content: Buffer, failAfter?: number): Readable {
+  return Readable.from(
+    (function* () {
+      for (let i = 0, n = 0; i < content.length; i += 64 * 1024, n++) {
+        if (failAfter !== undefined && n === failAfter) throw new Error('client went away')
+        yield content.subarray(i, i + 64 * 1024)
+      }
+    })(),
+  )
+}
+
+interface Backend {
+  name: string
+  open(
+    t: TestContext,
+  ): Promise<{ store: OriginalsStore; corrupt(tenant: string, sha256: string, bytes: Buffer): Promise<void> }>
+}
+
+const backends: Backend[] = [
+  {
+    name: 'local directory',
+    async open(t) {
+      const root = await tempDir(t, 'fg-originals-')
+      const store = await createOriginalsStore({
+        url: `file://${root}`,
+        s3: { region: 'us-east-1', forcePathStyle: false },
+      })
+      t.after(() => store.close())
+      return { store, corrupt: (tenant, sha256, bytes) => writeFile(join(root, tenant, sha256), bytes) }
+    },
+  },
+  {
+    name: 's3 (s3rver)',
+    async open(t) {
+      const s3 = await startS3Server(t)
+      const store = await createOriginalsStore({ url: `s3://${s3.bucket}/originals`, s3: s3.options })
+      t.after(() => store.close())
+      const raw = new S3Client({
+        endpoint: s3.endpoint,
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      })
+      t.after(() => raw.destroy())
+      return {
+        store,
+        corrupt: async (tenant, sha256, bytes) => {
+          await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `originals/${tenant}/${sha256}`, Body: bytes }))
+        },
+      }
+    },
+  },
+]
+
+for (const backend of backends) {
+  describe(`originals store: ${backend.name}`, () => {
+    it('stages, commits under <tenant>/<sha256> and reads the same bytes back', async (t) => {
+      const { store } = await backend.open(t)
+      const content = randomBytes(300 * 1024)
+      const staged = await store.stage('acme', body(content))
+      assert.equal(staged.bytes, content.length)
+      assert.equal(staged.sha256, sha(content))
+      assert.equal(await store.stat({ tenant: 'acme', sha256: staged.sha256 }), null, 'not visible before commit')
+      assert.equal(await staged.commit(sha(content)), 'created')
+      assert.equal(await store.stat({ tenant: 'acme', sha256: sha(content) }), content.length)
+      const { bytes, stream } = await store.read({ tenant: 'acme', sha256: sha(content) })
+      assert.equal(bytes, content.length)
+      const read = await drain(stream)
+      assert.equal(read.error, undefined)
+      assert.equal(read.digest, sha(content))
+      assert.deepEqual(await collect(store.listStaging()), [])
+      const listed = await collect(store.list())
+      assert.deepEqual(
+        listed.map(({ tenant, sha256, bytes }) => ({ tenant, sha256, bytes })),
+        [{ tenant: 'acme', sha256: sha(content), bytes: content.length }],
+      )
+    })
+
+    it('keeps one object per tenant and content for 20 concurrent writers', async (t) => {
+      const { store } = await backend.open(t)
+      const content = randomBytes(200 * 1024)
+      const outcomes = await Promise.all(
+        Array.from({ length: 20 }, async () => (await store.stage('acme', body(content))).commit(sha(content))),
+      )
+      assert.ok(outcomes.includes('created'))
+      if (store.kind === 'file') assert.equal(outcomes.filter((o) => o === 'created').length, 1)
+      const listed = await collect(store.list())
+      assert.equal(listed.length, 1)
+      assert.equal(listed[0]?.bytes, content.length)
+      assert.deepEqual(await collect(store.listStaging()), [])
+      const read = await drain((await store.read({ tenant: 'acme', sha256: sha(content) })).stream)
+      assert.equal(read.digest, sha(content))
+    })
+
+    it('keeps tenants apart: the same content is one object per tenant', async (t) => {
+      const { store } = await backend.open(t)
+      const content = randomBytes(1024)
+      await (await store.stage('acme', body(content))).commit(sha(content))
+      assert.equal(await store.stat({ tenant: 'globex', sha256: sha(content) }), null)
+      await (await store.stage('globex', body(content))).commit(sha(content))
+      const tenants = (await collect(store.list())).map((o) => o.tenant).sort()
+      assert.deepEqual(tenants, ['acme', 'globex'])
+    })
+
+    it('refuses a commit whose content does not hash as expected, and leaves nothing', async (t) => {
+      const { store } = await backend.open(t)
+      const content = randomBytes(10 * 1024)
+      const staged = await store.stage('acme', body(content))
+      await assert.rejects(staged.commit(sha(Buffer.from('something else'))), /expected/)
+      assert.deepEqual(await collect(store.list()), [])
+      assert.deepEqual(await collect(store.listStaging()), [])
+    })
+
+    it('leaves nothing when the body fails mid-way', async (t) => {
+      const { store } = await backend.open(t)
+      await assert.rejects(store.stage('acme', body(randomBytes(512 * 1024), 3)), /client went away/)
+      assert.deepEqual(await collect(store.listStaging()), [])
+      assert.deepEqual(await collect(store.list()), [])
+    })
+
+    it('never delivers a corrupted object whole: the read fails before its last byte', async (t) => {
+      const { store, corrupt } = await backend.open(t)
+      const content = randomBytes(256 * 1024)
+      await (await store.stage('acme', body(content))).commit(sha(content))
+      const tampered = Buffer.from(content)
+      tampered[1000] = (tampered[1000] ?? 0) ^ 0xff
+      await corrupt('acme', sha(content), tampered)
+      const { stream } = await store.read({ tenant: 'acme', sha256: sha(content) })
+      const read = await drain(stream)
+      assert.ok(read.error instanceof OriginalCorruptError, `got ${String(read.error)}`)
+      assert.ok(read.received < content.length, `received ${read.received} of ${content.length} bytes`)
+    })
+
+    it('answers a missing object as missing, and removing it twice is fine', async (t) => {
+      const { store } = await backend.open(t)
+      const key = { tenant: 'acme', sha256: sha(Buffer.from('never stored')) }
+      assert.equal(await store.stat(key), null)
+      await assert.rejects(store.read(key), OriginalMissingError)
+      const content = Buffer.from('stored once')
+      await (await store.stage('acme', body(content))).commit(sha(content))
+      await store.remove({ tenant: 'acme', sha256: sha(content) })
+      await store.remove({ tenant: 'acme', sha256: sha(content) })
+      assert.equal(await store.stat({ tenant: 'acme', sha256: sha(content) }), null)
+    })
+
+    it('streams a body larger than one multipart part and removes staging leftovers by id', async (t) => {
+      const { store } = await backend.open(t)
+      const content = randomBytes(20 * 1024 * 1024)
+      const staged = await store.stage('acme', body(content))
+      const [leftover] = await collect(store.listStaging())
+      assert.equal(leftover?.bytes, content.length, 'a staged, uncommitted body is listed for the grace sweep')
+      await store.removeStaging(leftover.id)
+      assert.deepEqual(await collect(store.listStaging()), [])
+      await assert.rejects(staged.commit(sha(content)))
+    })
+
+    it('refuses keys that are not a tenant name and a sha256', async (t) => {
+      const { store } = await backend.open(t)
+      await assert.rejects(store.stat({ tenant: '../etc', sha256: sha(Buffer.from('x')) }), TypeError)
+      await assert.rejects(store.stat({ tenant: 'acme', sha256: 'not-a-hash' }), TypeError)
+      await assert.rejects(store.stage('a/b', body(Buffer.from('x'))), TypeError)
+      await store.ping()
+    })
+  })
+}
+
+describe('ORIGINALS_URL', () => {
+  it('parses file:/// and s3:// locations and refuses anything else', () => {
+    assert.deepEqual(parseOriginalsUrl('file:///var/lib/filegate/originals'), {
+      kind: 'file',
+      root: '/var/lib/filegate/originals',
+    })
+    assert.deepEqual(parseOriginalsUrl('s3://my-bucket/team/originals/'), {
+      kind: 's3',
+      bucket: 'my-bucket',
+      prefix: 'team/originals',
+    })
+    assert.deepEqual(parseOriginalsUrl('s3://my-bucket'), { kind: 's3', bucket: 'my-bucket', prefix: '' })
+    for (const bad of [
+      '/var/lib',
+      'http://x/y',
+      'file://host/path',
+      'file:///',
+      's3://UPPER/x',
+      's3://b/../x',
+      'nonsense',
+    ])
+      assert.throws(() => parseOriginalsUrl(bad), Error, bad)
+  })
+})

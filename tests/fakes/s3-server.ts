@@ -1,0 +1,50 @@
+/**
+ * A real S3-protocol server on loopback for the originals tests: s3rver (the S3 REST API over a
+ * directory, multipart uploads and CopyObject included), one bucket, stopped and removed after the
+ * test. Not a fake of ours: the AWS SDK talks to it exactly as to S3 with path-style addressing.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { TestContext } from 'node:test'
+import S3rver from 's3rver'
+
+export interface S3Server {
+  endpoint: string
+  bucket: string
+  /** Options for the originals store (s3rver accepts any signature made with its fixed keys). */
+  options: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string; forcePathStyle: true }
+  stop(): Promise<void>
+}
+
+export async function startS3Server(
+  t: TestContext | { after(fn: () => Promise<void>): void },
+  bucket = 'filegate-originals',
+): Promise<S3Server> {
+  const directory = await mkdtemp(join(tmpdir(), 'fg-s3rver-'))
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory,
+    configureBuckets: [{ name: bucket }],
+  })
+  const { port } = await server.run()
+  const endpoint = `http://127.0.0.1:${port}`
+  let stopped = false
+  const stop = async () => {
+    if (stopped) return
+    stopped = true
+    await server.close()
+  }
+  t.after(async () => {
+    await stop()
+    await rm(directory, { recursive: true, force: true })
+  })
+  return {
+    endpoint,
+    bucket,
+    options: { endpoint, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true },
+    stop,
+  }
+}
