@@ -132,6 +132,19 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(authPlugin, { keys: config.apiKeys, openMode: config.openMode })
   await app.register(schedulerPlugin, { config })
 
+  // From the first moment of shutdown every response says Connection: close, and a keep-alive
+  // connection is closed as soon as its response is out: Node's server.close() only closes the
+  // connections idle at that moment, so one that turns idle later would hold the exit until
+  // SHUTDOWN_TIMEOUT_MS.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (app.lifecycle.shuttingDown) reply.header('connection', 'close')
+    done(null, payload)
+  })
+  app.addHook('onResponse', (_request, _reply, done) => {
+    if (app.lifecycle.shuttingDown) setImmediate(() => app.server.closeIdleConnections())
+    done()
+  })
+
   app.addHook('onRequest', (request, _reply, done) => {
     // From the first moment of shutdown, new work is refused; probes keep answering.
     if (
