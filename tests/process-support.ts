@@ -159,6 +159,15 @@ export async function waitUntil(what: string, condition: () => boolean, timeoutM
   }
 }
 
+/** Polls an asynchronous condition (e.g. an HTTP check) every 100 ms until it holds, within `timeoutMs`. */
+export async function eventually(what: string, condition: () => Promise<boolean>, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
 /** The environment of a server on `port` with its own spool dir, quiet logs and no scheduled sweeps. */
 export async function serverEnv(t: Pick<TestContext, 'after'>, port: number, env: Record<string, string> = {}) {
   return {
