@@ -212,6 +212,8 @@ async function cutSlowHead(port: number): Promise<number> {
     const started = Date.now()
     let timer: NodeJS.Timeout | undefined
     socket.on('error', () => {})
+    // Read what comes (the 408): a socket nobody reads from reports its close only at the next write.
+    socket.resume()
     socket.once('connect', () => {
       socket.write('POST /v1/files HTTP/1.1\r\nHost: x\r\n')
       timer = setInterval(() => socket.write('a'), 1_000)
