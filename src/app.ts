@@ -147,16 +147,23 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(authPlugin, { keys: config.apiKeys, openMode: config.openMode })
   await app.register(schedulerPlugin, { config })
 
-  // From the first moment of shutdown every response says Connection: close, and a keep-alive
-  // connection is closed as soon as its response is out: Node's server.close() only closes the
-  // connections idle at that moment, so one that turns idle later would hold the exit until
-  // SHUTDOWN_TIMEOUT_MS.
+  // From the first moment of shutdown every response says Connection: close (Node then closes its
+  // connection once it is out). Once the listener is closing, a connection whose response began
+  // before the shutdown is closed as soon as that response is out too: Node's server.close() only
+  // closes the connections idle at that moment, so one that turned idle later held the exit until
+  // SHUTDOWN_TIMEOUT_MS. (Not during the drain: a connection just accepted counts as idle, and the
+  // drain is there to keep serving.)
+  let listenerClosing = false
+  app.addHook('preClose', (done) => {
+    listenerClosing = true
+    done()
+  })
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (app.lifecycle.shuttingDown) reply.header('connection', 'close')
     done(null, payload)
   })
   app.addHook('onResponse', (_request, _reply, done) => {
-    if (app.lifecycle.shuttingDown) setImmediate(() => app.server.closeIdleConnections())
+    if (listenerClosing) setImmediate(() => app.server.closeIdleConnections())
     done()
   })
 
