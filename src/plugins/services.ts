@@ -4,7 +4,6 @@ import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { FileService } from '../domain/files.js'
 import { LifecycleService } from '../domain/lifecycle.js'
-import { removeStaleSpools } from '../domain/spool.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -33,10 +32,6 @@ export default fp(
         log: app.log,
       }),
     )
-
-    // Spool files of a crashed process (older than an upload may live) are removed at start.
-    const removed = await removeStaleSpools(opts.config.uploadTmpDir, opts.config.timeouts.uploadMs)
-    if (removed > 0) app.log.info({ removed, dir: opts.config.uploadTmpDir }, 'removed stale upload spool files')
 
     // Live usage gauges are read from the database when Prometheus scrapes; a scrape during a
     // database outage keeps the last values rather than failing the whole exposition.

@@ -32,6 +32,16 @@ describe('config', () => {
     assert.equal(kimi?.configured, false)
   })
 
+  it('MAX_CONNECTIONS and CLAIM_LEASE_SECONDS: defaults 512 and 10, a lease under 2 s refused', () => {
+    const c = loadConfig({})
+    assert.equal(c.maxConnections, 512)
+    assert.equal(c.claimLeaseSeconds, 10)
+    assert.equal(loadConfig({ MAX_CONNECTIONS: '64', CLAIM_LEASE_SECONDS: '3' }).claimLeaseSeconds, 3)
+    const problems = problemsOf({ MAX_CONNECTIONS: '0', CLAIM_LEASE_SECONDS: '1' })
+    assert.ok(problems.some((p) => p.startsWith('MAX_CONNECTIONS')))
+    assert.ok(problems.some((p) => p.startsWith('CLAIM_LEASE_SECONDS')))
+  })
+
   it('reports every bad variable in one error, by name', () => {
     const problems = problemsOf({
       PORT: 'eighty',
