@@ -158,7 +158,11 @@ export const isLoopbackHost = (host: string): boolean => {
   return false
 }
 
-const sha256Hex = (s: string) => createHash('sha256').update(s).digest('hex')
+/** The digest API_KEYS' `sha256:<hex>` form holds: SHA-256 of the key, hex. */
+export const apiKeyDigest = (key: string) => createHash('sha256').update(key).digest('hex')
+/** An API_KEYS tenant: letters, digits, _ . - (starting with a letter or digit), or `*` for admin. */
+export const tenantPattern = /^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$/
+export const minApiKeyLength = 16
 
 function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[] {
   if (raw === undefined || raw.trim() === '') return []
@@ -170,7 +174,7 @@ function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[
     const tenant = colon > 0 ? item.slice(0, colon) : ''
     const key = colon > 0 ? item.slice(colon + 1) : ''
     // The key itself is never echoed: only the entry's position.
-    if (!/^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$/.test(tenant) || key === '') {
+    if (!tenantPattern.test(tenant) || key === '') {
       problems.push(`API_KEYS: entry ${index + 1} must be tenant:key (tenant: letters, digits, _ . -, or *)`)
       return
     }
@@ -182,9 +186,11 @@ function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[
       }
       entries.push({ tenant, keySha256: hex })
     } else {
-      if (key.length < 16)
-        problems.push(`API_KEYS: entry ${index + 1} (tenant ${tenant}) key is shorter than 16 characters`)
-      entries.push({ tenant, keySha256: sha256Hex(key) })
+      if (key.length < minApiKeyLength)
+        problems.push(
+          `API_KEYS: entry ${index + 1} (tenant ${tenant}) key is shorter than ${minApiKeyLength} characters`,
+        )
+      entries.push({ tenant, keySha256: apiKeyDigest(key) })
     }
   })
   return entries
