@@ -72,6 +72,10 @@ export const EnvSchema = Type.Object({
   RECONCILE_GRACE_MINUTES: Int(60, 0),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   RATE_LIMIT_PER_MINUTE: Int(600, 0, '0 disables'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(
+    Type.String({ pattern: '^https?://', description: 'OTLP/HTTP base URL; tracing is off without it' }),
+  ),
+  OTEL_SERVICE_NAME: Type.String({ default: 'filegate', minLength: 1 }),
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -140,6 +144,8 @@ export interface Config {
   metricsPort: number | undefined
   rateLimitPerMinute: number
   shutdownDrainMs: number
+  /** OpenTelemetry traces, exported over OTLP/HTTP to `endpoint` (off when undefined). */
+  tracing: { endpoint: string | undefined; serviceName: string }
 }
 
 export class ConfigError extends Error {
@@ -407,5 +413,6 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     metricsPort: env.METRICS_PORT,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     shutdownDrainMs: env.SHUTDOWN_DRAIN_MS,
+    tracing: { endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: env.OTEL_SERVICE_NAME },
   }
 }

@@ -27,6 +27,7 @@ import {
   TimeoutStrategy,
   timeout,
 } from 'cockatiel'
+import { inSpan } from '../spans.js'
 import { circuitOpenError, isProviderError, ProviderError, timeoutError } from './errors.js'
 import type { CircuitState, ProviderEvents, ProviderOp } from './types.js'
 
@@ -128,19 +129,26 @@ export class ProviderResilience {
       },
     )
 
-    const attempt = async ({ signal }: { signal: AbortSignal }): Promise<T> => {
+    const attempt = async ({ signal, attempt: retries }: { signal: AbortSignal; attempt: number }): Promise<T> => {
       // Cockatiel may wake from a backoff after the budget is spent; do not start a new request.
       if (signal.aborted) throw signal.reason
       this.#s.events?.onAttempt?.(provider, opts.op)
+      const attributes = {
+        'filegate.provider': provider,
+        'filegate.provider.op': opts.op,
+        'filegate.attempt': retries + 1,
+      }
       try {
-        return await this.#breaker.execute(
-          () =>
-            this.#timeout
-              .execute((_ctx, attemptSignal) => fn(attemptSignal), signal)
-              .catch((err: unknown) => {
-                throw this.#classifyAbort(err, outer.signal)
-              }),
-          signal,
+        return await inSpan('filegate.provider.attempt', attributes, () =>
+          this.#breaker.execute(
+            () =>
+              this.#timeout
+                .execute((_ctx, attemptSignal) => fn(attemptSignal), signal)
+                .catch((err: unknown) => {
+                  throw this.#classifyAbort(err, outer.signal)
+                }),
+            signal,
+          ),
         )
       } catch (err) {
         if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {
