@@ -42,7 +42,7 @@ export async function openPage(t: { after(fn: () => Promise<void>): void }, url:
     '--remote-debugging-port=0',
     'about:blank',
   ])
-  // Registered after spawnChild's kill, so it runs first: kill, then remove the profile.
+  // After hooks run in registration order: the browser's group is killed, then its profile removed.
   t.after(() => rm(profile, { recursive: true, force: true, maxRetries: 5 }))
   const endpoint = await new Promise<string>((resolve, reject) => {
     const timer = setInterval(() => {
