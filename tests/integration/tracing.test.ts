@@ -11,7 +11,7 @@ import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-node'
 import type { FastifyInstance } from 'fastify'
 import { startTracing, type Tracing, tracesUrl } from '../../src/tracing.js'
 import {
