@@ -62,6 +62,18 @@ describe('filegate executable', () => {
     assert.match(await readFile(entry, 'utf8'), /^#!\/usr\/bin\/env node\n/)
   })
 
+  it('runs compiled, as `npx filegate` in a checkout (npm run build first)', async (t) => {
+    const build = spawnChild(t, 'npm', ['run', 'build'], { cwd: root, env: process.env })
+    assert.equal(await build.exited, 0, build.stdout() + build.stderr())
+    const key = 'a-long-enough-key-0123456789'
+    const npx = spawnChild(t, 'npm', ['exec', '--offline', '--', 'filegate', 'keys', 'hash', key], {
+      cwd: root,
+      env: process.env,
+    })
+    assert.equal(await npx.exited, 0, npx.stderr())
+    assert.equal(npx.stdout(), `sha256:${sha256(key)}\n`)
+  })
+
   it('has --help on every command, with the exit codes', async (t) => {
     for (const command of [[], ['migrate'], ['cleanup'], ['keys'], ['keys', 'hash'], ['keys', 'new'], ['doctor']]) {
       const run = await filegate(t, [...command, '--help'])
