@@ -80,7 +80,9 @@ export async function cleanupCommand(config: Config, io: CliIo, opts: CleanupCom
   const dryRun = opts.dryRun === true
   const services = await openServices(config, opts.verbose ? 'info' : 'warn')
   const tty = io.stderr.isTTY === true && !opts.json
+  let stopped = false
   const stop = () => {
+    stopped = true
     services.lifecycle.stop()
     io.stderr.write('\nfilegate: stopping after the current batch (interrupt again to exit now)\n')
     process.once('SIGINT', () => process.exit(130))
@@ -93,6 +95,7 @@ export async function cleanupCommand(config: Config, io: CliIo, opts: CleanupCom
   }
   try {
     for (const [i, job] of jobs.entries()) {
+      if (stopped) break
       bar(i, `${job}…`)
       const one = await services.lifecycle.run({ dryRun, jobs: [job], limit })
       const result = one.jobs[job] as JobReport
