@@ -229,6 +229,17 @@ describe('filegate against Postgres and the fake providers', () => {
     const failed = JSON.parse(failing.stdout)
     assert.equal(failed.jobs.expired.providers.kimi.failed, 1, failing.stdout)
     assert.equal(failing.code, 1, 'a failed provider delete is a failed run')
+
+    // A job whose lease a replica holds is left to it: reported skipped, not a failure.
+    const held = await app.store.call<boolean>('acquire_job_lease', {
+      p_job: 'cleanup:orphaned',
+      p_holder: 'a-replica',
+      p_ttl_seconds: 120,
+    })
+    assert.equal(held, true)
+    const skipped = await filegate(t, ['cleanup', '--jobs', 'orphaned'], env)
+    assert.equal(skipped.code, 0, skipped.stderr)
+    assert.equal(skipped.stdout, 'orphaned: skipped (another worker holds the lease)\n')
   })
 
   it('cleanup draws a progress bar on a terminal', async (t) => {
