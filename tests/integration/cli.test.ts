@@ -242,6 +242,62 @@ describe('filegate against Postgres and the fake providers', () => {
     assert.equal(skipped.stdout, 'orphaned: skipped (another worker holds the lease)\n')
   })
 
+  it('cleanup stops after the current batch on an interrupt, and runs no further job', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const db = await createTestDatabase()
+    t.after(() => db.drop())
+    const fakes = await startFakes(t)
+    const env = { ...fakes.env, DATABASE_URL: db.url, UPLOAD_TMP_DIR: await tempDir(t, 'filegate-cli-spool-') }
+    const app = await build(t, env)
+    for (let i = 0; i < 6; i++) {
+      const body = multipart([
+        ['provider', 'kimi'],
+        ['expires_in', '1'],
+        ['file', { filename: `f${i}.txt`, content: `file ${i}\n`, type: 'text/plain' }],
+      ])
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/files',
+        headers: { ...auth(testKeys.alice), ...body.headers },
+        payload: body.payload,
+      })
+      assert.equal(res.statusCode, 201, res.body)
+    }
+    await new Promise((r) => setTimeout(r, 1500))
+    // Provider deletes hang until their attempt times out: the interrupt lands inside the first batch.
+    fakes.kimi.ops = ['delete']
+    fakes.kimi.hang = true
+    const child = spawnChild(
+      t,
+      process.execPath,
+      ['--import', 'tsx', entry, 'cleanup', '--jobs', 'expired,provider_deletes'],
+      {
+        cwd: root,
+        env: {
+          PATH: process.env.PATH ?? '',
+          LOG_LEVEL: 'warn',
+          ...env,
+          CLEANUP_BATCH_SIZE: '2',
+          CLEANUP_CONCURRENCY: '1',
+          PROVIDER_TIMEOUT_MS: '1500',
+          RETRY_MAX_ATTEMPTS: '1',
+        },
+      },
+    )
+    while (fakes.kimi.requests.delete === 0) {
+      assert.equal(child.proc.exitCode, null, child.stderr())
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    child.proc.kill('SIGINT')
+    const code = await child.exited
+    assert.match(child.stderr(), /stopping after the current batch/)
+    const lines = child.stdout().trim().split('\n')
+    assert.equal(lines.length, 1, child.stdout())
+    const [, candidates] = /^expired: completed, (\d+) candidates/.exec(lines[0] ?? '') ?? []
+    assert.ok(Number(candidates) < 6, `the sweep stopped early: ${lines[0]}`)
+    assert.equal(code, 1, 'the timed-out deletes are failures (provider_deletes retries them)')
+  })
+
   it('cleanup draws a progress bar on a terminal', async (t) => {
     if (!(await requirePostgres(t))) return
     if (!toolRuns('script', ['--version'])) {
