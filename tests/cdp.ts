@@ -30,18 +30,26 @@ export interface Page {
 /** Launches headless Chromium and opens `url` in a new page. */
 export async function openPage(t: { after(fn: () => Promise<void>): void }, url: string): Promise<Page> {
   const profile = await mkdtemp(join(tmpdir(), 'filegate-chromium-'))
-  const browser = spawnChild(t, chromium, [
-    '--headless=new',
-    // The sandbox needs user namespaces that containers and root often lack; the page is our own.
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-dev-shm-usage',
-    '--no-first-run',
-    '--no-default-browser-check',
-    `--user-data-dir=${profile}`,
-    '--remote-debugging-port=0',
-    'about:blank',
-  ])
+  const browser = spawnChild(
+    t,
+    chromium,
+    [
+      '--headless=new',
+      // The sandbox needs user namespaces that containers and root often lack; the page is our own.
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-dev-shm-usage',
+      '--no-first-run',
+      '--no-default-browser-check',
+      `--user-data-dir=${profile}`,
+      '--remote-debugging-port=0',
+      'about:blank',
+    ],
+    {
+      // Chromium keeps its singleton socket in TMPDIR: inside the profile, it goes with it.
+      env: { ...process.env, TMPDIR: profile },
+    },
+  )
   // After hooks run in registration order: the browser's group is killed, then its profile removed.
   t.after(() => rm(profile, { recursive: true, force: true, maxRetries: 5 }))
   const endpoint = await new Promise<string>((resolve, reject) => {
