@@ -129,26 +129,19 @@ export class ProviderResilience {
       },
     )
 
-    const attempt = async ({ signal, attempt: retries }: { signal: AbortSignal; attempt: number }): Promise<T> => {
+    const attempt = async ({ signal }: { signal: AbortSignal }): Promise<T> => {
       // Cockatiel may wake from a backoff after the budget is spent; do not start a new request.
       if (signal.aborted) throw signal.reason
       this.#s.events?.onAttempt?.(provider, opts.op)
-      const attributes = {
-        'filegate.provider': provider,
-        'filegate.provider.op': opts.op,
-        'filegate.attempt': retries + 1,
-      }
       try {
-        return await inSpan('filegate.provider.attempt', attributes, () =>
-          this.#breaker.execute(
-            () =>
-              this.#timeout
-                .execute((_ctx, attemptSignal) => fn(attemptSignal), signal)
-                .catch((err: unknown) => {
-                  throw this.#classifyAbort(err, outer.signal)
-                }),
-            signal,
-          ),
+        return await this.#breaker.execute(
+          () =>
+            this.#timeout
+              .execute((_ctx, attemptSignal) => fn(attemptSignal), signal)
+              .catch((err: unknown) => {
+                throw this.#classifyAbort(err, outer.signal)
+              }),
+          signal,
         )
       } catch (err) {
         if (err instanceof BrokenCircuitError || err instanceof IsolatedCircuitError) {
@@ -158,10 +151,18 @@ export class ProviderResilience {
       }
     }
 
+    // A span per attempt: which one (1 = the first call), and how it ended.
+    const tracedAttempt = (context: { signal: AbortSignal; attempt: number }) =>
+      inSpan(
+        'filegate.provider.attempt',
+        { 'filegate.provider': provider, 'filegate.provider.op': opts.op, 'filegate.attempt': context.attempt + 1 },
+        () => attempt(context),
+      )
+
     const work = async () => {
-      if (!opts.bulkhead) return retryPolicy.execute(attempt, outer.signal)
+      if (!opts.bulkhead) return retryPolicy.execute(tracedAttempt, outer.signal)
       try {
-        return await this.#uploads.execute(() => retryPolicy.execute(attempt, outer.signal), outer.signal)
+        return await this.#uploads.execute(() => retryPolicy.execute(tracedAttempt, outer.signal), outer.signal)
       } catch (err) {
         if (err instanceof BulkheadRejectedError) {
           throw new ProviderError('PROVIDER_UNAVAILABLE', {
