@@ -21,7 +21,8 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY routes ./routes
-RUN npm run build
+# The `filegate` command (package.json "bin") is run directly, so it must be executable.
+RUN npm run build && chmod 755 dist/src/cli/main.js
 
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
@@ -34,7 +35,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force \
  && mkdir -p /tmp/filegate /var/lib/filegate \
- && chown 1000:1000 /tmp/filegate /var/lib/filegate
+ && chown 1000:1000 /tmp/filegate /var/lib/filegate \
+ && ln -s /app/dist/src/cli/main.js /usr/local/bin/filegate
 COPY --from=build /app/dist ./dist
 COPY migrations ./migrations
 # The image's `node` user, by number so Kubernetes' runAsNonRoot can verify it. The code and its

@@ -13,7 +13,10 @@
  *    covers the configured shutdown, the root filesystem is read-only with the spool on an
  *    emptyDir, the ConfigMap plus the example Secret pass filegate's own config validation, and
  *    the Dockerfile keeps its promises (Node 24 slim, production deps only, numeric non-root
- *    user, node as PID 1), and supabase/migrations holds the same files as migrations/.
+ *    user, node as PID 1), supabase/migrations holds the same files as migrations/, and the
+ *    PrometheusRule carries exactly the groups of deploy/observability/filegate-rules.yaml, is
+ *    picked up by the same Prometheus as the ServiceMonitor, and its `up{job=...}` names the
+ *    scraped Service.
  * 4. Where kubectl is installed, each kustomization is rendered with `kubectl kustomize`.
  */
 import { spawnSync } from 'node:child_process'
@@ -21,6 +24,7 @@ import { existsSync } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { isDeepStrictEqual } from 'node:util'
 import ts from 'typescript'
 import { parseAllDocuments } from 'yaml'
 import { ConfigError, loadConfig } from '../src/config.js'
@@ -42,6 +46,8 @@ export interface DeployInputs {
   dockerignore: string
   /** package.json's `start` script: the image's CMD must run the same node command. */
   startScript: string
+  /** deploy/observability/filegate-rules.yaml: the plain Prometheus rules file. */
+  alertRules: { path: string; groups: Manifest[] }
 }
 
 /** Where the model (class and interface) for an apiVersion lives. */
@@ -50,6 +56,8 @@ function modelModule(apiVersion: string): string | undefined {
   if (apiVersion.startsWith('kustomize.config.k8s.io/')) return undefined
   return `kubernetes-models/${apiVersion}`
 }
+
+const alertRulesPath = 'deploy/observability/filegate-rules.yaml'
 
 export async function loadDeployInputs(dir = join(root, 'deploy/kubernetes')): Promise<DeployInputs> {
   const manifests: ManifestFile[] = []
@@ -69,6 +77,11 @@ export async function loadDeployInputs(dir = join(root, 'deploy/kubernetes')): P
     startScript:
       (JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { scripts?: { start?: string } }).scripts
         ?.start ?? '',
+    alertRules: {
+      path: alertRulesPath,
+      groups:
+        parseManifestFile(alertRulesPath, await readFile(join(root, alertRulesPath), 'utf8')).docs[0]?.groups ?? [],
+    },
   }
 }
 
@@ -333,7 +346,36 @@ export function wiringProblems(inputs: DeployInputs): string[] {
     }
   }
 
+  problems.push(...alertRuleProblems(inputs, monitors, services))
   problems.push(...dockerProblems(inputs.dockerfile, inputs.dockerignore, inputs.startScript))
+  return problems
+}
+
+type Located = { file: string; doc: Manifest }
+
+/** The PrometheusRule is the rules file, for the Prometheus that scrapes through the ServiceMonitor. */
+function alertRuleProblems(inputs: DeployInputs, monitors: Located[], services: Located[]): string[] {
+  const problems: string[] = []
+  const rules = byKind(inputs.manifests, 'PrometheusRule')
+  if (rules.length !== 1) return [`expected one PrometheusRule, found ${rules.length}`]
+  const { file, doc } = rules[0] as Located
+  if (inputs.alertRules.groups.length === 0) problems.push(`${inputs.alertRules.path}: no rule groups`)
+  if (!isDeepStrictEqual(doc.spec?.groups, inputs.alertRules.groups))
+    problems.push(`${file}: spec.groups differ from the groups of ${inputs.alertRules.path}`)
+  const release = doc.metadata?.labels?.release
+  for (const monitor of monitors) {
+    if (monitor.doc.metadata?.labels?.release !== release)
+      problems.push(`${file}: label release=${release} differs from the ServiceMonitor's (another Prometheus)`)
+  }
+  // The Prometheus Operator names the scrape job after the Service.
+  const jobs = new Set(services.map((s) => s.doc.metadata?.name))
+  for (const group of doc.spec?.groups ?? []) {
+    for (const rule of group.rules ?? []) {
+      for (const m of String(rule.expr).matchAll(/\bup\{[^}]*\bjob="([^"]*)"/g)) {
+        if (!jobs.has(m[1])) problems.push(`${file}: ${rule.alert ?? rule.record} watches job "${m[1]}", not a Service`)
+      }
+    }
+  }
   return problems
 }
 

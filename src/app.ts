@@ -8,7 +8,7 @@ import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginCallback } from 'fastify'
 import cleanupRoutes from '../routes/cleanup/index.js'
 import filesRoutes from '../routes/files/index.js'
 import healthRoutes from '../routes/health/index.js'
@@ -37,6 +37,8 @@ export interface AppOverrides {
   metrics?: Metrics
   /** pino options merged over the defaults (level, redaction), or false for no logging. */
   logger?: boolean | Record<string, unknown>
+  /** Fastify's OpenTelemetry instrumentation (src/tracing.ts), registered before everything else. */
+  instrumentation?: FastifyPluginCallback
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
@@ -115,6 +117,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
 
   // 1. External plugins.
+  if (overrides.instrumentation) await app.register(overrides.instrumentation)
   await app.register(swagger, swaggerOptions)
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
   await app.register(multipart, { limits: multipartLimits, throwFileSizeLimit: true })

@@ -80,6 +80,10 @@ export const EnvSchema = Type.Object({
   RECONCILE_GRACE_MINUTES: Int(60, 0),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   RATE_LIMIT_PER_MINUTE: Int(600, 0, '0 disables'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(
+    Type.String({ pattern: '^https?://', description: 'OTLP/HTTP base URL; tracing is off without it' }),
+  ),
+  OTEL_SERVICE_NAME: Type.String({ default: 'filegate', minLength: 1 }),
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -152,6 +156,8 @@ export interface Config {
   metricsPort: number | undefined
   rateLimitPerMinute: number
   shutdownDrainMs: number
+  /** OpenTelemetry traces, exported over OTLP/HTTP to `endpoint` (off when undefined). */
+  tracing: { endpoint: string | undefined; serviceName: string }
 }
 
 export class ConfigError extends Error {
@@ -170,7 +176,11 @@ export const isLoopbackHost = (host: string): boolean => {
   return false
 }
 
-const sha256Hex = (s: string) => createHash('sha256').update(s).digest('hex')
+/** The digest API_KEYS' `sha256:<hex>` form holds: SHA-256 of the key, hex. */
+export const apiKeyDigest = (key: string) => createHash('sha256').update(key).digest('hex')
+/** An API_KEYS tenant: letters, digits, _ . - (starting with a letter or digit), or `*` for admin. */
+export const tenantPattern = /^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$/
+export const minApiKeyLength = 16
 
 function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[] {
   if (raw === undefined || raw.trim() === '') return []
@@ -182,7 +192,7 @@ function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[
     const tenant = colon > 0 ? item.slice(0, colon) : ''
     const key = colon > 0 ? item.slice(colon + 1) : ''
     // The key itself is never echoed: only the entry's position.
-    if (!/^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$/.test(tenant) || key === '') {
+    if (!tenantPattern.test(tenant) || key === '') {
       problems.push(`API_KEYS: entry ${index + 1} must be tenant:key (tenant: letters, digits, _ . -, or *)`)
       return
     }
@@ -194,9 +204,11 @@ function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[
       }
       entries.push({ tenant, keySha256: hex })
     } else {
-      if (key.length < 16)
-        problems.push(`API_KEYS: entry ${index + 1} (tenant ${tenant}) key is shorter than 16 characters`)
-      entries.push({ tenant, keySha256: sha256Hex(key) })
+      if (key.length < minApiKeyLength)
+        problems.push(
+          `API_KEYS: entry ${index + 1} (tenant ${tenant}) key is shorter than ${minApiKeyLength} characters`,
+        )
+      entries.push({ tenant, keySha256: apiKeyDigest(key) })
     }
   })
   return entries
@@ -415,5 +427,6 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     metricsPort: env.METRICS_PORT,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     shutdownDrainMs: env.SHUTDOWN_DRAIN_MS,
+    tracing: { endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: env.OTEL_SERVICE_NAME },
   }
 }

@@ -93,6 +93,20 @@ export function createMetrics() {
       labelNames: ['provider'] as const,
       registers: r,
     }),
+    // The account caps (KIMI_MAX_FILES, …), set at start for capped providers only, so that usage
+    // over cap is one division in PromQL (dashboards, the near-cap alert).
+    providerMaxFiles: new Gauge({
+      name: 'filegate_provider_max_files',
+      help: 'Configured account cap on files per provider (absent when uncapped)',
+      labelNames: ['provider'] as const,
+      registers: r,
+    }),
+    providerMaxBytes: new Gauge({
+      name: 'filegate_provider_max_bytes',
+      help: 'Configured account cap on bytes per provider (absent when uncapped)',
+      labelNames: ['provider'] as const,
+      registers: r,
+    }),
     cleanupRuns: new Counter({
       name: 'filegate_cleanup_runs_total',
       help: 'Cleanup job runs by outcome',

@@ -26,7 +26,8 @@ export const openApiDocument = {
       'deduplication, retention and orphan cleanup, metrics. Errors are RFC 9457 problem+json.',
     license: { name: 'MIT', identifier: 'MIT' },
   },
-  servers: [{ url: 'http://127.0.0.1:8080', description: 'The default local address (HOST, PORT)' }],
+  // Relative: /docs ("Try it out") and generated clients call the host that serves the document.
+  servers: [{ url: '/', description: 'The host that serves this document' }],
   tags: [
     { name: 'files', description: 'Upload, list, read and delete files' },
     { name: 'limits', description: 'Provider limits and usage' },

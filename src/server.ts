@@ -22,7 +22,16 @@ async function main() {
     throw err
   }
 
-  const app = await buildApp(config)
+  // The OpenTelemetry SDK is loaded only when tracing is on.
+  const tracing = config.tracing.endpoint ? (await import('./tracing.js')).startTracing(config.tracing) : undefined
+  const app = await buildApp(
+    config,
+    tracing ? { instrumentation: tracing.plugin, logger: { mixin: tracing.logFields } } : {},
+  )
+  if (tracing) {
+    app.log.info({ endpoint: new URL(config.tracing.endpoint as string).origin }, 'OpenTelemetry tracing on')
+    app.addHook('onClose', () => tracing.shutdown())
+  }
   closeWithGrace({ delay: config.timeouts.shutdownMs, logger: app.log }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'fatal error, closing')
     else app.log.info({ signal }, 'shutting down: readiness failed, finishing in-flight requests')

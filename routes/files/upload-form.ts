@@ -12,6 +12,7 @@ import type { FileMeta, FileService, UploadResult } from '../../src/domain/files
 import { removeSpool, type SpooledFile, spoolToFile, tooLarge } from '../../src/domain/spool.js'
 import { AppError } from '../../src/errors.js'
 import { asAppError } from '../../src/plugins/errors.js'
+import { inSpan } from '../../src/spans.js'
 
 const maxMetadataBytes = 4096
 const maxExpiresIn = 10 * 365 * 24 * 3600
@@ -148,11 +149,13 @@ export async function receiveUpload(
       }
       const maxBytes = plan?.maxBytes ?? largestLimit
       const limitOwner = plan?.candidates.find((c) => c.maxBytes === maxBytes)?.config.name ?? 'any provider'
-      spool = await spoolToFile(file.file, {
-        dir: config.uploadTmpDir,
-        maxBytes,
-        onLimit: () => tooLarge(limitOwner, maxBytes),
-      })
+      spool = await inSpan(
+        'filegate.upload.receive',
+        {},
+        () =>
+          spoolToFile(file.file, { dir: config.uploadTmpDir, maxBytes, onLimit: () => tooLarge(limitOwner, maxBytes) }),
+        (received) => ({ 'filegate.bytes': received.bytes }),
+      )
     }
 
     if (fileParts === 0 || !filename) throw new AppError('MISSING_FILE', { detail: 'Send one file part named "file"' })

@@ -18,6 +18,7 @@ import type { Metrics } from '../metrics.js'
 import { isProviderError } from '../providers/errors.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderContent } from '../providers/types.js'
+import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
 import { createDedupProber, type DedupProber } from './dedup-probe.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
@@ -208,8 +209,10 @@ export class FileService {
   private async findLiveDuplicate(tenant: string, candidates: Candidate[], sha256: string): Promise<FileRow | null> {
     const byPurpose = new Map<string, string[]>()
     for (const c of candidates) byPurpose.set(c.purpose, [...(byPurpose.get(c.purpose) ?? []), c.config.name])
-    const rows = await Promise.all(
-      [...byPurpose].map(([purpose, providers]) => this.probe({ tenant_id: tenant, providers, purpose, sha256 })),
+    const rows = await inSpan('filegate.upload.dedup_probe', {}, () =>
+      Promise.all(
+        [...byPurpose].map(([purpose, providers]) => this.probe({ tenant_id: tenant, providers, purpose, sha256 })),
+      ),
     )
     return rows.find((row) => row !== null) ?? null
   }

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto'
 import type { Config } from '../config.js'
 import type { Metrics } from '../metrics.js'
 import type { ProviderRegistry } from '../providers/registry.js'
+import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
 import type { FileRow } from './file-record.js'
@@ -134,7 +135,7 @@ export class LifecycleService {
     const started = new Date()
     const jobs: CleanupReport['jobs'] = {}
     for (const job of cleanupJobs.filter((j) => options.jobs.includes(j))) {
-      jobs[job] = await this.runJob(job, options)
+      jobs[job] = await inSpan('filegate.cleanup.job', { 'filegate.job': job }, () => this.runJob(job, options))
     }
     return { dry_run: options.dryRun, started_at: started.toISOString(), finished_at: new Date().toISOString(), jobs }
   }

@@ -26,6 +26,10 @@ export default fp(
         },
       })
     for (const p of registry.list()) metrics.circuitState.set({ provider: p.name }, circuitStateValue[p.circuitState()])
+    for (const p of opts.config.providers) {
+      if (p.maxFiles !== null) metrics.providerMaxFiles.set({ provider: p.name }, p.maxFiles)
+      if (p.maxTotalBytes !== null) metrics.providerMaxBytes.set({ provider: p.name }, p.maxTotalBytes)
+    }
     app.decorate('providers', registry)
     app.addHook('onClose', async () => {
       if (!opts.registry) await registry.close()

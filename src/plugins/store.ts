@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { StoreConfig } from '../config.js'
 import { AppError } from '../errors.js'
+import { traceStoreCalls } from '../spans.js'
 import { DeferredStore } from '../store/deferred.js'
 import { createStore, migrateStore, type StorePort } from '../store/index.js'
 import { latestVersion, loadMigrations, schemaVersion } from '../store/migrations.js'
@@ -60,7 +61,8 @@ export default fp(
     }
     // Whoever waits on it handles a failure; this keeps one that nobody awaits from crashing the process.
     lifecycle.schemaReadyPromise.catch(() => {})
-    app.decorate('store', store)
+    // Upload and sweep steps get a span each (no-ops while tracing is off).
+    app.decorate('store', traceStoreCalls(store))
     app.decorate('lifecycle', lifecycle)
     app.decorate('expectedSchemaVersion', expected)
 

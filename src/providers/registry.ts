@@ -22,7 +22,8 @@ export interface ProviderRegistry {
   close(): Promise<void>
 }
 
-const dialects: Record<ProviderConfig['kind'], ProviderDialect> = {
+/** The dialect (request and error shapes) of each provider kind. */
+export const providerDialects: Record<ProviderConfig['kind'], ProviderDialect> = {
   kimi: kimiDialect,
   glm: glmDialect,
   openai: openAiCompatibleDialect,
@@ -32,7 +33,7 @@ export function createProviderRegistry(config: Config, events?: ProviderEvents):
   const adapters = new Map<string, ClosableProviderAdapter>()
   for (const provider of config.providers) {
     if (provider.configured)
-      adapters.set(provider.name, createProviderAdapter(provider, config, dialects[provider.kind], events))
+      adapters.set(provider.name, createProviderAdapter(provider, config, providerDialects[provider.kind], events))
   }
   return {
     get: (name) => adapters.get(name),

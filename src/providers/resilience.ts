@@ -27,6 +27,7 @@ import {
   TimeoutStrategy,
   timeout,
 } from 'cockatiel'
+import { inSpan } from '../spans.js'
 import { circuitOpenError, isProviderError, ProviderError, timeoutError } from './errors.js'
 import type { CircuitState, ProviderEvents, ProviderOp } from './types.js'
 
@@ -150,10 +151,18 @@ export class ProviderResilience {
       }
     }
 
+    // A span per attempt: which one (1 = the first call), and how it ended.
+    const tracedAttempt = (context: { signal: AbortSignal; attempt: number }) =>
+      inSpan(
+        'filegate.provider.attempt',
+        { 'filegate.provider': provider, 'filegate.provider.op': opts.op, 'filegate.attempt': context.attempt + 1 },
+        () => attempt(context),
+      )
+
     const work = async () => {
-      if (!opts.bulkhead) return retryPolicy.execute(attempt, outer.signal)
+      if (!opts.bulkhead) return retryPolicy.execute(tracedAttempt, outer.signal)
       try {
-        return await this.#uploads.execute(() => retryPolicy.execute(attempt, outer.signal), outer.signal)
+        return await this.#uploads.execute(() => retryPolicy.execute(tracedAttempt, outer.signal), outer.signal)
       } catch (err) {
         if (err instanceof BulkheadRejectedError) {
           throw new ProviderError('PROVIDER_UNAVAILABLE', {

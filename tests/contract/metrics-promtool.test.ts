@@ -5,45 +5,14 @@
  * skips with a notice; with CI=true it fails instead (.ci/run installs it).
  */
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
-import { describe, it, type TestContext } from 'node:test'
+import { describe, it } from 'node:test'
 import { createPgliteStore } from '../../src/store/pglite.js'
-import { auth, build, isCI, multipart, startFakes, tempDir, testKeys } from '../helper.js'
-import { killGroup } from '../process-support.js'
-
-const promtool = process.env.PROMTOOL ?? 'promtool'
-
-function promtoolAvailable(): boolean {
-  const probe = spawnSync(promtool, ['--version'], { stdio: 'ignore' })
-  return probe.error === undefined && probe.status === 0
-}
-
-/** Runs `promtool check metrics` with the exposition on stdin, in its own process group, killed with it after the test. */
-function checkMetrics(t: TestContext, exposition: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'], detached: true })
-    t.after(() => killGroup(child))
-    let output = ''
-    child.stdout.on('data', (chunk) => {
-      output += chunk
-    })
-    child.stderr.on('data', (chunk) => {
-      output += chunk
-    })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, output }))
-    child.stdin.end(exposition)
-  })
-}
+import { auth, build, multipart, startFakes, tempDir, testKeys } from '../helper.js'
+import { requirePromtool, runPromtool } from '../tools.js'
 
 describe('/metrics', () => {
   it('passes promtool check metrics', async (t) => {
-    if (!promtoolAvailable()) {
-      if (isCI) throw new Error(`CI=true but ${promtool} is not installed (apt-get install prometheus)`)
-      t.diagnostic('NOTICE: promtool not found (Debian package prometheus); skipping the promtool check')
-      t.skip('promtool not installed')
-      return
-    }
+    if (!requirePromtool(t)) return
     const store = await createPgliteStore(undefined)
     t.after(() => store.close())
     const fakes = await startFakes(t)
@@ -101,7 +70,7 @@ describe('/metrics', () => {
       assert.ok(exposition.includes(series), `${series} is exposed`)
     }
 
-    const { code, output } = await checkMetrics(t, exposition)
+    const { code, output } = await runPromtool(t, ['check', 'metrics'], exposition)
     assert.equal(code, 0, `promtool check metrics reported:\n${output}`)
     t.diagnostic(`promtool check metrics: clean (${exposition.split('\n').length} lines)`)
   })

@@ -105,6 +105,33 @@ describe('validate:deploy', () => {
     )
   })
 
+  it('rejects a PrometheusRule that drifts from the rules file, another Prometheus, or a job that is no Service', async () => {
+    await assertCaught(
+      withEdit('PrometheusRule', (d) => {
+        d.spec.groups[0].rules[1].for = '10m'
+      }),
+      /prometheusrule\.yaml: spec\.groups differ from the groups of deploy\/observability\/filegate-rules\.yaml/,
+    )
+    const ruleFileEdited = structuredClone(shipped)
+    const group = ruleFileEdited.alertRules.groups[0]
+    assert.ok(group)
+    group.rules.pop()
+    await assertCaught(ruleFileEdited, /spec\.groups differ/)
+    await assertCaught(
+      withEdit('PrometheusRule', (d) => {
+        d.metadata.labels.release = 'kube-prometheus'
+      }),
+      /label release=kube-prometheus differs from the ServiceMonitor's/,
+    )
+    const renamed = withEdit('Service', (d) => {
+      d.metadata.name = 'files'
+    })
+    await assertCaught(renamed, /FilegateDown watches job "filegate", not a Service/)
+    const missing = structuredClone(shipped)
+    for (const f of missing.manifests) f.docs = f.docs.filter((d) => d.kind !== 'PrometheusRule')
+    await assertCaught(missing, /expected one PrometheusRule, found 0/)
+  })
+
   it('rejects a kustomization that lists a missing file or its own parent (a cycle)', async () => {
     const copy = structuredClone(shipped)
     const overlay = copy.manifests.find((f) => f.path.endsWith('prometheus-operator/kustomization.yaml'))

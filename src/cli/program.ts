@@ -1,0 +1,142 @@
+/**
+ * The `filegate` command line (commander): one sub-command per operator job. runCli returns the
+ * exit code instead of exiting, so the executable (main.ts) and `npm run db:migrate` share it.
+ */
+import { readFileSync } from 'node:fs'
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
+import { type Config, ConfigError, loadConfig } from '../config.js'
+import { cleanupJobs, defaultJobs } from '../domain/lifecycle.js'
+import { cleanupCommand } from './cleanup.js'
+import { doctorCommand } from './doctor.js'
+import { CliError, type CliIo, exitCodes } from './io.js'
+import { keysHashCommand, keysNewCommand } from './keys.js'
+import { migrateCommand } from './migrate.js'
+
+const exitCodeHelp = `
+Exit codes:
+  0  success
+  1  the command ran and something failed (a doctor check, a cleanup job, the migration)
+  2  usage error (unknown command or option, bad argument)
+  3  the environment is not a valid filegate configuration
+
+Configuration comes from the environment, as for the service (README, .env.example).`
+
+function version(): string {
+  for (const path of ['../../package.json', '../../../package.json']) {
+    try {
+      return (JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { version: string }).version
+    } catch {
+      // The other layout (sources via tsx, or the compiled dist/).
+    }
+  }
+  return 'unknown'
+}
+
+const jsonOption = () => new Option('--json', 'print the result as JSON on stdout')
+
+function positiveSeconds(raw: string): string {
+  if (!/^\d+(\.\d+)?$/.test(raw) || Number(raw) <= 0) throw new InvalidArgumentError('a positive number of seconds')
+  return raw
+}
+
+export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<Buffer | string> }): Promise<number> {
+  let code: number = exitCodes.ok
+  const config = (): Config => {
+    try {
+      return loadConfig(io.env)
+    } catch (err) {
+      if (err instanceof ConfigError) throw new CliError(`filegate: ${err.message}`, exitCodes.config)
+      throw err
+    }
+  }
+
+  const program = new Command('filegate')
+    .description('Operate a filegate deployment: migrations, cleanup sweeps, API keys, health checks')
+    .version(version(), '-V, --version')
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText('after', exitCodeHelp)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+
+  program
+    .command('migrate')
+    .description('apply pending database migrations (what the service does at start), then exit')
+    .addOption(jsonOption())
+    .action(async (opts) => {
+      code = await migrateCommand(config(), io, opts)
+    })
+
+  program
+    .command('cleanup')
+    .description(
+      'run the cleanup sweeps now, in this process, against the configured database and providers ' +
+        '(same code and leases as the scheduled sweeps; works while the service is down)',
+    )
+    .option('--dry-run', 'report the candidates, change nothing')
+    .option('--jobs <list>', `comma list of ${cleanupJobs.join(', ')}`, defaultJobs.join(','))
+    .option('--limit <n>', 'at most this many candidates per job')
+    .option('--verbose', 'log each job on stderr')
+    .addOption(jsonOption())
+    .addHelpText('after', '\nA terminal gets a progress bar on stderr; otherwise one line per job on stdout.')
+    .action(async (opts) => {
+      code = await cleanupCommand(config(), io, opts)
+    })
+
+  const keys = program.command('keys').description('API_KEYS entries')
+  keys
+    .command('hash')
+    .description('print the sha256:<hex> form of a key for API_KEYS (tenant:sha256:<hex>)')
+    .argument('<key>', 'the key, or - to read it from stdin (keeps it out of shell history)')
+    .addOption(jsonOption())
+    .action(async (key: string, opts) => {
+      code = await keysHashCommand(key, io, opts)
+    })
+  keys
+    .command('new')
+    .description('make a strong random key (256 bits) for a tenant and print its API_KEYS entry')
+    .argument('<tenant>', 'the tenant, or * for an admin key')
+    .addOption(jsonOption())
+    .action((tenant: string, opts) => {
+      code = keysNewCommand(tenant, io, opts)
+    })
+
+  program
+    .command('doctor')
+    .description(
+      'check the configuration, the database and schema version, and each configured provider key ' +
+        '(one authenticated list call); one line per check',
+    )
+    .option('--timeout <seconds>', 'per check', positiveSeconds, '10')
+    .addOption(jsonOption())
+    .action(async (opts) => {
+      code = await doctorCommand(io, opts)
+    })
+
+  // Sub-commands inherit exitOverride and the output streams from their parent when created.
+  const withExitCodes = (command: Command): void => {
+    for (const sub of command.commands) {
+      sub.addHelpText('after', exitCodeHelp)
+      withExitCodes(sub)
+    }
+  }
+  withExitCodes(program)
+
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return code
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version "fail" with exit code 0; everything else commander refuses is usage.
+      return err.exitCode === 0 ? exitCodes.ok : exitCodes.usage
+    }
+    if (err instanceof CliError) {
+      io.stderr.write(`${err.message}\n`)
+      return err.exitCode
+    }
+    io.stderr.write(`filegate: ${err instanceof Error ? err.message : String(err)}\n`)
+    return exitCodes.failed
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The domain services a CLI command runs in-process against the configured store and providers,
+ * built as the service builds them (src/plugins/services.ts), without an HTTP server, scheduler or
+ * metrics listener.
+ */
+import pino from 'pino'
+import type { Config } from '../config.js'
+import { FileService } from '../domain/files.js'
+import { LifecycleService } from '../domain/lifecycle.js'
+import { createMetrics } from '../metrics.js'
+import { createProviderRegistry, type ProviderRegistry } from '../providers/registry.js'
+import { createStore, type StorePort } from '../store/index.js'
+import { latestVersion, loadMigrations, schemaVersion } from '../store/migrations.js'
+import { CliError } from './io.js'
+
+export interface CliServices {
+  store: StorePort
+  providers: ProviderRegistry
+  lifecycle: LifecycleService
+  close(): Promise<void>
+}
+
+export async function openServices(config: Config, logLevel: string): Promise<CliServices> {
+  const store = await createStore(config.store)
+  let providers: ProviderRegistry | undefined
+  try {
+    const [version, expected] = [await schemaVersion(store), latestVersion(await loadMigrations())]
+    if (version < expected)
+      throw new CliError(`filegate: schema version ${version} is older than ${expected}: run \`filegate migrate\``)
+    const metrics = createMetrics()
+    providers = createProviderRegistry(config)
+    const files = new FileService({ store, providers, config, metrics })
+    // Logs go to stderr, so that stdout keeps only the report.
+    const log = pino({ level: logLevel, base: { name: 'filegate-cli' } }, pino.destination(2))
+    const lifecycle = new LifecycleService({ store, providers, config, metrics, deletion: files.deletionDeps, log })
+    const registry = providers
+    return {
+      store,
+      providers,
+      lifecycle,
+      async close() {
+        await registry.close()
+        await store.close()
+      },
+    }
+  } catch (err) {
+    await providers?.close()
+    await store.close()
+    throw err
+  }
+}
