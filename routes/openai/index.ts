@@ -13,6 +13,7 @@ import type { FileRow } from '../../src/domain/file-record.js'
 import { AppError, type ErrorCode } from '../../src/errors.js'
 import { asAppError } from '../../src/plugins/errors.js'
 import { handleUpload, openAiFields, skipBodyValidation } from '../files/upload-form.js'
+import { SafeText } from '../schemas.js'
 
 const OpenAiFile = Type.Object(
   {
@@ -45,8 +46,8 @@ const ErrorRef = Type.Ref(OpenAiError)
 const FileRef = Type.Ref(OpenAiFile)
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorRef]))
 
-const ProviderParams = Type.Object({ provider: Type.String({ description: 'kimi, glm or a configured provider' }) })
-const FileParams = Type.Object({ provider: Type.String(), file_id: Type.String() })
+const ProviderParams = Type.Object({ provider: SafeText(32, 'kimi, glm or a configured provider') })
+const FileParams = Type.Object({ provider: SafeText(32), file_id: SafeText(256, "The provider's file id") })
 
 const unix = (ts: string) => Math.floor(Date.parse(ts) / 1000)
 
@@ -187,10 +188,10 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
         security: [{ bearerAuth: [] }],
         params: ProviderParams,
         querystring: Type.Object({
-          after: Type.Optional(Type.String()),
+          after: Type.Optional(SafeText(256)),
           limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 100 }),
           order: Type.Union([Type.Literal('asc'), Type.Literal('desc')], { default: 'desc' }),
-          purpose: Type.Optional(Type.String()),
+          purpose: Type.Optional(SafeText(64)),
         }),
         response: {
           200: Type.Object({

@@ -107,9 +107,10 @@ export function spoolToFile(
     const detach = () => {
       source.removeListener('data', onData)
       source.removeListener('end', onEnd)
-      source.removeListener('error', fail)
+      source.removeListener('error', onSourceError)
       source.removeListener('close', onClose)
     }
+    const onSourceError = (err: Error) => fail(clientBodyError(err) as Error)
     function fail(err: Error) {
       if (settled) return
       settled = true
@@ -213,12 +214,17 @@ export function spoolToFile(
       })
     }
     function onClose() {
-      if (!source.readableEnded)
-        fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }))
+      if (!source.readableEnded) onSourceError(new Error('the body ended before the file part did'))
+    }
+    // A parser may have destroyed the part before it was handed over (a body that ended early):
+    // its 'error' and 'close' are gone, so waiting for them would hang until the request timeout.
+    if (source.destroyed && !source.readableEnded) {
+      onSourceError(source.errored ?? new Error('the body ended before the file part did'))
+      return
     }
     source.on('data', onData)
     source.once('end', onEnd)
-    source.on('error', fail)
+    source.on('error', onSourceError)
     source.once('close', onClose)
   })
 }
@@ -276,6 +282,23 @@ export async function removeStaleSpools(dir: string, maxAgeMs: number): Promise<
     removed++
   }
   return removed
+}
+
+/**
+ * What the client's body failing means for the answer: a multipart parser's plain Error (no
+ * boundary, a part cut short, a malformed part header) or a premature end is the client's
+ * 400, never a 500. Catalogue errors, Fastify's own 4xx and file-system failures (a full
+ * disk is ours) pass through unchanged.
+ */
+export function clientBodyError(err: unknown): unknown {
+  if (err instanceof AppError) return err
+  const e = err as { statusCode?: unknown; syscall?: unknown; message?: unknown } | null
+  if (typeof e?.statusCode === 'number' || typeof e?.syscall === 'string') return err
+  const reason = typeof e?.message === 'string' ? e.message.slice(0, 200) : 'unreadable'
+  return new AppError('VALIDATION_FAILED', {
+    detail: `The multipart body is malformed or cut short (${reason})`,
+    cause: err,
+  })
 }
 
 export const tooLarge = (provider: string, limitBytes: number) =>
