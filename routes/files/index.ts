@@ -3,6 +3,7 @@ import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typ
 import type { FileRow } from '../../src/domain/file-record.js'
 import { toFileObject } from '../../src/domain/file-record.js'
 import { FileRef, FileSchema, problems, SafeText } from '../schemas.js'
+import { sendContent } from './content-reply.js'
 import { handleUpload, skipBodyValidation } from './upload-form.js'
 
 const UploadBody = Type.Object(
@@ -165,7 +166,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         response: {
           200: Type.Unsafe<unknown>({
             type: 'string',
-            description: 'The provider content, passed through as the provider sends it',
+            description: 'The provider content as it sends it, as a download (attachment, nosniff, a sandboxing CSP)',
           }),
           ...problems(401, 403, 404, 409, 429, 502, 503, 504),
         },
@@ -173,10 +174,8 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
       config: { auth: 'tenant' },
     },
     async (request, reply) => {
-      const { content } = await app.files.content(request.auth.tenant, request.params.id)
-      reply.header('content-type', content.contentType)
-      if (content.contentLength !== undefined) reply.header('content-length', content.contentLength)
-      return reply.send(content.body)
+      const { row, content } = await app.files.content(request.auth.tenant, request.params.id)
+      return sendContent(reply, row.filename, content)
     },
   )
 

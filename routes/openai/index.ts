@@ -12,6 +12,7 @@ import type { Config } from '../../src/config.js'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { AppError, type ErrorCode } from '../../src/errors.js'
 import { asAppError } from '../../src/plugins/errors.js'
+import { sendContent } from '../files/content-reply.js'
 import { handleUpload, openAiFields, skipBodyValidation } from '../files/upload-form.js'
 import { SafeText } from '../schemas.js'
 
@@ -278,19 +279,20 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
         security: [{ bearerAuth: [] }],
         params: FileParams,
         response: {
-          200: Type.Unsafe<unknown>({ type: 'string', description: 'The provider content as it sends it' }),
+          200: Type.Unsafe<unknown>({
+            type: 'string',
+            description: 'The provider content as it sends it, as a download (attachment, nosniff, a sandboxing CSP)',
+          }),
           ...errors(401, 403, 404, 409, 429, 502, 503, 504),
         },
       },
       config: { auth: 'tenant' },
     },
     async (request, reply) => {
-      const { content } = await app.files.contentOf(
+      const { row, content } = await app.files.contentOf(
         await liveRowFor(request, request.params.provider, request.params.file_id),
       )
-      reply.header('content-type', content.contentType)
-      if (content.contentLength !== undefined) reply.header('content-length', content.contentLength)
-      return reply.send(content.body)
+      return sendContent(reply, row.filename, content)
     },
   )
 }
