@@ -53,8 +53,9 @@ const cleanupRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const json = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (body === '') done(null, {})
-    else json(request, body, done)
+    const text = body.toString()
+    if (text === '') done(null, {})
+    else json(request, text, done)
   })
   // No body at all (no Content-Type either): the same defaults.
   app.addHook('preValidation', (request, _reply, done) => {

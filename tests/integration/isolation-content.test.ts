@@ -33,7 +33,7 @@ describe('file content is served as a download', () => {
     stored.contentType = 'text/html; charset=utf-8'
 
     for (const url of [`/v1/files/${file.id}/content`, `/providers/kimi/v1/files/${file.provider_file_id}/content`]) {
-      const got = await ctx.app.inject({ method: 'GET', url, headers: as(tenant) })
+      const got: Awaited<ReturnType<typeof ctx.app.inject>> = await ctx.app.inject({ method: 'GET', url, headers: as(tenant) })
       assert.equal(got.statusCode, 200, `${url}: ${got.body}`)
       assert.equal(got.body, page, `${url}: the bytes are passed through unchanged`)
       assert.equal(got.headers['x-content-type-options'], 'nosniff', url)
