@@ -129,7 +129,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(storePlugin, { config: config.store, ...(overrides.store ? { store: overrides.store } : {}) })
   await app.register(providersPlugin, { config, ...(overrides.providers ? { registry: overrides.providers } : {}) })
   await app.register(servicesPlugin, { config })
-  await app.register(authPlugin, { keys: config.apiKeys, openMode: config.openMode })
+  await app.register(authPlugin, {
+    keys: config.apiKeys,
+    openMode: config.openMode,
+    failuresPerMinute: config.rateLimitPerMinute,
+  })
   await app.register(schedulerPlugin, { config })
 
   app.addHook('onRequest', (request, _reply, done) => {

@@ -8,7 +8,8 @@ import { hash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { ApiKeyEntry } from '../config.js'
-import { AppError } from '../errors.js'
+import { AppError, isAppError } from '../errors.js'
+import { AuthFailureLimit } from './auth-failure-limit.js'
 
 export interface AuthContext {
   /** The tenant the request acts for. */
@@ -83,10 +84,18 @@ export function authenticate(
   return { tenant, isAdmin }
 }
 
+export interface AuthPluginOptions {
+  keys: ApiKeyEntry[]
+  openMode: boolean
+  /** Failed authentications allowed per client address a minute (RATE_LIMIT_PER_MINUTE); 0 = no limit. */
+  failuresPerMinute: number
+}
+
 export default fp(
-  async function authPlugin(app: FastifyInstance, opts: { keys: ApiKeyEntry[]; openMode: boolean }) {
+  async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions) {
     app.decorateRequest('auth', null as unknown as AuthContext)
     const keys = knownKeys(opts.keys)
+    const failures = opts.failuresPerMinute > 0 ? new AuthFailureLimit(opts.failuresPerMinute) : undefined
     // A callback hook, not an async one: it runs on every request and has nothing to await.
     app.addHook('onRequest', (request, _reply, done) => {
       const level = request.routeOptions.config?.auth ?? 'none'
@@ -97,7 +106,11 @@ export default fp(
       try {
         request.auth = authenticate(request, keys, opts.openMode, level)
       } catch (err) {
-        done(err as Error)
+        done(
+          failures && isAppError(err) && err.code === 'UNAUTHORIZED'
+            ? limitFailure(failures, request, err)
+            : (err as Error),
+        )
         return
       }
       done()
@@ -105,3 +118,21 @@ export default fp(
   },
   { name: 'filegate-auth', dependencies: ['filegate-errors'] },
 )
+
+/**
+ * Counts a failed authentication against the client address; past the limit the answer is 429
+ * with Retry-After instead of 401. A valid key is still let through from a limited address:
+ * behind a shared proxy or NAT one client's wrong keys must not lock the other tenants out, and
+ * keys (16+ random characters) are not what a per-minute limit protects from guessing.
+ */
+function limitFailure(failures: AuthFailureLimit, request: FastifyRequest, err: AppError): AppError {
+  const waitMs = failures.retryAfterMs(request.ip)
+  if (waitMs > 0) {
+    return new AppError('RATE_LIMITED', {
+      detail: 'Too many failed authentications from this address',
+      retryAfterSeconds: Math.ceil(waitMs / 1000),
+    })
+  }
+  failures.recordFailure(request.ip)
+  return err
+}
