@@ -124,6 +124,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(metricsPlugin, {
     metrics: overrides.metrics ?? createMetrics(),
     port: config.metricsPort,
+    tokenSha256: config.metricsTokenSha256,
     host: config.host,
   })
   await app.register(storePlugin, { config: config.store, ...(overrides.store ? { store: overrides.store } : {}) })

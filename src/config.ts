@@ -71,6 +71,9 @@ export const EnvSchema = Type.Object({
   RECONCILE_DELETE_UNKNOWN: Type.Boolean({ default: false }),
   RECONCILE_GRACE_MINUTES: Int(60, 0),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  METRICS_TOKEN: Type.Optional(
+    Type.String({ minLength: 16, description: 'Bearer token /metrics requires (both listeners); unset = open' }),
+  ),
   RATE_LIMIT_PER_MINUTE: Int(600, 0, '0 disables'),
 })
 export type Env = Static<typeof EnvSchema>
@@ -138,6 +141,8 @@ export interface Config {
     reconcileGraceMinutes: number
   }
   metricsPort: number | undefined
+  /** SHA-256 (hex) of METRICS_TOKEN: /metrics wants it as a bearer token; undefined = open. */
+  metricsTokenSha256: string | undefined
   rateLimitPerMinute: number
   shutdownDrainMs: number
 }
@@ -399,6 +404,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       reconcileGraceMinutes: env.RECONCILE_GRACE_MINUTES,
     },
     metricsPort: env.METRICS_PORT,
+    metricsTokenSha256: env.METRICS_TOKEN === undefined ? undefined : sha256Hex(env.METRICS_TOKEN),
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     shutdownDrainMs: env.SHUTDOWN_DRAIN_MS,
   }

@@ -39,7 +39,13 @@ export interface KnownKey {
 export const knownKeys = (keys: ApiKeyEntry[]): KnownKey[] =>
   keys.map((entry) => ({ entry, digest: Buffer.from(entry.keySha256, 'hex') }))
 
-function matchKey(keys: KnownKey[], presented: string): ApiKeyEntry | undefined {
+/** The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1), or undefined. */
+export function bearerToken(header: string | string[] | undefined): string | undefined {
+  const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
+  return match?.[1]
+}
+
+export function matchKey(keys: KnownKey[], presented: string): ApiKeyEntry | undefined {
   const digest = hash('sha256', presented, 'buffer')
   let found: ApiKeyEntry | undefined
   // Compare against every key so timing does not reveal which one (or whether any) matched.
@@ -61,10 +67,9 @@ export function authenticate(
     tenant = 'default'
     isAdmin = true
   } else {
-    const header = request.headers.authorization
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
-    if (!match?.[1]) throw new AppError('UNAUTHORIZED', { detail: 'Send Authorization: Bearer <api key>' })
-    const entry = matchKey(keys, match[1])
+    const token = bearerToken(request.headers.authorization)
+    if (!token) throw new AppError('UNAUTHORIZED', { detail: 'Send Authorization: Bearer <api key>' })
+    const entry = matchKey(keys, token)
     if (!entry) throw new AppError('UNAUTHORIZED', { detail: 'The API key is not valid' })
     tenant = entry.tenant
     isAdmin = entry.tenant === '*'
