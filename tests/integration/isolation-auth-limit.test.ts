@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import type { LightMyRequestResponse } from 'fastify'
 import { auth, testKeys } from '../helper.js'
 import { assertProblem, setupUploads, useFileDatabase } from './uploads-support.js'
 
@@ -38,7 +39,12 @@ describe('failed authentication is rate limited per address', () => {
       ['POST', '/v1/files'],
       ['POST', '/providers/kimi/v1/files'],
     ] as const) {
-      const res = await ctx.app.inject({ method, url, remoteAddress: attacker, headers: auth('wrong-key-0123456789') })
+      const res: LightMyRequestResponse = await ctx.app.inject({
+        method,
+        url,
+        remoteAddress: attacker,
+        headers: auth('wrong-key-0123456789'),
+      })
       assert.equal(res.statusCode, 429, `${method} ${url}: ${res.body}`)
     }
 
@@ -56,7 +62,7 @@ describe('failed authentication is rate limited per address', () => {
     // Probes are never limited, from any address.
     for (let i = 0; i < 40; i++) {
       for (const url of ['/healthz', '/readyz', '/metrics']) {
-        const res = await ctx.app.inject({ method: 'GET', url, remoteAddress: attacker })
+        const res: LightMyRequestResponse = await ctx.app.inject({ method: 'GET', url, remoteAddress: attacker })
         assert.equal(res.statusCode, 200, `${url} #${i}: ${res.statusCode}`)
       }
     }

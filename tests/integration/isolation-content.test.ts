@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { Readable } from 'node:stream'
 import { describe, test } from 'node:test'
+import type { LightMyRequestResponse } from 'fastify'
 import { as, filePart, freshTenant, postFile, setupUploads, useFileDatabase } from './uploads-support.js'
 
 const database = useFileDatabase()
@@ -33,7 +34,7 @@ describe('file content is served as a download', () => {
     stored.contentType = 'text/html; charset=utf-8'
 
     for (const url of [`/v1/files/${file.id}/content`, `/providers/kimi/v1/files/${file.provider_file_id}/content`]) {
-      const got: Awaited<ReturnType<typeof ctx.app.inject>> = await ctx.app.inject({ method: 'GET', url, headers: as(tenant) })
+      const got: LightMyRequestResponse = await ctx.app.inject({ method: 'GET', url, headers: as(tenant) })
       assert.equal(got.statusCode, 200, `${url}: ${got.body}`)
       assert.equal(got.body, page, `${url}: the bytes are passed through unchanged`)
       assert.equal(got.headers['x-content-type-options'], 'nosniff', url)
