@@ -162,12 +162,16 @@ export class FileService {
       declaredSha256,
       reserveBytes,
       async (signal) => {
-        counter = new HashCounter(candidate.maxBytes, () => tooLarge(candidate.config.name, candidate.maxBytes))
-        const pass = counter.pass(body)
+        const sender = new HashCounter(candidate.maxBytes, () => tooLarge(candidate.config.name, candidate.maxBytes))
+        counter = sender
         try {
           return await candidate.adapter.upload(
             {
-              source: { kind: 'stream', stream: pass },
+              source: {
+                kind: 'stream',
+                stream: sender.pass(body),
+                senderFailure: (attemptTimedOut) => sender.senderFailure(attemptTimedOut),
+              },
               filename: meta.filename,
               mimeType: meta.mimeType,
               purpose: candidate.purpose,
@@ -175,9 +179,9 @@ export class FileService {
             signal,
           )
         } catch (err) {
-          // Our own limit or the client's abort surfaces as the provider call failing: report the cause.
-          if (counter.failure) throw counter.failure
-          throw err
+          // Our own limit or the client's abort surfaces as the provider call failing: report the
+          // cause (the budget running out may have replaced the attempt's own error).
+          throw sender.senderFailure(isProviderError(err) && err.code === 'PROVIDER_TIMEOUT') ?? err
         }
       },
       (providerFile) => {

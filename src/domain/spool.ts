@@ -31,6 +31,10 @@ export class HashCounter {
   bytes = 0
   /** The `onLimit()` error, once the limit was passed. */
   failure: Error | undefined
+  /** `pass`: the source failed (the client's body broke off or was malformed), as the client's error. */
+  sourceError: Error | undefined
+  /** `pass`: true while it waits for the source's next chunk (the client is the one to send). */
+  waitingForSource = false
   constructor(
     private readonly maxBytes: number,
     private readonly onLimit: () => Error,
@@ -45,13 +49,41 @@ export class HashCounter {
     this.hash.update(chunk)
     return undefined
   }
-  /** Yields `source` unchanged, hashing and counting; a plain generator, not a Transform (one stream hop less per chunk). */
+  /**
+   * Yields `source` unchanged, hashing and counting; a plain generator, not a Transform (one stream
+   * hop less per chunk). It notes whether it is waiting on the source, so that a consumer failing
+   * meanwhile can tell a slow sender from a slow receiver.
+   */
   async *pass(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer, void, undefined> {
-    for await (const chunk of source) {
-      const failure = this.add(chunk)
-      if (failure) throw failure
-      yield chunk
+    const chunks = source[Symbol.asyncIterator]()
+    try {
+      for (;;) {
+        let next: IteratorResult<Buffer>
+        this.waitingForSource = true
+        try {
+          next = await chunks.next()
+        } catch (err) {
+          this.sourceError = clientBodyError(err) as Error
+          throw this.sourceError
+        } finally {
+          this.waitingForSource = false
+        }
+        if (next.done) return
+        const failure = this.add(next.value)
+        if (failure) throw failure
+        yield next.value
+      }
+    } finally {
+      await chunks.return?.()
     }
+  }
+  /**
+   * Why a consumer of `pass` failed on the sender's side, if it did: the limit, the source
+   * breaking off, or (`consumerTimedOut`) the consumer timing out while it waited for the source.
+   */
+  senderFailure(consumerTimedOut: boolean): Error | undefined {
+    if (this.failure || this.sourceError) return this.failure ?? this.sourceError
+    return consumerTimedOut && this.waitingForSource ? tooSlow() : undefined
   }
   digest(): string {
     return this.hash.digest('hex')
@@ -300,6 +332,13 @@ export function clientBodyError(err: unknown): unknown {
     cause: err,
   })
 }
+
+/** A body streamed through to a provider must keep pace with it; the client was the slow side. */
+export const tooSlow = () =>
+  new AppError('VALIDATION_FAILED', {
+    detail:
+      'The body arrived too slowly to stream it through to the provider; send it faster, or without X-Content-SHA256 to have it received first',
+  })
 
 export const tooLarge = (provider: string, limitBytes: number) =>
   new AppError('FILE_TOO_LARGE', {
