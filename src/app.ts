@@ -21,7 +21,7 @@ import { AppError } from './errors.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { swaggerOptions } from './openapi.js'
 import authPlugin from './plugins/auth.js'
-import errorsPlugin from './plugins/errors.js'
+import errorsPlugin, { answerClientError } from './plugins/errors.js'
 import metricsPlugin from './plugins/metrics.js'
 import providersPlugin from './plugins/providers.js'
 import schedulerPlugin from './plugins/scheduler.js'
@@ -40,6 +40,9 @@ export interface AppOverrides {
 }
 
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** How often Node looks for requests past their timeout. */
+export const connectionsCheckingIntervalMs = 500
 
 /** Multipart limits: a few parts and small fields (SPEC §1 robustness rules). */
 export const multipartLimits = {
@@ -86,12 +89,24 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     },
     requestTimeout: config.timeouts.requestMs,
     connectionTimeout: config.timeouts.requestMs,
+    // Node checks request and head timeouts only every connectionsCheckingInterval (30 s by
+    // default): checked twice a second, a slow client is cut within REQUEST_TIMEOUT_MS + 1 s.
+    http: {
+      requestTimeout: config.timeouts.requestMs,
+      headersTimeout: Math.min(60_000, config.timeouts.requestMs),
+      connectionsCheckingInterval: connectionsCheckingIntervalMs,
+    },
+    clientErrorHandler: answerClientError,
     // Upload bodies are multipart streams; JSON bodies stay small.
     bodyLimit: 64 * 1024,
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: true } },
   }).withTypeProvider<TypeBoxTypeProvider>()
+
+  // Beyond MAX_CONNECTIONS Node closes a new connection at once, so slow or idle clients cannot
+  // take every file descriptor (uploads need theirs for spool files and provider sockets).
+  app.server.maxConnections = config.maxConnections
 
   // Per-request hooks are callback hooks: an async one costs a promise on every request.
   app.addHook('onRequest', (request, reply, done) => {
@@ -136,6 +151,19 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     failuresPerMinute: config.rateLimitPerMinute,
   })
   await app.register(schedulerPlugin, { config })
+
+  // From the first moment of shutdown every response says Connection: close, and a keep-alive
+  // connection is closed as soon as its response is out: Node's server.close() only closes the
+  // connections idle at that moment, so one that turns idle later would hold the exit until
+  // SHUTDOWN_TIMEOUT_MS.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (app.lifecycle.shuttingDown) reply.header('connection', 'close')
+    done(null, payload)
+  })
+  app.addHook('onResponse', (_request, _reply, done) => {
+    if (app.lifecycle.shuttingDown) setImmediate(() => app.server.closeIdleConnections())
+    done()
+  })
 
   app.addHook('onRequest', (request, _reply, done) => {
     // From the first moment of shutdown, new work is refused; probes keep answering.

@@ -55,6 +55,14 @@ export const EnvSchema = Type.Object({
   REQUEST_TIMEOUT_MS: Int(180_000, 1),
   SHUTDOWN_TIMEOUT_MS: Int(200_000, 1),
   SHUTDOWN_DRAIN_MS: Int(0, 0, 'after SIGTERM, keep serving (readiness 503) this long before closing the listener'),
+  MAX_CONNECTIONS: Int(512, 1, 'open client connections at most; more are closed at once'),
+  CLAIM_LEASE_SECONDS: Type.Integer({
+    default: 10,
+    minimum: 2,
+    maximum: 3600,
+    description:
+      'lease of an upload claim, renewed by its owner every third of it; a dead owner is taken over after it',
+  }),
   RETRY_MAX_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 10 }),
   RETRY_BASE_DELAY_MS: Int(200, 1),
   RETRY_MAX_DELAY_MS: Int(10_000, 1),
@@ -126,6 +134,10 @@ export interface Config {
   providers: ProviderConfig[]
   uploadTmpDir: string
   timeouts: { providerAttemptMs: number; uploadMs: number; requestMs: number; shutdownMs: number }
+  /** Open client connections at most (server.maxConnections). */
+  maxConnections: number
+  /** Lease of an upload claim: renewed every third of it while the owner uploads. */
+  claimLeaseSeconds: number
   retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number }
   circuit: { failureThreshold: number; resetMs: number }
   providerMaxConcurrentUploads: number
@@ -385,6 +397,8 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       requestMs: env.REQUEST_TIMEOUT_MS,
       shutdownMs: env.SHUTDOWN_TIMEOUT_MS,
     },
+    maxConnections: env.MAX_CONNECTIONS,
+    claimLeaseSeconds: env.CLAIM_LEASE_SECONDS,
     retry: {
       maxAttempts: env.RETRY_MAX_ATTEMPTS,
       baseDelayMs: env.RETRY_BASE_DELAY_MS,

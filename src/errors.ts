@@ -15,6 +15,7 @@ export const errorCatalog = {
   UNAUTHORIZED: { status: 401, title: 'Missing or invalid API key' },
   FORBIDDEN: { status: 403, title: 'Not allowed for this key' },
   NOT_FOUND: { status: 404, title: 'Not found' },
+  REQUEST_TIMEOUT: { status: 408, title: 'The request was not received in time' },
   CONTENT_UNAVAILABLE: { status: 409, title: 'The provider has no content for this file' },
   FILE_TOO_LARGE: { status: 413, title: 'File exceeds the provider limit' },
   UNSUPPORTED_FILE_TYPE: { status: 415, title: 'File type not allowed' },

@@ -1,5 +1,7 @@
 /**
  * Process entry: config → buildApp → listen; graceful shutdown on SIGTERM/SIGINT.
+ * The process listens before its database is open (that happens in the background, however long
+ * it takes); a start-up that fails for good (a broken migration) stops it with exit code 1.
  * On the first signal readiness fails at once, new work is refused, and after
  * SHUTDOWN_DRAIN_MS the listener closes and in-flight requests finish within
  * SHUTDOWN_TIMEOUT_MS; a second signal exits at once (close-with-grace).
@@ -30,6 +32,12 @@ async function main() {
     app.log.info('shutdown complete')
   })
   await app.listen({ host: config.host, port: config.port })
+  app.lifecycle.schemaReadyPromise.catch(async (err: unknown) => {
+    process.stderr.write(`filegate: start-up failed: ${err instanceof Error ? err.message : String(err)}\n`)
+    app.lifecycle.shuttingDown = true
+    await app.close().catch(() => {})
+    process.exit(1)
+  })
   if (config.openMode)
     app.log.warn('API_KEYS is empty: open mode, every request acts as tenant "default" (loopback only)')
 }

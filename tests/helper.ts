@@ -52,6 +52,17 @@ export async function requirePostgres(t: TestContext): Promise<boolean> {
   return false
 }
 
+/**
+ * For a file of Postgres-backed suites: `false` (run them) or the reason to skip them, noted once;
+ * with CI=true an unreachable Postgres is an error instead.
+ */
+export async function postgresSuiteSkip(): Promise<false | string> {
+  if (await postgresAvailable()) return false
+  if (isCI) throw new Error(`CI=true but Postgres is not reachable at ${adminUrl}`)
+  console.log(`# NOTICE: Postgres not reachable at ${adminUrl}; the Postgres-backed suites are skipped`)
+  return 'Postgres not reachable'
+}
+
 export interface TestDatabase {
   name: string
   url: string

@@ -11,6 +11,12 @@ const Check = Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type.Strin
 const Readiness = Type.Object(
   {
     status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable')]),
+    reason: Type.Optional(
+      Type.Union(
+        ['starting', 'shutting down', 'database unavailable', 'schema not ready'].map((r) => Type.Literal(r)),
+        { description: 'Why the service is not ready (absent when ready)' },
+      ),
+    ),
     checks: Type.Object({ database: Check, schema: Check, shutdown: Check }),
     transport: Type.String(),
     providers: Type.Record(Type.String(), Type.Object({ configured: Type.Boolean(), circuit: Type.String() })),
@@ -18,7 +24,46 @@ const Readiness = Type.Object(
   { $id: 'Readiness' },
 )
 
+interface CheckResult {
+  ok: boolean
+  detail?: string
+}
+
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  /** Does the database answer, with the code's schema? Not asked while start-up is still at it. */
+  async function databaseChecks(): Promise<{ database: CheckResult; schema: CheckResult }> {
+    if (app.lifecycle.starting) {
+      return {
+        database: { ok: false, detail: 'starting: opening the database and applying migrations' },
+        schema: { ok: false, detail: 'starting' },
+      }
+    }
+    // Not migrated yet: the start-up loop is retrying; report what its last attempt found.
+    if (!app.lifecycle.schemaReady && app.lifecycle.notReady) return app.lifecycle.notReady
+    let timer: NodeJS.Timeout | undefined
+    try {
+      const version = await Promise.race([
+        app.store.call<number>('filegate_schema_version'),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('timed out')), readinessTimeoutMs)
+        }),
+      ])
+      const ok = app.lifecycle.schemaReady && Number(version) >= app.expectedSchemaVersion
+      return {
+        database: { ok: true },
+        schema: ok ? { ok } : { ok, detail: `schema ${version}, expected ${app.expectedSchemaVersion}` },
+      }
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      if (code === '42883' || code === 'PGRST202') {
+        return { database: { ok: true }, schema: { ok: false, detail: 'migrations not applied' } }
+      }
+      return { database: { ok: false, detail: 'database did not answer' }, schema: { ok: false, detail: 'unknown' } }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   app.get(
     '/healthz',
     {
@@ -43,34 +88,17 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description: 'Provider outages do not fail readiness; they show in `providers`. A 503 carries Retry-After.',
         response: {
           200: { ...Readiness, description: 'Ready to take traffic' },
-          503: { ...Readiness, description: 'Not ready: database down, schema not migrated, or shutting down' },
+          503: {
+            ...Readiness,
+            description: 'Not ready: starting, database down, schema not migrated, or shutting down (see reason)',
+          },
         },
       },
       config: { rateLimit: false },
     },
     async (_request, reply) => {
       const { lifecycle } = app
-      let database: { ok: boolean; detail?: string } = { ok: true }
-      let schema: { ok: boolean; detail?: string } = { ok: lifecycle.schemaReady }
-      try {
-        let timer: NodeJS.Timeout | undefined
-        const version = await Promise.race([
-          app.store.call<number>('filegate_schema_version'),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error('timed out')), readinessTimeoutMs)
-          }),
-        ]).finally(() => clearTimeout(timer))
-        const ok = lifecycle.schemaReady && Number(version) >= app.expectedSchemaVersion
-        schema = ok ? { ok } : { ok, detail: `schema ${version}, expected ${app.expectedSchemaVersion}` }
-      } catch (err) {
-        const code = (err as { code?: string }).code
-        if (code === '42883' || code === 'PGRST202') {
-          schema = { ok: false, detail: 'migrations not applied' }
-        } else {
-          database = { ok: false, detail: 'database did not answer' }
-          schema = { ok: false, detail: 'unknown' }
-        }
-      }
+      const { database, schema } = await databaseChecks()
       const shutdown = lifecycle.shuttingDown ? { ok: false, detail: 'shutting down' } : { ok: true }
       const ready = database.ok && schema.ok && shutdown.ok
       const providers = Object.fromEntries(
@@ -81,8 +109,16 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       )
       reply.code(ready ? 200 : 503)
       if (!ready) reply.header('retry-after', '5')
+      const reason = lifecycle.starting
+        ? ('starting' as const)
+        : !shutdown.ok
+          ? ('shutting down' as const)
+          : !database.ok
+            ? ('database unavailable' as const)
+            : ('schema not ready' as const)
       return {
         status: ready ? ('ready' as const) : ('unavailable' as const),
+        ...(ready ? {} : { reason }),
         checks: { database, schema, shutdown },
         transport: app.store.transport,
         providers,

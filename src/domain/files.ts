@@ -4,9 +4,13 @@
  *
  * Dedup protocol (SQL claim_upload): the first caller for (tenant, provider, purpose, sha256)
  * claims the row and uploads; concurrent callers see `in_progress` and wait for it to settle,
- * then claim again and get `duplicate` (or take over after a failure). A claim lost to a
+ * then claim again and get `duplicate` (or take over after a failure). A claim carries its
+ * owner and a lease the owner renews every third of CLAIM_LEASE_SECONDS while it uploads: when
+ * the owner dies, the lease runs out and the next claim takes the row over. A claim lost to a
  * takeover leaves the provider copy recorded as an orphan tombstone, deleted right away.
  */
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import type { Readable } from 'node:stream'
 import type { Config } from '../config.js'
 import { AppError, isAppError } from '../errors.js'
@@ -50,10 +54,13 @@ export interface ListQuery {
 type ClaimResult =
   | { outcome: 'claimed'; claim_token: string; file: FileRow }
   | { outcome: 'duplicate'; file: FileRow }
-  | { outcome: 'in_progress'; file: FileRow }
+  | { outcome: 'in_progress'; file: FileRow & { claimed_until?: string | null } }
   | { outcome: 'quota_exceeded'; files: number; bytes: number; max_files: number | null; max_bytes: number | null }
 
 const settlePollMs = 200
+
+/** Who holds a claim: this process, named for the operator who finds its row (host, pid, a random id). */
+const claimOwner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
 
 export interface FileServiceDeps {
   store: StorePort
@@ -249,6 +256,8 @@ export class FileService {
         p_stuck_minutes: config.lifecycle.stuckUploadMinutes,
         p_max_files: candidate.config.maxFiles ?? undefined,
         p_max_bytes: candidate.config.maxTotalBytes ?? undefined,
+        p_owner: claimOwner,
+        p_lease_seconds: config.claimLeaseSeconds,
       })
       if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, bytes || Number(claim.file.bytes))
       if (claim.outcome === 'quota_exceeded') {
@@ -273,6 +282,7 @@ export class FileService {
       const observe = () =>
         metrics.uploadDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9)
       let providerFile: { id: string }
+      const heartbeat = this.renewWhileUploading(claim.file.id, claim.claim_token)
       try {
         providerFile = await put(AbortSignal.timeout(config.timeouts.uploadMs))
       } catch (err) {
@@ -285,6 +295,8 @@ export class FileService {
         })
         this.waiters.notify(claim.file.id)
         throw err
+      } finally {
+        clearInterval(heartbeat)
       }
       observe()
 
@@ -323,11 +335,39 @@ export class FileService {
     }
   }
 
+  /**
+   * The owner's heartbeat: renews the claim's lease every third of it, so a lease runs out only
+   * when its owner is gone (crashed, or cut from the database for a whole lease). A renewal that
+   * fails is not fatal: the next one comes a third of a lease later, and a claim lost meanwhile
+   * is settled by complete_upload (the copy becomes an orphan, deleted).
+   */
+  private renewWhileUploading(id: string, token: string): NodeJS.Timeout {
+    const leaseSeconds = this.deps.config.claimLeaseSeconds
+    const timer = setInterval(
+      () => {
+        this.deps.store
+          .call('renew_upload_claim', { p_id: id, p_claim_token: token, p_lease_seconds: leaseSeconds })
+          .catch(() => undefined)
+      },
+      (leaseSeconds * 1000) / 3,
+    )
+    timer.unref()
+    return timer
+  }
+
+  /**
+   * Waits until the row settles, or its owner's lease has run out (then the caller claims again
+   * and takes it over; the database's clock decides, this one only says when to ask).
+   */
   private async waitForSettle(tenant: string, id: string, deadline: number): Promise<void> {
     while (Date.now() < deadline) {
       await this.waiters.wait(id, Math.min(settlePollMs + Math.random() * 50, Math.max(0, deadline - Date.now())))
-      const row = await this.deps.store.call<FileRow | null>('get_file', { p_tenant_id: tenant, p_id: id })
+      const row = await this.deps.store.call<(FileRow & { claimed_until?: string | null }) | null>('get_file', {
+        p_tenant_id: tenant,
+        p_id: id,
+      })
       if (!row || (row.status !== 'uploading' && row.status !== 'pending')) return
+      if (row.claimed_until && Date.parse(row.claimed_until) < Date.now()) return
     }
     throw timeoutWaiting()
   }

@@ -3,6 +3,8 @@
  * Fastify's own errors (schema validation, content type, multipart limits, body size) are
  * translated here; anything unknown is a 500 whose detail says nothing about internals.
  */
+import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AppError, type ErrorCode, isAppError, toProblem } from '../errors.js'
@@ -49,6 +51,35 @@ export function asAppError(err: unknown): AppError {
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, err: AppError) {
   const problem = toProblem(err, String(request.id))
   return reply.code(problem.status).headers(problem.headers).send(problem.body)
+}
+
+/**
+ * Fastify's clientErrorHandler: a connection failed before a request could be handled (the head or
+ * the body was not received within REQUEST_TIMEOUT_MS, or could not be parsed). Where nothing of a
+ * response has been written yet, the client gets a problem+json answer; the connection is then
+ * destroyed, which also aborts a handler still reading that body (its spool file and claim are
+ * released on that path).
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+  if (socket.writable && !inFlight?.headersSent) {
+    const appErr =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new AppError('REQUEST_TIMEOUT', { detail: 'The request was not received within REQUEST_TIMEOUT_MS' })
+        : new AppError('VALIDATION_FAILED', { detail: 'The request could not be parsed' })
+    const problem = toProblem(appErr, randomUUID())
+    const body = JSON.stringify(problem.body)
+    const headers = Object.entries({
+      ...problem.headers,
+      connection: 'close',
+      'content-length': Buffer.byteLength(body),
+    })
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('')
+    socket.write(`HTTP/1.1 ${problem.status} ${appErr.title}\r\n${headers}\r\n${body}`)
+  }
+  socket.destroy(err)
 }
 
 export default fp(

@@ -61,17 +61,26 @@ export default fp(
     })
 
     if (opts.port !== undefined) {
+      let closing = false
       const server: Server = createServer(async (req, res) => {
+        // As on the API port: once closing, a scrape's keep-alive connection must not hold the exit.
+        res.once('finish', () => {
+          if (closing) setImmediate(() => server.closeIdleConnections())
+        })
         if (req.method === 'GET' && req.url?.split('?')[0] === '/metrics') {
           if (!allowed(req.headers.authorization)) {
             const problem = toProblem(metricsUnauthorized(), randomUUID())
+            if (closing) res.setHeader('connection', 'close')
             res.writeHead(problem.status, { ...problem.headers, 'www-authenticate': 'Bearer realm="filegate"' })
             res.end(JSON.stringify(problem.body))
             return
           }
+          const text = await metrics.registry.metrics()
+          if (closing) res.setHeader('connection', 'close')
           res.writeHead(200, { 'content-type': metrics.registry.contentType })
-          res.end(await metrics.registry.metrics())
+          res.end(text)
         } else {
+          if (closing) res.setHeader('connection', 'close')
           res.writeHead(404).end()
         }
       })
@@ -81,7 +90,10 @@ export default fp(
       })
       app.log.info({ port: (server.address() as { port: number }).port }, 'metrics listener started')
       app.addHook('onClose', async () => {
-        await new Promise<void>((resolve) => server.close(() => resolve()))
+        closing = true
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+        server.closeIdleConnections()
+        await closed
       })
     }
   },

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { MigrationTarget, StorePort } from './port.js'
+import { databaseUnavailable, isConnectionError, type MigrationTarget, type StorePort } from './port.js'
 
 export interface Migration {
   version: number
@@ -69,10 +69,16 @@ export async function applyMigrations(target: MigrationTarget, migrations: Migra
         }
         continue
       }
-      await session.transaction(m.sql, {
-        sql: 'insert into filegate_schema_migrations (version, name, checksum) values ($1, $2, $3)',
-        params: [m.version, m.name, m.checksum],
-      })
+      try {
+        await session.transaction(m.sql, {
+          sql: 'insert into filegate_schema_migrations (version, name, checksum) values ($1, $2, $3)',
+          params: [m.version, m.name, m.checksum],
+        })
+      } catch (err) {
+        // A lost connection is waited for; a migration that fails on its own SQL stops start-up, named.
+        if (isConnectionError(err)) throw databaseUnavailable(err)
+        throw new Error(`migration ${m.name} failed: ${(err as Error).message}`, { cause: err })
+      }
       applied.push(m.name)
     }
     return { applied, version: latestVersion(migrations) }

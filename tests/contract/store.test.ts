@@ -221,6 +221,58 @@ for (const transport of transports) {
       assert.equal(results.filter((r) => r.outcome === 'in_progress').length, 19)
     })
 
+    it('a claim whose lease ran out is taken over by exactly one of many racing claims; the old owner has lost it', async () => {
+      const lease = { p_sha256: sha(25), p_lease_seconds: 1 }
+      const first = await store.call<Claim & { file: { claimed_until: string } }>(
+        'claim_upload',
+        claimArgs({ ...lease, p_owner: 'host-a:1' }),
+      )
+      assert.equal(first.outcome, 'claimed')
+      assert.ok(first.file.claimed_until, 'the lease is on the row')
+      assert.equal('claim_owner' in first.file, false, 'the owner stays bookkeeping')
+      const renewed = await store.call('renew_upload_claim', {
+        p_id: first.file.id,
+        p_claim_token: first.claim_token,
+        p_lease_seconds: 1,
+      })
+      assert.equal(renewed, true)
+      const busy = await store.call<Claim>('claim_upload', claimArgs({ ...lease, p_owner: 'host-b:2' }))
+      assert.equal(busy.outcome, 'in_progress', 'a live lease is respected')
+
+      await new Promise((r) => setTimeout(r, 1_200))
+      const racing = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          store.call<Claim & { taken_over?: boolean }>(
+            'claim_upload',
+            claimArgs({ ...lease, p_lease_seconds: 30, p_owner: `host-b:${i}` }),
+          ),
+        ),
+      )
+      const winners = racing.filter((r) => r.outcome === 'claimed')
+      assert.equal(winners.length, 1, JSON.stringify(racing.map((r) => r.outcome)))
+      assert.equal(winners[0]?.taken_over, true)
+      assert.equal(winners[0]?.file?.id, first.file.id)
+      assert.equal(racing.filter((r) => r.outcome === 'in_progress').length, 9)
+
+      assert.equal(
+        await store.call('renew_upload_claim', { p_id: first.file.id, p_claim_token: first.claim_token }),
+        false,
+        'the old owner learns it lost the claim',
+      )
+      const lost = await store.call<{ outcome: string; orphan: FileJson }>('complete_upload', {
+        p_id: first.file.id,
+        p_claim_token: first.claim_token,
+        p_provider_file_id: 'prov-old-owner',
+      })
+      assert.equal(lost.outcome, 'lost')
+      const done = await store.call<{ outcome: string }>('complete_upload', {
+        p_id: first.file.id,
+        p_claim_token: winners[0]?.claim_token,
+        p_provider_file_id: 'prov-new-owner',
+      })
+      assert.equal(done.outcome, 'completed')
+    })
+
     it('a failed row never blocks a retry; a lost claim leaves an orphan tombstone, not a leak', async () => {
       const a = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(30) }))
       const failed = await store.call<FileJson>('fail_upload', {

@@ -330,8 +330,12 @@ describe('app on Postgres', { skip }, () => {
       const app = await buildApp(testConfig({ DATABASE_URL: empty.url }), { logger: false, store })
       t.after(() => app.close())
       await app.ready()
-
-      const ready = await app.inject({ method: 'GET', url: '/readyz' })
+      // The store opens in the background: once its first attempt found the schema missing,
+      // readiness asks the database and tells the two apart.
+      const ready = await waitFor('the first start-up attempt', async () => {
+        const res = await app.inject({ method: 'GET', url: '/readyz' })
+        return res.json().reason === 'starting' ? undefined : res
+      })
       assert.equal(ready.statusCode, 503)
       assert.equal(ready.json().checks.database.ok, true)
       assert.equal(ready.json().checks.schema.ok, false)

@@ -4,172 +4,29 @@
  * database, graceful shutdown during a slow upload, the second signal, and the embedded default.
  */
 import assert from 'node:assert/strict'
-import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
-import { request } from 'node:http'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import postgres from 'postgres'
 import {
-  adminUrl,
   auth,
   createTestDatabase,
   freePort,
-  isCI,
   multipart,
-  postgresAvailable,
+  postgresSuiteSkip,
   startFakes,
   tempDir,
   testKeys,
 } from '../helper.js'
+import { httpRequest, root, serverEnv, spawnNode, waitForStatus, waitUntil, within } from '../process-support.js'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const pgOk = await postgresAvailable()
-if (!pgOk && isCI) throw new Error(`CI=true but Postgres is not reachable at ${adminUrl}`)
-if (!pgOk) console.log(`# NOTICE: Postgres not reachable at ${adminUrl}; the Postgres-backed process tests are skipped`)
-const needsPostgres = pgOk ? false : 'Postgres not reachable'
-
-const apiKeys = `alice:${testKeys.alice},*:${testKeys.admin}`
-
-interface Child {
-  proc: ChildProcess
-  /** stdout + stderr so far, for assertions and failure messages. */
-  output(): string
-  /** Resolves with the exit code (or the signal name) once the process has exited. */
-  exited: Promise<number | string>
-}
-
-/** Spawns a node entry point with only the given environment (plus PATH); killed after the test. */
-function spawnNode(t: TestContext, entry: string, env: Record<string, string>): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
-    cwd: root,
-    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let out = ''
-  proc.stdout?.on('data', (chunk) => {
-    out += String(chunk)
-  })
-  proc.stderr?.on('data', (chunk) => {
-    out += String(chunk)
-  })
-  const exited = new Promise<number | string>((resolve) => {
-    proc.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'))
-  })
-  t.after(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL')
-      await exited
-    }
-  })
-  return { proc, output: () => out, exited }
-}
-
-/** Resolves with what `promise` gives within `ms`, or rejects naming `what`. */
-async function within<T>(ms: number, what: string, promise: Promise<T>, context?: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms\n${context?.() ?? ''}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-interface Answer {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: string
-}
-
-/** One HTTP request on a new connection (no keep-alive agent), so "new connections" are what is tested. */
-function httpRequest(
-  port: number,
-  path: string,
-  options: { method?: string; headers?: Record<string, string>; body?: Buffer; timeoutMs?: number } = {},
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: options.method ?? 'GET',
-        agent: false,
-        headers: {
-          connection: 'close',
-          ...(options.body ? { 'content-length': String(options.body.length) } : {}),
-          ...options.headers,
-        },
-        timeout: options.timeoutMs ?? 5_000,
-      },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
-        )
-        res.on('error', reject)
-      },
-    )
-    req.on('timeout', () => req.destroy(new Error(`request to ${path} timed out`)))
-    req.on('error', reject)
-    req.end(options.body)
-  })
-}
-
-/** Polls `path` until it answers `status` (connection errors count as "not yet"), within `timeoutMs`. */
-async function waitForStatus(child: Child, port: number, path: string, status: number, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs
-  let last = 'no answer'
-  while (Date.now() < deadline) {
-    if (child.proc.exitCode !== null) {
-      throw new Error(
-        `the server exited (${child.proc.exitCode}) before ${path} answered ${status}:\n${child.output()}`,
-      )
-    }
-    try {
-      const res = await httpRequest(port, path, { timeoutMs: 2_000 })
-      if (res.status === status) return res
-      last = `${res.status} ${res.body}`
-    } catch (err) {
-      last = (err as Error).message
-    }
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`${path} did not answer ${status} within ${timeoutMs} ms (last: ${last})\n${child.output()}`)
-}
-
-/** Polls a condition of the test process (no I/O of its own) within `timeoutMs`. */
-async function waitUntil(what: string, condition: () => boolean, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
+const needsPostgres = await postgresSuiteSkip()
 
 async function database(t: TestContext) {
   const db = await createTestDatabase('filegate_proc')
   t.after(() => db.drop())
   return db
-}
-
-/** The environment of a server on `port` with its own spool dir, quiet logs and no scheduled sweeps. */
-async function serverEnv(t: TestContext, port: number, env: Record<string, string> = {}) {
-  return {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'warn',
-    API_KEYS: apiKeys,
-    UPLOAD_TMP_DIR: await tempDir(t, 'filegate-proc-spool-'),
-    CLEANUP_ENABLED: 'false',
-    ...env,
-  }
 }
 
 const slowUpload = (content: string) =>

@@ -1,0 +1,146 @@
+/**
+ * Cold start against the real process: a store that takes 15 s to open (Postgres behind a proxy
+ * that holds every connection for 15 s), and a fresh PGlite DATA_DIR while every core is busy.
+ * The process listens at once (liveness 200, readiness 503 "starting"), requests that need the
+ * database answer 503 DATABASE_UNAVAILABLE with Retry-After, and readiness turns 200 when the
+ * store is ready; it never dies of Fastify's plugin timeout. A broken migration still stops it.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { connect, createServer, type Socket } from 'node:net'
+import { availableParallelism } from 'node:os'
+import { describe, it, type TestContext } from 'node:test'
+import postgres from 'postgres'
+import { adminUrl, auth, createTestDatabase, freePort, postgresSuiteSkip, tempDir, testKeys } from '../helper.js'
+import { type Child, httpRequest, killGroup, serverEnv, spawnNode, waitForStatus, within } from '../process-support.js'
+
+const needsPostgres = await postgresSuiteSkip()
+
+/** A TCP proxy to Postgres that holds every connection until `releaseAt`, then forwards it. */
+async function delayingProxy(t: TestContext, releaseAt: number): Promise<number> {
+  const target = new URL(adminUrl)
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    sockets.add(client)
+    client.pause()
+    client.on('error', () => {})
+    client.once('close', () => sockets.delete(client))
+    setTimeout(
+      () => {
+        if (client.destroyed) return
+        const upstream = connect(Number(target.port || 5432), target.hostname)
+        sockets.add(upstream)
+        upstream.on('error', () => client.destroy())
+        upstream.once('close', () => {
+          sockets.delete(upstream)
+          client.destroy()
+        })
+        client.once('close', () => upstream.destroy())
+        client.pipe(upstream).pipe(client)
+        client.resume()
+      },
+      Math.max(0, releaseAt - Date.now()),
+    )
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return (server.address() as { port: number }).port
+}
+
+/** One busy loop per core (probed), each in its own process group, killed after the test. */
+function busyCores(t: TestContext): number {
+  const cores = availableParallelism()
+  for (let i = 0; i < cores; i++) {
+    const burner = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore', detached: true })
+    const exited = new Promise((resolve) => burner.once('exit', resolve))
+    t.after(async () => {
+      killGroup(burner)
+      await exited
+    })
+  }
+  return cores
+}
+
+/** Polls liveness and readiness side by side until readiness is 200; what was seen on the way. */
+async function watchStartUp(child: Child, port: number, timeoutMs: number) {
+  const seen = { liveBeforeReady: false, starting: false, readyAfterMs: 0 }
+  const started = Date.now()
+  const deadline = started + timeoutMs
+  while (Date.now() < deadline) {
+    if (child.proc.exitCode !== null) assert.fail(`the process exited (${child.proc.exitCode}):\n${child.output()}`)
+    const [live, ready] = await Promise.all([
+      httpRequest(port, '/healthz', { timeoutMs: 5_000 }).catch(() => undefined),
+      httpRequest(port, '/readyz', { timeoutMs: 5_000 }).catch(() => undefined),
+    ])
+    if (ready?.status === 200) {
+      seen.readyAfterMs = Date.now() - started
+      return seen
+    }
+    if (live?.status === 200) seen.liveBeforeReady = true
+    if (ready?.status === 503 && JSON.parse(ready.body).reason === 'starting') seen.starting = true
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.fail(`not ready within ${timeoutMs} ms:\n${child.output()}`)
+}
+
+describe('cold start', () => {
+  it('a Postgres that takes 15 s to answer: listens at once, 503 meanwhile, ready after', {
+    skip: needsPostgres,
+  }, async (t) => {
+    const db = await createTestDatabase('filegate_cold')
+    t.after(() => db.drop())
+    const releaseAt = Date.now() + 15_000
+    const proxyPort = await delayingProxy(t, releaseAt)
+    const url = new URL(db.url)
+    url.port = String(proxyPort)
+    const port = await freePort()
+    const child = spawnNode(t, 'src/server.ts', await serverEnv(t, port, { DATABASE_URL: url.toString() }))
+
+    const live = await waitForStatus(child, port, '/healthz', 200, 12_000)
+    assert.equal(live.status, 200)
+    assert.ok(Date.now() < releaseAt, 'liveness answered while the database was still held')
+    const ready = await httpRequest(port, '/readyz')
+    assert.equal(ready.status, 503)
+    assert.match(String(ready.headers['retry-after']), /^\d+$/)
+    const files = await httpRequest(port, '/v1/files', { headers: auth(testKeys.alice) })
+    assert.equal(files.status, 503, files.body)
+    assert.match(String(files.headers['content-type']), /application\/problem\+json/)
+    assert.equal(JSON.parse(files.body).code, 'DATABASE_UNAVAILABLE')
+    assert.match(String(files.headers['retry-after']), /^\d+$/)
+
+    const seen = await watchStartUp(child, port, 60_000)
+    assert.ok(Date.now() >= releaseAt, 'ready only once the database answered')
+    t.diagnostic(`ready ${seen.readyAfterMs} ms after polling began`)
+    const after = await httpRequest(port, '/v1/files', { headers: auth(testKeys.alice) })
+    assert.equal(after.status, 200, after.body)
+  })
+
+  it('a fresh PGlite DATA_DIR with every core busy: listens at once, "starting", then ready', async (t) => {
+    const cores = busyCores(t)
+    const port = await freePort()
+    const dataDir = await tempDir(t, 'filegate-cold-pglite-')
+    const started = Date.now()
+    const child = spawnNode(t, 'src/server.ts', await serverEnv(t, port, { DATA_DIR: dataDir }))
+    const seen = await watchStartUp(child, port, 240_000)
+    t.diagnostic(`${cores} cores busy: ready ${Date.now() - started} ms after spawn`)
+    assert.ok(seen.liveBeforeReady, 'liveness answered before readiness')
+    assert.ok(seen.starting, 'readiness said "starting" meanwhile')
+  })
+
+  it('a broken migration stops the process with a message naming it', { skip: needsPostgres }, async (t) => {
+    const db = await createTestDatabase('filegate_broken')
+    t.after(() => db.drop())
+    // A schema object in the way of migration 0001: its own SQL fails, which waiting cannot cure.
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} })
+    await sql`create function provider_usage(p_provider text default null) returns integer language sql as 'select 1'`
+    await sql.end()
+    const port = await freePort()
+    const child = spawnNode(t, 'src/server.ts', await serverEnv(t, port, { DATABASE_URL: db.url }))
+    const code = await within(60_000, 'the process to stop', child.exited, child.output)
+    assert.equal(code, 1, child.output())
+    assert.match(child.output(), /start-up failed: migration 0001_provider_file_uploads failed: /)
+  })
+})

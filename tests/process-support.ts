@@ -1,0 +1,182 @@
+/**
+ * The real process under test: `node --import tsx src/server.ts` (or another entry) spawned with an
+ * environment the test controls, in its own process group (and session), killed with the whole
+ * group after the test, so nothing it started outlives the test. Plus the plain HTTP helpers the
+ * process tests share: one request on a new connection, polling a probe, bounded waits.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { request } from 'node:http'
+import { dirname, join } from 'node:path'
+import type { TestContext } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { tempDir, testKeys } from './helper.js'
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+export const apiKeys = `alice:${testKeys.alice},*:${testKeys.admin}`
+
+export interface Child {
+  proc: ChildProcess
+  /** stdout + stderr so far, for assertions and failure messages. */
+  output(): string
+  /** Resolves with the exit code (or the signal name) once the process has exited. */
+  exited: Promise<number | string>
+  /** Milliseconds since the epoch at which the process exited (undefined while it runs). */
+  exitedAt(): number | undefined
+}
+
+/** Kills a child's whole process group (it leads one: spawned detached). */
+export function killGroup(proc: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
+  if (proc.pid === undefined) return
+  try {
+    process.kill(-proc.pid, signal)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err
+  }
+}
+
+/**
+ * Spawns `node [nodeArgs] entry` with only the given environment (plus PATH), detached into its own
+ * process group; after the test the group is killed (whatever the child itself started dies too).
+ */
+export function spawnNode(
+  t: Pick<TestContext, 'after'>,
+  entry: string,
+  env: Record<string, string>,
+  nodeArgs: string[] = ['--import', 'tsx'],
+): Child {
+  const proc = spawn(process.execPath, [...nodeArgs, entry], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
+  let out = ''
+  proc.stdout?.on('data', (chunk) => {
+    out += String(chunk)
+  })
+  proc.stderr?.on('data', (chunk) => {
+    out += String(chunk)
+  })
+  let exitedAt: number | undefined
+  const exited = new Promise<number | string>((resolve) => {
+    proc.once('exit', (code, signal) => {
+      exitedAt = Date.now()
+      resolve(code ?? signal ?? 'unknown')
+    })
+  })
+  t.after(async () => {
+    // The group may hold more than the child (and outlive it): kill it in any case.
+    killGroup(proc)
+    await exited
+  })
+  return { proc, output: () => out, exited, exitedAt: () => exitedAt }
+}
+
+/** Resolves with what `promise` gives within `ms`, or rejects naming `what`. */
+export async function within<T>(ms: number, what: string, promise: Promise<T>, context?: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms\n${context?.() ?? ''}`)), ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+export interface Answer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: string
+}
+
+/** One HTTP request on a new connection (no keep-alive agent), so "new connections" are what is tested. */
+export function httpRequest(
+  port: number,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; body?: Buffer; timeoutMs?: number } = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: options.method ?? 'GET',
+        agent: false,
+        headers: {
+          connection: 'close',
+          ...(options.body ? { 'content-length': String(options.body.length) } : {}),
+          ...options.headers,
+        },
+        timeout: options.timeoutMs ?? 5_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+        )
+        res.on('error', reject)
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error(`request to ${path} timed out`)))
+    req.on('error', reject)
+    req.end(options.body)
+  })
+}
+
+/** Polls `path` until it answers `status` (connection errors count as "not yet"), within `timeoutMs`. */
+export async function waitForStatus(child: Child, port: number, path: string, status: number, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs
+  let last = 'no answer'
+  while (Date.now() < deadline) {
+    if (child.proc.exitCode !== null) {
+      throw new Error(
+        `the server exited (${child.proc.exitCode}) before ${path} answered ${status}:\n${child.output()}`,
+      )
+    }
+    try {
+      const res = await httpRequest(port, path, { timeoutMs: 2_000 })
+      if (res.status === status) return res
+      last = `${res.status} ${res.body}`
+    } catch (err) {
+      last = (err as Error).message
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`${path} did not answer ${status} within ${timeoutMs} ms (last: ${last})\n${child.output()}`)
+}
+
+/** Polls a condition of the test process (no I/O of its own) within `timeoutMs`. */
+export async function waitUntil(what: string, condition: () => boolean, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** Polls an asynchronous condition (e.g. an HTTP check) every 100 ms until it holds, within `timeoutMs`. */
+export async function eventually(what: string, condition: () => Promise<boolean>, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** The environment of a server on `port` with its own spool dir, quiet logs and no scheduled sweeps. */
+export async function serverEnv(t: Pick<TestContext, 'after'>, port: number, env: Record<string, string> = {}) {
+  return {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    API_KEYS: apiKeys,
+    UPLOAD_TMP_DIR: await tempDir(t, 'filegate-proc-spool-'),
+    CLEANUP_ENABLED: 'false',
+    ...env,
+  }
+}
