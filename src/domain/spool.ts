@@ -335,7 +335,7 @@ export function clientBodyError(err: unknown): unknown {
 
 /** A body streamed through to a provider must keep pace with it; the client was the slow side. */
 export const tooSlow = () =>
-  new AppError('VALIDATION_FAILED', {
+  new AppError('REQUEST_TIMEOUT', {
     detail:
       'The body arrived too slowly to stream it through to the provider; send it faster, or without X-Content-SHA256 to have it received first',
   })

@@ -1,7 +1,7 @@
 /**
  * A client's own failure never counts against the provider: stream-through uploads (provider
  * first, X-Content-SHA256) that are over the limit, broken off mid-body, or sent more slowly
- * than PROVIDER_TIMEOUT_MS fail for that client alone. They are not retried, the provider's
+ * than PROVIDER_TIMEOUT_MS (408) fail for that client alone. They are not retried, the provider's
  * circuit stays closed (or, half-open, is not re-opened), and the next tenant's upload is 201.
  */
 import assert from 'node:assert/strict'
@@ -149,7 +149,8 @@ describe("a client's failure is not the provider's", () => {
     for (const res of outcomes['too-slow']) {
       assert.notEqual(res, 'dropped')
       if (res !== 'dropped') {
-        assert.equal(res.status, 400, res.body)
+        assert.equal(res.status, 408, res.body)
+        assert.equal(JSON.parse(res.body).code, 'REQUEST_TIMEOUT')
         assert.match(JSON.parse(res.body).detail, /too slowly/)
       }
     }
