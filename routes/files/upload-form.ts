@@ -187,7 +187,9 @@ export async function receiveUpload(
         ? service.plan({ provider: fields.provider as string, purpose: fields.purpose, filename })
         : undefined
 
-      if (plan && declaredSha256 && !plan.auto) {
+      // Streamed straight through only with a Content-Length, which bounds what is reserved on the
+      // provider account while it streams; a chunked body is received first, and counted exactly.
+      if (plan && declaredSha256 && !plan.auto && contentLength !== undefined) {
         const meta = parseMeta(fields, filename, mimeType)
         result = await service.uploadStreamThrough(tenant, plan, meta, declaredSha256, file.file, contentLength)
         file.file.resume() // a dedup answer did not read the body: discard what is left
