@@ -14,7 +14,7 @@ import filesRoutes from '../routes/files/index.js'
 import healthRoutes from '../routes/health/index.js'
 import limitsRoutes from '../routes/limits/index.js'
 import metricsRoutes from '../routes/metrics/index.js'
-import openAiRoutes from '../routes/openai/index.js'
+import openAiRoutes, { sendOpenAiError } from '../routes/openai/index.js'
 import { ProblemSchema } from '../routes/schemas.js'
 import type { Config } from './config.js'
 import { AppError } from './errors.js'
@@ -102,6 +102,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: true } },
+    // A malformed URL (bad percent-encoding, an over-long path parameter) is the client's 400 in
+    // the face of its path, like every other error.
+    frameworkErrors: (err, request, reply) => request.server.sendError(err, request, reply),
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // Beyond MAX_CONNECTIONS Node closes a new connection at once, so slow or idle clients cannot
@@ -135,7 +138,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   }
 
   // 2. App plugins.
-  await app.register(errorsPlugin)
+  await app.register(errorsPlugin, { faces: [{ prefix: '/providers/', send: sendOpenAiError }] })
   await app.register(metricsPlugin, {
     metrics: overrides.metrics ?? createMetrics(),
     port: config.metricsPort,

@@ -95,7 +95,8 @@ const paramOf: Partial<Record<ErrorCode, string>> = {
   UNKNOWN_PROVIDER: 'provider',
 }
 
-function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: AppError) {
+/** The OpenAI error body; also the answer to unknown paths and malformed URLs under /providers/. */
+export function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: AppError) {
   const retryable = err.status === 408 || err.status === 429 || err.status >= 500
   reply
     .code(err.status)

@@ -201,6 +201,27 @@ describe('hostile inputs answer 400, never 500', () => {
     await assertNothingLeft(ctx, tenant)
   })
 
+  test('a malformed URL or an over-long path parameter: 400 in the face of its path; unknown paths 404 alike', async (t) => {
+    const ctx = await setupUploads(t, database)
+    if (!ctx) return
+    const tenant = freshTenant('url')
+    const long = 'x'.repeat(5000)
+    for (const url of ['/v1/files/%E0%A4%A', `/v1/files/${long}`, `/v1/files/${long}/content`]) {
+      assertProblem(await ctx.app.inject({ method: 'GET', url, headers: as(tenant) }), 400, 'VALIDATION_FAILED')
+    }
+    for (const url of [
+      '/providers/kimi/v1/files/%E0%A4%A',
+      `/providers/kimi/v1/files/${long}`,
+      `/providers/${long}/v1/files`,
+    ]) {
+      assertOpenAiError(await ctx.app.inject({ method: 'GET', url, headers: as(tenant) }), 400, 'validation_failed')
+    }
+    const unknown = await ctx.app.inject({ method: 'GET', url: '/providers/kimi/v1/nothing', headers: as(tenant) })
+    assert.equal(unknown.statusCode, 404)
+    assert.equal((unknown.json() as { error: { code: string } }).error.code, 'not_found')
+    assertProblem(await ctx.app.inject({ method: 'GET', url: '/v1/nothing', headers: as(tenant) }), 404, 'NOT_FOUND')
+  })
+
   test('the store refuses a value Postgres cannot hold as the client’s 400, not a 500', async (t) => {
     const ctx = await setupUploads(t, database)
     if (!ctx) return
