@@ -36,7 +36,8 @@ export function killGroup(proc: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'
 }
 
 /**
- * Spawns `node [nodeArgs] entry` with only the given environment (plus PATH), detached into its own
+ * Spawns `node [nodeArgs] entry [args]` with only the given environment (plus PATH and this test
+ * run's FILEGATE_TEST_RUN token, by which the test guard knows its processes), detached into its own
  * process group; after the test the group is killed (whatever the child itself started dies too).
  */
 export function spawnNode(
@@ -44,10 +45,16 @@ export function spawnNode(
   entry: string,
   env: Record<string, string>,
   nodeArgs: string[] = ['--import', 'tsx'],
+  args: string[] = [],
 ): Child {
-  const proc = spawn(process.execPath, [...nodeArgs, entry], {
+  const proc = spawn(process.execPath, [...nodeArgs, entry, ...args], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      NODE_ENV: 'test',
+      ...(process.env.FILEGATE_TEST_RUN ? { FILEGATE_TEST_RUN: process.env.FILEGATE_TEST_RUN } : {}),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   })

@@ -19,10 +19,24 @@ export interface PerfSummary {
   topSymbols: Array<PerfRow & { object: string }>
 }
 
-/** Whether `perf record` can sample here (installed, and allowed to attach). */
+/**
+ * Whether `perf record` can do here what startPerf does: attach to a running process by pid
+ * (installed, and allowed to attach: perf_event_paranoid, ptrace scope, container capabilities).
+ * Recording a command it starts itself, `perf record -- true`, needs less and proves nothing.
+ */
 export function perfAvailable(): boolean {
-  const probe = spawnSync('perf', ['record', '-e', 'cpu-clock', '-o', '/dev/null', '--', 'true'], { stdio: 'ignore' })
-  return probe.status === 0
+  const target = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 10000)'], { stdio: 'ignore', detached: true })
+  try {
+    const probe = spawnSync(
+      'perf',
+      ['record', '-e', 'cpu-clock', '-p', String(target.pid), '-o', '/dev/null', '--', 'sleep', '0.2'],
+      { stdio: 'ignore', timeout: 10_000 },
+    )
+    return probe.status === 0
+  } finally {
+    // Its own process group: nothing of the probe outlives it.
+    if (target.pid !== undefined) process.kill(-target.pid, 'SIGKILL')
+  }
 }
 
 /** Starts sampling `pid`; `stop()` ends the recording and resolves once the file is written. */

@@ -4,7 +4,7 @@
  * removed on every failure path; the caller removes it after the provider upload.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { type FileHandle, mkdir, open, readdir, rm, stat } from 'node:fs/promises'
+import { type FileHandle, lstat, mkdir, open, readdir, rm, stat } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -90,12 +90,35 @@ export class HashCounter {
   }
 }
 
-/** mkdir -p once per directory, not once per upload (a syscall chain on the small-upload hot path). */
+/**
+ * Makes the spool directory (0700) or checks the one that is there: a directory (not a symlink),
+ * owned by this process's user, writable by nobody else. Another local user who owned it, or could
+ * write to it, could swap a spooled body after it was hashed and before it is uploaded.
+ */
+export async function prepareSpoolDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const info = await lstat(dir)
+  const uid = process.getuid?.()
+  const problem = !info.isDirectory()
+    ? 'is not a directory'
+    : uid !== undefined && info.uid !== uid
+      ? `is owned by uid ${info.uid}, not by this process (uid ${uid})`
+      : (info.mode & 0o022) !== 0
+        ? `is writable by other users (mode ${(info.mode & 0o777).toString(8)})`
+        : undefined
+  if (problem) {
+    throw new Error(
+      `UPLOAD_TMP_DIR ${dir} ${problem}: refusing it, since another user could swap a spooled upload; use a directory of this user with mode 0700`,
+    )
+  }
+}
+
+/** Prepared once per directory, not once per upload (a syscall chain on the small-upload hot path). */
 const madeDirs = new Map<string, Promise<unknown>>()
 const ensureDir = (dir: string) => {
   let made = madeDirs.get(dir)
   if (!made) {
-    made = mkdir(dir, { recursive: true }).catch((err) => {
+    made = prepareSpoolDir(dir).catch((err) => {
       madeDirs.delete(dir)
       throw err
     })
@@ -290,8 +313,11 @@ const isAlive = (pid: number) => {
 }
 
 /**
- * Removes spool files a crashed process left: older than `maxAgeMs` (a live upload touches its
- * file within UPLOAD_TIMEOUT_MS), and, for files of this host, only when their process is gone.
+ * Removes spool files that no live upload owns. A file of this host whose process is gone goes
+ * whatever its age (a process killed and restarted within UPLOAD_TIMEOUT_MS would otherwise leave
+ * it for good); one of a live process on this host, this one included, is never touched. A file of
+ * another host (a shared directory) goes once older than `maxAgeMs`, since its process cannot be
+ * asked: a live upload touches its file within UPLOAD_TIMEOUT_MS.
  */
 export async function removeStaleSpools(dir: string, maxAgeMs: number): Promise<number> {
   let names: string[]
@@ -306,10 +332,13 @@ export async function removeStaleSpools(dir: string, maxAgeMs: number): Promise<
     const m = /^fg-(.+)-(\d+)-[0-9a-f]{16}\.part$/.exec(name)
     if (!m) continue
     const path = join(dir, name)
-    const info = await stat(path).catch(() => undefined)
-    if (!info || Date.now() - info.mtimeMs < maxAgeMs) continue
     const pid = Number(m[2])
-    if (m[1] === host && pid !== process.pid && isAlive(pid)) continue
+    if (m[1] === host) {
+      if (pid === process.pid || isAlive(pid)) continue
+    } else {
+      const info = await stat(path).catch(() => undefined)
+      if (!info || Date.now() - info.mtimeMs < maxAgeMs) continue
+    }
     await rm(path, { force: true })
     removed++
   }

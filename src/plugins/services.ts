@@ -4,7 +4,6 @@ import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { FileService } from '../domain/files.js'
 import { LifecycleService } from '../domain/lifecycle.js'
-import { removeStaleSpools } from '../domain/spool.js'
 import { atMostEvery, usageRefreshMs } from '../metrics.js'
 
 declare module 'fastify' {
@@ -34,10 +33,6 @@ export default fp(
         log: app.log,
       }),
     )
-
-    // Spool files of a crashed process (older than an upload may live) are removed at start.
-    const removed = await removeStaleSpools(opts.config.uploadTmpDir, opts.config.timeouts.uploadMs)
-    if (removed > 0) app.log.info({ removed, dir: opts.config.uploadTmpDir }, 'removed stale upload spool files')
 
     // Live usage gauges are read from the database when Prometheus scrapes, at most every few
     // seconds (an unauthenticated scrape loop must not become a database load); a scrape during a

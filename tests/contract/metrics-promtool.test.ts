@@ -6,9 +6,10 @@
  */
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { describe, it } from 'node:test'
+import { describe, it, type TestContext } from 'node:test'
 import { createPgliteStore } from '../../src/store/pglite.js'
 import { auth, build, isCI, multipart, startFakes, tempDir, testKeys } from '../helper.js'
+import { killGroup } from '../process-support.js'
 
 const promtool = process.env.PROMTOOL ?? 'promtool'
 
@@ -17,10 +18,11 @@ function promtoolAvailable(): boolean {
   return probe.error === undefined && probe.status === 0
 }
 
-/** Runs `promtool check metrics` with the exposition on stdin. */
-function checkMetrics(exposition: string): Promise<{ code: number | null; output: string }> {
+/** Runs `promtool check metrics` with the exposition on stdin, in its own process group, killed with it after the test. */
+function checkMetrics(t: TestContext, exposition: string): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn(promtool, ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+    t.after(() => killGroup(child))
     let output = ''
     child.stdout.on('data', (chunk) => {
       output += chunk
@@ -99,7 +101,7 @@ describe('/metrics', () => {
       assert.ok(exposition.includes(series), `${series} is exposed`)
     }
 
-    const { code, output } = await checkMetrics(exposition)
+    const { code, output } = await checkMetrics(t, exposition)
     assert.equal(code, 0, `promtool check metrics reported:\n${output}`)
     t.diagnostic(`promtool check metrics: clean (${exposition.split('\n').length} lines)`)
   })

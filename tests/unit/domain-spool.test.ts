@@ -1,7 +1,7 @@
 /** The upload spool: hashed and counted while written, limited, removed on failure; stale spools swept. */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test'
 import {
   HashCounter,
   memorySpoolBytes,
+  prepareSpoolDir,
   removeSpool,
   removeStaleSpools,
   spoolToFile,
@@ -252,7 +253,7 @@ describe('HashCounter.senderFailure', () => {
 })
 
 describe('removeStaleSpools', () => {
-  test('removes old spools of gone processes only, never young or foreign files or a live peer', async () => {
+  test('removes spools of gone processes of this host at any age, old ones of other hosts, never a live peer or foreign files', async () => {
     const sub = await mkdtemp(join(dir, 'stale-'))
     const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '_')
     const old = new Date(Date.now() - 3_600_000)
@@ -261,6 +262,8 @@ describe('removeStaleSpools', () => {
       deadYoung: `fg-${host}-999999998-${'b'.repeat(16)}.part`,
       livePeerOld: `fg-${host}-${process.ppid}-${'c'.repeat(16)}.part`,
       otherHostOld: `fg-other-host-123-${'d'.repeat(16)}.part`,
+      otherHostYoung: `fg-other-host-124-${'e'.repeat(16)}.part`,
+      ownYoung: `fg-${host}-${process.pid}-${'f'.repeat(16)}.part`,
       foreign: 'notes.txt',
     }
     for (const name of Object.values(names)) await writeFile(join(sub, name), 'x')
@@ -268,8 +271,40 @@ describe('removeStaleSpools', () => {
       await utimes(join(sub, name), old, old)
     }
     const removed = await removeStaleSpools(sub, 60_000)
-    assert.equal(removed, 2)
-    assert.deepEqual((await readdir(sub)).sort(), [names.deadYoung, names.foreign, names.livePeerOld].sort())
+    assert.equal(removed, 3)
+    assert.deepEqual(
+      (await readdir(sub)).sort(),
+      [names.foreign, names.livePeerOld, names.otherHostYoung, names.ownYoung].sort(),
+    )
     assert.equal(await removeStaleSpools(join(sub, 'missing'), 1000), 0)
+  })
+})
+
+describe('prepareSpoolDir', () => {
+  test('creates the directory 0700', async () => {
+    const fresh = join(dir, 'fresh', 'spool')
+    await prepareSpoolDir(fresh)
+    assert.equal((await stat(fresh)).mode & 0o777, 0o700)
+  })
+
+  test('refuses a directory other users can write to, or a symlink', async () => {
+    const open = join(dir, 'open-to-all')
+    await mkdir(open)
+    await chmod(open, 0o777)
+    await assert.rejects(prepareSpoolDir(open), /UPLOAD_TMP_DIR .* is writable by other users \(mode 777\)/)
+    await chmod(open, 0o770)
+    await assert.rejects(prepareSpoolDir(open), /writable by other users/)
+    const link = join(dir, 'link')
+    await symlink(await mkdtemp(join(dir, 'target-')), link)
+    await assert.rejects(prepareSpoolDir(link), /is not a directory/)
+  })
+
+  test('refuses a directory owned by another user', async (t) => {
+    // Only root can give a directory away; elsewhere the case cannot be set up.
+    if (process.getuid?.() !== 0) return t.skip('needs root to chown a directory to another user')
+    const foreign = join(dir, 'foreign')
+    await mkdir(foreign, { mode: 0o700 })
+    await chown(foreign, 65534, 65534)
+    await assert.rejects(prepareSpoolDir(foreign), /is owned by uid 65534, not by this process \(uid 0\)/)
   })
 })
