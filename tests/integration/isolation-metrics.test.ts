@@ -63,13 +63,16 @@ describe('/metrics', () => {
       assert.equal(res.statusCode, 200)
       return res.body
     }
+    const started = Date.now()
     const first = await scrape()
     assert.ok(metricIn(first, 'filegate_provider_files', { provider: 'kimi' }) >= 1, 'the upload is counted')
     assert.ok(metricIn(first, 'filegate_provider_bytes', { provider: 'kimi' }) >= 'counted once'.length)
     await concurrently(50, scrape)
     for (let i = 0; i < 49; i++) await scrape()
+    const elapsed = Date.now() - started
     const usageQueries = queries.filter((q) => q === 'provider_usage').length
-    t.diagnostic(`${usageQueries} provider_usage queries for 100 scrapes`)
-    assert.equal(usageQueries, 1, 'scrapes within a few seconds share one database read')
+    t.diagnostic(`${usageQueries} provider_usage queries for 100 scrapes in ${elapsed} ms`)
+    // One read per 5 s at most, however fast the scrapes come (one, unless this box is very slow).
+    assert.ok(usageQueries >= 1 && usageQueries <= 1 + Math.floor(elapsed / 5000), `${usageQueries} reads`)
   })
 })
