@@ -248,6 +248,9 @@ export async function handleUpload(
   } catch (err) {
     service.recordRefusal(asAppError(err))
     reply.header('connection', 'close')
+    // Nothing more of this body will be used: stop feeding the multipart parser (it would go on
+    // parsing whatever the client keeps sending, part by part, until the connection closes).
+    request.raw.unpipe()
     throw err
   }
 }
