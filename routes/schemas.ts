@@ -91,6 +91,13 @@ export const ProblemSchema = Type.Object(
   },
 )
 
+/**
+ * A short text parameter (query or path) as a client may send it: no control characters (a NUL
+ * cannot reach Postgres text), bounded length. Validation refuses anything else with 400.
+ */
+export const SafeText = (maxLength: number, description?: string) =>
+  Type.String({ maxLength, pattern: '^[^\\u0000-\\u001f\\u007f]*$', ...(description ? { description } : {}) })
+
 export const Problem = Type.Ref(ProblemSchema)
 export const FileRef = Type.Ref(FileSchema)
 

@@ -14,7 +14,7 @@ import filesRoutes from '../routes/files/index.js'
 import healthRoutes from '../routes/health/index.js'
 import limitsRoutes from '../routes/limits/index.js'
 import metricsRoutes from '../routes/metrics/index.js'
-import openAiRoutes from '../routes/openai/index.js'
+import openAiRoutes, { sendOpenAiError } from '../routes/openai/index.js'
 import { ProblemSchema } from '../routes/schemas.js'
 import type { Config } from './config.js'
 import { AppError } from './errors.js'
@@ -104,6 +104,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: true } },
+    // A malformed URL (bad percent-encoding, an over-long path parameter) is the client's 400 in
+    // the face of its path, like every other error.
+    frameworkErrors: (err, request, reply) => request.server.sendError(err, request, reply),
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // Beyond MAX_CONNECTIONS Node closes a new connection at once, so slow or idle clients cannot
@@ -138,16 +141,21 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   }
 
   // 2. App plugins.
-  await app.register(errorsPlugin)
+  await app.register(errorsPlugin, { faces: [{ prefix: '/providers/', send: sendOpenAiError }] })
   await app.register(metricsPlugin, {
     metrics: overrides.metrics ?? createMetrics(),
     port: config.metricsPort,
+    tokenSha256: config.metricsTokenSha256,
     host: config.host,
   })
   await app.register(storePlugin, { config: config.store, ...(overrides.store ? { store: overrides.store } : {}) })
   await app.register(providersPlugin, { config, ...(overrides.providers ? { registry: overrides.providers } : {}) })
   await app.register(servicesPlugin, { config })
-  await app.register(authPlugin, { keys: config.apiKeys, openMode: config.openMode })
+  await app.register(authPlugin, {
+    keys: config.apiKeys,
+    openMode: config.openMode,
+    failuresPerMinute: config.rateLimitPerMinute,
+  })
   await app.register(schedulerPlugin, { config })
 
   // From the first moment of shutdown every response says Connection: close (Node then closes its

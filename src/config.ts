@@ -79,11 +79,19 @@ export const EnvSchema = Type.Object({
   RECONCILE_DELETE_UNKNOWN: Type.Boolean({ default: false }),
   RECONCILE_GRACE_MINUTES: Int(60, 0),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  METRICS_TOKEN: Type.Optional(
+    Type.String({ minLength: 16, description: 'Bearer token /metrics requires (both listeners); unset = open' }),
+  ),
   RATE_LIMIT_PER_MINUTE: Int(600, 0, '0 disables'),
   OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(
     Type.String({ pattern: '^https?://', description: 'OTLP/HTTP base URL; tracing is off without it' }),
   ),
   OTEL_SERVICE_NAME: Type.String({ default: 'filegate', minLength: 1 }),
+  TENANT_MAX_FILES: Int(0, 0, 'files one tenant may occupy on each provider account; 0 = no cap'),
+  TENANT_MAX_BYTES: Int(0, 0, 'bytes one tenant may occupy on each provider account; 0 = no cap'),
+  TENANT_QUOTAS: Type.Optional(
+    Type.String({ description: 'JSON per-tenant overrides: {"acme": {"max_files": 100, "max_bytes": 1073741824}}' }),
+  ),
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -103,6 +111,29 @@ const ExtraProviderSchema = Type.Array(
     { additionalProperties: false },
   ),
 )
+
+const tenantNamePattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
+const TenantQuotasSchema = Type.Record(
+  Type.String({ pattern: tenantNamePattern }),
+  Type.Object(
+    { max_files: Type.Optional(Type.Integer({ minimum: 0 })), max_bytes: Type.Optional(Type.Integer({ minimum: 0 })) },
+    { additionalProperties: false },
+  ),
+  { additionalProperties: false },
+)
+
+/** One tenant's caps on each provider account; null = no cap. */
+export interface TenantQuota {
+  maxFiles: number | null
+  maxBytes: number | null
+}
+
+export interface TenantQuotas {
+  /** TENANT_MAX_FILES / TENANT_MAX_BYTES: every tenant without an override. */
+  default: TenantQuota
+  /** TENANT_QUOTAS: per tenant; a field it leaves out falls back to the default. */
+  overrides: ReadonlyMap<string, TenantQuota>
+}
 
 export interface ProviderConfig extends ProviderFacts {
   name: string
@@ -154,10 +185,13 @@ export interface Config {
     reconcileGraceMinutes: number
   }
   metricsPort: number | undefined
+  /** SHA-256 (hex) of METRICS_TOKEN: /metrics wants it as a bearer token; undefined = open. */
+  metricsTokenSha256: string | undefined
   rateLimitPerMinute: number
   shutdownDrainMs: number
   /** OpenTelemetry traces, exported over OTLP/HTTP to `endpoint` (off when undefined). */
   tracing: { endpoint: string | undefined; serviceName: string }
+  tenantQuotas: TenantQuotas
 }
 
 export class ConfigError extends Error {
@@ -214,6 +248,9 @@ function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[
   return entries
 }
 
+/** A cap from the environment: 0 means none. */
+const capOrNull = (n: number) => (n > 0 ? n : null)
+
 const csv = (raw: string | undefined) =>
   (raw ?? '')
     .split(',')
@@ -232,7 +269,6 @@ function narrowExtensions(facts: ProviderFacts, allowed: string[]): ProviderFact
 }
 
 function buildProviders(env: Env, problems: string[]): ProviderConfig[] {
-  const cap = (n: number) => (n > 0 ? n : null)
   const providers: ProviderConfig[] = [
     {
       ...providerFacts.kimi,
@@ -241,8 +277,8 @@ function buildProviders(env: Env, problems: string[]): ProviderConfig[] {
       configured: Boolean(env.KIMI_API_KEY),
       baseUrl: env.KIMI_BASE_URL.replace(/\/+$/, ''),
       maxFileBytes: env.KIMI_MAX_FILE_BYTES,
-      maxFiles: cap(env.KIMI_MAX_FILES),
-      maxTotalBytes: cap(env.KIMI_MAX_TOTAL_BYTES),
+      maxFiles: capOrNull(env.KIMI_MAX_FILES),
+      maxTotalBytes: capOrNull(env.KIMI_MAX_TOTAL_BYTES),
     },
     {
       ...providerFacts.glm,
@@ -251,8 +287,8 @@ function buildProviders(env: Env, problems: string[]): ProviderConfig[] {
       configured: Boolean(env.GLM_API_KEY),
       baseUrl: env.GLM_BASE_URL.replace(/\/+$/, ''),
       maxFileBytes: env.GLM_MAX_FILE_BYTES,
-      maxFiles: cap(env.GLM_MAX_FILES),
-      maxTotalBytes: cap(env.GLM_MAX_TOTAL_BYTES),
+      maxFiles: capOrNull(env.GLM_MAX_FILES),
+      maxTotalBytes: capOrNull(env.GLM_MAX_TOTAL_BYTES),
     },
   ]
   if (env.EXTRA_PROVIDERS?.trim()) {
@@ -288,8 +324,8 @@ function buildProviders(env: Env, problems: string[]): ProviderConfig[] {
         configured: Boolean(extra.api_key),
         baseUrl: extra.base_url.replace(/\/+$/, ''),
         maxFileBytes: extra.max_file_bytes ?? openAiCompatibleDefaults.maxFileBytes,
-        maxFiles: cap(extra.max_files ?? 0),
-        maxTotalBytes: cap(extra.max_total_bytes ?? 0),
+        maxFiles: capOrNull(extra.max_files ?? 0),
+        maxTotalBytes: capOrNull(extra.max_total_bytes ?? 0),
         defaultPurpose,
         purposes,
       })
@@ -298,6 +334,36 @@ function buildProviders(env: Env, problems: string[]): ProviderConfig[] {
   const allowed = csv(env.ALLOWED_EXTENSIONS)
   return providers.map((p) => ({ ...p, ...narrowExtensions(p, allowed), name: p.name, kind: p.kind }))
 }
+
+function parseTenantQuotas(env: Env, problems: string[]): TenantQuotas {
+  const fallback: TenantQuota = { maxFiles: capOrNull(env.TENANT_MAX_FILES), maxBytes: capOrNull(env.TENANT_MAX_BYTES) }
+  const overrides = new Map<string, TenantQuota>()
+  if (env.TENANT_QUOTAS?.trim()) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(env.TENANT_QUOTAS)
+    } catch {
+      problems.push('TENANT_QUOTAS: not valid JSON')
+      return { default: fallback, overrides }
+    }
+    if (!Value.Check(TenantQuotasSchema, parsed)) {
+      const first = [...Value.Errors(TenantQuotasSchema, parsed)].slice(0, 5)
+      for (const e of first) problems.push(`TENANT_QUOTAS${e.path.replaceAll('/', '.')}: ${e.message}`)
+      return { default: fallback, overrides }
+    }
+    for (const [tenant, quota] of Object.entries(parsed)) {
+      overrides.set(tenant, {
+        maxFiles: quota.max_files === undefined ? fallback.maxFiles : capOrNull(quota.max_files),
+        maxBytes: quota.max_bytes === undefined ? fallback.maxBytes : capOrNull(quota.max_bytes),
+      })
+    }
+  }
+  return { default: fallback, overrides }
+}
+
+/** The caps of `tenant` on each provider account. */
+export const tenantQuotaOf = (quotas: TenantQuotas, tenant: string): TenantQuota =>
+  quotas.overrides.get(tenant) ?? quotas.default
 
 /** Reads `source` (process.env in the server, a plain object in tests) into a Config, or throws ConfigError. */
 export function loadConfig(source: Record<string, string | undefined>): Config {
@@ -364,6 +430,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   }
 
   const providers = buildProviders(env, problems)
+  const tenantQuotas = parseTenantQuotas(env, problems)
   if (env.DEFAULT_PROVIDER !== 'auto' && !providers.some((p) => p.name === env.DEFAULT_PROVIDER)) {
     problems.push(`DEFAULT_PROVIDER: "${env.DEFAULT_PROVIDER}" is not auto nor a known provider`)
   }
@@ -425,8 +492,10 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       reconcileGraceMinutes: env.RECONCILE_GRACE_MINUTES,
     },
     metricsPort: env.METRICS_PORT,
+    metricsTokenSha256: env.METRICS_TOKEN === undefined ? undefined : apiKeyDigest(env.METRICS_TOKEN),
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     shutdownDrainMs: env.SHUTDOWN_DRAIN_MS,
     tracing: { endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: env.OTEL_SERVICE_NAME },
+    tenantQuotas,
   }
 }

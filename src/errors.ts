@@ -30,6 +30,7 @@ export const errorCatalog = {
   DATABASE_UNAVAILABLE: { status: 503, title: 'The database is unavailable' },
   PROVIDER_TIMEOUT: { status: 504, title: 'The provider did not answer in time' },
   PROVIDER_QUOTA_EXCEEDED: { status: 507, title: 'Provider quota exceeded' },
+  TENANT_QUOTA_EXCEEDED: { status: 507, title: "The tenant's quota at this provider is used up" },
 } as const satisfies Record<string, { status: number; title: string }>
 
 export type ErrorCode = keyof typeof errorCatalog

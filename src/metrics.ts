@@ -12,6 +12,27 @@ export interface ScrapeHooks {
   refreshUsage?: () => Promise<void>
 }
 
+/** The live-usage gauges are read from the database at most this often, whatever the scrape rate. */
+export const usageRefreshMs = 5_000
+
+/**
+ * `refresh` run at most once every `intervalMs`: callers in between get the values of the last
+ * run, and callers while one runs wait for that one. A scrape then costs the same at any rate.
+ */
+export function atMostEvery(intervalMs: number, refresh: () => Promise<void>): () => Promise<void> {
+  let startedAt = Number.NEGATIVE_INFINITY
+  let running: Promise<void> | undefined
+  return () => {
+    if (running) return running
+    if (Date.now() - startedAt < intervalMs) return Promise.resolve()
+    startedAt = Date.now()
+    running = refresh().finally(() => {
+      running = undefined
+    })
+    return running
+  }
+}
+
 export function createMetrics() {
   const registry = new Registry()
   const hooks: ScrapeHooks = {}
@@ -92,6 +113,11 @@ export function createMetrics() {
       help: 'Bytes occupying the provider account',
       labelNames: ['provider'] as const,
       registers: r,
+      // The registry collects its metrics concurrently: this gauge waits for the same refresh
+      // as filegate_provider_files (one shared read) rather than showing the previous one.
+      async collect() {
+        await hooks.refreshUsage?.()
+      },
     }),
     // The account caps (KIMI_MAX_FILES, …), set at start for capped providers only, so that usage
     // over cap is one division in PromQL (dashboards, the near-cap alert).

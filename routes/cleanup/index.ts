@@ -47,6 +47,22 @@ const CleanupReport = Type.Object(
 )
 
 const cleanupRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  // Every field has a default, so an empty JSON body means the defaults (`curl -X POST -H
+  // 'content-type: application/json'` sends none). Non-empty bodies keep Fastify's own parser,
+  // with its prototype-poisoning checks. Scoped to this plugin: no other route takes JSON.
+  const json = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body.toString()
+    if (text === '') done(null, {})
+    else json(request, text, done)
+  })
+  // No body at all (no Content-Type either): the same defaults.
+  app.addHook('preValidation', (request, _reply, done) => {
+    request.body ??= {}
+    done()
+  })
+
   app.post(
     '/v1/cleanup',
     {
@@ -69,7 +85,7 @@ const cleanupRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: { auth: 'admin' },
     },
     async (request) => {
-      const body = request.body ?? { dry_run: true, jobs: defaultJobs }
+      const body = request.body ?? {}
       return app.cleanup.run({
         dryRun: body.dry_run ?? true,
         jobs: (body.jobs ?? defaultJobs) as CleanupJob[],

@@ -2,7 +2,8 @@
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { toFileObject } from '../../src/domain/file-record.js'
-import { FileRef, FileSchema, problems } from '../schemas.js'
+import { FileRef, FileSchema, problems, SafeText } from '../schemas.js'
+import { sendContent } from './content-reply.js'
 import { handleUpload, skipBodyValidation } from './upload-form.js'
 
 const UploadBody = Type.Object(
@@ -41,7 +42,7 @@ const FileList = Type.Object(
 
 const fileExample = (FileSchema.examples as Array<Record<string, unknown>>)[0]
 
-const IdParams = Type.Object({ id: Type.String({ description: 'The file id (uuid)' }) })
+const IdParams = Type.Object({ id: SafeText(64, 'The file id (uuid)') })
 const Sha256Header = Type.Object({
   'x-content-sha256': Type.Optional(
     Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'Declared SHA-256 of the file (hex)' }),
@@ -97,15 +98,21 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         summary: "List the caller's files, newest first, with cursor pagination",
         security: [{ bearerAuth: [] }],
         querystring: Type.Object({
-          provider: Type.Optional(Type.String()),
+          provider: Type.Optional(SafeText(64)),
           status: Type.Optional(
             Type.Union(['pending', 'uploading', 'completed', 'failed', 'deleted'].map((s) => Type.Literal(s))),
           ),
           sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })),
-          purpose: Type.Optional(Type.String()),
+          purpose: Type.Optional(SafeText(64)),
           include_deleted: Type.Boolean({ default: false }),
           limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
-          after: Type.Optional(Type.String({ description: 'next_cursor of the previous page' })),
+          after: Type.Optional(
+            Type.String({
+              maxLength: 256,
+              pattern: '^[A-Za-z0-9_-]*$',
+              description: 'next_cursor of the previous page',
+            }),
+          ),
         }),
         response: { 200: FileList, ...problems(400, 401, 403, 429, 503) },
       },
@@ -159,7 +166,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         response: {
           200: Type.Unsafe<unknown>({
             type: 'string',
-            description: 'The provider content, passed through as the provider sends it',
+            description: 'The provider content as it sends it, as a download (attachment, nosniff, a sandboxing CSP)',
           }),
           ...problems(401, 403, 404, 409, 429, 502, 503, 504),
         },
@@ -167,10 +174,8 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
       config: { auth: 'tenant' },
     },
     async (request, reply) => {
-      const { content } = await app.files.content(request.auth.tenant, request.params.id)
-      reply.header('content-type', content.contentType)
-      if (content.contentLength !== undefined) reply.header('content-length', content.contentLength)
-      return reply.send(content.body)
+      const { row, content } = await app.files.content(request.auth.tenant, request.params.id)
+      return sendContent(reply, row.filename, content)
     },
   )
 

@@ -9,12 +9,14 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.js'
 import { sanitizeFilename } from '../../src/domain/filename.js'
 import type { FileMeta, FileService, UploadResult } from '../../src/domain/files.js'
-import { removeSpool, type SpooledFile, spoolToFile, tooLarge } from '../../src/domain/spool.js'
+import { clientBodyError, removeSpool, type SpooledFile, spoolToFile, tooLarge } from '../../src/domain/spool.js'
 import { AppError } from '../../src/errors.js'
 import { asAppError } from '../../src/plugins/errors.js'
 import { inSpan } from '../../src/spans.js'
 
 const maxMetadataBytes = 4096
+/** Nesting deeper than this is refused: metadata is labels, not documents. */
+const maxMetadataDepth = 16
 const maxExpiresIn = 10 * 365 * 24 * 3600
 interface Fields {
   provider?: string
@@ -77,6 +79,7 @@ export function parseMeta(fields: Fields, filename: string, mimeType: string): F
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
       throw new AppError('VALIDATION_FAILED', { detail: 'metadata must be a JSON object' })
     }
+    checkMetadataValues(parsed)
     metadata = parsed as Record<string, unknown>
   }
   if (fields.expires_anchor !== undefined && fields.expires_anchor !== 'created_at') {
@@ -93,6 +96,47 @@ export function parseMeta(fields: Fields, filename: string, mimeType: string): F
   return { filename, mimeType: mimeType || 'application/octet-stream', metadata, expiresInSeconds }
 }
 
+/**
+ * One pass over the parsed metadata (an explicit stack, no recursion): nesting is bounded and no
+ * key or string holds a NUL, which Postgres jsonb cannot store (\u0000 is refused as 22P05).
+ */
+function checkMetadataValues(root: object): void {
+  const stack: Array<{ value: unknown; depth: number }> = [{ value: root, depth: 1 }]
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const { value, depth } = item
+    if (typeof value === 'string') {
+      if (value.includes('\u0000')) throw new AppError('VALIDATION_FAILED', { detail: 'metadata must not contain NUL' })
+      continue
+    }
+    if (value === null || typeof value !== 'object') continue
+    if (depth > maxMetadataDepth) {
+      throw new AppError('VALIDATION_FAILED', { detail: `metadata nests deeper than ${maxMetadataDepth} levels` })
+    }
+    for (const [key, child] of Object.entries(value)) {
+      stack.push({ value: key, depth }, { value: child, depth: depth + 1 })
+    }
+  }
+}
+
+/** The parts as @fastify/multipart yields them, its parser's failures turned into the client's 400. */
+async function* framedParts<T>(parts: AsyncIterable<T>): AsyncGenerator<T> {
+  const iterator = parts[Symbol.asyncIterator]()
+  try {
+    for (;;) {
+      let next: IteratorResult<T>
+      try {
+        next = await iterator.next()
+      } catch (err) {
+        throw clientBodyError(err)
+      }
+      if (next.done) return
+      yield next.value
+    }
+  } finally {
+    await iterator.return?.()
+  }
+}
+
 const mimePattern = /^[a-z0-9!#$&^_.+-]{1,64}\/[a-z0-9!#$&^_.+-]{1,128}$/i
 
 /** Handles one POST /v1/files body end to end; the spool file is gone when it returns. */
@@ -105,6 +149,9 @@ export async function receiveUpload(
 ): Promise<UploadResult> {
   if (!request.isMultipart()) {
     throw new AppError('VALIDATION_FAILED', { detail: 'Content-Type must be multipart/form-data' })
+  }
+  if (!/;\s*boundary=/i.test(request.headers['content-type'] ?? '')) {
+    throw new AppError('VALIDATION_FAILED', { detail: 'Content-Type multipart/form-data needs a boundary parameter' })
   }
   const tenant = request.auth.tenant
   const fields: Fields = options.provider === undefined ? {} : { provider: options.provider }
@@ -121,7 +168,7 @@ export async function receiveUpload(
   // past the largest of them (one byte more, so the counter sees limit + 1 and refuses first).
   const parts = request.parts({ limits: { fileSize: largestLimit + 1 } })
   try {
-    for await (const part of parts) {
+    for await (const part of framedParts(parts)) {
       if (part.type === 'field') {
         readField(fields, part, options.fieldNames)
         continue
@@ -141,7 +188,9 @@ export async function receiveUpload(
         ? service.plan({ provider: fields.provider as string, purpose: fields.purpose, filename })
         : undefined
 
-      if (plan && declaredSha256 && !plan.auto) {
+      // Streamed straight through only with a Content-Length, which bounds what is reserved on the
+      // provider account while it streams; a chunked body is received first, and counted exactly.
+      if (plan && declaredSha256 && !plan.auto && contentLength !== undefined) {
         const meta = parseMeta(fields, filename, mimeType)
         result = await service.uploadStreamThrough(tenant, plan, meta, declaredSha256, file.file, contentLength)
         file.file.resume() // a dedup answer did not read the body: discard what is left
@@ -202,6 +251,9 @@ export async function handleUpload(
   } catch (err) {
     service.recordRefusal(asAppError(err))
     reply.header('connection', 'close')
+    // Nothing more of this body will be used: stop feeding the multipart parser (it would go on
+    // parsing whatever the client keeps sending, part by part, until the connection closes).
+    request.raw.unpipe()
     throw err
   }
 }

@@ -1,4 +1,7 @@
-/** GET /v1/limits: what each provider accepts, its circuit state, and live usage against its account caps. */
+/**
+ * GET /v1/limits: what each provider accepts, its circuit state, and the caller's usage against its
+ * quota; the account's usage (every tenant's) for admin keys only.
+ */
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
 import { problems } from '../schemas.js'
 
@@ -23,9 +26,25 @@ const ProviderLimits = Type.Object({
   account: Type.Object({
     max_files: Nullable(Type.Integer()),
     max_bytes: Nullable(Type.Integer()),
-    files: Type.Integer({ description: 'Files occupying the account now (live, in flight, awaiting delete)' }),
-    bytes: Type.Integer(),
+    files: Type.Optional(
+      Type.Integer({
+        description:
+          "Admin keys only: files occupying the account now, every tenant's (live, in flight, awaiting delete)",
+      }),
+    ),
+    bytes: Type.Optional(Type.Integer({ description: "Admin keys only: bytes occupying the account, every tenant's" })),
   }),
+  tenant: Type.Object(
+    {
+      max_files: Nullable(Type.Integer({ description: 'TENANT_MAX_FILES or TENANT_QUOTAS; null = no cap' })),
+      max_bytes: Nullable(Type.Integer({ description: 'TENANT_MAX_BYTES or TENANT_QUOTAS; null = no cap' })),
+      files: Type.Integer({
+        description: "The caller's files occupying this account (live, in flight, awaiting delete)",
+      }),
+      bytes: Type.Integer(),
+    },
+    { description: "The caller's own usage and quota on this provider account" },
+  ),
 })
 
 const limitsRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -35,7 +54,7 @@ const limitsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'getLimits',
         tags: ['limits'],
-        summary: 'Per provider: limits, circuit state, account caps and live usage',
+        summary: "Per provider: limits, circuit state, the caller's usage and quota (account usage: admin keys)",
         security: [{ bearerAuth: [] }],
         response: {
           200: Type.Object({ data: Type.Array(ProviderLimits) }, { description: 'One entry per known provider' }),
@@ -44,7 +63,9 @@ const limitsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
       config: { auth: 'tenant' },
     },
-    async () => ({ data: (await app.files.limits()) as never }),
+    async (request) => ({
+      data: (await app.files.limits({ tenant: request.auth.tenant, accountUsage: request.auth.isAdmin })) as never,
+    }),
   )
 }
 

@@ -12,7 +12,9 @@ import type { Config } from '../../src/config.js'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { AppError, type ErrorCode } from '../../src/errors.js'
 import { asAppError } from '../../src/plugins/errors.js'
+import { sendContent } from '../files/content-reply.js'
 import { handleUpload, openAiFields, skipBodyValidation } from '../files/upload-form.js'
+import { SafeText } from '../schemas.js'
 
 const OpenAiFile = Type.Object(
   {
@@ -45,8 +47,8 @@ const ErrorRef = Type.Ref(OpenAiError)
 const FileRef = Type.Ref(OpenAiFile)
 const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorRef]))
 
-const ProviderParams = Type.Object({ provider: Type.String({ description: 'kimi, glm or a configured provider' }) })
-const FileParams = Type.Object({ provider: Type.String(), file_id: Type.String() })
+const ProviderParams = Type.Object({ provider: SafeText(32, 'kimi, glm or a configured provider') })
+const FileParams = Type.Object({ provider: SafeText(32), file_id: SafeText(256, "The provider's file id") })
 
 const unix = (ts: string) => Math.floor(Date.parse(ts) / 1000)
 
@@ -93,7 +95,8 @@ const paramOf: Partial<Record<ErrorCode, string>> = {
   UNKNOWN_PROVIDER: 'provider',
 }
 
-function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: AppError) {
+/** The OpenAI error body; also the answer to unknown paths and malformed URLs under /providers/. */
+export function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: AppError) {
   const retryable = err.status === 408 || err.status === 429 || err.status >= 500
   reply
     .code(err.status)
@@ -187,10 +190,10 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
         security: [{ bearerAuth: [] }],
         params: ProviderParams,
         querystring: Type.Object({
-          after: Type.Optional(Type.String()),
+          after: Type.Optional(SafeText(256)),
           limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 100 }),
           order: Type.Union([Type.Literal('asc'), Type.Literal('desc')], { default: 'desc' }),
-          purpose: Type.Optional(Type.String()),
+          purpose: Type.Optional(SafeText(64)),
         }),
         response: {
           200: Type.Object({
@@ -277,19 +280,20 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
         security: [{ bearerAuth: [] }],
         params: FileParams,
         response: {
-          200: Type.Unsafe<unknown>({ type: 'string', description: 'The provider content as it sends it' }),
+          200: Type.Unsafe<unknown>({
+            type: 'string',
+            description: 'The provider content as it sends it, as a download (attachment, nosniff, a sandboxing CSP)',
+          }),
           ...errors(401, 403, 404, 409, 429, 502, 503, 504),
         },
       },
       config: { auth: 'tenant' },
     },
     async (request, reply) => {
-      const { content } = await app.files.contentOf(
+      const { row, content } = await app.files.contentOf(
         await liveRowFor(request, request.params.provider, request.params.file_id),
       )
-      reply.header('content-type', content.contentType)
-      if (content.contentLength !== undefined) reply.header('content-length', content.contentLength)
-      return reply.send(content.body)
+      return sendContent(reply, row.filename, content)
     },
   )
 }

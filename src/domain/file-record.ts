@@ -78,13 +78,21 @@ export function encodeCursor(row: Pick<FileRow, 'created_at' | 'id'>): string {
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+/** created_at exactly as the SQL functions write it (UTC, microseconds): anything else is forged. */
+const cursorTimestamp =
+  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?\+00:00$/
+/** A cursor this service issues is about 110 characters. */
+const maxCursorLength = 256
 
 export function decodeCursor(cursor: string): { createdAt: string; id: string } {
   try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown
+    const value =
+      cursor.length <= maxCursorLength ? JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) : null
     if (
       Array.isArray(value) &&
+      value.length === 2 &&
       typeof value[0] === 'string' &&
+      cursorTimestamp.test(value[0]) &&
       !Number.isNaN(Date.parse(value[0])) &&
       typeof value[1] === 'string' &&
       uuidPattern.test(value[1])

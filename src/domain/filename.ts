@@ -10,9 +10,12 @@ const maxBytes = 255
 const unsafe = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g
 
 export function sanitizeFilename(raw: string | undefined): string {
-  let name = (raw ?? '').normalize('NFC')
-  name = name.split(/[\\/]/).pop() ?? ''
+  let name = raw ?? ''
+  // Every step is one pass over the name: a hostile 80 KB filename (as much as a multipart part
+  // header holds) costs microseconds, never a held event loop.
+  name = name.slice(Math.max(name.lastIndexOf('/'), name.lastIndexOf('\\')) + 1)
   name = name
+    .normalize('NFC')
     .replace(unsafe, '')
     .replace(/["<>:|?*]/g, '_')
     .trim()
@@ -21,11 +24,24 @@ export function sanitizeFilename(raw: string | undefined): string {
   if (Buffer.byteLength(name) > maxBytes) {
     const ext = extensionOf(name)
     const suffix = ext && ext.length <= 16 ? `.${ext}` : ''
-    let stem = suffix ? name.slice(0, -suffix.length) : name
-    while (Buffer.byteLength(stem) + Buffer.byteLength(suffix) > maxBytes) stem = [...stem].slice(0, -1).join('')
-    name = stem + suffix
+    const stem = suffix ? name.slice(0, -suffix.length) : name
+    name = prefixWithin(stem, maxBytes - Buffer.byteLength(suffix)) + suffix
   }
   return name
+}
+
+/** The longest prefix of `text` that fits in `budget` UTF-8 bytes, cut between characters, in one pass. */
+function prefixWithin(text: string, budget: number): string {
+  let used = 0
+  let end = 0
+  for (const char of text) {
+    const point = char.codePointAt(0) as number
+    const size = point < 0x80 ? 1 : point < 0x800 ? 2 : point < 0x10000 ? 3 : 4
+    if (used + size > budget) break
+    used += size
+    end += char.length
+  }
+  return text.slice(0, end)
 }
 
 /** Lower-case extension without the dot; '' when there is none. */

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Readable } from 'node:stream'
-import type { Config } from '../config.js'
+import { type Config, tenantQuotaOf } from '../config.js'
 import { AppError, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import { isProviderError } from '../providers/errors.js'
@@ -56,7 +56,16 @@ type ClaimResult =
   | { outcome: 'claimed'; claim_token: string; file: FileRow }
   | { outcome: 'duplicate'; file: FileRow }
   | { outcome: 'in_progress'; file: FileRow & { claimed_until?: string | null } }
-  | { outcome: 'quota_exceeded'; files: number; bytes: number; max_files: number | null; max_bytes: number | null }
+  | ({ outcome: 'quota_exceeded' } & QuotaUsage)
+  | ({ outcome: 'tenant_quota_exceeded' } & QuotaUsage)
+
+/** What claim_upload reports when a cap would be broken: the usage it counted and the caps. */
+interface QuotaUsage {
+  files: number
+  bytes: number
+  max_files: number | null
+  max_bytes: number | null
+}
 
 const settlePollMs = 200
 
@@ -152,16 +161,21 @@ export class FileService {
     meta: FileMeta,
     declaredSha256: string,
     body: Readable,
-    declaredBytes: number | undefined,
+    declaredBytes: number,
   ): Promise<UploadResult> {
-    // `declaredBytes` is the request's Content-Length: an upper bound that includes the multipart
-    // framing, so it must not refuse a file of exactly the limit. The byte counter below enforces
-    // the limit exactly; the bound only reserves quota, capped at what the provider accepts.
+    // `declaredBytes` is the request's Content-Length (a body streamed through always has one: a
+    // chunked body is received first). It includes the multipart framing, so it must not refuse a
+    // file of exactly the limit; one beyond the limit and any framing the form's limits allow is
+    // refused before anything is reserved. The reservation is that length (at most the limit),
+    // held only while the request lasts; the byte counter below enforces the limit exactly.
     const candidates = plan.candidates
     const hit = await this.findLiveDuplicate(tenant, candidates, declaredSha256)
     if (hit) return this.dedupHit(hit, Number(hit.bytes))
     const candidate = candidates[0] as Candidate
-    const reserveBytes = Math.min(declaredBytes ?? 0, candidate.maxBytes)
+    if (declaredBytes > candidate.maxBytes + multipartFramingAllowance) {
+      throw tooLarge(candidate.config.name, candidate.maxBytes)
+    }
+    const reserveBytes = Math.min(declaredBytes, candidate.maxBytes)
     let counter: HashCounter | undefined
     return this.uploadTo(
       tenant,
@@ -170,12 +184,16 @@ export class FileService {
       declaredSha256,
       reserveBytes,
       async (signal) => {
-        counter = new HashCounter(candidate.maxBytes, () => tooLarge(candidate.config.name, candidate.maxBytes))
-        const pass = counter.pass(body)
+        const sender = new HashCounter(candidate.maxBytes, () => tooLarge(candidate.config.name, candidate.maxBytes))
+        counter = sender
         try {
           return await candidate.adapter.upload(
             {
-              source: { kind: 'stream', stream: pass },
+              source: {
+                kind: 'stream',
+                stream: sender.pass(body),
+                senderFailure: (attemptTimedOut) => sender.senderFailure(attemptTimedOut),
+              },
               filename: meta.filename,
               mimeType: meta.mimeType,
               purpose: candidate.purpose,
@@ -183,9 +201,9 @@ export class FileService {
             signal,
           )
         } catch (err) {
-          // Our own limit or the client's abort surfaces as the provider call failing: report the cause.
-          if (counter.failure) throw counter.failure
-          throw err
+          // Our own limit or the client's abort surfaces as the provider call failing: report the
+          // cause (the budget running out may have replaced the attempt's own error).
+          throw sender.senderFailure(isProviderError(err) && err.code === 'PROVIDER_TIMEOUT') ?? err
         }
       },
       (providerFile) => {
@@ -240,6 +258,7 @@ export class FileService {
     const { store, metrics, config } = this.deps
     const provider = candidate.config.name
     const deadline = Date.now() + config.timeouts.uploadMs
+    const quota = tenantQuotaOf(config.tenantQuotas, tenant)
     for (;;) {
       const claim = await store.call<ClaimResult>('claim_upload', {
         p_tenant_id: tenant,
@@ -257,18 +276,16 @@ export class FileService {
         p_max_bytes: candidate.config.maxTotalBytes ?? undefined,
         p_owner: claimOwner,
         p_lease_seconds: config.claimLeaseSeconds,
+        p_tenant_max_files: quota.maxFiles ?? undefined,
+        p_tenant_max_bytes: quota.maxBytes ?? undefined,
       })
       if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, bytes || Number(claim.file.bytes))
+      if (claim.outcome === 'tenant_quota_exceeded') throw tenantQuotaExceeded(provider, claim, bytes)
       if (claim.outcome === 'quota_exceeded') {
         throw new AppError('PROVIDER_QUOTA_EXCEEDED', {
           detail: `Uploading would exceed the ${provider} account cap (${claim.max_files ?? '∞'} files, ${claim.max_bytes ?? '∞'} bytes)`,
-          extensions: {
-            provider,
-            used_files: Number(claim.files),
-            used_bytes: Number(claim.bytes),
-            max_files: claim.max_files,
-            max_bytes: claim.max_bytes,
-          },
+          // The account's usage is every tenant's: a tenant key does not see it (admins: /v1/limits).
+          extensions: { provider, max_files: claim.max_files, max_bytes: claim.max_bytes },
         })
       }
       if (claim.outcome === 'in_progress') {
@@ -444,15 +461,25 @@ export class FileService {
   }
 
   /** What occupies each provider account now (SQL provider_usage). */
-  private usage(): Promise<Array<{ provider: string; files: number; bytes: number }>> {
+  private usage(): Promise<Usage[]> {
     return this.deps.store.call('provider_usage')
   }
 
-  async limits(): Promise<ProviderLimits[]> {
-    const usage = await this.usage()
+  /**
+   * Per provider: limits, circuit state, and the caller's own usage against its quota. The
+   * account's usage (every tenant's) only for `accountUsage` (admin keys): otherwise a tenant
+   * could watch the sizes of other tenants' uploads as they happen.
+   */
+  async limits(view: { tenant: string; accountUsage: boolean }): Promise<ProviderLimits[]> {
+    const [own, account] = await Promise.all([
+      this.deps.store.call<Usage[]>('tenant_usage', { p_tenant_id: view.tenant }),
+      view.accountUsage ? this.usage() : undefined,
+    ])
+    const quota = tenantQuotaOf(this.deps.config.tenantQuotas, view.tenant)
     return this.deps.config.providers.map((p) => {
       const adapter = this.deps.providers.get(p.name)
-      const used = usage.find((u) => u.provider === p.name)
+      const used = account?.find((u) => u.provider === p.name)
+      const mine = own.find((u) => u.provider === p.name)
       const extensions = new Set<string>()
       let anyExtension = false
       for (const rule of Object.values(p.purposes)) {
@@ -477,8 +504,13 @@ export class FileService {
         account: {
           max_files: p.maxFiles,
           max_bytes: p.maxTotalBytes,
-          files: Number(used?.files ?? 0),
-          bytes: Number(used?.bytes ?? 0),
+          ...(account ? { files: Number(used?.files ?? 0), bytes: Number(used?.bytes ?? 0) } : {}),
+        },
+        tenant: {
+          max_files: quota.maxFiles,
+          max_bytes: quota.maxBytes,
+          files: Number(mine?.files ?? 0),
+          bytes: Number(mine?.bytes ?? 0),
         },
       }
     })
@@ -509,8 +541,36 @@ export interface ProviderLimits {
     max_bytes_by_extension: Record<string, number>
   }>
   allowed_extensions: string[] | null
-  account: { max_files: number | null; max_bytes: number | null; files: number; bytes: number }
+  /** `files` and `bytes` (every tenant's) for admin keys only. */
+  account: { max_files: number | null; max_bytes: number | null; files?: number; bytes?: number }
+  /** The caller's own usage and quota at this provider account. */
+  tenant: { max_files: number | null; max_bytes: number | null; files: number; bytes: number }
 }
+
+interface Usage {
+  provider: string
+  files: number
+  bytes: number
+}
+
+/**
+ * A streamed-through body's Content-Length counts its multipart framing too: the parts before the
+ * file (at most 10 fields of 8 KiB), the file part's own header (a long filename included) and the
+ * closing boundary. A declared length beyond the limit by more than this cannot be a file within it.
+ */
+export const multipartFramingAllowance = 256 * 1024
+
+const tenantQuotaExceeded = (provider: string, usage: QuotaUsage, bytes: number) =>
+  new AppError('TENANT_QUOTA_EXCEEDED', {
+    detail: `This upload (${bytes} bytes) would exceed your quota at ${provider} (${usage.max_files ?? '∞'} files, ${usage.max_bytes ?? '∞'} bytes); delete files to make room`,
+    extensions: {
+      provider,
+      limit_files: usage.max_files,
+      limit_bytes: usage.max_bytes,
+      used_files: Number(usage.files),
+      used_bytes: Number(usage.bytes),
+    },
+  })
 
 /** `auto` moves on to the next provider when this one is unavailable, failing, or full. */
 function canFallBack(err: unknown): boolean {
@@ -522,6 +582,7 @@ function canFallBack(err: unknown): boolean {
       'PROVIDER_TIMEOUT',
       'PROVIDER_ERROR',
       'PROVIDER_QUOTA_EXCEEDED',
+      'TENANT_QUOTA_EXCEEDED',
       'PROVIDER_NOT_CONFIGURED',
     ].includes(err.code)
   )

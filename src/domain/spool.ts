@@ -31,6 +31,10 @@ export class HashCounter {
   bytes = 0
   /** The `onLimit()` error, once the limit was passed. */
   failure: Error | undefined
+  /** `pass`: the source failed (the client's body broke off or was malformed), as the client's error. */
+  sourceError: Error | undefined
+  /** `pass`: true while it waits for the source's next chunk (the client is the one to send). */
+  waitingForSource = false
   constructor(
     private readonly maxBytes: number,
     private readonly onLimit: () => Error,
@@ -45,13 +49,41 @@ export class HashCounter {
     this.hash.update(chunk)
     return undefined
   }
-  /** Yields `source` unchanged, hashing and counting; a plain generator, not a Transform (one stream hop less per chunk). */
+  /**
+   * Yields `source` unchanged, hashing and counting; a plain generator, not a Transform (one stream
+   * hop less per chunk). It notes whether it is waiting on the source, so that a consumer failing
+   * meanwhile can tell a slow sender from a slow receiver.
+   */
   async *pass(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer, void, undefined> {
-    for await (const chunk of source) {
-      const failure = this.add(chunk)
-      if (failure) throw failure
-      yield chunk
+    const chunks = source[Symbol.asyncIterator]()
+    try {
+      for (;;) {
+        let next: IteratorResult<Buffer>
+        this.waitingForSource = true
+        try {
+          next = await chunks.next()
+        } catch (err) {
+          this.sourceError = clientBodyError(err) as Error
+          throw this.sourceError
+        } finally {
+          this.waitingForSource = false
+        }
+        if (next.done) return
+        const failure = this.add(next.value)
+        if (failure) throw failure
+        yield next.value
+      }
+    } finally {
+      await chunks.return?.()
     }
+  }
+  /**
+   * Why a consumer of `pass` failed on the sender's side, if it did: the limit, the source
+   * breaking off, or (`consumerTimedOut`) the consumer timing out while it waited for the source.
+   */
+  senderFailure(consumerTimedOut: boolean): Error | undefined {
+    if (this.failure || this.sourceError) return this.failure ?? this.sourceError
+    return consumerTimedOut && this.waitingForSource ? tooSlow() : undefined
   }
   digest(): string {
     return this.hash.digest('hex')
@@ -130,9 +162,10 @@ export function spoolToFile(
     const detach = () => {
       source.removeListener('data', onData)
       source.removeListener('end', onEnd)
-      source.removeListener('error', fail)
+      source.removeListener('error', onSourceError)
       source.removeListener('close', onClose)
     }
+    const onSourceError = (err: Error) => fail(clientBodyError(err) as Error)
     function fail(err: Error) {
       if (settled) return
       settled = true
@@ -236,12 +269,17 @@ export function spoolToFile(
       })
     }
     function onClose() {
-      if (!source.readableEnded)
-        fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }))
+      if (!source.readableEnded) onSourceError(new Error('the body ended before the file part did'))
+    }
+    // A parser may have destroyed the part before it was handed over (a body that ended early):
+    // its 'error' and 'close' are gone, so waiting for them would hang until the request timeout.
+    if (source.destroyed && !source.readableEnded) {
+      onSourceError(source.errored ?? new Error('the body ended before the file part did'))
+      return
     }
     source.on('data', onData)
     source.once('end', onEnd)
-    source.on('error', fail)
+    source.on('error', onSourceError)
     source.once('close', onClose)
   })
 }
@@ -306,6 +344,30 @@ export async function removeStaleSpools(dir: string, maxAgeMs: number): Promise<
   }
   return removed
 }
+
+/**
+ * What the client's body failing means for the answer: a multipart parser's plain Error (no
+ * boundary, a part cut short, a malformed part header) or a premature end is the client's
+ * 400, never a 500. Catalogue errors, Fastify's own 4xx and file-system failures (a full
+ * disk is ours) pass through unchanged.
+ */
+export function clientBodyError(err: unknown): unknown {
+  if (err instanceof AppError) return err
+  const e = err as { statusCode?: unknown; syscall?: unknown; message?: unknown } | null
+  if (typeof e?.statusCode === 'number' || typeof e?.syscall === 'string') return err
+  const reason = typeof e?.message === 'string' ? e.message.slice(0, 200) : 'unreadable'
+  return new AppError('VALIDATION_FAILED', {
+    detail: `The multipart body is malformed or cut short (${reason})`,
+    cause: err,
+  })
+}
+
+/** A body streamed through to a provider must keep pace with it; the client was the slow side. */
+export const tooSlow = () =>
+  new AppError('REQUEST_TIMEOUT', {
+    detail:
+      'The body arrived too slowly to stream it through to the provider; send it faster, or without X-Content-SHA256 to have it received first',
+  })
 
 export const tooLarge = (provider: string, limitBytes: number) =>
   new AppError('FILE_TOO_LARGE', {

@@ -27,14 +27,21 @@ export interface UploadPlan {
   maxBytes: number
 }
 
+/**
+ * An own entry of a lookup table keyed by client input: `purpose=toString` or `__proto__` must
+ * find nothing, not a member of Object.prototype.
+ */
+const own = <T>(table: Readonly<Record<string, T>> | undefined, key: string): T | undefined =>
+  table !== undefined && Object.hasOwn(table, key) ? table[key] : undefined
+
 export function limitFor(config: ProviderConfig, purpose: string, extension: string): number {
-  const perExtension = config.purposes[purpose]?.maxBytesByExtension?.[extension]
+  const perExtension = own(own(config.purposes, purpose)?.maxBytesByExtension, extension)
   return Math.min(config.maxFileBytes, perExtension ?? Number.POSITIVE_INFINITY)
 }
 
 function checkFit(config: ProviderConfig, purposeInput: string | undefined, extension: string): string {
   const purpose = purposeInput ?? config.defaultPurpose
-  const rule = config.purposes[purpose]
+  const rule = own(config.purposes, purpose)
   if (!rule) {
     throw new AppError('UNSUPPORTED_PURPOSE', {
       detail: `Purpose "${purpose}" is not supported by ${config.name}`,

@@ -8,7 +8,8 @@ import { hash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { ApiKeyEntry } from '../config.js'
-import { AppError } from '../errors.js'
+import { AppError, isAppError } from '../errors.js'
+import { AuthFailureLimit } from './auth-failure-limit.js'
 
 export interface AuthContext {
   /** The tenant the request acts for. */
@@ -38,7 +39,13 @@ export interface KnownKey {
 export const knownKeys = (keys: ApiKeyEntry[]): KnownKey[] =>
   keys.map((entry) => ({ entry, digest: Buffer.from(entry.keySha256, 'hex') }))
 
-function matchKey(keys: KnownKey[], presented: string): ApiKeyEntry | undefined {
+/** The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1), or undefined. */
+export function bearerToken(header: string | string[] | undefined): string | undefined {
+  const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
+  return match?.[1]
+}
+
+export function matchKey(keys: KnownKey[], presented: string): ApiKeyEntry | undefined {
   const digest = hash('sha256', presented, 'buffer')
   let found: ApiKeyEntry | undefined
   // Compare against every key so timing does not reveal which one (or whether any) matched.
@@ -60,10 +67,9 @@ export function authenticate(
     tenant = 'default'
     isAdmin = true
   } else {
-    const header = request.headers.authorization
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
-    if (!match?.[1]) throw new AppError('UNAUTHORIZED', { detail: 'Send Authorization: Bearer <api key>' })
-    const entry = matchKey(keys, match[1])
+    const token = bearerToken(request.headers.authorization)
+    if (!token) throw new AppError('UNAUTHORIZED', { detail: 'Send Authorization: Bearer <api key>' })
+    const entry = matchKey(keys, token)
     if (!entry) throw new AppError('UNAUTHORIZED', { detail: 'The API key is not valid' })
     tenant = entry.tenant
     isAdmin = entry.tenant === '*'
@@ -83,10 +89,18 @@ export function authenticate(
   return { tenant, isAdmin }
 }
 
+export interface AuthPluginOptions {
+  keys: ApiKeyEntry[]
+  openMode: boolean
+  /** Failed authentications allowed per client address a minute (RATE_LIMIT_PER_MINUTE); 0 = no limit. */
+  failuresPerMinute: number
+}
+
 export default fp(
-  async function authPlugin(app: FastifyInstance, opts: { keys: ApiKeyEntry[]; openMode: boolean }) {
+  async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions) {
     app.decorateRequest('auth', null as unknown as AuthContext)
     const keys = knownKeys(opts.keys)
+    const failures = opts.failuresPerMinute > 0 ? new AuthFailureLimit(opts.failuresPerMinute) : undefined
     // A callback hook, not an async one: it runs on every request and has nothing to await.
     app.addHook('onRequest', (request, _reply, done) => {
       const level = request.routeOptions.config?.auth ?? 'none'
@@ -97,7 +111,11 @@ export default fp(
       try {
         request.auth = authenticate(request, keys, opts.openMode, level)
       } catch (err) {
-        done(err as Error)
+        done(
+          failures && isAppError(err) && err.code === 'UNAUTHORIZED'
+            ? limitFailure(failures, request, err)
+            : (err as Error),
+        )
         return
       }
       done()
@@ -105,3 +123,21 @@ export default fp(
   },
   { name: 'filegate-auth', dependencies: ['filegate-errors'] },
 )
+
+/**
+ * Counts a failed authentication against the client address; past the limit the answer is 429
+ * with Retry-After instead of 401. A valid key is still let through from a limited address:
+ * behind a shared proxy or NAT one client's wrong keys must not lock the other tenants out, and
+ * keys (16+ random characters) are not what a per-minute limit protects from guessing.
+ */
+function limitFailure(failures: AuthFailureLimit, request: FastifyRequest, err: AppError): AppError {
+  const waitMs = failures.retryAfterMs(request.ip)
+  if (waitMs > 0) {
+    return new AppError('RATE_LIMITED', {
+      detail: 'Too many failed authentications from this address',
+      retryAfterSeconds: Math.ceil(waitMs / 1000),
+    })
+  }
+  failures.recordFailure(request.ip)
+  return err
+}

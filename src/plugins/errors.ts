@@ -82,9 +82,27 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
   socket.destroy(err)
 }
 
+/** How one HTTP face renders an error (problem+json by default; the OpenAI facade its own body). */
+export type ErrorFace = (request: FastifyRequest, reply: FastifyReply, err: AppError) => FastifyReply
+
+export interface ErrorsPluginOptions {
+  /** Faces by path prefix, for what no route of theirs handles: unknown paths and malformed URLs. */
+  faces?: Array<{ prefix: string; send: ErrorFace }>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The one error path, for errors raised before routing (Fastify's frameworkErrors). */
+    sendError(err: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply
+  }
+}
+
+const problemFace: ErrorFace = (request, reply, err) => sendProblem(reply, request, err)
+
 export default fp(
-  async function errorsPlugin(app: FastifyInstance) {
-    app.setErrorHandler((err, request, reply) => {
+  async function errorsPlugin(app: FastifyInstance, opts: ErrorsPluginOptions) {
+    const faceOf = (url: string) => opts.faces?.find((f) => url.startsWith(f.prefix))?.send ?? problemFace
+    const sendError = (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
       const appErr = asAppError(err)
       if (appErr.status >= 500) {
         request.log.error({ err, code: appErr.code }, 'request failed')
@@ -92,10 +110,16 @@ export default fp(
         request.log.info({ code: appErr.code, detail: appErr.detail }, 'request refused')
       }
       if (appErr.code === 'UNAUTHORIZED') reply.header('www-authenticate', 'Bearer realm="filegate"')
-      return sendProblem(reply, request, appErr)
-    })
+      return faceOf(request.url)(request, reply, appErr)
+    }
+    app.decorate('sendError', sendError)
+    app.setErrorHandler(sendError)
     app.setNotFoundHandler((request, reply) =>
-      sendProblem(reply, request, new AppError('NOT_FOUND', { detail: `No route ${request.method} ${request.url}` })),
+      faceOf(request.url)(
+        request,
+        reply,
+        new AppError('NOT_FOUND', { detail: `No route ${request.method} ${request.url.slice(0, 200)}` }),
+      ),
     )
   },
   { name: 'filegate-errors' },

@@ -4,6 +4,7 @@ import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { FileService } from '../domain/files.js'
 import { LifecycleService } from '../domain/lifecycle.js'
+import { atMostEvery, usageRefreshMs } from '../metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -33,11 +34,12 @@ export default fp(
       }),
     )
 
-    // Live usage gauges are read from the database when Prometheus scrapes; a scrape during a
+    // Live usage gauges are read from the database when Prometheus scrapes, at most every few
+    // seconds (an unauthenticated scrape loop must not become a database load); a scrape during a
     // database outage keeps the last values rather than failing the whole exposition.
-    app.metrics.hooks.refreshUsage = async () => {
+    app.metrics.hooks.refreshUsage = atMostEvery(usageRefreshMs, async () => {
       if (app.lifecycle.schemaReady) await files.refreshUsageGauges().catch(() => {})
-    }
+    })
   },
   { name: 'filegate-services', dependencies: ['filegate-store', 'filegate-providers', 'filegate-metrics'] },
 )

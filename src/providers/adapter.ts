@@ -54,8 +54,11 @@ export function createProviderAdapter(
     config,
 
     upload(input: UploadInput, signal?: AbortSignal) {
-      return resilience.run({ op: 'upload', bulkhead: true, oneShot: input.source.kind === 'stream', signal }, (s) =>
-        client.upload(input, s),
+      const { source } = input
+      const stream = source.kind === 'stream' ? source : undefined
+      return resilience.run(
+        { op: 'upload', bulkhead: true, oneShot: stream !== undefined, signal, senderFailure: stream?.senderFailure },
+        (s) => client.upload(input, s),
       )
     },
 

@@ -52,6 +52,12 @@ export interface RunOptions {
   /** Take an upload slot from the bulkhead. */
   bulkhead?: boolean
   signal?: AbortSignal | undefined
+  /**
+   * For an upload whose body comes from a client: the client's own failure behind a failed
+   * attempt, if any (see UploadSource). It is thrown as is, never retried, and never counts
+   * toward the circuit breaker: one client's bad body must not cut the provider off for all.
+   */
+  senderFailure?: ((attemptTimedOut: boolean) => Error | undefined) | undefined
 }
 
 const stateNames: Record<CockatielState, CircuitState> = {
@@ -139,7 +145,7 @@ export class ProviderResilience {
             this.#timeout
               .execute((_ctx, attemptSignal) => fn(attemptSignal), signal)
               .catch((err: unknown) => {
-                throw this.#classifyAbort(err, outer.signal)
+                throw this.#classifyFailure(err, outer.signal, opts.senderFailure)
               }),
           signal,
         )
@@ -190,6 +196,17 @@ export class ProviderResilience {
 
   dispose(): void {
     for (const l of this.#listeners.splice(0)) l.dispose()
+  }
+
+  /**
+   * What a failed attempt means, decided inside the breaker so that it counts only what is the
+   * provider's: the sender's own failure first, then an abort (the caller leaving, the budget
+   * running out, or the attempt timing out), else the error as the client classified it.
+   */
+  #classifyFailure(err: unknown, outer: AbortSignal, senderFailure: RunOptions['senderFailure']): unknown {
+    const classified = this.#classifyAbort(err, outer)
+    const timedOut = isProviderError(classified) && classified.code === 'PROVIDER_TIMEOUT'
+    return senderFailure?.(timedOut) ?? classified
   }
 
   /** An abort inside an attempt is the caller leaving, the budget running out, or the attempt timing out. */

@@ -25,7 +25,17 @@ export interface ProviderFile {
 export type UploadSource =
   | { kind: 'file'; path: string; bytes: number }
   | { kind: 'buffer'; buffer: Buffer; bytes: number }
-  | { kind: 'stream'; stream: AsyncIterable<Buffer>; bytes?: number }
+  | {
+      kind: 'stream'
+      stream: AsyncIterable<Buffer>
+      bytes?: number
+      /**
+       * Whether a failed attempt was the sender's doing (the body over its limit, broken off, or
+       * too slow while the attempt timed out): then the error to answer with. Such a failure
+       * says nothing about the provider, so it never counts toward its circuit breaker.
+       */
+      senderFailure?: (attemptTimedOut: boolean) => Error | undefined
+    }
 
 export interface UploadInput {
   source: UploadSource

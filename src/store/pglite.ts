@@ -5,7 +5,7 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { PGlite } from '@electric-sql/pglite'
-import { type CallArgs, namedCallSql, type StorePort } from './port.js'
+import { type CallArgs, namedCallSql, type StorePort, storeError } from './port.js'
 
 export async function createPgliteStore(dataDir: string | undefined): Promise<StorePort> {
   if (dataDir) await mkdir(dataDir, { recursive: true })
@@ -14,8 +14,12 @@ export async function createPgliteStore(dataDir: string | undefined): Promise<St
     transport: 'pglite',
     async call<T>(fn: string, args: CallArgs = {}): Promise<T> {
       const { text, params } = namedCallSql(fn, args)
-      const result = await db.query<{ v: T }>(text, params)
-      return (result.rows[0]?.v ?? null) as T
+      try {
+        const result = await db.query<{ v: T }>(text, params)
+        return (result.rows[0]?.v ?? null) as T
+      } catch (err) {
+        throw storeError(err)
+      }
     },
     migrator: {
       withLock: (work) =>

@@ -74,3 +74,32 @@ export function isConnectionError(err: unknown): boolean {
 
 export const databaseUnavailable = (cause: unknown) =>
   new AppError('DATABASE_UNAVAILABLE', { detail: 'The database is not reachable; retry shortly', cause })
+
+/**
+ * SQLSTATEs (PostgreSQL Appendix A, class 22 "data exception") that mean a value the request
+ * carried cannot be stored or compared: a NUL character in text or jsonb, a timestamp out of
+ * range, text that is not a uuid or a number. The routes validate their inputs first; this is
+ * the last line, so such a value is the client's 400 and never a 500.
+ */
+const rejectedValueCodes = new Set([
+  '22001', // string_data_right_truncation
+  '22003', // numeric_value_out_of_range
+  '22007', // invalid_datetime_format
+  '22008', // datetime_field_overflow
+  '22021', // character_not_in_repertoire (a NUL byte in text)
+  '22P02', // invalid_text_representation
+  '22P05', // untranslatable_character (\u0000 in jsonb)
+])
+
+/** The error a transport throws for a failed call: 503 when unreachable, 400 for a refused value, else as is. */
+export function storeError(err: unknown): unknown {
+  if (isConnectionError(err)) return databaseUnavailable(err)
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && rejectedValueCodes.has(code)) {
+    return new AppError('VALIDATION_FAILED', {
+      detail: 'A value in the request cannot be stored or compared (e.g. a NUL character or a date out of range)',
+      cause: err,
+    })
+  }
+  return err
+}

@@ -1,6 +1,13 @@
 /** Postgres transport (DATABASE_URL): the `postgres` driver, one pool per process. */
 import postgres from 'postgres'
-import { type CallArgs, databaseUnavailable, isConnectionError, namedCallSql, type StorePort } from './port.js'
+import {
+  type CallArgs,
+  databaseUnavailable,
+  isConnectionError,
+  namedCallSql,
+  type StorePort,
+  storeError,
+} from './port.js'
 
 export const migrationLockKey = 7_261_019_301 // arbitrary, constant: pg_advisory_lock(bigint)
 
@@ -24,8 +31,7 @@ export function createPostgresStore(databaseUrl: string, options: { max?: number
         const rows = await sql.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true })
         return (rows[0]?.v ?? null) as T
       } catch (err) {
-        if (isConnectionError(err)) throw databaseUnavailable(err)
-        throw err
+        throw storeError(err)
       }
     },
     migrator: {

@@ -4,7 +4,7 @@
  * DATABASE_URL is also given, by filegate's own runner over that connection.
  */
 import { createClient } from '@supabase/supabase-js'
-import { type CallArgs, databaseUnavailable, type StorePort } from './port.js'
+import { type CallArgs, databaseUnavailable, type StorePort, storeError } from './port.js'
 
 const requestTimeoutMs = 10_000
 
@@ -36,7 +36,7 @@ export function createSupabaseStore(url: string, serviceRoleKey: string): StoreP
         if (status === 0 || status >= 500 || !status) throw databaseUnavailable(error)
         const err = new Error(`rpc ${fn} failed: ${error.code} ${error.message}`) as Error & { code?: string }
         err.code = error.code
-        throw err
+        throw storeError(err)
       }
       return (data ?? null) as T
     },

@@ -322,6 +322,62 @@ for (const transport of transports) {
       assert.deepEqual(usage, [{ provider: 'capped', files: 2, bytes: 200 }])
     })
 
+    it("refuses a claim that would break the tenant's own cap at a provider, counting only that tenant", async () => {
+      const capped = { p_provider: 'tenantcap', p_tenant_max_files: 2, p_tenant_max_bytes: 250 }
+      const one = await store.call<Claim>(
+        'claim_upload',
+        claimArgs({ ...capped, p_tenant_id: 'tq', p_sha256: sha(60) }),
+      )
+      const two = await store.call<Claim>(
+        'claim_upload',
+        claimArgs({ ...capped, p_tenant_id: 'tq', p_sha256: sha(61) }),
+      )
+      const other = await store.call<Claim>(
+        'claim_upload',
+        claimArgs({ ...capped, p_tenant_id: 'tq2', p_sha256: sha(62) }),
+      )
+      const three = await store.call<Claim & { files?: number; bytes?: number; max_files?: number }>(
+        'claim_upload',
+        claimArgs({ ...capped, p_tenant_id: 'tq', p_sha256: sha(63) }),
+      )
+      assert.deepEqual(
+        [one.outcome, two.outcome, other.outcome, three.outcome],
+        ['claimed', 'claimed', 'claimed', 'tenant_quota_exceeded'],
+      )
+      assert.equal(Number(three.files), 2)
+      assert.equal(Number(three.bytes), 200)
+      assert.equal(three.max_files, 2)
+      // the byte cap alone, and another provider account of the same tenant is its own
+      const bytes = await store.call<Claim>(
+        'claim_upload',
+        claimArgs({
+          p_provider: 'tenantcap',
+          p_tenant_id: 'tq2',
+          p_tenant_max_bytes: 250,
+          p_bytes: 151,
+          p_sha256: sha(64),
+        }),
+      )
+      assert.equal(bytes.outcome, 'tenant_quota_exceeded')
+      const elsewhere = await store.call<Claim>(
+        'claim_upload',
+        claimArgs({ ...capped, p_provider: 'tenantcap2', p_tenant_id: 'tq', p_sha256: sha(65) }),
+      )
+      assert.equal(elsewhere.outcome, 'claimed')
+      const usage = await store.call<Array<{ provider: string; files: number; bytes: number }>>('tenant_usage', {
+        p_tenant_id: 'tq',
+      })
+      assert.deepEqual(
+        usage
+          .map((u) => ({ ...u, files: Number(u.files), bytes: Number(u.bytes) }))
+          .sort((a, b) => (a.provider < b.provider ? -1 : 1)),
+        [
+          { provider: 'tenantcap', files: 2, bytes: 200 },
+          { provider: 'tenantcap2', files: 1, bytes: 100 },
+        ],
+      )
+    })
+
     it('lists newest first with keyset pagination and filters', async () => {
       const ids: string[] = []
       // Rows land well under a millisecond apart: a cursor cut to milliseconds would skip some.

@@ -25,6 +25,12 @@ export interface FakeFile {
   status_details: string
   /** Served by /content: the first bytes of the upload, or a stream a test controls. */
   content?: string | (() => Readable)
+  /**
+   * The Content-Type the content endpoint labels the bytes with. The files APIs return "the file
+   * content" with no documented type (platform.openai.com/docs/api-reference/files/retrieve-contents,
+   * platform.moonshot.ai/docs/api/files), so a test may make it anything, e.g. text/html.
+   */
+  contentType?: string
   mimeType?: string
 }
 
@@ -410,7 +416,7 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     const file = records.files.get(id)
     if (!file?.content) return fail(res, notFoundSpec(id))
     if (typeof file.content === 'function') {
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' })
+      res.writeHead(200, { 'content-type': file.contentType ?? 'text/plain; charset=utf-8' })
       file.content().pipe(res)
       return
     }

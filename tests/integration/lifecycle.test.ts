@@ -86,6 +86,41 @@ describe('lifecycle sweeps', () => {
     assert.equal(bad.json().code, 'VALIDATION_FAILED')
   })
 
+  it('POST /v1/cleanup with no body, or an empty JSON one, runs the defaults (a dry run of every default job)', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const { app, fakes } = await setup(t)
+    const up = await upload(app, 'short-lived', [['expires_in', '1']])
+    assert.equal(up.statusCode, 201)
+    await new Promise((r) => setTimeout(r, 1100))
+    const bodies = [
+      { name: 'no body', headers: admin },
+      { name: 'empty JSON body', headers: { ...admin, 'content-type': 'application/json' } },
+      {
+        name: 'empty JSON body, content-length 0',
+        headers: { ...admin, 'content-type': 'application/json', 'content-length': '0' },
+      },
+    ]
+    for (const { name, headers } of bodies) {
+      const res = await app.inject({ method: 'POST', url: '/v1/cleanup', headers })
+      assert.equal(res.statusCode, 200, `${name}: ${res.body}`)
+      const report = res.json() as {
+        dry_run: boolean
+        jobs: Record<string, { providers: Record<string, { candidate_ids?: string[] }> }>
+      }
+      assert.equal(report.dry_run, true, name)
+      assert.deepEqual(Object.keys(report.jobs).sort(), ['expired', 'orphaned', 'provider_deletes', 'stuck'], name)
+      assert.deepEqual(report.jobs.expired?.providers.kimi?.candidate_ids, [up.body.id], name)
+    }
+    assert.equal(fakes.kimi.deletes.length, 0, 'a dry run deletes nothing')
+    const text = await app.inject({
+      method: 'POST',
+      url: '/v1/cleanup',
+      headers: { ...admin, 'content-type': 'application/json' },
+      payload: 'not json',
+    })
+    assert.equal(text.statusCode, 400, 'a body that is not JSON is still refused')
+  })
+
   it('files uploaded with expires_in=1 are gone at the provider after a sweep: deleted / expired', async (t) => {
     if (!(await requirePostgres(t))) return
     const { app, fakes } = await setup(t)

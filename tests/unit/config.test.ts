@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { describe, it } from 'node:test'
-import { ConfigError, isLoopbackHost, loadConfig } from '../../src/config.js'
+import { ConfigError, isLoopbackHost, loadConfig, tenantQuotaOf } from '../../src/config.js'
 
 const problemsOf = (env: Record<string, string>): string[] => {
   try {
@@ -151,5 +151,31 @@ describe('config', () => {
     const problems = problemsOf({ PORT: 'abc', HOST: '0.0.0.0' })
     assert.ok(problems.some((p) => p.startsWith('PORT:')))
     assert.ok(problems.some((p) => p.startsWith('API_KEYS: required')))
+  })
+
+  it('tenant quotas: defaults (0 = none), per-tenant overrides, and refusals by name', () => {
+    assert.deepEqual(tenantQuotaOf(loadConfig({}).tenantQuotas, 'anyone'), { maxFiles: null, maxBytes: null })
+    const c = loadConfig({
+      TENANT_MAX_FILES: '10',
+      TENANT_MAX_BYTES: '1000',
+      TENANT_QUOTAS: '{"acme": {"max_files": 100, "max_bytes": 1073741824}, "free": {"max_bytes": 0}}',
+    })
+    assert.deepEqual(tenantQuotaOf(c.tenantQuotas, 'acme'), { maxFiles: 100, maxBytes: 1073741824 })
+    assert.deepEqual(tenantQuotaOf(c.tenantQuotas, 'free'), { maxFiles: 10, maxBytes: null })
+    assert.deepEqual(tenantQuotaOf(c.tenantQuotas, 'other'), { maxFiles: 10, maxBytes: 1000 })
+    assert.deepEqual(tenantQuotaOf(c.tenantQuotas, 'toString'), { maxFiles: 10, maxBytes: 1000 })
+    assert.match(problemsOf({ TENANT_QUOTAS: '{nope' }).join('\n'), /TENANT_QUOTAS: not valid JSON/)
+    assert.match(problemsOf({ TENANT_QUOTAS: '{"acme": {"max_files": -1}}' }).join('\n'), /TENANT_QUOTAS/)
+    assert.match(problemsOf({ TENANT_QUOTAS: '{"acme": {"files": 1}}' }).join('\n'), /TENANT_QUOTAS/)
+    assert.match(problemsOf({ TENANT_QUOTAS: '{"bad tenant!": {}}' }).join('\n'), /TENANT_QUOTAS/)
+    assert.match(problemsOf({ TENANT_MAX_FILES: '-2' }).join('\n'), /TENANT_MAX_FILES/)
+  })
+
+  it('METRICS_TOKEN: at least 16 characters; kept only as its digest', () => {
+    assert.match(problemsOf({ METRICS_TOKEN: 'short' }).join('\n'), /METRICS_TOKEN/)
+    const c = loadConfig({ METRICS_TOKEN: 'metrics-token-0123456789' })
+    assert.equal(c.metricsTokenSha256, createHash('sha256').update('metrics-token-0123456789').digest('hex'))
+    assert.ok(!JSON.stringify(c).includes('metrics-token-0123456789'))
+    assert.equal(loadConfig({}).metricsTokenSha256, undefined)
   })
 })

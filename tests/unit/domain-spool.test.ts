@@ -211,6 +211,47 @@ describe('HashCounter', () => {
   })
 })
 
+describe('HashCounter.senderFailure', () => {
+  test("tells the sender's failures (limit, broken source, slow while the consumer timed out) from none", async () => {
+    const limited = new HashCounter(1, () => tooLarge('kimi', 1))
+    await assert.rejects(async () => {
+      for await (const _ of limited.pass(Readable.from([Buffer.from('ab')]))) void _
+    })
+    assert.equal((limited.senderFailure(false) as { code?: string }).code, 'FILE_TOO_LARGE')
+
+    const broken = new HashCounter(100, () => new Error('limit'))
+    async function* breaks() {
+      yield Buffer.from('a')
+      throw new Error('Unexpected end of multipart data')
+    }
+    await assert.rejects(async () => {
+      for await (const _ of broken.pass(breaks())) void _
+    })
+    const failure = broken.senderFailure(false)
+    assert.ok(isAppError(failure) && failure.status === 400, "a broken body is the client's 400")
+
+    const slow = new HashCounter(100, () => new Error('limit'))
+    let release: () => void = () => {}
+    async function* stalls() {
+      yield Buffer.from('a')
+      await new Promise<void>((resolve) => {
+        release = resolve
+      })
+    }
+    const chunks = slow.pass(stalls())
+    await chunks.next()
+    const pending = chunks.next()
+    await new Promise((r) => setImmediate(r))
+    assert.equal(slow.waitingForSource, true)
+    assert.equal(slow.senderFailure(false), undefined, 'waiting alone is no failure')
+    assert.match(String(slow.senderFailure(true)?.message), /too slowly/)
+    release()
+    await pending
+    assert.equal(slow.waitingForSource, false)
+    assert.equal(slow.senderFailure(true), undefined, "not waiting: a timeout is the consumer's")
+  })
+})
+
 describe('removeStaleSpools', () => {
   test('removes spools of gone processes of this host at any age, old ones of other hosts, never a live peer or foreign files', async () => {
     const sub = await mkdtemp(join(dir, 'stale-'))

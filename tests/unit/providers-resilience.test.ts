@@ -237,6 +237,77 @@ describe('circuit breaker', () => {
   })
 })
 
+describe("the sender's failures", () => {
+  /** A one-shot body that breaks off, as a client's does when it disconnects. */
+  async function* brokenBody() {
+    yield Buffer.from('part of it')
+    throw new Error('client went away')
+  }
+
+  test('a stream whose sender failed is not retried and never counts toward the circuit', async (t) => {
+    const { reg, kimi: adapter } = build({ CIRCUIT_FAILURE_THRESHOLD: '1', RETRY_MAX_ATTEMPTS: '3' })
+    t.after(() => Promise.all([reg.close(), registry.close()]))
+    const failure = new Error('the sender broke off')
+    for (let i = 0; i < 5; i++) {
+      const err = await adapter
+        .upload({
+          source: { kind: 'stream', stream: brokenBody(), senderFailure: () => failure },
+          filename: 's.txt',
+          mimeType: 'text/plain',
+          purpose: 'file-extract',
+        })
+        .catch((e: unknown) => e)
+      assert.equal(err, failure, "the sender's own error is answered")
+    }
+    assert.equal(adapter.circuitState(), 'closed')
+    assert.deepEqual(events.opened, [])
+    assert.ok(fake.requests.upload <= 5, 'one attempt each at most')
+  })
+
+  test('a timeout while waiting for a slow sender is its failure; one while the provider hangs is not', async (t) => {
+    const { reg, kimi: adapter } = build({ CIRCUIT_FAILURE_THRESHOLD: '1', RETRY_MAX_ATTEMPTS: '1' })
+    t.after(() => Promise.all([reg.close(), registry.close()]))
+    const timedOut: boolean[] = []
+    async function* stalled() {
+      yield Buffer.from('a start')
+      await sleep(1_000)
+    }
+    const slow = new Error('too slow')
+    const err = await adapter
+      .upload({
+        source: {
+          kind: 'stream',
+          stream: stalled(),
+          senderFailure: (attemptTimedOut) => {
+            timedOut.push(attemptTimedOut)
+            return attemptTimedOut ? slow : undefined
+          },
+        },
+        filename: 's.txt',
+        mimeType: 'text/plain',
+        purpose: 'file-extract',
+      })
+      .catch((e: unknown) => e)
+    assert.equal(err, slow)
+    assert.deepEqual(timedOut, [true], 'asked once, told the attempt timed out')
+    assert.equal(adapter.circuitState(), 'closed')
+
+    // The sender is blameless (it says so): the hung provider's timeout counts and opens the circuit.
+    fake.hang = true
+    const hung = await adapter
+      .upload({
+        source: { kind: 'stream', stream: Readable.from([Buffer.from('all of it')]), senderFailure: () => undefined },
+        filename: 's.txt',
+        mimeType: 'text/plain',
+        purpose: 'file-extract',
+      })
+      .catch((e: unknown) => e)
+    assert.ok(isProviderError(hung))
+    assert.equal(hung.code, 'PROVIDER_TIMEOUT')
+    assert.equal(adapter.circuitState(), 'open')
+  })
+})
+
 describe('bulkhead', () => {
   test('caps concurrent uploads per provider; other operations are not queued behind them', async (t) => {
     const { reg, kimi: adapter } = build({ PROVIDER_MAX_CONCURRENT_UPLOADS: '2', PROVIDER_TIMEOUT_MS: '2000' })
