@@ -14,7 +14,17 @@ import { AppError } from '../../src/errors.js'
 import { asAppError } from '../../src/plugins/errors.js'
 
 const maxMetadataBytes = 4096
-const maxExpiresIn = 10 * 365 * 24 * 3600
+
+/** The TTL a form may ask for, in seconds, and the field name an error names. */
+export interface ExpiresRange {
+  field: string
+  min: number
+  max: number
+}
+
+const filegateExpires: ExpiresRange = { field: 'expires_in', min: 1, max: 10 * 365 * 24 * 3600 }
+/** OpenAI: "Must be between 3600 (1 hour) and 2592000 (30 days)" (API reference, Files: create). */
+export const openAiExpires: ExpiresRange = { field: 'expires_after[seconds]', min: 3600, max: 2_592_000 }
 interface Fields {
   provider?: string
   purpose?: string
@@ -45,6 +55,8 @@ export interface UploadFormOptions {
   fieldNames: FieldNames
   /** A provider fixed by the route (the OpenAI facade's path): known before the file part. */
   provider?: string
+  /** The TTL range of the dialect; filegate's own when absent. */
+  expires?: ExpiresRange
 }
 
 function readField(fields: Fields, part: MultipartValue, names: FieldNames): void {
@@ -61,7 +73,12 @@ function readField(fields: Fields, part: MultipartValue, names: FieldNames): voi
   fields[name] = String(part.value)
 }
 
-export function parseMeta(fields: Fields, filename: string, mimeType: string): FileMeta {
+export function parseMeta(
+  fields: Fields,
+  filename: string,
+  mimeType: string,
+  expires: ExpiresRange = filegateExpires,
+): FileMeta {
   let metadata: Record<string, unknown> = {}
   if (fields.metadata !== undefined) {
     if (Buffer.byteLength(fields.metadata) > maxMetadataBytes) {
@@ -84,8 +101,10 @@ export function parseMeta(fields: Fields, filename: string, mimeType: string): F
   let expiresInSeconds: number | undefined
   if (fields.expires_in !== undefined) {
     const n = Number(fields.expires_in)
-    if (!/^\d+$/.test(fields.expires_in.trim()) || !Number.isSafeInteger(n) || n < 1 || n > maxExpiresIn) {
-      throw new AppError('VALIDATION_FAILED', { detail: `expires_in must be whole seconds from 1 to ${maxExpiresIn}` })
+    if (!/^\d+$/.test(fields.expires_in.trim()) || !Number.isSafeInteger(n) || n < expires.min || n > expires.max) {
+      throw new AppError('VALIDATION_FAILED', {
+        detail: `${expires.field} must be whole seconds from ${expires.min} to ${expires.max}`,
+      })
     }
     expiresInSeconds = n
   }
@@ -141,7 +160,7 @@ export async function receiveUpload(
         : undefined
 
       if (plan && declaredSha256 && !plan.auto) {
-        const meta = parseMeta(fields, filename, mimeType)
+        const meta = parseMeta(fields, filename, mimeType, options.expires)
         result = await service.uploadStreamThrough(tenant, plan, meta, declaredSha256, file.file, contentLength)
         file.file.resume() // a dedup answer did not read the body: discard what is left
         continue
@@ -169,7 +188,7 @@ export async function receiveUpload(
       purpose: fields.purpose,
       filename,
     })
-    const meta = parseMeta(fields, filename, mimeType)
+    const meta = parseMeta(fields, filename, mimeType, options.expires)
     return await service.uploadSpooled(tenant, plan, meta, stored)
   } finally {
     await removeSpool(spool)

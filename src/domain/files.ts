@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream'
 import type { Config } from '../config.js'
 import { AppError, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
+import { effectiveMaxBytes, purposeRule } from '../providers/catalog.js'
 import { isProviderError } from '../providers/errors.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderContent } from '../providers/types.js'
@@ -51,7 +52,16 @@ type ClaimResult =
   | { outcome: 'claimed'; claim_token: string; file: FileRow }
   | { outcome: 'duplicate'; file: FileRow }
   | { outcome: 'in_progress'; file: FileRow }
-  | { outcome: 'quota_exceeded'; files: number; bytes: number; max_files: number | null; max_bytes: number | null }
+  | {
+      outcome: 'quota_exceeded'
+      /** 'purpose': the provider's documented cap on files of one purpose. */
+      scope?: 'purpose'
+      purpose?: string
+      files: number
+      bytes: number | null
+      max_files: number | null
+      max_bytes: number | null
+    }
 
 const settlePollMs = 200
 
@@ -231,7 +241,10 @@ export class FileService {
     const provider = candidate.config.name
     const deadline = Date.now() + config.timeouts.uploadMs
     for (;;) {
-      const claim = await store.call<ClaimResult>('claim_upload', {
+      // A purpose with a documented file count (GLM) is counted in the same locked claim.
+      const purposeFiles = purposeRule(candidate.config, candidate.purpose)?.maxFiles
+      const claim = await store.call<ClaimResult>(purposeFiles ? 'claim_upload_within_purpose_cap' : 'claim_upload', {
+        ...(purposeFiles ? { p_max_purpose_files: purposeFiles } : {}),
         p_tenant_id: tenant,
         p_provider: provider,
         p_purpose: candidate.purpose,
@@ -247,18 +260,7 @@ export class FileService {
         p_max_bytes: candidate.config.maxTotalBytes ?? undefined,
       })
       if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, bytes || Number(claim.file.bytes))
-      if (claim.outcome === 'quota_exceeded') {
-        throw new AppError('PROVIDER_QUOTA_EXCEEDED', {
-          detail: `Uploading would exceed the ${provider} account cap (${claim.max_files ?? '∞'} files, ${claim.max_bytes ?? '∞'} bytes)`,
-          extensions: {
-            provider,
-            used_files: Number(claim.files),
-            used_bytes: Number(claim.bytes),
-            max_files: claim.max_files,
-            max_bytes: claim.max_bytes,
-          },
-        })
-      }
+      if (claim.outcome === 'quota_exceeded') throw quotaRefusal(provider, claim)
       if (claim.outcome === 'in_progress') {
         await this.waitForSettle(tenant, claim.file.id, deadline)
         continue
@@ -396,6 +398,15 @@ export class FileService {
         extensions: { provider: row.provider },
       })
     }
+    // Only where the provider documents content for the purpose: elsewhere it has none to give,
+    // and asking would only cost a call and come back as a provider error.
+    const config = this.deps.config.providers.find((p) => p.name === row.provider)
+    if (config && !purposeRule(config, row.purpose)?.content) {
+      throw new AppError('CONTENT_UNAVAILABLE', {
+        detail: `${row.provider} serves no content for files of purpose "${row.purpose}"`,
+        extensions: { provider: row.provider, purpose: row.purpose },
+      })
+    }
     const adapter = this.deps.providers.require(row.provider)
     return { row, content: await adapter.content(row.provider_file_id) }
   }
@@ -406,10 +417,15 @@ export class FileService {
   }
 
   async limits(): Promise<ProviderLimits[]> {
-    const usage = await this.usage()
+    const [usage, byPurpose] = await Promise.all([
+      this.usage(),
+      this.deps.store.call<Array<{ provider: string; purpose: string; files: number }>>('purpose_usage'),
+    ])
     return this.deps.config.providers.map((p) => {
       const adapter = this.deps.providers.get(p.name)
       const used = usage.find((u) => u.provider === p.name)
+      const purposeFiles = (purpose: string) =>
+        Number(byPurpose.find((u) => u.provider === p.name && u.purpose === purpose)?.files ?? 0)
       const extensions = new Set<string>()
       let anyExtension = false
       for (const rule of Object.values(p.purposes)) {
@@ -422,14 +438,22 @@ export class FileService {
         configured: Boolean(adapter),
         circuit: adapter?.circuitState() ?? 'closed',
         max_file_bytes: p.maxFileBytes,
+        documented_max_file_bytes: p.documentedMaxFileBytes,
         default_purpose: p.defaultPurpose,
         purposes: Object.entries(p.purposes).map(([purpose, rule]) => ({
           purpose,
           extensions: rule.extensions ? [...rule.extensions] : null,
-          // The purpose takes files up to the provider's cap; tighter per-extension caps are listed below.
-          max_file_bytes: p.maxFileBytes,
+          // What filegate lets through: the operator's cap, or the documented one where it is lower.
+          max_file_bytes: effectiveMaxBytes(p, purpose),
+          documented_max_file_bytes: rule.documentedMaxFileBytes ?? p.documentedMaxFileBytes,
           max_bytes_by_extension: rule.maxBytesByExtension ? { ...rule.maxBytesByExtension } : {},
+          max_files: rule.maxFiles ?? null,
+          files: purposeFiles(purpose),
+          content_available: rule.content,
+          source: rule.source ?? null,
+          note: rule.note ?? null,
         })),
+        docs: p.docs ? { region: p.docs.region, read_on: p.docs.readOn, sources: [...p.docs.sources] } : null,
         allowed_extensions: anyExtension ? null : [...extensions].sort(),
         account: {
           max_files: p.maxFiles,
@@ -458,13 +482,21 @@ export interface ProviderLimits {
   configured: boolean
   circuit: string
   max_file_bytes: number
+  documented_max_file_bytes: number | null
   default_purpose: string
   purposes: Array<{
     purpose: string
     extensions: string[] | null
     max_file_bytes: number
+    documented_max_file_bytes: number | null
     max_bytes_by_extension: Record<string, number>
+    max_files: number | null
+    files: number
+    content_available: boolean
+    source: string | null
+    note: string | null
   }>
+  docs: { region: string; read_on: string; sources: string[] } | null
   allowed_extensions: string[] | null
   account: { max_files: number | null; max_bytes: number | null; files: number; bytes: number }
 }
@@ -482,6 +514,26 @@ function canFallBack(err: unknown): boolean {
       'PROVIDER_NOT_CONFIGURED',
     ].includes(err.code)
   )
+}
+
+/** PROVIDER_QUOTA_EXCEEDED for a claim refused by an account cap or a purpose's file count. */
+function quotaRefusal(provider: string, claim: Extract<ClaimResult, { outcome: 'quota_exceeded' }>): AppError {
+  if (claim.scope === 'purpose') {
+    return new AppError('PROVIDER_QUOTA_EXCEEDED', {
+      detail: `${provider} accepts at most ${claim.max_files} files of purpose "${claim.purpose}" per account; delete some first`,
+      extensions: { provider, purpose: claim.purpose, used_files: Number(claim.files), max_files: claim.max_files },
+    })
+  }
+  return new AppError('PROVIDER_QUOTA_EXCEEDED', {
+    detail: `Uploading would exceed the ${provider} account cap (${claim.max_files ?? '∞'} files, ${claim.max_bytes ?? '∞'} bytes)`,
+    extensions: {
+      provider,
+      used_files: Number(claim.files),
+      used_bytes: Number(claim.bytes),
+      max_files: claim.max_files,
+      max_bytes: claim.max_bytes,
+    },
+  })
 }
 
 function describe(err: unknown): string {

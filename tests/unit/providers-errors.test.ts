@@ -8,7 +8,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { loadConfig } from '../../src/config.js'
+import { AppError } from '../../src/errors.js'
 import {
+  badResponse,
+  circuitOpenError,
+  classifyFailure,
   isProviderError,
   mapUpstreamError,
   parseErrorBody,
@@ -61,13 +65,14 @@ after(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
+// Documented purposes that take a .txt: Kimi's file-extract, GLM's agent (file-extract takes no txt there).
 const upload = (adapter: ProviderAdapter) =>
   adapter
     .upload({
       source: { kind: 'file', path, bytes: 17 },
       filename: 'f.txt',
       mimeType: 'text/plain',
-      purpose: 'file-extract',
+      purpose: adapter.name === 'glm' ? 'agent' : 'file-extract',
     })
     .then(
       () => assert.fail('expected a rejection'),
@@ -97,6 +102,37 @@ describe('quota', () => {
     assert.match(err.detail, /max file count 2/)
     assert.equal(kimi.requests.upload, 1)
   })
+
+  test('Kimi 403 insufficient balance is PROVIDER_QUOTA_EXCEEDED (not a rejected key), not retried', async () => {
+    kimi.quotaExceeded = 'balance'
+    const err = await upload(registry.require('kimi'))
+    assert.equal(err.code, 'PROVIDER_QUOTA_EXCEEDED')
+    assert.equal(err.upstreamStatus, 403)
+    assert.equal(err.retryable, false)
+    assert.equal(err.providerFault, false)
+    assert.equal(classifyFailure(err).clientMayRetry, false)
+    assert.equal(kimi.requests.upload, 1)
+  })
+
+  for (const [mode, code] of [
+    ['usage-limit', '1308'],
+    ['plan-expired', '1309'],
+  ] as const) {
+    test(`GLM ${code} (${mode}) is PROVIDER_QUOTA_EXCEEDED: not retried, never opens the circuit`, async () => {
+      glm.quotaExceeded = mode
+      const adapter = registry.require('glm')
+      // More failures than CIRCUIT_FAILURE_THRESHOLD (5): a transient 429 would have opened it.
+      for (let i = 0; i < 7; i++) {
+        const err = await upload(adapter)
+        assert.equal(err.code, 'PROVIDER_QUOTA_EXCEEDED')
+        assert.equal(err.upstreamStatus, 429)
+        assert.equal(err.retryable, false)
+        assert.equal(classifyFailure(err).countsTowardBreaker, false)
+      }
+      assert.equal(glm.requests.upload, 7, 'one request per upload: no retry')
+      assert.equal(adapter.circuitState(), 'closed')
+    })
+  }
 
   test('GLM 1113 (balance exhausted) is PROVIDER_QUOTA_EXCEEDED, not retried', async () => {
     glm.quotaExceeded = true
@@ -165,6 +201,12 @@ describe('mapping table', () => {
       [429, '1302', 'PROVIDER_RATE_LIMITED', true],
       [429, '1303', 'PROVIDER_RATE_LIMITED', true],
       [429, '1305', 'PROVIDER_RATE_LIMITED', true],
+      [429, '1304', 'PROVIDER_RATE_LIMITED', false],
+      [429, '1308', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [429, '1309', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [429, '1310', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [429, '1312', 'PROVIDER_RATE_LIMITED', true],
+      [429, '1313', 'PROVIDER_RATE_LIMITED', false],
       [401, '1000', 'PROVIDER_ERROR', false],
       [434, '434', 'PROVIDER_ERROR', false],
       [435, '435', 'FILE_TOO_LARGE', false],
@@ -193,6 +235,8 @@ describe('mapping table', () => {
         false,
       ],
       [403, 'permission_denied_error', '', 'PROVIDER_ERROR', false],
+      [403, 'exceeded_current_quota_error', '', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [403, '', 'Your account is suspended due to insufficient balance', 'PROVIDER_QUOTA_EXCEEDED', false],
       [404, 'resource_not_found_error', '', 'NOT_FOUND', false],
       [503, 'server_error', '', 'PROVIDER_ERROR', true],
     ]
@@ -214,6 +258,44 @@ describe('mapping table', () => {
     const gone = mapUpstreamError(upstream({ status: 404, op: 'content' }))
     assert.equal(gone.code, 'CONTENT_UNAVAILABLE')
     assert.equal(gone.notFound, true)
+  })
+})
+
+describe('one classification for every face', () => {
+  const glmError = (status: number, code: string) =>
+    mapUpstreamError(upstream({ status, code }), glmDialect.classifyError)
+
+  test('clients are told to retry only what time can cure', () => {
+    const cases: Array<[string, AppError, boolean]> = [
+      ['GLM 1302 concurrency', glmError(429, '1302'), true],
+      ['GLM 500', glmError(500, '500'), true],
+      ['GLM 1304 daily cap', glmError(429, '1304'), false],
+      ['GLM 1112 locked account', glmError(429, '1112'), false],
+      ['GLM 1000 bad key', glmError(401, '1000'), false],
+      ['GLM 1308 usage limit', glmError(429, '1308'), false],
+      ['a malformed provider reply', badResponse('glm', 'body is not JSON'), false],
+      ['an open circuit', circuitOpenError('glm', 1000), true],
+      ['a refused file', glmError(400, '1214'), false],
+      ['our own rate limit', new AppError('RATE_LIMITED'), true],
+      ['the database away', new AppError('DATABASE_UNAVAILABLE'), true],
+      ['a validation error', new AppError('VALIDATION_FAILED'), false],
+      ['an internal error', new AppError('INTERNAL'), false],
+      ['our account cap', new AppError('PROVIDER_QUOTA_EXCEEDED'), false],
+    ]
+    for (const [what, err, retry] of cases) assert.equal(classifyFailure(err).clientMayRetry, retry, what)
+  })
+
+  test('quota exhaustion is one flag, whoever noticed it (provider or our cap)', () => {
+    assert.equal(classifyFailure(glmError(429, '1309')).quotaExhausted, true)
+    assert.equal(classifyFailure(new AppError('PROVIDER_QUOTA_EXCEEDED')).quotaExhausted, true)
+    assert.equal(classifyFailure(glmError(429, '1302')).quotaExhausted, false)
+  })
+
+  test('the breaker counts provider faults only', () => {
+    assert.equal(classifyFailure(glmError(500, '500')).countsTowardBreaker, true)
+    assert.equal(classifyFailure(glmError(429, '1302')).countsTowardBreaker, true)
+    assert.equal(classifyFailure(glmError(429, '1308')).countsTowardBreaker, false)
+    assert.equal(classifyFailure(glmError(429, '1113')).countsTowardBreaker, false)
   })
 })
 
