@@ -11,6 +11,7 @@ import {
   assertProblem,
   filePart,
   freshTenant,
+  type Part,
   postFile,
   sha256,
   type UploadContext,
@@ -58,9 +59,9 @@ describe('GLM file counts per purpose (row 3)', () => {
     if (!ctx) return
     const tenant = freshTenant()
     await occupy(ctx, 'file-extract', 99)
-    const parts = (content: string, name = 'a.pdf') => [
-      ['provider', 'glm'] as const,
-      ['purpose', 'file-extract'] as const,
+    const parts = (content: string, name = 'a.pdf'): Part[] => [
+      ['provider', 'glm'],
+      ['purpose', 'file-extract'],
       filePart(content, name, 'application/pdf'),
     ]
     const last = await postFile(ctx.app, tenant, [...parts('the hundredth')])
