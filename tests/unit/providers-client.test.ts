@@ -195,6 +195,27 @@ describe('retrieve and delete', () => {
   })
 })
 
+describe('the fakes answer as the docs say', () => {
+  test('GLM file objects carry no status; Kimi\'s say "ready" (row 9)', async () => {
+    glm.reset()
+    kimi.reset()
+    const path = join(dir, 'shape.txt')
+    await writeFile(path, 'shape')
+    const put = (name: 'glm' | 'kimi', purpose: string) =>
+      registry
+        .require(name)
+        .upload({ source: { kind: 'file', path, bytes: 5 }, filename: 'shape.txt', mimeType: 'text/plain', purpose })
+    const fromGlm = await put('glm', 'agent')
+    assert.equal(fromGlm.status, undefined)
+    const listed = await fetch(`${glm.baseUrl}/files`, { headers: { authorization: `Bearer ${GLM_KEY}` } }).then((r) =>
+      r.json(),
+    )
+    // docs.bigmodel.cn 上传文件: {id, object, bytes, created_at, filename, purpose}
+    assert.deepEqual(Object.keys(listed.data[0]).sort(), ['bytes', 'created_at', 'filename', 'id', 'object', 'purpose'])
+    assert.equal((await put('kimi', 'file-extract')).status, 'ready')
+  })
+})
+
 describe('content', () => {
   test('Kimi file-extract content is the JSON text Kimi returns', async () => {
     kimi.reset()

@@ -8,11 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { loadConfig } from '../../src/config.js'
-import { AppError } from '../../src/errors.js'
 import {
-  badResponse,
-  circuitOpenError,
-  classifyFailure,
   isProviderError,
   mapUpstreamError,
   parseErrorBody,
@@ -110,7 +106,6 @@ describe('quota', () => {
     assert.equal(err.upstreamStatus, 403)
     assert.equal(err.retryable, false)
     assert.equal(err.providerFault, false)
-    assert.equal(classifyFailure(err).clientMayRetry, false)
     assert.equal(kimi.requests.upload, 1)
   })
 
@@ -127,7 +122,7 @@ describe('quota', () => {
         assert.equal(err.code, 'PROVIDER_QUOTA_EXCEEDED')
         assert.equal(err.upstreamStatus, 429)
         assert.equal(err.retryable, false)
-        assert.equal(classifyFailure(err).countsTowardBreaker, false)
+        assert.equal(err.providerFault, false, 'not counted toward the breaker')
       }
       assert.equal(glm.requests.upload, 7, 'one request per upload: no retry')
       assert.equal(adapter.circuitState(), 'closed')
@@ -258,44 +253,6 @@ describe('mapping table', () => {
     const gone = mapUpstreamError(upstream({ status: 404, op: 'content' }))
     assert.equal(gone.code, 'CONTENT_UNAVAILABLE')
     assert.equal(gone.notFound, true)
-  })
-})
-
-describe('one classification for every face', () => {
-  const glmError = (status: number, code: string) =>
-    mapUpstreamError(upstream({ status, code }), glmDialect.classifyError)
-
-  test('clients are told to retry only what time can cure', () => {
-    const cases: Array<[string, AppError, boolean]> = [
-      ['GLM 1302 concurrency', glmError(429, '1302'), true],
-      ['GLM 500', glmError(500, '500'), true],
-      ['GLM 1304 daily cap', glmError(429, '1304'), false],
-      ['GLM 1112 locked account', glmError(429, '1112'), false],
-      ['GLM 1000 bad key', glmError(401, '1000'), false],
-      ['GLM 1308 usage limit', glmError(429, '1308'), false],
-      ['a malformed provider reply', badResponse('glm', 'body is not JSON'), false],
-      ['an open circuit', circuitOpenError('glm', 1000), true],
-      ['a refused file', glmError(400, '1214'), false],
-      ['our own rate limit', new AppError('RATE_LIMITED'), true],
-      ['the database away', new AppError('DATABASE_UNAVAILABLE'), true],
-      ['a validation error', new AppError('VALIDATION_FAILED'), false],
-      ['an internal error', new AppError('INTERNAL'), false],
-      ['our account cap', new AppError('PROVIDER_QUOTA_EXCEEDED'), false],
-    ]
-    for (const [what, err, retry] of cases) assert.equal(classifyFailure(err).clientMayRetry, retry, what)
-  })
-
-  test('quota exhaustion is one flag, whoever noticed it (provider or our cap)', () => {
-    assert.equal(classifyFailure(glmError(429, '1309')).quotaExhausted, true)
-    assert.equal(classifyFailure(new AppError('PROVIDER_QUOTA_EXCEEDED')).quotaExhausted, true)
-    assert.equal(classifyFailure(glmError(429, '1302')).quotaExhausted, false)
-  })
-
-  test('the breaker counts provider faults only', () => {
-    assert.equal(classifyFailure(glmError(500, '500')).countsTowardBreaker, true)
-    assert.equal(classifyFailure(glmError(429, '1302')).countsTowardBreaker, true)
-    assert.equal(classifyFailure(glmError(429, '1308')).countsTowardBreaker, false)
-    assert.equal(classifyFailure(glmError(429, '1113')).countsTowardBreaker, false)
   })
 })
 
