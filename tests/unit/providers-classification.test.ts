@@ -5,27 +5,10 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { AppError } from '../../src/errors.js'
-import {
-  badResponse,
-  circuitOpenError,
-  classifyFailure,
-  mapUpstreamError,
-  type UpstreamError,
-} from '../../src/providers/errors.js'
+import { badResponse, circuitOpenError, classifyFailure, mapUpstreamError } from '../../src/providers/errors.js'
 import { glmDialect } from '../../src/providers/glm.js'
 import { kimiDialect } from '../../src/providers/kimi.js'
-
-const upstream = (over: Partial<UpstreamError>): UpstreamError => ({
-  provider: 'glm',
-  op: 'upload',
-  status: 400,
-  type: undefined,
-  code: undefined,
-  message: '',
-  retryAfterMs: undefined,
-  limitBytes: 20,
-  ...over,
-})
+import { upstream } from './upstream-error.js'
 
 describe('one classification for every face', () => {
   const glmError = (status: number, code: string) =>

@@ -207,11 +207,17 @@ describe('the fakes answer as the docs say', () => {
         .upload({ source: { kind: 'file', path, bytes: 5 }, filename: 'shape.txt', mimeType: 'text/plain', purpose })
     const fromGlm = await put('glm', 'agent')
     assert.equal(fromGlm.status, undefined)
-    const listed = await fetch(`${glm.baseUrl}/files`, { headers: { authorization: `Bearer ${GLM_KEY}` } }).then((r) =>
-      r.json(),
-    )
+    const res = await fetch(`${glm.baseUrl}/files`, { headers: { authorization: `Bearer ${GLM_KEY}` } })
+    const listed = (await res.json()) as { data: Array<Record<string, unknown>> }
     // docs.bigmodel.cn 上传文件: {id, object, bytes, created_at, filename, purpose}
-    assert.deepEqual(Object.keys(listed.data[0]).sort(), ['bytes', 'created_at', 'filename', 'id', 'object', 'purpose'])
+    assert.deepEqual(Object.keys(listed.data[0] ?? {}).sort(), [
+      'bytes',
+      'created_at',
+      'filename',
+      'id',
+      'object',
+      'purpose',
+    ])
     assert.equal((await put('kimi', 'file-extract')).status, 'ready')
   })
 })

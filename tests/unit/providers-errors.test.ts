@@ -14,7 +14,6 @@ import {
   parseErrorBody,
   parseRetryAfter,
   sanitizeMessage,
-  type UpstreamError,
 } from '../../src/providers/errors.js'
 import { glmDialect } from '../../src/providers/glm.js'
 import { kimiDialect } from '../../src/providers/kimi.js'
@@ -22,6 +21,7 @@ import { contentDispositionFilename } from '../../src/providers/multipart-body.j
 import { createProviderRegistry, type ProviderRegistry } from '../../src/providers/registry.js'
 import type { ProviderAdapter } from '../../src/providers/types.js'
 import { type FakeProvider, startFakeProvider } from '../fakes/provider-server.js'
+import { upstream } from './upstream-error.js'
 
 let kimi: FakeProvider
 let glm: FakeProvider
@@ -173,18 +173,6 @@ describe('refusals', () => {
     assert.equal(err.code, 'PROVIDER_REJECTED')
     assert.equal(err.detail, 'file content is not allowed')
   })
-})
-
-const upstream = (over: Partial<UpstreamError>): UpstreamError => ({
-  provider: 'glm',
-  op: 'upload',
-  status: 400,
-  type: undefined,
-  code: undefined,
-  message: '',
-  retryAfterMs: undefined,
-  limitBytes: 20,
-  ...over,
 })
 
 describe('mapping table', () => {
