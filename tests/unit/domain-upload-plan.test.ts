@@ -226,6 +226,14 @@ describe('provider facts, as documented (read 2026-11-27)', () => {
     assert.equal(plan('glm', 'a.pdf', 'file-extract').maxBytes, 20 * MB)
   })
 
+  test("the same rule for Kimi: KIMI_MAX_FILE_BYTES above Kimi's documented 100 MB changes nothing", () => {
+    const raised = registry(['kimi'], {}, 0, { KIMI_MAX_FILE_BYTES: String(200 * MB) })
+    const limit = planUpload(raised.providers, raised.reg, { provider: 'kimi', filename: 'a.pdf' }).maxBytes
+    assert.equal(limit, 100 * MB)
+    const lowered = registry(['kimi'], {}, 0, { KIMI_MAX_FILE_BYTES: String(10 * MB) })
+    assert.equal(planUpload(lowered.providers, lowered.reg, { provider: 'kimi', filename: 'a.pdf' }).maxBytes, 10 * MB)
+  })
+
   test('row 2: GLM extensions per purpose, nothing wider', () => {
     for (const ext of ['pdf', 'docx', 'doc', 'xls', 'xlsx', 'ppt', 'pptx', 'png', 'jpg', 'jpeg', 'csv'])
       accepted('glm', `a.${ext}`, 'file-extract')
