@@ -290,6 +290,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
       req.pipe(bb)
     })
 
+  // 401s: Kimi invalid_authentication_error (platform.moonshot.ai/docs/api/errors), GLM 1000/1001
+  // (docs.bigmodel.cn/cn/api/api-code), OpenAI invalid_api_key (platform.openai.com/docs/guides/error-codes).
   const authError = (req: IncomingMessage): ErrorSpec | undefined => {
     if (!apiKey) return undefined
     const header = req.headers.authorization ?? ''
@@ -310,6 +312,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     return found
   }
 
+  // Transient 429s: Kimi rate_limit_reached_error, GLM 1302 "concurrency too high", OpenAI
+  // rate_limit_exceeded (the same three error pages).
   const rateLimitSpec = (): ErrorSpec => {
     if (kind === 'kimi') {
       return {
@@ -323,6 +327,7 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     return { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: 'Rate limit reached for requests' }
   }
 
+  // 5xx bodies: GLM's code table lists 500 "internal error"; the others document only the status.
   const serverErrorSpec = (status: number): ErrorSpec => ({
     status,
     type: 'server_error',
@@ -512,6 +517,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     send(res, 200, view(stored))
   }
 
+  // Kimi: every file at once, no cursor (platform.kimi.ai/docs/api/files-list). GLM: `purpose`,
+  // `after`, `limit` 1-100 (docs.bigmodel.cn 文件列表). OpenAI: `limit` 1-10,000, default 10,000, `order`.
   const handleList = (url: URL, res: ServerResponse) => {
     let all = [...records.files.values()]
     if (kind === 'kimi') return send(res, 200, { object: 'list', data: all.map(view) })
@@ -523,7 +530,16 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
       const index = all.findIndex((f) => f.id === after)
       all = index === -1 ? [] : all.slice(index + 1)
     }
-    const limit = Math.max(1, Math.min(Number(url.searchParams.get('limit') ?? (kind === 'glm' ? 20 : 10000)), 10000))
+    const maxLimit = kind === 'glm' ? 100 : 10000
+    const limit = Number(url.searchParams.get('limit') ?? (kind === 'glm' ? 20 : 10000))
+    if (!Number.isInteger(limit) || limit < 1 || limit > maxLimit) {
+      return fail(res, {
+        status: 400,
+        type: 'invalid_request_error',
+        code: '1214',
+        message: `limit must be 1 to ${maxLimit}`,
+      })
+    }
     const page = all.slice(0, limit)
     const body: Record<string, unknown> = { object: 'list', data: page.map(view), has_more: all.length > limit }
     if (kind === 'openai') {
