@@ -12,11 +12,15 @@ import { type Static, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { envSchema } from 'env-schema'
 import cron from 'node-cron'
-import { openAiCompatibleDefaults, type ProviderFacts, type ProviderKind, providerFacts } from './providers/catalog.js'
+import { openAiCompatibleDefaults, type ProviderFacts, type ProviderKind, purposeRule } from './providers/catalog.js'
+import { glmFacts } from './providers/glm-facts.js'
+import { kimiFacts } from './providers/kimi-facts.js'
 
 const Int = (def: number, min = 0, description = '') =>
   Type.Integer({ default: def, minimum: min, ...(description ? { description } : {}) })
 const OptionalString = (description: string) => Type.Optional(Type.String({ minLength: 1, description }))
+const kimiDefaults = kimiFacts()
+const glmDefaults = glmFacts()
 
 export const EnvSchema = Type.Object({
   HOST: Type.String({ default: '127.0.0.1', description: 'Address to bind' }),
@@ -38,15 +42,21 @@ export const EnvSchema = Type.Object({
   API_KEYS: Type.Optional(Type.String({ description: 'tenant:key,... ; key may be sha256:<hex>; tenant * is admin' })),
   DEFAULT_PROVIDER: Type.String({ default: 'auto', minLength: 1 }),
   KIMI_API_KEY: OptionalString('Moonshot API key'),
-  KIMI_BASE_URL: Type.String({ default: providerFacts.kimi.baseUrl, pattern: '^https?://' }),
-  KIMI_MAX_FILE_BYTES: Int(providerFacts.kimi.maxFileBytes, 1),
-  KIMI_MAX_FILES: Int(providerFacts.kimi.maxFiles ?? 0, 0, '0 = no cap'),
-  KIMI_MAX_TOTAL_BYTES: Int(providerFacts.kimi.maxTotalBytes ?? 0, 0, '0 = no cap'),
+  KIMI_BASE_URL: Type.String({ default: kimiDefaults.baseUrl, pattern: '^https?://' }),
+  KIMI_MAX_FILE_BYTES: Int(
+    kimiDefaults.maxFileBytes,
+    1,
+    "the operator's per-file cap; documented caps apply beneath it",
+  ),
+  KIMI_MAX_FILES: Int(kimiDefaults.maxFiles ?? 0, 0, '0 = no cap'),
+  KIMI_MAX_TOTAL_BYTES: Int(kimiDefaults.maxTotalBytes ?? 0, 0, '0 = no cap'),
+  KIMI_DEFAULT_PURPOSE: Type.String({ default: kimiDefaults.defaultPurpose, minLength: 1 }),
   GLM_API_KEY: OptionalString('Zhipu API key'),
-  GLM_BASE_URL: Type.String({ default: providerFacts.glm.baseUrl, pattern: '^https?://' }),
-  GLM_MAX_FILE_BYTES: Int(providerFacts.glm.maxFileBytes, 1),
+  GLM_BASE_URL: Type.String({ default: glmDefaults.baseUrl, pattern: '^https?://' }),
+  GLM_MAX_FILE_BYTES: Int(glmDefaults.maxFileBytes, 1, "the operator's per-file cap; documented caps apply beneath it"),
   GLM_MAX_FILES: Int(0, 0, '0 = no cap'),
   GLM_MAX_TOTAL_BYTES: Int(0, 0, '0 = no cap'),
+  GLM_DEFAULT_PURPOSE: Type.String({ default: glmDefaults.defaultPurpose, minLength: 1 }),
   EXTRA_PROVIDERS: Type.Optional(Type.String({ description: 'JSON array of OpenAI-compatible providers' })),
   ALLOWED_EXTENSIONS: Type.Optional(Type.String({ description: 'Comma list; narrows every provider' })),
   UPLOAD_TMP_DIR: Type.Optional(Type.String({ minLength: 1 })),
@@ -269,28 +279,41 @@ function narrowExtensions(facts: ProviderFacts, allowed: string[]): ProviderFact
 }
 
 function buildProviders(env: Env, problems: string[]): ProviderConfig[] {
+  const kimiBaseUrl = env.KIMI_BASE_URL.replace(/\/+$/, '')
+  const glmBaseUrl = env.GLM_BASE_URL.replace(/\/+$/, '')
+  // The documented facts follow the configured base URL (international and China docs differ).
   const providers: ProviderConfig[] = [
     {
-      ...providerFacts.kimi,
+      ...kimiFacts(kimiBaseUrl),
       name: 'kimi',
       apiKey: env.KIMI_API_KEY,
       configured: Boolean(env.KIMI_API_KEY),
-      baseUrl: env.KIMI_BASE_URL.replace(/\/+$/, ''),
       maxFileBytes: env.KIMI_MAX_FILE_BYTES,
       maxFiles: capOrNull(env.KIMI_MAX_FILES),
       maxTotalBytes: capOrNull(env.KIMI_MAX_TOTAL_BYTES),
+      defaultPurpose: env.KIMI_DEFAULT_PURPOSE,
     },
     {
-      ...providerFacts.glm,
+      ...glmFacts(glmBaseUrl),
       name: 'glm',
       apiKey: env.GLM_API_KEY,
       configured: Boolean(env.GLM_API_KEY),
-      baseUrl: env.GLM_BASE_URL.replace(/\/+$/, ''),
       maxFileBytes: env.GLM_MAX_FILE_BYTES,
       maxFiles: capOrNull(env.GLM_MAX_FILES),
       maxTotalBytes: capOrNull(env.GLM_MAX_TOTAL_BYTES),
+      defaultPurpose: env.GLM_DEFAULT_PURPOSE,
     },
   ]
+  for (const [variable, provider] of [
+    ['KIMI_DEFAULT_PURPOSE', providers[0]],
+    ['GLM_DEFAULT_PURPOSE', providers[1]],
+  ] as const) {
+    if (provider && !purposeRule(provider, provider.defaultPurpose)) {
+      problems.push(
+        `${variable}: "${provider.defaultPurpose}" is not a ${provider.name} purpose (${Object.keys(provider.purposes).join(', ')})`,
+      )
+    }
+  }
   if (env.EXTRA_PROVIDERS?.trim()) {
     let parsed: unknown
     try {
@@ -311,10 +334,10 @@ function buildProviders(env: Env, problems: string[]): ProviderConfig[] {
         continue
       }
       const purposes = extra.purposes
-        ? Object.fromEntries(extra.purposes.map((p) => [p, { extensions: extra.extensions ?? null }]))
+        ? Object.fromEntries(extra.purposes.map((p) => [p, { extensions: extra.extensions ?? null, content: true }]))
         : openAiCompatibleDefaults.purposes
       const defaultPurpose = extra.default_purpose ?? extra.purposes?.[0] ?? openAiCompatibleDefaults.defaultPurpose
-      if (!(defaultPurpose in purposes)) {
+      if (!Object.hasOwn(purposes, defaultPurpose)) {
         problems.push(`EXTRA_PROVIDERS: provider "${extra.name}" default_purpose is not among its purposes`)
       }
       providers.push({

@@ -17,7 +17,17 @@ import { inSpan } from '../../src/spans.js'
 const maxMetadataBytes = 4096
 /** Nesting deeper than this is refused: metadata is labels, not documents. */
 const maxMetadataDepth = 16
-const maxExpiresIn = 10 * 365 * 24 * 3600
+
+/** The TTL a form may ask for, in seconds, and the field name an error names. */
+export interface ExpiresRange {
+  field: string
+  min: number
+  max: number
+}
+
+const filegateExpires: ExpiresRange = { field: 'expires_in', min: 1, max: 10 * 365 * 24 * 3600 }
+/** OpenAI: "Must be between 3600 (1 hour) and 2592000 (30 days)" (API reference, Files: create). */
+export const openAiExpires: ExpiresRange = { field: 'expires_after[seconds]', min: 3600, max: 2_592_000 }
 interface Fields {
   provider?: string
   purpose?: string
@@ -48,6 +58,8 @@ export interface UploadFormOptions {
   fieldNames: FieldNames
   /** A provider fixed by the route (the OpenAI facade's path): known before the file part. */
   provider?: string
+  /** The TTL range of the dialect; filegate's own when absent. */
+  expires?: ExpiresRange
 }
 
 function readField(fields: Fields, part: MultipartValue, names: FieldNames): void {
@@ -64,7 +76,12 @@ function readField(fields: Fields, part: MultipartValue, names: FieldNames): voi
   fields[name] = String(part.value)
 }
 
-export function parseMeta(fields: Fields, filename: string, mimeType: string): FileMeta {
+export function parseMeta(
+  fields: Fields,
+  filename: string,
+  mimeType: string,
+  expires: ExpiresRange = filegateExpires,
+): FileMeta {
   let metadata: Record<string, unknown> = {}
   if (fields.metadata !== undefined) {
     if (Buffer.byteLength(fields.metadata) > maxMetadataBytes) {
@@ -88,8 +105,10 @@ export function parseMeta(fields: Fields, filename: string, mimeType: string): F
   let expiresInSeconds: number | undefined
   if (fields.expires_in !== undefined) {
     const n = Number(fields.expires_in)
-    if (!/^\d+$/.test(fields.expires_in.trim()) || !Number.isSafeInteger(n) || n < 1 || n > maxExpiresIn) {
-      throw new AppError('VALIDATION_FAILED', { detail: `expires_in must be whole seconds from 1 to ${maxExpiresIn}` })
+    if (!/^\d+$/.test(fields.expires_in.trim()) || !Number.isSafeInteger(n) || n < expires.min || n > expires.max) {
+      throw new AppError('VALIDATION_FAILED', {
+        detail: `${expires.field} must be whole seconds from ${expires.min} to ${expires.max}`,
+      })
     }
     expiresInSeconds = n
   }
@@ -191,7 +210,7 @@ export async function receiveUpload(
       // Streamed straight through only with a Content-Length, which bounds what is reserved on the
       // provider account while it streams; a chunked body is received first, and counted exactly.
       if (plan && declaredSha256 && !plan.auto && contentLength !== undefined) {
-        const meta = parseMeta(fields, filename, mimeType)
+        const meta = parseMeta(fields, filename, mimeType, options.expires)
         result = await service.uploadStreamThrough(tenant, plan, meta, declaredSha256, file.file, contentLength)
         file.file.resume() // a dedup answer did not read the body: discard what is left
         continue
@@ -221,7 +240,7 @@ export async function receiveUpload(
       purpose: fields.purpose,
       filename,
     })
-    const meta = parseMeta(fields, filename, mimeType)
+    const meta = parseMeta(fields, filename, mimeType, options.expires)
     return await service.uploadSpooled(tenant, plan, meta, stored)
   } finally {
     await removeSpool(spool)

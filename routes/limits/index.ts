@@ -12,14 +12,38 @@ const ProviderLimits = Type.Object({
   kind: Type.String({ description: 'kimi | glm | openai (OpenAI-compatible)' }),
   configured: Type.Boolean(),
   circuit: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half_open')]),
-  max_file_bytes: Type.Integer(),
+  max_file_bytes: Type.Integer({ description: "The operator's per-file cap (*_MAX_FILE_BYTES)" }),
+  documented_max_file_bytes: Nullable(
+    Type.Integer({ description: "The provider's documented per-file cap; null: none documented" }),
+  ),
   default_purpose: Type.String(),
   purposes: Type.Array(
     Type.Object({
       purpose: Type.String(),
       extensions: Nullable(Type.Array(Type.String())),
-      max_file_bytes: Type.Integer(),
+      max_file_bytes: Type.Integer({
+        description: "What is accepted for this purpose: the operator's cap or the documented one, the lower",
+      }),
+      documented_max_file_bytes: Nullable(Type.Integer({ description: 'The documented cap of this purpose' })),
       max_bytes_by_extension: Type.Record(Type.String(), Type.Integer()),
+      max_files: Nullable(
+        Type.Integer({ description: 'Documented files of this purpose per account (counted); null: none' }),
+      ),
+      files: Type.Optional(
+        Type.Integer({
+          description: "Admin keys only: files of this purpose occupying the account now, every tenant's",
+        }),
+      ),
+      content_available: Type.Boolean({ description: 'GET /v1/files/{id}/content serves files of this purpose' }),
+      source: Nullable(Type.String({ description: 'The provider doc page these facts come from' })),
+      note: Nullable(Type.String({ description: 'Where the docs are silent or disagree' })),
+    }),
+  ),
+  docs: Nullable(
+    Type.Object({
+      region: Type.String({ description: 'The endpoint whose docs apply (international or China)' }),
+      read_on: Type.String({ description: 'The day the docs were read' }),
+      sources: Type.Array(Type.String()),
     }),
   ),
   allowed_extensions: Nullable(Type.Array(Type.String(), { description: 'null: any extension' })),

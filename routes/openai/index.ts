@@ -2,8 +2,11 @@
  * Drop-in for the official OpenAI SDK (and Kimi's OpenAI-compatible usage): the provider's own
  * files API shape under /providers/{provider}/v1, served by the same domain services as /v1.
  * Ids are the provider's file ids, so they work unchanged in chat calls to the provider;
- * timestamps are unix seconds; errors are OpenAI's `{error: {message, type, param, code}}`,
- * with `x-should-retry: false` on failures that retrying cannot cure (the SDK honours it).
+ * timestamps are unix seconds; errors are OpenAI's `{error: {message, type, param, code}}`.
+ * `x-should-retry` says whether the same request may succeed later: openai-node reads it before the
+ * status (client.ts shouldRetry), so it comes from the failure's classification, never the status.
+ * An exhausted quota answers as OpenAI does: 429 `insufficient_quota` (the SDK's RateLimitError)
+ * with `x-should-retry: false`.
  * Shapes follow the OpenAI API reference for Files (create, list, retrieve, delete, content).
  */
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
@@ -12,8 +15,9 @@ import type { Config } from '../../src/config.js'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { AppError, type ErrorCode } from '../../src/errors.js'
 import { asAppError } from '../../src/plugins/errors.js'
+import { classifyFailure } from '../../src/providers/errors.js'
 import { sendContent } from '../files/content-reply.js'
-import { handleUpload, openAiFields, skipBodyValidation } from '../files/upload-form.js'
+import { handleUpload, openAiExpires, openAiFields, skipBodyValidation } from '../files/upload-form.js'
 import { SafeText } from '../schemas.js'
 
 const OpenAiFile = Type.Object(
@@ -72,11 +76,8 @@ export function toOpenAiFile(
   }
 }
 
-/** Codes the SDK must not retry even though their status is one it would (409, 429, 5xx). */
-const permanent = new Set<ErrorCode>(['PROVIDER_NOT_CONFIGURED', 'PROVIDER_QUOTA_EXCEEDED', 'CONTENT_UNAVAILABLE'])
-
-const openAiType = (status: number, code: ErrorCode): string => {
-  if (code === 'PROVIDER_QUOTA_EXCEEDED') return 'insufficient_quota'
+const openAiType = (status: number, quotaExhausted: boolean): string => {
+  if (quotaExhausted) return 'insufficient_quota'
   if (status === 401) return 'authentication_error'
   if (status === 403) return 'permission_error'
   if (status === 404) return 'not_found_error'
@@ -97,22 +98,24 @@ const paramOf: Partial<Record<ErrorCode, string>> = {
 
 /** The OpenAI error body; also the answer to unknown paths and malformed URLs under /providers/. */
 export function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: AppError) {
-  const retryable = err.status === 408 || err.status === 429 || err.status >= 500
+  const failure = classifyFailure(err)
+  // OpenAI answers an exhausted quota with 429 insufficient_quota (platform.openai.com/docs/guides/error-codes).
+  const status = failure.quotaExhausted ? 429 : err.status
   reply
-    .code(err.status)
+    .code(status)
     .header('content-type', 'application/json; charset=utf-8')
     .header('x-request-id', request.id)
-    .header('x-should-retry', retryable && !permanent.has(err.code) ? 'true' : 'false')
-  if (err.retryAfterSeconds !== undefined && (err.status === 429 || err.status === 503)) {
+    .header('x-should-retry', failure.clientMayRetry ? 'true' : 'false')
+  if (err.retryAfterSeconds !== undefined && (status === 429 || status === 503)) {
     reply.header('retry-after', String(Math.ceil(err.retryAfterSeconds)))
   }
   if (err.code === 'UNAUTHORIZED') reply.header('www-authenticate', 'Bearer realm="filegate"')
   return reply.send({
     error: {
       message: err.detail,
-      type: openAiType(err.status, err.code),
+      type: openAiType(status, failure.quotaExhausted),
       param: paramOf[err.code] ?? null,
-      code: err.code.toLowerCase(),
+      code: failure.quotaExhausted ? 'insufficient_quota' : err.code.toLowerCase(),
     },
   })
 }
@@ -161,7 +164,8 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
           file: Type.String({ format: 'binary' }),
           purpose: Type.String(),
           'expires_after[anchor]': Type.Optional(Type.Literal('created_at')),
-          'expires_after[seconds]': Type.Optional(Type.Integer({ minimum: 1 })),
+          // OpenAI: "between 3600 (1 hour) and 2592000 (30 days)" (API reference, Files: create).
+          'expires_after[seconds]': Type.Optional(Type.Integer({ minimum: 3600, maximum: 2_592_000 })),
         }),
         response: { 200: FileRef, ...errors(400, 401, 403, 404, 413, 415, 422, 429, 502, 503, 504, 507) },
       },
@@ -172,6 +176,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
       const provider = providerOf(request.params.provider)
       const result = await handleUpload(request, reply, app.files, opts.config, undefined, {
         fieldNames: openAiFields,
+        expires: openAiExpires,
         provider,
       })
       reply.header('x-filegate-file-id', result.file.id)
@@ -191,7 +196,8 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
         params: ProviderParams,
         querystring: Type.Object({
           after: Type.Optional(SafeText(256)),
-          limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 100 }),
+          // OpenAI: "Limit can range between 1 and 10,000, and the default is 10,000" (Files: list).
+          limit: Type.Integer({ minimum: 1, maximum: 10_000, default: 10_000 }),
           order: Type.Union([Type.Literal('asc'), Type.Literal('desc')], { default: 'desc' }),
           purpose: Type.Optional(SafeText(64)),
         }),

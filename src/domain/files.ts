@@ -15,6 +15,7 @@ import type { Readable } from 'node:stream'
 import { type Config, tenantQuotaOf } from '../config.js'
 import { AppError, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
+import { effectiveMaxBytes, purposeRule } from '../providers/catalog.js'
 import { isProviderError } from '../providers/errors.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderContent } from '../providers/types.js'
@@ -59,8 +60,11 @@ type ClaimResult =
   | ({ outcome: 'quota_exceeded' } & QuotaUsage)
   | ({ outcome: 'tenant_quota_exceeded' } & QuotaUsage)
 
-/** What claim_upload reports when a cap would be broken: the usage it counted and the caps. */
+/** What a claim reports when a cap would be broken: the usage it counted and the caps. */
 interface QuotaUsage {
+  /** 'purpose': the provider's documented cap on files of one purpose (`purpose`), no byte cap. */
+  scope?: 'purpose'
+  purpose?: string
   files: number
   bytes: number
   max_files: number | null
@@ -260,7 +264,10 @@ export class FileService {
     const deadline = Date.now() + config.timeouts.uploadMs
     const quota = tenantQuotaOf(config.tenantQuotas, tenant)
     for (;;) {
-      const claim = await store.call<ClaimResult>('claim_upload', {
+      // A purpose with a documented file count (GLM) is counted in the same locked claim.
+      const purposeFiles = purposeRule(candidate.config, candidate.purpose)?.maxFiles
+      const claim = await store.call<ClaimResult>(purposeFiles ? 'claim_upload_within_purpose_cap' : 'claim_upload', {
+        ...(purposeFiles ? { p_max_purpose_files: purposeFiles } : {}),
         p_tenant_id: tenant,
         p_provider: provider,
         p_purpose: candidate.purpose,
@@ -281,13 +288,7 @@ export class FileService {
       })
       if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, bytes || Number(claim.file.bytes))
       if (claim.outcome === 'tenant_quota_exceeded') throw tenantQuotaExceeded(provider, claim, bytes)
-      if (claim.outcome === 'quota_exceeded') {
-        throw new AppError('PROVIDER_QUOTA_EXCEEDED', {
-          detail: `Uploading would exceed the ${provider} account cap (${claim.max_files ?? '∞'} files, ${claim.max_bytes ?? '∞'} bytes)`,
-          // The account's usage is every tenant's: a tenant key does not see it (admins: /v1/limits).
-          extensions: { provider, max_files: claim.max_files, max_bytes: claim.max_bytes },
-        })
-      }
+      if (claim.outcome === 'quota_exceeded') throw quotaRefusal(provider, claim)
       if (claim.outcome === 'in_progress') {
         await this.waitForSettle(tenant, claim.file.id, deadline)
         continue
@@ -456,6 +457,15 @@ export class FileService {
         extensions: { provider: row.provider },
       })
     }
+    // Only where the provider documents content for the purpose: elsewhere it has none to give,
+    // and asking would only cost a call and come back as a provider error.
+    const config = this.deps.config.providers.find((p) => p.name === row.provider)
+    if (config && !purposeRule(config, row.purpose)?.content) {
+      throw new AppError('CONTENT_UNAVAILABLE', {
+        detail: `${row.provider} serves no content for files of purpose "${row.purpose}"`,
+        extensions: { provider: row.provider, purpose: row.purpose },
+      })
+    }
     const adapter = this.deps.providers.require(row.provider)
     return { row, content: await adapter.content(row.provider_file_id) }
   }
@@ -471,15 +481,21 @@ export class FileService {
    * could watch the sizes of other tenants' uploads as they happen.
    */
   async limits(view: { tenant: string; accountUsage: boolean }): Promise<ProviderLimits[]> {
-    const [own, account] = await Promise.all([
+    const [own, account, byPurpose] = await Promise.all([
       this.deps.store.call<Usage[]>('tenant_usage', { p_tenant_id: view.tenant }),
       view.accountUsage ? this.usage() : undefined,
+      // Per-purpose counts are every tenant's too: admin keys only.
+      view.accountUsage
+        ? this.deps.store.call<Array<{ provider: string; purpose: string; files: number }>>('purpose_usage')
+        : undefined,
     ])
     const quota = tenantQuotaOf(this.deps.config.tenantQuotas, view.tenant)
     return this.deps.config.providers.map((p) => {
       const adapter = this.deps.providers.get(p.name)
       const used = account?.find((u) => u.provider === p.name)
       const mine = own.find((u) => u.provider === p.name)
+      const purposeFiles = (purpose: string) =>
+        Number(byPurpose?.find((u) => u.provider === p.name && u.purpose === purpose)?.files ?? 0)
       const extensions = new Set<string>()
       let anyExtension = false
       for (const rule of Object.values(p.purposes)) {
@@ -492,14 +508,22 @@ export class FileService {
         configured: Boolean(adapter),
         circuit: adapter?.circuitState() ?? 'closed',
         max_file_bytes: p.maxFileBytes,
+        documented_max_file_bytes: p.documentedMaxFileBytes,
         default_purpose: p.defaultPurpose,
         purposes: Object.entries(p.purposes).map(([purpose, rule]) => ({
           purpose,
           extensions: rule.extensions ? [...rule.extensions] : null,
-          // The purpose takes files up to the provider's cap; tighter per-extension caps are listed below.
-          max_file_bytes: p.maxFileBytes,
+          // What filegate lets through: the operator's cap, or the documented one where it is lower.
+          max_file_bytes: effectiveMaxBytes(p, purpose),
+          documented_max_file_bytes: rule.documentedMaxFileBytes ?? p.documentedMaxFileBytes,
           max_bytes_by_extension: rule.maxBytesByExtension ? { ...rule.maxBytesByExtension } : {},
+          max_files: rule.maxFiles ?? null,
+          ...(byPurpose ? { files: purposeFiles(purpose) } : {}),
+          content_available: rule.content,
+          source: rule.source ?? null,
+          note: rule.note ?? null,
         })),
+        docs: p.docs ? { region: p.docs.region, read_on: p.docs.readOn, sources: [...p.docs.sources] } : null,
         allowed_extensions: anyExtension ? null : [...extensions].sort(),
         account: {
           max_files: p.maxFiles,
@@ -533,13 +557,22 @@ export interface ProviderLimits {
   configured: boolean
   circuit: string
   max_file_bytes: number
+  documented_max_file_bytes: number | null
   default_purpose: string
   purposes: Array<{
     purpose: string
     extensions: string[] | null
     max_file_bytes: number
+    documented_max_file_bytes: number | null
     max_bytes_by_extension: Record<string, number>
+    max_files: number | null
+    /** Every tenant's files of this purpose: admin keys only. */
+    files?: number
+    content_available: boolean
+    source: string | null
+    note: string | null
   }>
+  docs: { region: string; read_on: string; sources: string[] } | null
   allowed_extensions: string[] | null
   /** `files` and `bytes` (every tenant's) for admin keys only. */
   account: { max_files: number | null; max_bytes: number | null; files?: number; bytes?: number }
@@ -586,6 +619,21 @@ function canFallBack(err: unknown): boolean {
       'PROVIDER_NOT_CONFIGURED',
     ].includes(err.code)
   )
+}
+
+/** PROVIDER_QUOTA_EXCEEDED for a claim refused by an account cap or a purpose's file count. */
+function quotaRefusal(provider: string, claim: QuotaUsage): AppError {
+  // The account's usage is every tenant's: a refusal names the caps, never the usage (admins: /v1/limits).
+  if (claim.scope === 'purpose') {
+    return new AppError('PROVIDER_QUOTA_EXCEEDED', {
+      detail: `${provider} accepts at most ${claim.max_files} files of purpose "${claim.purpose}" per account; delete some first`,
+      extensions: { provider, purpose: claim.purpose, max_files: claim.max_files },
+    })
+  }
+  return new AppError('PROVIDER_QUOTA_EXCEEDED', {
+    detail: `Uploading would exceed the ${provider} account cap (${claim.max_files ?? '∞'} files, ${claim.max_bytes ?? '∞'} bytes)`,
+    extensions: { provider, max_files: claim.max_files, max_bytes: claim.max_bytes },
+  })
 }
 
 function describe(err: unknown): string {

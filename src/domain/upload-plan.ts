@@ -6,6 +6,7 @@
  */
 import type { ProviderConfig } from '../config.js'
 import { AppError } from '../errors.js'
+import { effectiveMaxBytes, purposeRule } from '../providers/catalog.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderAdapter } from '../providers/types.js'
 import { extensionOf } from './filename.js'
@@ -27,21 +28,14 @@ export interface UploadPlan {
   maxBytes: number
 }
 
-/**
- * An own entry of a lookup table keyed by client input: `purpose=toString` or `__proto__` must
- * find nothing, not a member of Object.prototype.
- */
-const own = <T>(table: Readonly<Record<string, T>> | undefined, key: string): T | undefined =>
-  table !== undefined && Object.hasOwn(table, key) ? table[key] : undefined
-
+/** The operator's cap, then the documented caps of the purpose and the extension beneath it. */
 export function limitFor(config: ProviderConfig, purpose: string, extension: string): number {
-  const perExtension = own(own(config.purposes, purpose)?.maxBytesByExtension, extension)
-  return Math.min(config.maxFileBytes, perExtension ?? Number.POSITIVE_INFINITY)
+  return effectiveMaxBytes(config, purpose, extension)
 }
 
 function checkFit(config: ProviderConfig, purposeInput: string | undefined, extension: string): string {
   const purpose = purposeInput ?? config.defaultPurpose
-  const rule = own(config.purposes, purpose)
+  const rule = purposeRule(config, purpose)
   if (!rule) {
     throw new AppError('UNSUPPORTED_PURPOSE', {
       detail: `Purpose "${purpose}" is not supported by ${config.name}`,

@@ -29,7 +29,8 @@ export function createProviderAdapter(
     baseUrl: config.baseUrl,
     apiKey: config.apiKey,
     dialect,
-    limitBytes: config.maxFileBytes,
+    // What a provider's own "too large" refers to: the operator's cap, or the documented one beneath it.
+    limitBytes: Math.min(config.maxFileBytes, config.documentedMaxFileBytes ?? Number.POSITIVE_INFINITY),
     idleTimeoutMs: settings.timeouts.providerAttemptMs,
     connections: Math.max(settings.providerMaxConcurrentUploads * 2, 16),
   })

@@ -255,3 +255,54 @@ export const badResponse = (provider: string, what: string) =>
     providerFault: true,
     detail: `${provider} sent an unexpected response (${what})`,
   })
+
+/**
+ * The one classification of a failure, read by the resilience layer (retries, breaker), the sweeps
+ * (which record the code and back off) and both HTTP faces (problem+json and the OpenAI facade).
+ */
+export interface FailureClass {
+  code: ErrorCode
+  /** filegate's own retries may repeat the provider call. */
+  retryable: boolean
+  /** The provider, not the request or the account, failed: counts toward its circuit breaker. */
+  countsTowardBreaker: boolean
+  /** Sending the same request again later can succeed (the OpenAI facade's `x-should-retry`). */
+  clientMayRetry: boolean
+  /** The account's allowance is used up until someone pays, renews or deletes files. */
+  quotaExhausted: boolean
+}
+
+/** Answers that waiting cures, whoever raised them: overload, an open circuit, shutdown, the database. */
+const transientCodes = new Set<ErrorCode>([
+  'RATE_LIMITED',
+  'PROVIDER_RATE_LIMITED',
+  'PROVIDER_UNAVAILABLE',
+  'PROVIDER_TIMEOUT',
+  'SHUTTING_DOWN',
+  'DATABASE_UNAVAILABLE',
+  // The client sent too slowly this time; the same request sent briskly succeeds.
+  'REQUEST_TIMEOUT',
+])
+
+export function classifyFailure(err: AppError): FailureClass {
+  // A provider's allowance or this tenant's share of it: used up either way, waiting does not help.
+  const quotaExhausted = err.code === 'PROVIDER_QUOTA_EXCEEDED' || err.code === 'TENANT_QUOTA_EXCEEDED'
+  if (isProviderError(err)) {
+    return {
+      code: err.code,
+      retryable: err.retryable,
+      countsTowardBreaker: err.providerFault,
+      // What filegate would retry, the client may retry later; an open circuit or a spent budget
+      // clears with time. Refusals, bad keys, locked accounts, daily caps and malformed replies do not.
+      clientMayRetry: err.retryable || err.code === 'PROVIDER_UNAVAILABLE' || err.code === 'PROVIDER_TIMEOUT',
+      quotaExhausted,
+    }
+  }
+  return {
+    code: err.code,
+    retryable: false,
+    countsTowardBreaker: false,
+    clientMayRetry: transientCodes.has(err.code),
+    quotaExhausted,
+  }
+}

@@ -1,7 +1,8 @@
 /**
  * Zhipu GLM files API dialect. Docs: docs.bigmodel.cn/api-reference (file management: `GET
  * /files?purpose=&after=&limit=` → `{object, data, has_more}`, no retrieve) and the error code
- * table at docs.z.ai/api-reference/api-code (`{"error":{"code":"<string>","message"}}`).
+ * tables at docs.z.ai/api-reference/api-code and docs.bigmodel.cn/cn/api/api-code
+ * (`{"error":{"code":"<string>","message"}}`).
  */
 import { type ErrorDialect, misconfigured, quotaExceeded, rateLimited, rejected, tooLarge } from './errors.js'
 import type { ProviderDialect } from './files-client.js'
@@ -32,6 +33,19 @@ const classifyError: ErrorDialect = (e) => {
       return rateLimited(e)
     // Daily call cap: a rate limit that will not clear within one request.
     case '1304':
+      return rateLimited(e, false)
+    // "Usage limit reached … resets at ${next_flush_time}" (1308), the weekly/monthly limit (1310) and
+    // "your GLM Coding Plan has expired" (1309): the account's allowance is used up until a reset or
+    // a renewal, hours or days away. Not a health signal, not retryable (docs.bigmodel.cn/cn/api/api-code).
+    case '1308':
+    case '1309':
+    case '1310':
+      return quotaExceeded(e)
+    // "This model is overloaded right now, try again later": transient.
+    case '1312':
+      return rateLimited(e)
+    // Fair-use restriction on the account: waiting within one request does not lift it.
+    case '1313':
       return rateLimited(e, false)
     // Content security refusal.
     case '1301':

@@ -378,6 +378,36 @@ for (const transport of transports) {
       )
     })
 
+    it('counts files per purpose: a new file past the cap is refused, content already claimed is not', async () => {
+      const purposeCap = (over: Record<string, unknown>) =>
+        store.call<Claim & { scope?: string; max_files?: number }>(
+          'claim_upload_within_purpose_cap',
+          claimArgs({ p_provider: 'perpurpose', p_purpose: 'file-extract', p_max_purpose_files: 2, ...over }),
+        )
+      const one = await purposeCap({ p_sha256: sha(44) })
+      const two = await purposeCap({ p_sha256: sha(45), p_tenant_id: 'x' })
+      const three = await purposeCap({ p_sha256: sha(46) })
+      assert.deepEqual([one.outcome, two.outcome, three.outcome], ['claimed', 'claimed', 'quota_exceeded'])
+      assert.equal(three.scope, 'purpose')
+      assert.equal(three.max_files, 2)
+      // The same content again is not a new file: claim_upload answers it (here: still in flight).
+      assert.equal((await purposeCap({ p_sha256: sha(44) })).outcome, 'in_progress')
+      // Another purpose of the same provider is counted apart.
+      assert.equal((await purposeCap({ p_sha256: sha(47), p_purpose: 'agent' })).outcome, 'claimed')
+      // The account caps still apply inside it.
+      assert.equal(
+        (await purposeCap({ p_sha256: sha(48), p_purpose: 'batch', p_max_files: 3 })).outcome,
+        'quota_exceeded',
+      )
+      const usage = await store.call<Array<{ provider: string; purpose: string; files: number }>>('purpose_usage', {
+        p_provider: 'perpurpose',
+      })
+      assert.deepEqual(usage.map((u) => [u.purpose, Number(u.files)]).sort(), [
+        ['agent', 1],
+        ['file-extract', 2],
+      ])
+    })
+
     it('lists newest first with keyset pagination and filters', async () => {
       const ids: string[] = []
       // Rows land well under a millisecond apart: a cursor cut to milliseconds would skip some.

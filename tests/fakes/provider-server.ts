@@ -1,7 +1,9 @@
 /**
  * Fake provider files APIs on loopback, real node:http servers following the documented shapes:
- * Kimi (platform.moonshot.ai/docs/api/files, base /v1), GLM (docs.bigmodel.cn file management,
- * base /api/paas/v4) and OpenAI (platform.openai.com/docs/api-reference/files, base /v1).
+ * Kimi (platform.moonshot.cn/docs/api/files, platform.kimi.ai/docs/api/files-upload, base /v1),
+ * GLM (docs.bigmodel.cn/api-reference/文件-api/上传文件 and the error codes at
+ * docs.bigmodel.cn/cn/api/api-code, base /api/paas/v4) and OpenAI
+ * (platform.openai.com/docs/api-reference/files, base /v1). Each behaviour cites its page.
  * Multipart bodies are parsed as they stream in (busboy): bytes are counted and hashed, never
  * held whole. Switches inject failures per operation; records let tests assert what arrived.
  */
@@ -12,6 +14,7 @@ import type { Readable } from 'node:stream'
 import { Busboy } from '@fastify/busboy'
 
 export type FakeKind = 'kimi' | 'glm' | 'openai'
+export type QuotaMode = boolean | 'file-count' | 'balance' | 'usage-limit' | 'plan-expired'
 export type FakeOp = 'upload' | 'list' | 'retrieve' | 'delete' | 'content'
 
 export interface FakeFile {
@@ -21,7 +24,8 @@ export interface FakeFile {
   created_at: number
   filename: string
   purpose: string
-  status: string
+  /** Kimi only: GLM's file object has no status (docs.bigmodel.cn 上传文件, response fields). */
+  status?: string
   status_details: string
   /** Served by /content: the first bytes of the upload, or a stream a test controls. */
   content?: string | (() => Readable)
@@ -60,8 +64,12 @@ export interface FakeProvider {
   hang: boolean
   /** Restricts `latencyMs` and `hang` to these operations; null = all. */
   ops: FakeOp[] | null
-  /** Kimi: 429 exceeded_current_quota_error, or with 'file-count' the 400 file-count message; GLM: 429 code 1113. */
-  quotaExceeded: boolean | 'file-count'
+  /**
+   * true: Kimi 429 exceeded_current_quota_error, GLM 429 code 1113, OpenAI 429 insufficient_quota;
+   * 'file-count': the 400 file-count message; 'balance': Kimi 403 insufficient balance;
+   * 'usage-limit' / 'plan-expired': GLM 1308 / 1309.
+   */
+  quotaExceeded: QuotaMode
   /** Content filter: 400 with this message (true = a default one). */
   rejectContent: boolean | string
   /** Live file cap (Kimi documents 1,000). */
@@ -72,6 +80,12 @@ export interface FakeProvider {
   /** Next n requests answer 429 with Retry-After and the provider's retryable body. */
   rateLimitNext(n: number, retryAfterSeconds?: number, op?: FakeOp | FakeOp[]): void
   deleteFailNext(n: number, status?: number): void
+  /** Next n requests of `op` answer this documented error, in the provider's error shape. */
+  errorNext(
+    n: number,
+    error: { status: number; code?: string; type?: string; message: string },
+    op?: FakeOp | FakeOp[],
+  ): void
   readonly uploads: FakeUpload[]
   readonly deletes: string[]
   readonly requests: Record<FakeOp | 'unknown', number>
@@ -89,11 +103,54 @@ const MB = 1024 * 1024
 const MAX_FILE_BYTES: Record<FakeKind, number> = { kimi: 100 * MB, glm: 20 * MB, openai: 512 * MB }
 const CONTENT_PREFIX = 64 * 1024
 
+interface PurposeDoc {
+  maxBytes?: number
+  maxFiles?: number
+  extensions?: readonly string[]
+  /** What GET /files/{id}/content serves for this purpose. */
+  content: 'extracted' | 'raw' | 'none'
+}
+
+/**
+ * The purposes each fake accepts, as documented. Kimi: file-extract, image, video
+ * (platform.moonshot.cn/docs/api/files) and batch (platform.kimi.ai/docs/api/files-upload); only
+ * file-extract has content (the extracted text as JSON). GLM: docs.bigmodel.cn 上传文件 (sizes, counts
+ * and formats per purpose) and 获取文件内容 ("只支持 batch 与 file-extract": batch files come back as the
+ * bytes, file-extract as the extracted text, docs.bigmodel.cn/cn/guide/tools/file-extract).
+ */
+const GLM_OFFICE = ['pdf', 'docx', 'doc', 'xls', 'xlsx', 'txt', 'png', 'jpg', 'jpeg', 'csv']
+const PURPOSES: Record<Exclude<FakeKind, 'openai'>, Record<string, PurposeDoc>> = {
+  kimi: {
+    'file-extract': { content: 'extracted' },
+    image: { content: 'none' },
+    video: { content: 'none' },
+    batch: { content: 'none' },
+  },
+  glm: {
+    batch: { maxBytes: 100 * MB, maxFiles: 1000, extensions: ['jsonl'], content: 'raw' },
+    'file-extract': {
+      maxBytes: 50 * MB,
+      maxFiles: 100,
+      extensions: ['pdf', 'docx', 'doc', 'xls', 'xlsx', 'ppt', 'pptx', 'png', 'jpg', 'jpeg', 'csv'],
+      content: 'extracted',
+    },
+    'code-interpreter': { maxBytes: 20 * MB, maxFiles: 100, extensions: GLM_OFFICE, content: 'none' },
+    agent: { maxBytes: 20 * MB, maxFiles: 1000, extensions: GLM_OFFICE, content: 'none' },
+    'voice-clone-input': { extensions: ['mp3', 'wav'], content: 'none' },
+  },
+}
+
+const extensionOf = (filename: string) => {
+  const dot = filename.lastIndexOf('.')
+  return dot > 0 ? filename.slice(dot + 1).toLowerCase() : ''
+}
+
 interface Injection {
   remaining: number
   ops: FakeOp[] | null
   status: number
   retryAfterSeconds?: number
+  spec?: ErrorSpec
 }
 
 interface ErrorSpec {
@@ -133,7 +190,7 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     latencyMs: 0,
     hang: false,
     ops: null as FakeOp[] | null,
-    quotaExceeded: false as boolean | 'file-count',
+    quotaExceeded: false as QuotaMode,
     rejectContent: false as boolean | string,
     maxFiles: kind === 'kimi' ? 1000 : Number.POSITIVE_INFINITY,
     maxFileBytes: MAX_FILE_BYTES[kind],
@@ -239,6 +296,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
       req.pipe(bb)
     })
 
+  // 401s: Kimi invalid_authentication_error (platform.moonshot.ai/docs/api/errors), GLM 1000/1001
+  // (docs.bigmodel.cn/cn/api/api-code), OpenAI invalid_api_key (platform.openai.com/docs/guides/error-codes).
   const authError = (req: IncomingMessage): ErrorSpec | undefined => {
     if (!apiKey) return undefined
     const header = req.headers.authorization ?? ''
@@ -259,6 +318,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     return found
   }
 
+  // Transient 429s: Kimi rate_limit_reached_error, GLM 1302 "concurrency too high", OpenAI
+  // rate_limit_exceeded (the same three error pages).
   const rateLimitSpec = (): ErrorSpec => {
     if (kind === 'kimi') {
       return {
@@ -272,6 +333,7 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     return { status: 429, type: 'requests', code: 'rate_limit_exceeded', message: 'Rate limit reached for requests' }
   }
 
+  // 5xx bodies: GLM's code table lists 500 "internal error"; the others document only the status.
   const serverErrorSpec = (status: number): ErrorSpec => ({
     status,
     type: 'server_error',
@@ -286,6 +348,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     message: `No such File object: ${id}`,
   })
 
+  // GLM's file object is {id, object, bytes, created_at, filename, purpose}: no status
+  // (docs.bigmodel.cn 上传文件, response). Kimi adds status and status_details (files-list).
   const view = (f: FakeFile) => ({
     id: f.id,
     object: 'file',
@@ -293,9 +357,98 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     created_at: f.created_at,
     filename: f.filename,
     purpose: f.purpose,
-    status: f.status,
+    ...(kind !== 'glm' && f.status !== undefined ? { status: f.status } : {}),
     ...(kind === 'kimi' ? { status_details: f.status_details } : {}),
   })
+
+  /** Refusals of the purpose itself, before the bytes count (each provider's upload reference). */
+  const purposeRefusal = (
+    purpose: string,
+    file: { filename: string; bytes: number },
+  ): { spec: ErrorSpec } | undefined => {
+    if (kind === 'openai') return undefined
+    const doc = Object.hasOwn(PURPOSES[kind], purpose) ? PURPOSES[kind][purpose] : undefined
+    if (!doc) {
+      return {
+        spec: { status: 400, type: 'invalid_request_error', code: '1214', message: `invalid purpose: ${purpose}` },
+      }
+    }
+    if (kind !== 'glm') return undefined
+    // Formats, size and count per purpose (上传文件). The answer to a refused format is not
+    // documented; 1214 is the code table's "invalid ${field} parameter".
+    if (doc.extensions && !doc.extensions.includes(extensionOf(file.filename))) {
+      return { spec: { status: 400, type: '', code: '1214', message: `file format not supported for ${purpose}` } }
+    }
+    if (doc.maxBytes !== undefined && file.bytes > doc.maxBytes) {
+      return {
+        spec: { status: 435, type: '', code: '435', message: `File size exceeds ${Math.round(doc.maxBytes / MB)}MB` },
+      }
+    }
+    const held = [...records.files.values()].filter((f) => f.purpose === purpose).length
+    if (doc.maxFiles !== undefined && held >= doc.maxFiles) {
+      return {
+        spec: {
+          status: 400,
+          type: '',
+          code: '1214',
+          message: `The number of files exceeded the max file count ${doc.maxFiles} for ${purpose}`,
+        },
+      }
+    }
+    return undefined
+  }
+
+  /** The documented answers of an account out of money or allowance. */
+  const quotaSpec = (mode: QuotaMode): ErrorSpec | undefined => {
+    if (kind === 'glm') {
+      // docs.bigmodel.cn/cn/api/api-code: 1113 in arrears; 1308 usage limit reached, resets at
+      // next_flush_time; 1309 GLM Coding Plan expired. HTTP 429 (docs.z.ai/api-reference/api-code).
+      if (mode === 'usage-limit') {
+        return {
+          status: 429,
+          type: '',
+          code: '1308',
+          message: 'Usage limit reached for 5 hour. Your limit will reset at 2026-11-27 18:00:00',
+        }
+      }
+      if (mode === 'plan-expired') {
+        return { status: 429, type: '', code: '1309', message: 'Your GLM Coding Plan package has expired' }
+      }
+      if (mode === true)
+        return { status: 429, type: '', code: '1113', message: 'Your account is in arrears, please recharge' }
+      return undefined
+    }
+    if (kind === 'kimi') {
+      // kimi.com/help/kimi-api/api-error-codes: "403 Forbidden (insufficient balance)".
+      if (mode === 'balance') {
+        return {
+          status: 403,
+          type: 'exceeded_current_quota_error',
+          code: null,
+          message: 'Your account is suspended due to insufficient balance, please recharge your account',
+        }
+      }
+      if (mode === true) {
+        return {
+          status: 429,
+          type: 'exceeded_current_quota_error',
+          code: null,
+          message: 'Your account exceeded current quota, please check your plan and billing details',
+        }
+      }
+      return undefined
+    }
+    // platform.openai.com/docs/guides/error-codes: 429 insufficient_quota.
+    if (mode === true) {
+      return {
+        status: 429,
+        type: 'insufficient_quota',
+        code: 'insufficient_quota',
+        message: 'You exceeded your current quota',
+      }
+    }
+    return undefined
+  }
 
   const handleUpload = async (req: IncomingMessage, res: ServerResponse) => {
     let parsed: ParsedUpload
@@ -319,6 +472,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
         message: 'File size is zero, please confirm and re-upload the file',
       })
     }
+    const refused = purposeRefusal(purpose, file)
+    if (refused) return fail(res, refused.spec)
     if (file.bytes > state.maxFileBytes) {
       const mb = Math.round(state.maxFileBytes / MB)
       if (kind === 'glm') return fail(res, { status: 435, type: '', code: '435', message: `File size exceeds ${mb}MB` })
@@ -329,32 +484,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
         message: `File size is too large, max file size is ${mb}MB, please confirm and re-upload the file`,
       })
     }
-    if (state.quotaExceeded) {
-      if (kind === 'glm') {
-        return fail(res, {
-          status: 429,
-          type: '',
-          code: '1113',
-          message: 'Your account is in arrears, please recharge',
-        })
-      }
-      if (kind === 'kimi' && state.quotaExceeded === true) {
-        return fail(res, {
-          status: 429,
-          type: 'exceeded_current_quota_error',
-          code: null,
-          message: 'Your account exceeded current quota, please check your plan and billing details',
-        })
-      }
-      if (kind === 'openai') {
-        return fail(res, {
-          status: 429,
-          type: 'insufficient_quota',
-          code: 'insufficient_quota',
-          message: 'You exceeded your current quota',
-        })
-      }
-    }
+    const quota = quotaSpec(state.quotaExceeded)
+    if (quota) return fail(res, quota)
     if (state.quotaExceeded === 'file-count' || records.files.size >= state.maxFiles) {
       const cap = Number.isFinite(state.maxFiles) ? state.maxFiles : 1000
       return fail(res, {
@@ -381,16 +512,19 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
       created_at: Math.floor(Date.now() / 1000),
       filename: file.filename,
       purpose,
-      status: kind === 'kimi' ? 'ok' : 'processed',
+      // Kimi's current files-upload page shows status "ready" (older examples "ok"); OpenAI "processed".
+      ...(kind === 'kimi' ? { status: 'ready' } : kind === 'openai' ? { status: 'processed' } : {}),
       status_details: '',
       mimeType: file.mimeType,
-      ...(purpose === 'file-extract' || kind === 'openai' ? { content: file.prefix.toString('utf8') } : {}),
+      ...(contentKind(purpose) !== 'none' ? { content: file.prefix.toString('utf8') } : {}),
     }
     records.files.set(id, stored)
     records.uploads.push({ id, filename: file.filename, purpose, bytes: file.bytes, sha256: file.sha256 })
     send(res, 200, view(stored))
   }
 
+  // Kimi: every file at once, no cursor (platform.kimi.ai/docs/api/files-list). GLM: `purpose`,
+  // `after`, `limit` 1-100 (docs.bigmodel.cn 文件列表). OpenAI: `limit` 1-10,000, default 10,000, `order`.
   const handleList = (url: URL, res: ServerResponse) => {
     let all = [...records.files.values()]
     if (kind === 'kimi') return send(res, 200, { object: 'list', data: all.map(view) })
@@ -402,7 +536,16 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
       const index = all.findIndex((f) => f.id === after)
       all = index === -1 ? [] : all.slice(index + 1)
     }
-    const limit = Math.max(1, Math.min(Number(url.searchParams.get('limit') ?? (kind === 'glm' ? 20 : 10000)), 10000))
+    const maxLimit = kind === 'glm' ? 100 : 10000
+    const limit = Number(url.searchParams.get('limit') ?? (kind === 'glm' ? 20 : 10000))
+    if (!Number.isInteger(limit) || limit < 1 || limit > maxLimit) {
+      return fail(res, {
+        status: 400,
+        type: 'invalid_request_error',
+        code: '1214',
+        message: `limit must be 1 to ${maxLimit}`,
+      })
+    }
     const page = all.slice(0, limit)
     const body: Record<string, unknown> = { object: 'list', data: page.map(view), has_more: all.length > limit }
     if (kind === 'openai') {
@@ -412,21 +555,37 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     send(res, 200, body)
   }
 
+  const contentKind = (purpose: string): PurposeDoc['content'] => {
+    if (kind === 'openai') return 'raw'
+    return Object.hasOwn(PURPOSES[kind], purpose) ? (PURPOSES[kind][purpose] as PurposeDoc).content : 'none'
+  }
+
   const handleContent = (id: string, res: ServerResponse) => {
     const file = records.files.get(id)
-    if (!file?.content) return fail(res, notFoundSpec(id))
+    if (!file) return fail(res, notFoundSpec(id))
+    // A purpose without documented content: what the providers answer is not documented; a 400
+    // refusal is what Kimi sends for an image (filegate must not ask at all).
+    if (contentKind(file.purpose) === 'none' || !file.content) {
+      return fail(res, {
+        status: 400,
+        type: 'invalid_request_error',
+        code: '1214',
+        message: `content is not available for files of purpose ${file.purpose}`,
+      })
+    }
     if (typeof file.content === 'function') {
       res.writeHead(200, { 'content-type': file.contentType ?? 'text/plain; charset=utf-8' })
       file.content().pipe(res)
       return
     }
-    if (kind === 'openai') {
+    // OpenAI, and GLM batch files ("返回文件字节流", 获取文件内容): the bytes as uploaded.
+    if (contentKind(file.purpose) === 'raw') {
       const raw = Buffer.from(file.content)
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(raw.length) })
       res.end(raw)
       return
     }
-    // Kimi's file-extract content is a JSON text with the extracted content.
+    // file-extract (Kimi files page, GLM file-extract guide): a JSON text with the extracted content.
     send(res, 200, {
       content: file.content,
       file_type: file.mimeType ?? 'text/plain',
@@ -457,6 +616,7 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     if (op !== 'upload' || auth || injected) await drain(req)
     if (auth) return fail(res, auth)
     if (injected) {
+      if (injected.spec) return fail(res, injected.spec)
       if (injected.status === 429) {
         return fail(res, rateLimitSpec(), {
           ...(injected.retryAfterSeconds !== undefined ? { 'retry-after': String(injected.retryAfterSeconds) } : {}),
@@ -554,6 +714,15 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     deleteFailNext(n, status = 500) {
       injections.push({ remaining: n, ops: ['delete'], status })
     },
+    errorNext(n, error, op) {
+      const spec: ErrorSpec = {
+        status: error.status,
+        type: error.type ?? '',
+        code: error.code ?? null,
+        message: error.message,
+      }
+      injections.push({ remaining: n, ops: asList(op), status: error.status, spec })
+    },
     uploads: records.uploads,
     deletes: records.deletes,
     requests: records.requests,
@@ -566,8 +735,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
         object: 'file',
         bytes: 1,
         created_at: Math.floor(Date.now() / 1000),
-        purpose: kind === 'openai' ? 'user_data' : 'file-extract',
-        status: kind === 'kimi' ? 'ok' : 'processed',
+        purpose: kind === 'openai' ? 'user_data' : kind === 'glm' ? 'agent' : 'file-extract',
+        ...(kind === 'kimi' ? { status: 'ready' } : kind === 'openai' ? { status: 'processed' } : {}),
         status_details: '',
         ...file,
         id,

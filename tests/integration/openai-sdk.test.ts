@@ -32,6 +32,13 @@ const requestsTo = async (app: { inject: (u: string) => Promise<{ body: string }
   return line ? Number(line.split(' ').at(-1)) : 0
 }
 
+/** The error a call was expected to fail with. */
+const failureOf = (call: Promise<unknown>) =>
+  call.then(
+    () => assert.fail('expected an error'),
+    (e: unknown) => e,
+  )
+
 describe('OpenAI SDK against the facade', () => {
   it('create twice with the same bytes gives the same id and one provider upload; retrieve, content, delete work', async (t) => {
     if (!(await requirePostgres(t))) return
@@ -112,10 +119,103 @@ describe('OpenAI SDK against the facade', () => {
         () => assert.fail('expected an error'),
         (e: unknown) => e,
       )
-    assert.ok(quota instanceof OpenAI.APIError)
-    assert.equal(quota.status, 507)
-    assert.equal(await requestsTo(app, 507), 1, 'a 5xx the SDK would retry, marked x-should-retry: false')
+    // OpenAI answers a full quota with 429 insufficient_quota; the SDK would retry a 429, so the
+    // x-should-retry: false is what stops it.
+    assert.ok(quota instanceof OpenAI.RateLimitError)
+    assert.equal(quota.status, 429)
+    assert.equal(quota.code, 'insufficient_quota')
+    assert.equal(quota.headers?.get('x-should-retry'), 'false')
+    assert.equal(await requestsTo(app, 429), 1, 'sent once, not retried')
     assert.equal(fakes.kimi.uploads.length, 1)
+  })
+
+  for (const [provider, mode, upstream] of [
+    ['glm', 'usage-limit', 'GLM 1308'],
+    ['glm', 'plan-expired', 'GLM 1309'],
+    ['kimi', 'balance', 'Kimi 403 insufficient balance'],
+    ['kimi', true, 'Kimi 429 exceeded_current_quota_error'],
+  ] as const) {
+    it(`${upstream}: RateLimitError insufficient_quota, and the SDK does not retry`, async (t) => {
+      if (!(await requirePostgres(t))) return
+      const { fakes, client } = await serve(t)
+      const fake = fakes[provider]
+      fake.quotaExceeded = mode
+      const err = await failureOf(
+        client(testKeys.alice, provider).files.create({
+          file: await toFile(Buffer.from('a note'), 'note.txt'),
+          purpose: (provider === 'glm' ? 'agent' : 'file-extract') as never,
+        }),
+      )
+      assert.ok(err instanceof OpenAI.RateLimitError, `a RateLimitError, got ${String(err)}`)
+      assert.equal(err.code, 'insufficient_quota')
+      assert.equal((err.error as { type?: string }).type, 'insufficient_quota')
+      assert.equal(err.headers?.get('x-should-retry'), 'false')
+      // maxRetries is 2: one request reached the provider, so neither the SDK nor filegate retried.
+      assert.equal(fake.requests.upload, 1)
+    })
+  }
+
+  it('x-should-retry follows the classification: true for a provider outage, false for a daily cap', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const { fakes, client } = await serve(t, { RETRY_MAX_ATTEMPTS: '1' })
+    fakes.kimi.failNext(3, 500, 'upload')
+    const outage = await failureOf(
+      client(testKeys.alice).files.create({
+        file: await toFile(Buffer.from('x'), 'x.txt'),
+        purpose: 'file-extract' as never,
+      }),
+    )
+    assert.ok(outage instanceof OpenAI.InternalServerError)
+    assert.equal(outage.headers?.get('x-should-retry'), 'true')
+    assert.equal(fakes.kimi.requests.upload, 3, 'the SDK retried twice (maxRetries 2)')
+
+    // GLM 1304, the daily call cap (docs.bigmodel.cn/cn/api/api-code): a 429 the SDK would retry
+    // on its own; the classification says waiting will not help.
+    fakes.glm.errorNext(
+      5,
+      { status: 429, code: '1304', message: 'This API has reached its daily call limit' },
+      'upload',
+    )
+    const capped = await failureOf(
+      client(testKeys.alice, 'glm').files.create({
+        file: await toFile(Buffer.from('y'), 'y.txt'),
+        purpose: 'agent' as never,
+      }),
+    )
+    assert.ok(capped instanceof OpenAI.RateLimitError)
+    assert.equal(capped.headers?.get('x-should-retry'), 'false')
+    assert.equal(fakes.glm.requests.upload, 1)
+  })
+
+  it('expires_after[seconds] is 3600 to 2592000, and list takes up to 10,000 by default', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const { client } = await serve(t)
+    const openai = client(testKeys.alice)
+    for (const seconds of [3599, 2_592_001]) {
+      await assert.rejects(
+        openai.files.create({
+          file: await toFile(Buffer.from(`ttl ${seconds}`), 't.txt'),
+          purpose: 'file-extract' as never,
+          expires_after: { anchor: 'created_at', seconds },
+        }),
+        (e: unknown) => e instanceof OpenAI.BadRequestError && /3600 to 2592000/.test(e.message),
+      )
+    }
+    const kept = await openai.files.create({
+      file: await toFile(Buffer.from('ttl ok'), 't.txt'),
+      purpose: 'file-extract' as never,
+      expires_after: { anchor: 'created_at', seconds: 3600 },
+    })
+    assert.ok(kept.expires_at && kept.expires_at - kept.created_at >= 3599)
+    for (let i = 0; i < 105; i++) {
+      await openai.files.create({
+        file: await toFile(Buffer.from(`many ${i}`), `m${i}.txt`),
+        purpose: 'file-extract' as never,
+      })
+    }
+    const page = await openai.files.list()
+    assert.equal(page.data.length, 106, 'one page: the default limit is 10,000, not 100')
+    assert.equal(page.has_more, false)
   })
 
   it('refusals on the facade are counted like those of /v1/files, multipart limits included', async (t) => {

@@ -130,8 +130,12 @@ describe('dedup', () => {
       'success bytes did not move',
     )
     assert.equal(ctx.fakes.glm.uploads.length, 1)
-    // another purpose is another file
-    const other = await postFile(ctx.app, tenant, [['provider', 'glm'], ['purpose', 'agent'], filePart(content)])
+    // another purpose is another file (the default, agent, is not code-interpreter)
+    const other = await postFile(ctx.app, tenant, [
+      ['provider', 'glm'],
+      ['purpose', 'code-interpreter'],
+      filePart(content),
+    ])
     assert.equal(other.statusCode, 201, other.body)
     assert.equal(ctx.fakes.glm.uploads.length, 2)
   })

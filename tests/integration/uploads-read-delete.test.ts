@@ -95,9 +95,12 @@ describe('list, get, content, delete', () => {
       one.map((f) => f.id),
       [uploaded[4]?.id],
     )
+    // Default purposes: Kimi file-extract (16 files), GLM agent (9).
     const byPurpose = (await get(ctx, tenant, '/v1/files?purpose=file-extract&status=completed&limit=100')).json()
       .data as FileJson[]
-    assert.equal(byPurpose.length, 25)
+    assert.equal(byPurpose.length, 16)
+    const agent = (await get(ctx, tenant, '/v1/files?purpose=agent&limit=100')).json().data as FileJson[]
+    assert.equal(agent.length, 9)
 
     // deleted files only with include_deleted (or status=deleted)
     const gone = uploaded[0] as FileJson

@@ -42,6 +42,31 @@ describe('config', () => {
     assert.ok(problems.some((p) => p.startsWith('CLAIM_LEASE_SECONDS')))
   })
 
+  it('default purposes: GLM agent, Kimi file-extract; each can be set, and must be a purpose of its provider', () => {
+    const c = loadConfig({})
+    assert.equal(c.providers.find((p) => p.name === 'glm')?.defaultPurpose, 'agent')
+    assert.equal(c.providers.find((p) => p.name === 'kimi')?.defaultPurpose, 'file-extract')
+    const set = loadConfig({ GLM_DEFAULT_PURPOSE: 'file-extract', KIMI_DEFAULT_PURPOSE: 'image' })
+    assert.equal(set.providers.find((p) => p.name === 'glm')?.defaultPurpose, 'file-extract')
+    assert.equal(set.providers.find((p) => p.name === 'kimi')?.defaultPurpose, 'image')
+    const problems = problemsOf({ GLM_DEFAULT_PURPOSE: 'vision', KIMI_DEFAULT_PURPOSE: 'toString' })
+    assert.ok(
+      problems.some((p) => p.startsWith('GLM_DEFAULT_PURPOSE: "vision" is not a glm purpose')),
+      String(problems),
+    )
+    assert.ok(
+      problems.some((p) => p.startsWith('KIMI_DEFAULT_PURPOSE: "toString"')),
+      String(problems),
+    )
+  })
+
+  it("the operator's caps stay 20 MB (GLM) and 100 MB (Kimi); raising GLM's lets documented caps show", () => {
+    const c = loadConfig({ GLM_MAX_FILE_BYTES: String(100 * 1024 * 1024) })
+    const glm = c.providers.find((p) => p.name === 'glm')
+    assert.equal(glm?.maxFileBytes, 100 * 1024 * 1024)
+    assert.equal(glm?.purposes['file-extract']?.documentedMaxFileBytes, 50 * 1024 * 1024)
+  })
+
   it('reports every bad variable in one error, by name', () => {
     const problems = problemsOf({
       PORT: 'eighty',

@@ -10,8 +10,14 @@ import type { CircuitState, ProviderAdapter } from '../../src/providers/types.js
 const MB = 1024 * 1024
 
 /** A registry of adapters that only answer the questions the planner asks (no HTTP). */
-function registry(configured: string[], circuits: Record<string, CircuitState> = {}, retryAfterMs = 12_000) {
+function registry(
+  configured: string[],
+  circuits: Record<string, CircuitState> = {},
+  retryAfterMs = 12_000,
+  env: Record<string, string> = {},
+) {
   const config = loadConfig({
+    ...env,
     ...(configured.includes('kimi') ? { KIMI_API_KEY: 'sk-kimi-unit-test-key' } : {}),
     ...(configured.includes('glm') ? { GLM_API_KEY: 'glm-unit-test-key' } : {}),
   })
@@ -59,6 +65,14 @@ describe('planUpload', () => {
     assert.equal(limitFor(providers.find((p) => p.name === 'glm') as never, 'file-extract', 'pdf'), 20 * MB)
   })
 
+  test('GLM without a purpose is agent, which takes .txt (GLM_DEFAULT_PURPOSE)', () => {
+    const plan = planUpload(providers, reg, { provider: 'glm', filename: 'notes.txt' })
+    assert.deepEqual(
+      plan.candidates.map((c) => [c.purpose, c.maxBytes]),
+      [['agent', 20 * MB]],
+    )
+  })
+
   test('refusals: unknown provider, unsupported purpose, disallowed extension, unconfigured provider', () => {
     assert.throws(
       () => planUpload(providers, reg, { provider: 'nope', filename: 'a.pdf' }),
@@ -69,7 +83,7 @@ describe('planUpload', () => {
       },
     )
     assert.throws(
-      () => planUpload(providers, reg, { provider: 'kimi', purpose: 'batch', filename: 'a.jsonl' }),
+      () => planUpload(providers, reg, { provider: 'kimi', purpose: 'fine-tune', filename: 'a.jsonl' }),
       code('UNSUPPORTED_PURPOSE'),
     )
     assert.throws(
@@ -100,17 +114,26 @@ describe('planUpload', () => {
       ['glm', 'kimi'],
     )
     assert.equal(plan.maxBytes, 100 * MB)
-    // GLM does not take .py for file-extract: Kimi only
+    // GLM takes no .py for agent: Kimi only
     const py = planUpload(providers, reg, { provider: 'auto', filename: 'x.py' })
     assert.deepEqual(
       py.candidates.map((c) => c.config.name),
       ['kimi'],
     )
     // a purpose only GLM has
+    const agent = planUpload(providers, reg, { provider: 'auto', purpose: 'agent', filename: 'x.pdf' })
+    assert.deepEqual(
+      agent.candidates.map((c) => c.config.name),
+      ['glm'],
+    )
+    // both document batch: GLM first (the operator's 20 MB), then Kimi (100 MB)
     const batch = planUpload(providers, reg, { provider: 'auto', purpose: 'batch', filename: 'x.jsonl' })
     assert.deepEqual(
-      batch.candidates.map((c) => c.config.name),
-      ['glm'],
+      batch.candidates.map((c) => [c.config.name, c.maxBytes]),
+      [
+        ['glm', 20 * MB],
+        ['kimi', 100 * MB],
+      ],
     )
     // nobody takes it: the first provider's refusal
     assert.throws(
@@ -172,5 +195,103 @@ describe('candidatesFor', () => {
         return true
       },
     )
+  })
+})
+
+describe('provider facts, as documented (read 2026-11-27)', () => {
+  const { providers, reg } = registry(['kimi', 'glm'])
+  const plan = (provider: string, filename: string, purpose?: string) =>
+    planUpload(providers, reg, { provider, filename, ...(purpose ? { purpose } : {}) })
+  const refusedType = (provider: string, filename: string, purpose?: string) =>
+    assert.throws(
+      () => plan(provider, filename, purpose),
+      code('UNSUPPORTED_FILE_TYPE'),
+      `${provider} ${purpose} ${filename}`,
+    )
+  const accepted = (provider: string, filename: string, purpose?: string) =>
+    assert.equal(plan(provider, filename, purpose).candidates.length, 1, `${provider} ${purpose} ${filename}`)
+
+  test('row 1: GLM caps per purpose apply beneath GLM_MAX_FILE_BYTES', () => {
+    const raised = registry(['glm'], {}, 0, { GLM_MAX_FILE_BYTES: String(100 * MB) })
+    const limit = (purpose: string, filename: string) =>
+      planUpload(raised.providers, raised.reg, { provider: 'glm', purpose, filename }).maxBytes
+    assert.equal(limit('batch', 'in.jsonl'), 100 * MB)
+    assert.equal(limit('file-extract', 'a.pdf'), 50 * MB)
+    assert.equal(limit('agent', 'a.pdf'), 20 * MB)
+    assert.equal(limit('code-interpreter', 'a.pdf'), 20 * MB)
+    assert.equal(limit('agent', 'a.png'), 5 * MB)
+    assert.equal(limit('file-extract', 'a.jpg'), 5 * MB)
+    // The default operator cap (20 MB) stays the ceiling.
+    assert.equal(plan('glm', 'in.jsonl', 'batch').maxBytes, 20 * MB)
+    assert.equal(plan('glm', 'a.pdf', 'file-extract').maxBytes, 20 * MB)
+  })
+
+  test("the same rule for Kimi: KIMI_MAX_FILE_BYTES above Kimi's documented 100 MB changes nothing", () => {
+    const raised = registry(['kimi'], {}, 0, { KIMI_MAX_FILE_BYTES: String(200 * MB) })
+    const limit = planUpload(raised.providers, raised.reg, { provider: 'kimi', filename: 'a.pdf' }).maxBytes
+    assert.equal(limit, 100 * MB)
+    const lowered = registry(['kimi'], {}, 0, { KIMI_MAX_FILE_BYTES: String(10 * MB) })
+    assert.equal(planUpload(lowered.providers, lowered.reg, { provider: 'kimi', filename: 'a.pdf' }).maxBytes, 10 * MB)
+  })
+
+  test('row 2: GLM extensions per purpose, nothing wider', () => {
+    for (const ext of ['pdf', 'docx', 'doc', 'xls', 'xlsx', 'ppt', 'pptx', 'png', 'jpg', 'jpeg', 'csv'])
+      accepted('glm', `a.${ext}`, 'file-extract')
+    for (const ext of ['txt', 'md', 'bmp', 'gif', 'webp', 'json']) refusedType('glm', `a.${ext}`, 'file-extract')
+    for (const purpose of ['agent', 'code-interpreter']) {
+      for (const ext of ['pdf', 'docx', 'doc', 'xls', 'xlsx', 'txt', 'png', 'jpg', 'jpeg', 'csv'])
+        accepted('glm', `a.${ext}`, purpose)
+      for (const ext of ['ppt', 'pptx', 'md', 'json', 'py', 'svg', 'avif', 'ico'])
+        refusedType('glm', `a.${ext}`, purpose)
+    }
+    accepted('glm', 'a.mp3', 'voice-clone-input')
+    accepted('glm', 'a.wav', 'voice-clone-input')
+    refusedType('glm', 'a.m4a', 'voice-clone-input')
+    accepted('glm', 'a.jsonl', 'batch')
+    refusedType('glm', 'a.json', 'batch')
+  })
+
+  test('row 4: Kimi documents batch (.jsonl, 100 MB)', () => {
+    const batch = plan('kimi', 'in.jsonl', 'batch')
+    assert.deepEqual(
+      batch.candidates.map((c) => [c.purpose, c.maxBytes]),
+      [['batch', 100 * MB]],
+    )
+    refusedType('kimi', 'in.json', 'batch')
+  })
+
+  test("row 5: Kimi's documented extension lists, nothing wider", () => {
+    for (const ext of ['dot', 'apng', 'jfif', 'pjpeg', 'pjp', 'svgz', 'xbm', 'dib', 'pdf', 'tsx', 'py3', 'jpeg'])
+      accepted('kimi', `a.${ext}`, 'file-extract')
+    for (const ext of ['rs', 'rb', 'sql', 'toml', 'xml', 'jsonl', 'markdown', 'htm', 'vue', 'mjs'])
+      refusedType('kimi', `a.${ext}`, 'file-extract')
+    for (const ext of ['png', 'jpeg', 'jpg', 'webp', 'gif']) accepted('kimi', `a.${ext}`, 'image')
+    for (const ext of ['bmp', 'svg', 'tiff', 'avif', 'ico']) refusedType('kimi', `a.${ext}`, 'image')
+    for (const ext of ['mp4', 'mpeg', 'mov', 'avi', 'flv', 'mpg', 'webm', 'wmv', '3gp'])
+      accepted('kimi', `a.${ext}`, 'video')
+    refusedType('kimi', 'a.mkv', 'video')
+  })
+
+  test('facts follow the base URL: api.z.ai documents agent differently from open.bigmodel.cn', () => {
+    const intl = registry(['glm'], {}, 0, {
+      GLM_BASE_URL: 'https://api.z.ai/api/paas/v4',
+      GLM_MAX_FILE_BYTES: String(100 * MB),
+    })
+    const glm = intl.providers.find((p) => p.name === 'glm')
+    assert.equal(glm?.docs?.region, 'international (api.z.ai)')
+    const agent = (filename: string) =>
+      planUpload(intl.providers, intl.reg, { provider: 'glm', purpose: 'agent', filename })
+    assert.equal(agent('a.pdf').maxBytes, 100 * MB)
+    assert.equal(agent('a.ppt').candidates.length, 1)
+    assert.throws(() => agent('a.csv'), code('UNSUPPORTED_FILE_TYPE'))
+    assert.equal(glm?.purposes.agent?.maxFiles, 100)
+    const china = providers.find((p) => p.name === 'glm')
+    assert.equal(china?.docs?.region, 'China (open.bigmodel.cn)')
+    assert.equal(china?.purposes.agent?.maxFiles, 1000)
+  })
+
+  test('a purpose named like an Object.prototype member is unsupported, not a crash', () => {
+    for (const purpose of ['toString', '__proto__', 'hasOwnProperty'])
+      assert.throws(() => plan('glm', 'a.pdf', purpose), code('UNSUPPORTED_PURPOSE'))
   })
 })

@@ -85,7 +85,8 @@ describe('upload', () => {
     assert.equal(file.id, received?.id)
     assert.equal(file.bytes, data.length)
     assert.equal(file.filename, 'report.pdf')
-    assert.equal(file.status, 'ok')
+    // platform.kimi.ai/docs/api/files-upload: a new file is "ready" (older examples said "ok").
+    assert.equal(file.status, 'ready')
     assert.ok(Math.abs(file.createdAt - Date.now() / 1000) < 60, 'created_at is unix seconds')
   })
 
@@ -96,7 +97,7 @@ describe('upload', () => {
       source: { kind: 'stream', stream: Readable.from(chunks) },
       filename: 'notes.txt',
       mimeType: 'text/plain',
-      purpose: 'file-extract',
+      purpose: 'agent',
     })
     const whole = Buffer.concat(chunks)
     assert.equal(glm.uploads[0]?.sha256, createHash('sha256').update(whole).digest('hex'))
@@ -194,6 +195,33 @@ describe('retrieve and delete', () => {
   })
 })
 
+describe('the fakes answer as the docs say', () => {
+  test('GLM file objects carry no status; Kimi\'s say "ready" (row 9)', async () => {
+    glm.reset()
+    kimi.reset()
+    const path = join(dir, 'shape.txt')
+    await writeFile(path, 'shape')
+    const put = (name: 'glm' | 'kimi', purpose: string) =>
+      registry
+        .require(name)
+        .upload({ source: { kind: 'file', path, bytes: 5 }, filename: 'shape.txt', mimeType: 'text/plain', purpose })
+    const fromGlm = await put('glm', 'agent')
+    assert.equal(fromGlm.status, undefined)
+    const res = await fetch(`${glm.baseUrl}/files`, { headers: { authorization: `Bearer ${GLM_KEY}` } })
+    const listed = (await res.json()) as { data: Array<Record<string, unknown>> }
+    // docs.bigmodel.cn 上传文件: {id, object, bytes, created_at, filename, purpose}
+    assert.deepEqual(Object.keys(listed.data[0] ?? {}).sort(), [
+      'bytes',
+      'created_at',
+      'filename',
+      'id',
+      'object',
+      'purpose',
+    ])
+    assert.equal((await put('kimi', 'file-extract')).status, 'ready')
+  })
+})
+
 describe('content', () => {
   test('Kimi file-extract content is the JSON text Kimi returns', async () => {
     kimi.reset()
@@ -230,10 +258,35 @@ describe('content', () => {
     assert.equal(rest.join(''), 'second chunk')
   })
 
-  test('no content is CONTENT_UNAVAILABLE', async () => {
+  test('content of a file the provider does not know (404) is CONTENT_UNAVAILABLE', async () => {
     kimi.reset()
-    const seeded = kimi.addFile({ filename: 'img.png', purpose: 'image' })
-    await assert.rejects(registry.require('kimi').content(seeded.id), { code: 'CONTENT_UNAVAILABLE' })
+    await assert.rejects(registry.require('kimi').content('cv-gone'), { code: 'CONTENT_UNAVAILABLE' })
+  })
+
+  test('GLM batch content is the file as uploaded, file-extract content the extracted JSON', async () => {
+    glm.reset()
+    const put = async (filename: string, purpose: string, text: string) => {
+      const path = join(dir, filename)
+      await writeFile(path, text)
+      return registry.require('glm').upload({
+        source: { kind: 'file', path, bytes: Buffer.byteLength(text) },
+        filename,
+        mimeType: 'application/octet-stream',
+        purpose,
+      })
+    }
+    const read = async (id: string) => {
+      const content = await registry.require('glm').content(id)
+      const chunks: Buffer[] = []
+      for await (const c of content.body) chunks.push(c as Buffer)
+      return { type: content.contentType, text: Buffer.concat(chunks).toString('utf8') }
+    }
+    const batch = await read((await put('in.jsonl', 'batch', '{"custom_id":"1"}\n')).id)
+    assert.equal(batch.type, 'application/octet-stream')
+    assert.equal(batch.text, '{"custom_id":"1"}\n')
+    const extract = await read((await put('t.csv', 'file-extract', 'a,b')).id)
+    assert.match(extract.type, /^application\/json/)
+    assert.equal(JSON.parse(extract.text).content, 'a,b')
   })
 })
 

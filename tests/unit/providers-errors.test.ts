@@ -14,7 +14,6 @@ import {
   parseErrorBody,
   parseRetryAfter,
   sanitizeMessage,
-  type UpstreamError,
 } from '../../src/providers/errors.js'
 import { glmDialect } from '../../src/providers/glm.js'
 import { kimiDialect } from '../../src/providers/kimi.js'
@@ -22,6 +21,7 @@ import { contentDispositionFilename } from '../../src/providers/multipart-body.j
 import { createProviderRegistry, type ProviderRegistry } from '../../src/providers/registry.js'
 import type { ProviderAdapter } from '../../src/providers/types.js'
 import { type FakeProvider, startFakeProvider } from '../fakes/provider-server.js'
+import { upstream } from './upstream-error.js'
 
 let kimi: FakeProvider
 let glm: FakeProvider
@@ -61,13 +61,14 @@ after(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
+// Documented purposes that take a .txt: Kimi's file-extract, GLM's agent (file-extract takes no txt there).
 const upload = (adapter: ProviderAdapter) =>
   adapter
     .upload({
       source: { kind: 'file', path, bytes: 17 },
       filename: 'f.txt',
       mimeType: 'text/plain',
-      purpose: 'file-extract',
+      purpose: adapter.name === 'glm' ? 'agent' : 'file-extract',
     })
     .then(
       () => assert.fail('expected a rejection'),
@@ -97,6 +98,36 @@ describe('quota', () => {
     assert.match(err.detail, /max file count 2/)
     assert.equal(kimi.requests.upload, 1)
   })
+
+  test('Kimi 403 insufficient balance is PROVIDER_QUOTA_EXCEEDED (not a rejected key), not retried', async () => {
+    kimi.quotaExceeded = 'balance'
+    const err = await upload(registry.require('kimi'))
+    assert.equal(err.code, 'PROVIDER_QUOTA_EXCEEDED')
+    assert.equal(err.upstreamStatus, 403)
+    assert.equal(err.retryable, false)
+    assert.equal(err.providerFault, false)
+    assert.equal(kimi.requests.upload, 1)
+  })
+
+  for (const [mode, code] of [
+    ['usage-limit', '1308'],
+    ['plan-expired', '1309'],
+  ] as const) {
+    test(`GLM ${code} (${mode}) is PROVIDER_QUOTA_EXCEEDED: not retried, never opens the circuit`, async () => {
+      glm.quotaExceeded = mode
+      const adapter = registry.require('glm')
+      // More failures than CIRCUIT_FAILURE_THRESHOLD (5): a transient 429 would have opened it.
+      for (let i = 0; i < 7; i++) {
+        const err = await upload(adapter)
+        assert.equal(err.code, 'PROVIDER_QUOTA_EXCEEDED')
+        assert.equal(err.upstreamStatus, 429)
+        assert.equal(err.retryable, false)
+        assert.equal(err.providerFault, false, 'not counted toward the breaker')
+      }
+      assert.equal(glm.requests.upload, 7, 'one request per upload: no retry')
+      assert.equal(adapter.circuitState(), 'closed')
+    })
+  }
 
   test('GLM 1113 (balance exhausted) is PROVIDER_QUOTA_EXCEEDED, not retried', async () => {
     glm.quotaExceeded = true
@@ -144,18 +175,6 @@ describe('refusals', () => {
   })
 })
 
-const upstream = (over: Partial<UpstreamError>): UpstreamError => ({
-  provider: 'glm',
-  op: 'upload',
-  status: 400,
-  type: undefined,
-  code: undefined,
-  message: '',
-  retryAfterMs: undefined,
-  limitBytes: 20,
-  ...over,
-})
-
 describe('mapping table', () => {
   test('GLM codes', () => {
     const cases: Array<[number, string, string, boolean]> = [
@@ -165,6 +184,12 @@ describe('mapping table', () => {
       [429, '1302', 'PROVIDER_RATE_LIMITED', true],
       [429, '1303', 'PROVIDER_RATE_LIMITED', true],
       [429, '1305', 'PROVIDER_RATE_LIMITED', true],
+      [429, '1304', 'PROVIDER_RATE_LIMITED', false],
+      [429, '1308', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [429, '1309', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [429, '1310', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [429, '1312', 'PROVIDER_RATE_LIMITED', true],
+      [429, '1313', 'PROVIDER_RATE_LIMITED', false],
       [401, '1000', 'PROVIDER_ERROR', false],
       [434, '434', 'PROVIDER_ERROR', false],
       [435, '435', 'FILE_TOO_LARGE', false],
@@ -193,6 +218,8 @@ describe('mapping table', () => {
         false,
       ],
       [403, 'permission_denied_error', '', 'PROVIDER_ERROR', false],
+      [403, 'exceeded_current_quota_error', '', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [403, '', 'Your account is suspended due to insufficient balance', 'PROVIDER_QUOTA_EXCEEDED', false],
       [404, 'resource_not_found_error', '', 'NOT_FOUND', false],
       [503, 'server_error', '', 'PROVIDER_ERROR', true],
     ]
