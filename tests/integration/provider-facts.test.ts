@@ -72,7 +72,8 @@ describe('GLM file counts per purpose (row 3)', () => {
     const problem = assertProblem(over, 507, 'PROVIDER_QUOTA_EXCEEDED')
     assert.equal(problem.purpose, 'file-extract')
     assert.equal(problem.max_files, 100)
-    assert.equal(problem.used_files, 100)
+    // The count is every tenant's: a tenant key is told the cap, never the account's usage.
+    assert.equal(problem.used_files, undefined)
     assert.equal(ctx.fakes.glm.requests.upload, uploads, 'refused before the provider call')
 
     const again = await postFile(ctx.app, tenant, [...parts('the hundredth')])
