@@ -46,10 +46,10 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 STOPSIGNAL SIGTERM
-# An 8 MB semi-space (V8's default is 16): uploads stream many short-lived chunks, and a smaller young
-# generation frees their buffers sooner (bench scenario 2: 8 concurrent 100 MB uploads peak 156-189 MB;
-# 16 MB: 204-233 MB). 4 MB saves ~10 MB more but costs ~15% on small uploads in extra scavenges
-# (bench:ab, 0.55 -> 0.48 of bare Fastify). --single-threaded-gc: V8's parallel and concurrent GC
-# helpers cost a forwarded 100 MB about twice the CPU on 2 cores (stream-through 338 -> 460 MB/s,
-# store-and-forward 217 -> 337 MB/s); see docs/performance.md. The flags match `npm start`.
-CMD ["node", "--max-semi-space-size=8", "--single-threaded-gc", "dist/src/server.js"]
+# A 2 MB semi-space (V8's default is 16): every streamed chunk is a short-lived buffer, and on Node 24
+# a young generation that scavenges often frees them before they pile up (bench scenario 2, 8
+# concurrent 100 MB uploads: peak 169-191 MB; 8 MB: 280-290 MB), while small uploads keep their speed
+# (bench:ab, 0.38 of bare Fastify with 2, 4 or 8). --single-threaded-gc: V8's GC helper threads
+# compete with the forwarding on 2 cores (stream-through 0.78 of direct, 0.53 without it); see
+# docs/performance.md. The flags match `npm start` and the test runner's.
+CMD ["node", "--max-semi-space-size=2", "--single-threaded-gc", "dist/src/server.js"]
