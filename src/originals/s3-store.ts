@@ -77,6 +77,15 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     }
   }
 
+  /** Whether `Key` holds `bytes` bytes, asking a few times while a concurrent write settles. */
+  async function settlesAs(Key: string, bytes: number): Promise<boolean> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if ((await head(Key).catch(() => null)) === bytes) return true
+      await new Promise((r) => setTimeout(r, 50 * 2 ** attempt))
+    }
+    return false
+  }
+
   async function* listKeys(Prefix: string) {
     let ContinuationToken: string | undefined
     do {
@@ -125,12 +134,13 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
           } catch (err) {
             // Content-addressed: a writer racing this one puts identical bytes under the same key, and
             // some stores refuse a read or the second write while the first is under way. The content
-            // is there either way.
-            if ((await head(target).catch(() => null)) === hash.bytes) return 'existing'
+            // is there either way once that write has settled.
+            if (await settlesAs(target, hash.bytes)) return 'existing'
             throw err
           }
         } finally {
-          await discard()
+          // A staging object left behind is removed by the originals job after its grace.
+          await discard().catch(() => {})
         }
       },
     }
