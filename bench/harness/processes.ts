@@ -115,7 +115,7 @@ async function freePort(): Promise<number> {
 export interface ServiceHandle {
   baseUrl: string
   pid: number
-  /** Sends SIGTERM and waits for the exit (the CPU profile, if any, is written then). */
+  /** Sends SIGTERM and waits for the exit (a `--cpu-prof` profile is written then). */
   stop(): Promise<void>
 }
 
@@ -126,11 +126,6 @@ export interface ServiceOptions {
   fake: FakeHandle
   spoolDir: string
   env?: Record<string, string>
-  /**
-   * Directory for `--cpu-prof`; no profiling when undefined. With `--import tsx` the module
-   * loader runs in a worker thread that writes its own profile: keep one directory per process.
-   */
-  profileDir?: string | undefined
   /** Run the compiled build in this directory (`node src/server.js`) instead of tsx. */
   compiledRoot?: string | undefined
   /** Node/V8 flags for the service beyond the production ones (e.g. ones NODE_OPTIONS refuses). */
@@ -158,10 +153,6 @@ export async function startService(options: ServiceOptions): Promise<ServiceHand
   // Compiled, the service runs with the flags of the image's CMD and `npm start`.
   const execArgv = options.compiledRoot ? productionNodeFlags(options.compiledRoot) : ['--import', 'tsx']
   execArgv.push(...benchNodeArgs(), ...(options.nodeArgs ?? []))
-  if (options.profileDir) {
-    await mkdir(options.profileDir, { recursive: true })
-    execArgv.push('--cpu-prof', '--cpu-prof-dir', options.profileDir)
-  }
   const entry = options.compiledRoot ? 'src/server.js' : 'src/server.ts'
   const child = spawn(process.execPath, [...execArgv, entry], {
     cwd: options.compiledRoot ?? serviceRoot,
