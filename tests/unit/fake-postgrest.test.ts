@@ -15,6 +15,7 @@ import { createClient, type RealtimeClientOptions } from '@supabase/supabase-js'
 import postgres from 'postgres'
 import { WebSocket } from 'undici'
 import { type FakePostgrest, startFakePostgrest, statusForSqlState } from '../fakes/postgrest.js'
+import { requirePostgres } from '../helper.js'
 
 const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres'
 const KEY = 'service-role-key-for-tests'
@@ -25,18 +26,6 @@ const clientOptions = {
   realtime: { transport: WebSocket as unknown as NonNullable<RealtimeClientOptions['transport']> },
 }
 const quiet = { onnotice: () => {} }
-
-async function postgresReachable(): Promise<boolean> {
-  const probe = postgres(ADMIN_URL, { max: 1, connect_timeout: 3, ...quiet })
-  try {
-    await probe`select 1`
-    return true
-  } catch {
-    return false
-  } finally {
-    await probe.end({ timeout: 1 })
-  }
-}
 
 /** A port nothing listens on: bind, read it, release it. */
 async function closedPort(): Promise<number> {
@@ -223,11 +212,7 @@ test('fake PostgREST answers protocol errors before reaching the database', asyn
 })
 
 test('fake PostgREST serves RPC over Postgres to supabase-js', async (t) => {
-  if (!(await postgresReachable())) {
-    if (process.env.CI === 'true') assert.fail('no Postgres at 127.0.0.1:5432, and CI=true requires it')
-    t.skip('no Postgres at 127.0.0.1:5432')
-    return
-  }
+  if (!(await requirePostgres(t))) return
   const dbName = `fp_test_${randomBytes(6).toString('hex')}`
   const admin = postgres(ADMIN_URL, { max: 1, ...quiet })
   await admin.unsafe(`create database ${dbName}`)
