@@ -8,14 +8,12 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
 import { createClient, type RealtimeClientOptions } from '@supabase/supabase-js'
 import postgres from 'postgres'
 import { WebSocket } from 'undici'
 import { type FakePostgrest, startFakePostgrest, statusForSqlState } from '../fakes/postgrest.js'
-import { requirePostgres } from '../helper.js'
+import { freePort, requirePostgres } from '../helper.js'
 
 const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres'
 const KEY = 'service-role-key-for-tests'
@@ -26,15 +24,6 @@ const clientOptions = {
   realtime: { transport: WebSocket as unknown as NonNullable<RealtimeClientOptions['transport']> },
 }
 const quiet = { onnotice: () => {} }
-
-/** A port nothing listens on: bind, read it, release it. */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 function assertErrorShape(error: unknown): void {
   assert.ok(error !== null && typeof error === 'object', 'expected an error object')
@@ -140,7 +129,7 @@ test('statusForSqlState follows the PostgREST status table', () => {
 test('fake PostgREST answers protocol errors before reaching the database', async (t) => {
   // Nothing listens on this port: these cases must not need Postgres.
   const fake = await startFakePostgrest({
-    databaseUrl: `postgres://postgres@127.0.0.1:${await closedPort()}/postgres`,
+    databaseUrl: `postgres://postgres@127.0.0.1:${await freePort()}/postgres`,
     serviceRoleKey: KEY,
   })
   t.after(() => fake.close())
