@@ -103,7 +103,7 @@ export async function startRelay(target: string): Promise<{ baseUrl: string; pid
   return { baseUrl, pid: child.pid ?? 0, stop: () => stopChild(child) }
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const address = server.address()
