@@ -1,7 +1,7 @@
 /**
  * The processes a scenario runs against: the fake provider and the bare-Fastify baseline (forked,
- * driven over IPC) and filegate itself, spawned exactly as in production (`node --import tsx
- * src/server.ts`) with its configuration in the environment.
+ * driven over IPC) and filegate itself, compiled and started as in production (`node <the start
+ * script's flags> src/server.js`) with its configuration in the environment.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
