@@ -18,12 +18,11 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import postgres from 'postgres'
 import { Agent, request } from 'undici'
 import { startFakeProvider } from '../tests/fakes/provider-server.js'
-import { buildCompiled, productionNodeFlags } from './harness/processes.js'
+import { createBenchDatabase } from './harness/db.js'
+import { buildCompiled, freePort, productionNodeFlags } from './harness/processes.js'
 
-const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const keys = { tenant: 'faults-key-0123456789abcdef', admin: 'faults-admin-0123456789abcdef' }
 const cleanups: Array<() => Promise<unknown> | unknown> = []
 const groups = new Set<ChildProcess>()
@@ -43,28 +42,11 @@ async function tempDir(prefix: string): Promise<string> {
   return dir
 }
 
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net')
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
+/** A fresh database (BENCH_DATABASE_ADMIN_URL, as the bench's), dropped at the end. */
 async function database(): Promise<string> {
-  const name = `filegate_faults_${process.pid}_${randomBytes(4).toString('hex')}`
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} })
-  await admin.unsafe(`create database ${name}`)
-  await admin.end()
-  cleanups.push(async () => {
-    const sql = postgres(adminUrl, { max: 1, onnotice: () => {} })
-    await sql.unsafe(`drop database if exists ${name} with (force)`)
-    await sql.end()
-  })
-  const url = new URL(adminUrl)
-  url.pathname = `/${name}`
-  return url.toString()
+  const db = await createBenchDatabase('faults')
+  cleanups.push(() => db.drop())
+  return db.url
 }
 
 interface Service {

@@ -1,8 +1,6 @@
 /** The console table and bench/RESULTS.md. */
 import type { Figure } from './harness/context.js'
 import type { Machine } from './harness/machine.js'
-import type { PerfRow, PerfSummary } from './harness/perf.js'
-import type { ProfileSummary } from './harness/profile.js'
 import { round } from './harness/stats.js'
 
 const fmt = (n: number | undefined, unit = '') => {
@@ -37,9 +35,6 @@ export interface ReportInput {
   figures: Figure[]
   failures: string[]
   notes: string[]
-  profiles: Array<{ name: string; summary: ProfileSummary }>
-  /** BENCH_PERF=1: Linux perf recordings of each service process (all threads, kernel included). */
-  perfs?: Array<{ name: string; summary: PerfSummary }>
   bounds: string
   totalSeconds: number
   /** /proc/loadavg at the start and the end: other work on the machine skews every figure. */
@@ -82,50 +77,6 @@ export function resultsMarkdown(r: ReportInput): string {
   for (const f of r.figures) if (f.detail) out.push(`- ${f.name}: ${f.detail}`)
   out.push('')
   out.push(...r.notes)
-  if (r.profiles.length) {
-    out.push('', '## CPU profiles of the service (`node --cpu-prof`, self time)', '')
-    for (const p of r.profiles) {
-      const busy = p.summary.totalMs - p.summary.idleMs
-      out.push(
-        `### ${p.name}: ${fmt(busy / 1000)} s on CPU of ${fmt(p.summary.totalMs / 1000)} s profiled`,
-        '',
-        'By package: ' +
-          p.summary.byPackage
-            .slice(0, 10)
-            .map((x) => `${x.name} ${fmt(x.share * 100)}%`)
-            .join(', '),
-        '',
-        '| self % | function | where |',
-        '|---|---|---|',
-        ...p.summary.topFunctions
-          .slice(0, 12)
-          .map((f) => `| ${fmt(f.share * 100)} | \`${f.name}\` | ${f.where.replace(/\|/g, '\\|')} |`),
-        '',
-      )
-    }
-  }
-  if (r.perfs?.length) {
-    out.push('', '## System profiles of the service (`perf record -e cpu-clock`, all threads, kernel included)', '')
-    const shares = (rows: PerfRow[]) =>
-      rows
-        .slice(0, 8)
-        .map((x) => `${x.name} ${fmt(x.share * 100)}%`)
-        .join(', ')
-    for (const p of r.perfs) {
-      out.push(
-        `### ${p.name}: ${p.summary.samples} samples`,
-        '',
-        `By thread: ${shares(p.summary.byThread)}. By object: ${shares(p.summary.byObject)}.`,
-        '',
-        '| % | symbol | object |',
-        '|---|---|---|',
-        ...p.summary.topSymbols.map(
-          (x) => `| ${fmt(x.share * 100)} | \`${x.name.replace(/\|/g, '\\|')}\` | ${x.object.replace(/\|/g, '\\|')} |`,
-        ),
-        '',
-      )
-    }
-  }
   out.push('', '## What bounds each figure', '', r.bounds.trim(), '')
   return out.join('\n')
 }

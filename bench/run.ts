@@ -1,26 +1,23 @@
 /**
- * `npm run bench`: every scenario of issue 6 against filegate running as its own process on a
+ * `npm run bench`: the five scenarios against filegate running as its own process on a
  * fresh Postgres database, with the fake Kimi provider in another process, each figure measured
  * against its baseline in the same run. Prints a table and writes bench/RESULTS.md (a partial run,
  * with BENCH_SCENARIOS, writes bench/RESULTS.partial.md instead).
  *
  *   BENCH_SCENARIOS=1,3   run only these scenarios (1 large upload, 2 memory, 3 small uploads,
  *                         4 sweep, 5 dedup lookup); default all
- *   BENCH_PROFILE=1       run the service under `node --cpu-prof` and summarise the profiles
- *                         (profiles kept in bench/profiles/; figures are then slightly lower)
- *   BENCH_PERF=1          record each service process with Linux `perf` (native code, kernel, V8's
- *                         threads; bench/harness/perf.ts) and summarise it in the report
+ *   BENCH_SERVICE_NODE_ARGS  extra Node flags for every service process, e.g.
+ *                         "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it (docs/performance.md)
  *   BENCH_LARGE_BYTES, BENCH_LARGE_RUNS, BENCH_SMALL_SECONDS, BENCH_SWEEP_ROWS,
  *   BENCH_DEDUP_ROWS=100000,1000000, BENCH_DEDUP_CALLS   sizes, for quick runs
  */
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { BenchContext, Figure } from './harness/context.js'
 import { type BenchDatabase, createBenchDatabase } from './harness/db.js'
 import { describeMachine } from './harness/machine.js'
-import { type PerfSummary, perfAvailable, startPerf, summarisePerf } from './harness/perf.js'
 import {
   benchDir,
   buildCompiled,
@@ -30,7 +27,6 @@ import {
   startFake,
   startService,
 } from './harness/processes.js'
-import { type ProfileSummary, summariseMainThread } from './harness/profile.js'
 import { consoleTable, resultsMarkdown } from './report.js'
 import { dedupLookup } from './scenarios/dedup-lookup.js'
 import { ensureTemplate, largeUpload } from './scenarios/large-upload.js'
@@ -45,8 +41,6 @@ const selected = (process.env.BENCH_SCENARIOS ?? '')
   .map((s) => Number(s.trim()))
   .filter((n) => allScenarios.includes(n))
 const scenarios = selected.length ? [...new Set(selected)].sort() : allScenarios
-const profiling = process.env.BENCH_PROFILE === '1'
-const perfWanted = process.env.BENCH_PERF === '1'
 const benchVars = Object.entries(process.env)
   .filter(([k]) => k.startsWith('BENCH_'))
   .map(([k, v]) => `${k}=${v}`)
@@ -59,14 +53,9 @@ async function main() {
   const startedAt = Date.now()
   const loadAtStart = await loadAverage()
   const workDir = await mkdtemp(join(tmpdir(), 'filegate-bench-'))
-  const runStamp = new Date().toISOString().replace(/[:.]/g, '-')
-  const profileDir = profiling ? join(benchDir, 'profiles', runStamp) : undefined
-  const perfDir = perfWanted && perfAvailable() ? join(benchDir, 'profiles', runStamp, 'perf') : undefined
   const figures: Figure[] = []
   const notes: string[] = []
   const failures: string[] = []
-  const profiles: Array<{ name: string; summary: ProfileSummary }> = []
-  const perfs: Array<{ name: string; summary: PerfSummary }> = []
   const needsService = scenarios.some((s) => s <= 4)
   let db: BenchDatabase | undefined
   let fake: FakeHandle | undefined
@@ -87,9 +76,7 @@ async function main() {
     log(`filegate bench: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}`)
     if (serviceRoot !== repoRoot) log(`service under test started from ${serviceRoot} (BENCH_SERVICE_DIR)`)
     log(`load average ${loadAtStart}`)
-    log(`scenarios ${scenarios.join(',')}${profiling ? ', profiling the service' : ''}; work dir ${workDir}`)
-    if (perfWanted) log(perfDir ? 'recording the service with perf' : 'BENCH_PERF=1: perf cannot record here, skipped')
-    if (perfDir) await mkdir(perfDir, { recursive: true })
+    log(`scenarios ${scenarios.join(',')}; work dir ${workDir}`)
     if (needsService) fake = await startFake('sk-bench-kimi-0123456789')
     // The service runs compiled, as in production (Dockerfile, npm start); BENCH_TSX=1 runs it
     // through the tsx loader instead.
@@ -105,22 +92,11 @@ async function main() {
           fake: fake as FakeHandle,
           spoolDir: join(workDir, 'spool'),
           env,
-          profileDir: profileDir && join(profileDir, name),
           compiledRoot: runtime === 'tsx' ? undefined : compiledRoot,
         })
-        const perfFile = perfDir && join(perfDir, `${name}.data`)
-        const recording = perfFile ? await startPerf(handle.pid, perfFile) : undefined
-        return {
-          ...handle,
-          async stop() {
-            await recording?.stop()
-            const perf = perfFile && summarisePerf(perfFile)
-            if (perf) perfs.push({ name, summary: perf })
-            await handle.stop()
-            const summary = profileDir && (await summariseMainThread(join(profileDir, name), serviceRoot))
-            if (summary) profiles.push({ name, summary })
-          },
-        }
+        // The pid, for a profiler attached by hand (`perf record -p`, docs/performance.md).
+        log(`  service ${name}: pid ${handle.pid}`)
+        return handle
       },
       log,
     }
@@ -174,8 +150,6 @@ async function main() {
       figures,
       failures,
       notes,
-      profiles,
-      perfs,
       bounds,
       totalSeconds: (Date.now() - startedAt) / 1000,
       loadAverage: { start: loadAtStart, end: await loadAverage() },
@@ -184,8 +158,6 @@ async function main() {
     const resultsFile = process.env.BENCH_SCENARIOS ? 'RESULTS.partial.md' : 'RESULTS.md'
     await writeFile(join(benchDir, resultsFile), markdown)
     log(`\nwrote bench/${resultsFile} (${Math.round((Date.now() - startedAt) / 1000)} s in all)`)
-    if (profileDir) log(`profiles in ${profileDir}`)
-    if (perfDir) log(`perf recordings in ${perfDir}`)
     if (failures.length) process.exitCode = 1
   } finally {
     await cleanup()

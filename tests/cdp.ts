@@ -7,7 +7,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { spawnChild } from './tools.js'
+import { spawnChild } from './process-support.js'
 
 export const chromium = process.env.CHROMIUM ?? 'chromium'
 

@@ -1,10 +1,10 @@
 /**
- * The real process under test: `node --import tsx src/server.ts` (or another entry) spawned with an
- * environment the test controls, in its own process group (and session), killed with the whole
- * group after the test, so nothing it started outlives the test. Plus the plain HTTP helpers the
- * process tests share: one request on a new connection, polling a probe, bounded waits.
+ * Every child process a test starts, and the plain HTTP helpers the process tests share (one
+ * request on a new connection, polling a probe, bounded waits). A child starts detached, leading
+ * its own process group (and session); after the test the whole group is killed, so nothing the
+ * child started outlives the test; its stdout and stderr are captured.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'
 import { request } from 'node:http'
 import { dirname, join } from 'node:path'
 import type { TestContext } from 'node:test'
@@ -17,9 +17,13 @@ export const apiKeys = `alice:${testKeys.alice},*:${testKeys.admin}`
 
 export interface Child {
   proc: ChildProcess
-  /** stdout + stderr so far, for assertions and failure messages. */
+  /** stdout so far. */
+  stdout(): string
+  /** stderr so far. */
+  stderr(): string
+  /** stdout + stderr so far, in the order they came, for assertions and failure messages. */
   output(): string
-  /** Resolves with the exit code (or the signal name) once the process has exited. */
+  /** Resolves with the exit code (or the signal name) once the process has exited and its output is read. */
   exited: Promise<number | string>
   /** Milliseconds since the epoch at which the process exited (undefined while it runs). */
   exitedAt(): number | undefined
@@ -36,9 +40,54 @@ export function killGroup(proc: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'
 }
 
 /**
- * Spawns `node [nodeArgs] entry [args]` with only the given environment (plus PATH and this test
- * run's FILEGATE_TEST_RUN token, by which the test guard knows its processes), detached into its own
- * process group; after the test the group is killed (whatever the child itself started dies too).
+ * Spawns `command` detached into its own process group, `stdin` (default: nothing) on its standard
+ * input, its output captured; after the test the group is killed (whatever the child itself
+ * started dies too).
+ */
+export function spawnChild(
+  t: Pick<TestContext, 'after'>,
+  command: string,
+  args: string[],
+  options: SpawnOptions & { stdin?: string } = {},
+): Child {
+  const { stdin, ...spawnOptions } = options
+  const proc = spawn(command, args, { ...spawnOptions, detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  let all = ''
+  proc.stdout?.on('data', (chunk) => {
+    out += String(chunk)
+    all += String(chunk)
+  })
+  proc.stderr?.on('data', (chunk) => {
+    err += String(chunk)
+    all += String(chunk)
+  })
+  proc.stdin?.on('error', () => {})
+  proc.stdin?.end(stdin ?? '')
+  let exitedAt: number | undefined
+  proc.once('exit', () => {
+    exitedAt = Date.now()
+  })
+  const exited = new Promise<number | string>((resolve) => {
+    proc.once('error', (e) => {
+      err += e.message
+      all += e.message
+      resolve('spawn-error')
+    })
+    proc.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown'))
+  })
+  t.after(async () => {
+    // The group may hold more than the child (and outlive it): kill it in any case.
+    killGroup(proc)
+    await exited
+  })
+  return { proc, stdout: () => out, stderr: () => err, output: () => all, exited, exitedAt: () => exitedAt }
+}
+
+/**
+ * `node [nodeArgs] entry [args]` from the repository root with only the given environment (plus
+ * PATH and this test run's FILEGATE_TEST_RUN token, by which the test guard knows its processes).
  */
 export function spawnNode(
   t: Pick<TestContext, 'after'>,
@@ -47,7 +96,7 @@ export function spawnNode(
   nodeArgs: string[] = ['--import', 'tsx'],
   args: string[] = [],
 ): Child {
-  const proc = spawn(process.execPath, [...nodeArgs, entry, ...args], {
+  return spawnChild(t, process.execPath, [...nodeArgs, entry, ...args], {
     cwd: root,
     env: {
       PATH: process.env.PATH ?? '',
@@ -55,29 +104,7 @@ export function spawnNode(
       ...(process.env.FILEGATE_TEST_RUN ? { FILEGATE_TEST_RUN: process.env.FILEGATE_TEST_RUN } : {}),
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
   })
-  let out = ''
-  proc.stdout?.on('data', (chunk) => {
-    out += String(chunk)
-  })
-  proc.stderr?.on('data', (chunk) => {
-    out += String(chunk)
-  })
-  let exitedAt: number | undefined
-  const exited = new Promise<number | string>((resolve) => {
-    proc.once('exit', (code, signal) => {
-      exitedAt = Date.now()
-      resolve(code ?? signal ?? 'unknown')
-    })
-  })
-  t.after(async () => {
-    // The group may hold more than the child (and outlive it): kill it in any case.
-    killGroup(proc)
-    await exited
-  })
-  return { proc, output: () => out, exited, exitedAt: () => exitedAt }
 }
 
 /** Resolves with what `promise` gives within `ms`, or rejects naming `what`. */

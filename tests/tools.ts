@@ -1,60 +1,12 @@
 /**
- * Child processes and external tools for tests. Every child starts detached in its own process
- * group and the group is killed after the test, so nothing it started keeps running. Tools some
- * tests drive (promtool, chromium) are probed first: locally a missing tool skips the test with a
- * notice; with CI=true it fails, because .ci/run installs them.
+ * External tools some tests drive (promtool, chromium): probed first, so that locally a missing
+ * tool skips the test with a notice, and with CI=true it fails, because .ci/run installs them.
+ * They run as any child does (process-support.ts).
  */
-import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import type { TestContext } from 'node:test'
 import { isCI } from './helper.js'
-
-export interface Child {
-  proc: ChildProcess
-  /** stdout so far. */
-  stdout(): string
-  /** stderr so far. */
-  stderr(): string
-  /** Resolves with the exit code (or the signal name) once the process has exited. */
-  exited: Promise<number | string>
-}
-
-/** Spawns `command` in its own process group; the whole group is SIGKILLed after the test. */
-export function spawnChild(
-  t: { after(fn: () => Promise<void>): void },
-  command: string,
-  args: string[],
-  options: SpawnOptions & { stdin?: string } = {},
-): Child {
-  const { stdin, ...spawnOptions } = options
-  const proc = spawn(command, args, { ...spawnOptions, detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  proc.stdout?.on('data', (chunk) => {
-    out += String(chunk)
-  })
-  proc.stderr?.on('data', (chunk) => {
-    err += String(chunk)
-  })
-  proc.stdin?.on('error', () => {})
-  proc.stdin?.end(stdin ?? '')
-  const exited = new Promise<number | string>((resolve) => {
-    proc.once('error', (e) => {
-      err += e.message
-      resolve('spawn-error')
-    })
-    proc.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown'))
-  })
-  t.after(async () => {
-    if (proc.pid === undefined) return
-    try {
-      process.kill(-proc.pid, 'SIGKILL')
-    } catch {
-      // The group is gone already.
-    }
-    await exited
-  })
-  return { proc, stdout: () => out, stderr: () => err, exited }
-}
+import { spawnChild } from './process-support.js'
 
 export const promtool = process.env.PROMTOOL ?? 'promtool'
 
@@ -78,7 +30,7 @@ export const requirePromtool = (t: TestContext) =>
 
 /** Runs promtool with `args` (and `stdin`); resolves with its exit code and merged output. */
 export async function runPromtool(
-  t: { after(fn: () => Promise<void>): void },
+  t: Pick<TestContext, 'after'>,
   args: string[],
   stdin?: string,
 ): Promise<{ code: number | string; output: string }> {

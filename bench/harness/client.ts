@@ -17,16 +17,24 @@ export interface StreamedForm {
   contentLength: number
 }
 
-/** Text fields first (so filegate knows the provider before the file), then the file part. */
-export async function streamedForm(fields: Array<[string, string]>, path: string, filename: string) {
+/** Text fields first (so filegate knows the provider before the file), then the file part's head. */
+function formFrame(fields: Array<[string, string]>, filename: string) {
   const boundary = `----bench${randomBytes(12).toString('hex')}`
   let head = ''
   for (const [name, value] of fields) {
     head += `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`
   }
   head += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${filename}"\r\nContent-Type: text/plain\r\n\r\n`
-  const headBuf = Buffer.from(head)
-  const tailBuf = Buffer.from(`\r\n--${boundary}--\r\n`)
+  return {
+    headBuf: Buffer.from(head),
+    tailBuf: Buffer.from(`\r\n--${boundary}--\r\n`),
+    contentType: `multipart/form-data; boundary=${boundary}`,
+  }
+}
+
+/** A multipart body streamed from a file on disk. */
+export async function streamedForm(fields: Array<[string, string]>, path: string, filename: string) {
+  const { headBuf, tailBuf, contentType } = formFrame(fields, filename)
   const { size } = await stat(path)
   async function* parts() {
     yield headBuf
@@ -35,23 +43,15 @@ export async function streamedForm(fields: Array<[string, string]>, path: string
   }
   return {
     body: Readable.from(parts(), { objectMode: false }),
-    contentType: `multipart/form-data; boundary=${boundary}`,
+    contentType,
     contentLength: headBuf.length + size + tailBuf.length,
   } satisfies StreamedForm
 }
 
 /** An in-memory multipart body, for small uploads sent many times. */
 export function bufferedForm(fields: Array<[string, string]>, content: Buffer, filename: string) {
-  const boundary = `----bench${randomBytes(12).toString('hex')}`
-  let head = ''
-  for (const [name, value] of fields) {
-    head += `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`
-  }
-  head += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${filename}"\r\nContent-Type: text/plain\r\n\r\n`
-  return {
-    body: Buffer.concat([Buffer.from(head), content, Buffer.from(`\r\n--${boundary}--\r\n`)]),
-    contentType: `multipart/form-data; boundary=${boundary}`,
-  }
+  const { headBuf, tailBuf, contentType } = formFrame(fields, filename)
+  return { body: Buffer.concat([headBuf, content, tailBuf]), contentType }
 }
 
 export interface UploadOutcome {

@@ -26,8 +26,10 @@ export interface BenchContext {
   db: BenchDatabase
   fake: FakeHandle
   workDir: string
-  /** A fresh filegate process for this scenario (profiled under `name` when profiling). */
-  /** Starts filegate: compiled as in production, or through the tsx loader (`npm run dev`). */
+  /**
+   * A fresh filegate process for this scenario, named `name` in the log: compiled as in production,
+   * or through the tsx loader (`npm run dev`).
+   */
   startService(name: string, env?: Record<string, string>, runtime?: 'service' | 'tsx'): Promise<ServiceHandle>
   log(message: string): void
 }

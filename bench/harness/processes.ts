@@ -1,7 +1,7 @@
 /**
  * The processes a scenario runs against: the fake provider and the bare-Fastify baseline (forked,
- * driven over IPC) and filegate itself, spawned exactly as in production (`node --import tsx
- * src/server.ts`) with its configuration in the environment.
+ * driven over IPC) and filegate itself, compiled and started as in production (`node <the start
+ * script's flags> src/server.js`) with its configuration in the environment.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -103,7 +103,7 @@ export async function startRelay(target: string): Promise<{ baseUrl: string; pid
   return { baseUrl, pid: child.pid ?? 0, stop: () => stopChild(child) }
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const address = server.address()
@@ -115,7 +115,7 @@ async function freePort(): Promise<number> {
 export interface ServiceHandle {
   baseUrl: string
   pid: number
-  /** Sends SIGTERM and waits for the exit (the CPU profile, if any, is written then). */
+  /** Sends SIGTERM and waits for the exit (a `--cpu-prof` profile is written then). */
   stop(): Promise<void>
 }
 
@@ -126,11 +126,6 @@ export interface ServiceOptions {
   fake: FakeHandle
   spoolDir: string
   env?: Record<string, string>
-  /**
-   * Directory for `--cpu-prof`; no profiling when undefined. With `--import tsx` the module
-   * loader runs in a worker thread that writes its own profile: keep one directory per process.
-   */
-  profileDir?: string | undefined
   /** Run the compiled build in this directory (`node src/server.js`) instead of tsx. */
   compiledRoot?: string | undefined
   /** Node/V8 flags for the service beyond the production ones (e.g. ones NODE_OPTIONS refuses). */
@@ -158,10 +153,6 @@ export async function startService(options: ServiceOptions): Promise<ServiceHand
   // Compiled, the service runs with the flags of the image's CMD and `npm start`.
   const execArgv = options.compiledRoot ? productionNodeFlags(options.compiledRoot) : ['--import', 'tsx']
   execArgv.push(...benchNodeArgs(), ...(options.nodeArgs ?? []))
-  if (options.profileDir) {
-    await mkdir(options.profileDir, { recursive: true })
-    execArgv.push('--cpu-prof', '--cpu-prof-dir', options.profileDir)
-  }
   const entry = options.compiledRoot ? 'src/server.js' : 'src/server.ts'
   const child = spawn(process.execPath, [...execArgv, entry], {
     cwd: options.compiledRoot ?? serviceRoot,

@@ -103,7 +103,7 @@ export async function sweep(ctx: BenchContext): Promise<ScenarioResult> {
           ratio: rate / bound,
           target: 'ratio ≥ 0.5',
           met: rate / bound >= 0.5 && tally.deleted === rows,
-          detail: `whole sweep ${round(seconds, 1)} s (issue 4); report: ${tally.candidates} candidates, ${tally.deleted} deleted, ${tally.failed} failed; fake saw ${fakeDeletes} deletes, at most ${after.deleteMaxInFlight} in flight; rows left live ${left?.live}, tombstones pending ${left?.pending}; steady rate (10%→90%) ${round(steady)} /s; CPU: ${describeSplit(cpu, { count: tally.deleted, unit: 'delete' })}`,
+          detail: `whole sweep ${round(seconds, 1)} s; report: ${tally.candidates} candidates, ${tally.deleted} deleted, ${tally.failed} failed; fake saw ${fakeDeletes} deletes, at most ${after.deleteMaxInFlight} in flight; rows left live ${left?.live}, tombstones pending ${left?.pending}; steady rate (10%→90%) ${round(steady)} /s; CPU: ${describeSplit(cpu, { count: tally.deleted, unit: 'delete' })}`,
         },
         {
           scenario: 4,
@@ -126,7 +126,7 @@ export async function sweep(ctx: BenchContext): Promise<ScenarioResult> {
           value: seconds,
           unit: 's',
           baseline: { name: 'at the bound', value: rows / bound, unit: 's' },
-          target: 'report (issue 4)',
+          target: 'informative',
           met: null,
         },
       ],

@@ -14,7 +14,7 @@ import { errorCatalog } from '../../src/errors.js'
 type Json = Record<string, any>
 
 const methods = ['get', 'put', 'post', 'delete', 'patch', 'options', 'head', 'trace']
-/** The OpenAI-compatible facade answers errors in the OpenAI shape, not problem+json (SPEC §1). */
+/** The OpenAI-compatible facade answers errors in the OpenAI shape, not problem+json. */
 const ownErrorShape = (path: string) => path.startsWith('/providers/')
 
 /** `METHOD /path/{param}` for every route in Fastify's printRoutes tree, docs and HEAD aside. */
@@ -95,7 +95,7 @@ describe('openapi.yaml', () => {
     assert.deepEqual([...documented].filter((r) => !routes.has(r)).sort(), [], 'documented but not served')
   })
 
-  it('has the routes of SPEC §1', () => {
+  it('documents the files and limits routes, the probes and /metrics', () => {
     const documented = new Set(operations(doc).map((o) => o.key))
     for (const key of [
       'POST /v1/files',

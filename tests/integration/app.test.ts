@@ -1,6 +1,6 @@
 /**
  * The app's foundation against the machine's real Postgres: probes, request ids, problem+json,
- * authentication (SPEC §5), list validation, shutdown and database-outage behaviour, metrics,
+ * authentication, list validation, shutdown and database-outage behaviour, metrics,
  * rate limiting and log hygiene. Fake providers are real HTTP servers on loopback.
  */
 import assert from 'node:assert/strict'
@@ -132,7 +132,7 @@ describe('app on Postgres', { skip }, () => {
     })
   })
 
-  describe('authentication (SPEC §5)', () => {
+  describe('authentication (API_KEYS)', () => {
     it('no Authorization header is 401 UNAUTHORIZED with WWW-Authenticate: Bearer', async (t) => {
       const app = await build(t, { DATABASE_URL: await dbUrl() })
       const res = await app.inject({ method: 'GET', url: '/v1/files' })

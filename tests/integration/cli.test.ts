@@ -21,7 +21,8 @@ import {
   tempDir,
   testKeys,
 } from '../helper.js'
-import { type Child, spawnChild, toolRuns } from '../tools.js'
+import { type Child, spawnChild } from '../process-support.js'
+import { toolRuns } from '../tools.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const entry = join(root, 'src/cli/main.ts')

@@ -6,24 +6,23 @@
  * 0700, and one that other users can write to, or that another user owns, stops start-up.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { chmod, chown, mkdir, readdir, stat, utimes, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import { createTestDatabase, freePort, postgresSuiteSkip, startFakes, tempDir, testKeys } from '../helper.js'
-import { eventually, killGroup, serverEnv, spawnNode, waitForStatus, within } from '../process-support.js'
+import { eventually, killGroup, serverEnv, spawnChild, spawnNode, waitForStatus, within } from '../process-support.js'
 
 const needsPostgres = await postgresSuiteSkip()
 const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '_')
 const spoolName = (h: string, pid: number, fill: string) => `fg-${h}-${pid}-${fill.repeat(16)}.part`
 
 /** The pid of a process that has exited (started and awaited here). */
-async function deadPid(): Promise<number> {
-  const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore', detached: true })
-  await new Promise((resolve) => child.once('exit', resolve))
-  return child.pid as number
+async function deadPid(t: TestContext): Promise<number> {
+  const child = spawnChild(t, process.execPath, ['-e', ''])
+  await child.exited
+  return child.proc.pid as number
 }
 
 /** Starts a multipart upload whose first 100 KiB (spooled to disk) arrive, then nothing more. */
@@ -80,7 +79,7 @@ async function deadProcessSpools(t: TestContext, storeEnv: Record<string, string
   )
 
   // Left later by another dead process: the periodic sweep takes it.
-  const later = spoolName(host, await deadPid(), 'd')
+  const later = spoolName(host, await deadPid(t), 'd')
   await writeFile(join(dir, later), 'x', { mode: 0o600 })
   await eventually('the periodic sweep', async () => !(await spools()).includes(later), 15_000)
   assert.deepEqual((await spools()).sort(), [...kept].sort())

@@ -6,13 +6,12 @@
  * store is ready; it never dies of Fastify's plugin timeout. A broken migration still stops it.
  */
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { connect, createServer, type Socket } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { describe, it, type TestContext } from 'node:test'
 import postgres from 'postgres'
 import { adminUrl, auth, createTestDatabase, freePort, postgresSuiteSkip, tempDir, testKeys } from '../helper.js'
-import { type Child, httpRequest, killGroup, serverEnv, spawnNode, waitForStatus, within } from '../process-support.js'
+import { type Child, httpRequest, serverEnv, spawnChild, spawnNode, waitForStatus, within } from '../process-support.js'
 
 const needsPostgres = await postgresSuiteSkip()
 
@@ -54,12 +53,7 @@ async function delayingProxy(t: TestContext, releaseAt: number): Promise<number>
 function busyCores(t: TestContext): number {
   const cores = availableParallelism()
   for (let i = 0; i < cores; i++) {
-    const burner = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore', detached: true })
-    const exited = new Promise((resolve) => burner.once('exit', resolve))
-    t.after(async () => {
-      killGroup(burner)
-      await exited
-    })
+    spawnChild(t, process.execPath, ['-e', 'for (;;) {}'])
   }
   return cores
 }

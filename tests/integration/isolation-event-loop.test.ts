@@ -1,5 +1,5 @@
 /**
- * No request holds the event loop (SPEC §1 robustness rules): the worst per-request inputs an
+ * No request holds the event loop (no input from one tenant slows another's requests): the worst per-request inputs an
  * attacker with one key can send (filenames as long as a multipart part header holds, more
  * fields than allowed, over-long and deeply nested metadata, deeply nested JSON, long query
  * strings and headers) are each handled in linear time, and `/healthz`, polled by a real HTTP

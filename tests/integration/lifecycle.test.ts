@@ -1,5 +1,5 @@
 /**
- * Lifecycle sweeps against real Postgres and the fake providers (issue 4): expiry, exactly-once
+ * Lifecycle sweeps against real Postgres and the fake providers: expiry, exactly-once
  * deletion across two replicas, in-flight rows left alone, crash recovery via stuck + reconcile,
  * provider outages during a sweep, and dry runs that report exactly what a real run takes.
  */

@@ -1,6 +1,7 @@
 /**
  * The official `openai` npm package, pointed at filegate's facade, against the running service
- * (real HTTP) and the fake providers: the drop-in promise of issue 7.
+ * (real HTTP) and the fake providers: an existing OpenAI-SDK client works unchanged once its
+ * baseURL points at filegate.
  */
 import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'

@@ -26,7 +26,7 @@ import {
   tempDir,
   testKeys,
 } from '../helper.js'
-import { spawnChild } from '../tools.js'
+import { spawnChild } from '../process-support.js'
 
 const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
 const parentSpanId = '00f067aa0ba902b7'

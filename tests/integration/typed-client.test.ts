@@ -18,7 +18,7 @@ type FileObject = components['schemas']['File']
 type Problem = components['schemas']['Problem']
 type UploadForm = paths['/v1/files']['post']['requestBody']['content']['multipart/form-data']
 
-/** Text fields first, so the provider's size limit applies while the file streams (SPEC §1). */
+/** Text fields first, so the provider's size limit applies while the file streams. */
 function toFormData(form: UploadForm): FormData {
   const data = new FormData()
   for (const [name, value] of Object.entries(form)) {

@@ -1,5 +1,5 @@
 /**
- * SHA-256 dedup (SPEC §1): concurrent identical uploads make one provider upload, in one
+ * SHA-256 dedup: concurrent identical uploads make one provider upload, in one
  * process and across two app instances on one database; X-Content-SHA256 answers a live
  * duplicate at once and streams new content straight through; dedup is per tenant; a failed
  * row never blocks a retry; a stuck `uploading` row is taken over. Metrics move exactly once.

@@ -1,5 +1,5 @@
 /**
- * Issue 3: a 100 MB upload raises the process's resident memory by no more than 64 MB. The body
+ * A 100 MB upload raises the process's resident memory by no more than 64 MB. The body
  * is generated chunk by chunk, sent over real HTTP to the app, spooled, and forwarded to the
  * fake Kimi on loopback (which hashes without buffering); RSS is sampled every 50 ms meanwhile.
  * Everything runs in this one process, so the bound covers client, app and fake together. The test

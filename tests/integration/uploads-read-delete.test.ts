@@ -1,5 +1,5 @@
 /**
- * Reading and deleting uploaded files (SPEC §1): list filters and cursor pagination, GET one,
+ * Reading and deleting uploaded files: list filters and cursor pagination, GET one,
  * content, and DELETE (tombstone first, idempotent, provider failures left for the sweeper),
  * all scoped to the caller's tenant.
  */

@@ -1,5 +1,5 @@
 /**
- * Provider trouble seen through POST /v1/files (SPEC §1 errors, §3 resilience): the circuit
+ * Provider trouble seen through POST /v1/files (error codes; retries, circuit breaker, timeouts): the circuit
  * opens and closes again, 429 with Retry-After is retried, a hung provider times out, `auto`
  * falls back, quota errors and refusals are not retried, and filegate's own account cap stops
  * an upload before any provider call. The active-uploads gauge is 0 after every path.

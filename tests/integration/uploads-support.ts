@@ -34,7 +34,7 @@ export interface UploadContext {
   spoolDir: string
 }
 
-/** Timeouts that nest (SPEC §5) and keep a hung provider short. */
+/** Timeouts that nest (provider attempt < upload < request < shutdown) and keep a hung provider short. */
 export const shortTimeouts = {
   PROVIDER_TIMEOUT_MS: '1500',
   UPLOAD_TIMEOUT_MS: '4000',

@@ -1,5 +1,5 @@
 /**
- * POST /v1/files refusals (SPEC §1): each bad input answers its catalogue code as problem+json,
+ * POST /v1/files refusals: each bad input answers its catalogue code as problem+json,
  * counts one validation failure, and leaves no spool file, no row and no provider file behind.
  * Real app, real Postgres, fake providers on loopback.
  */

@@ -14,7 +14,7 @@ const problemsOf = (env: Record<string, string>): string[] => {
 }
 
 describe('config', () => {
-  it('starts with no environment at all: PGlite, open mode on loopback, SPEC defaults', () => {
+  it('starts with no environment at all: PGlite, open mode on loopback, the documented defaults', () => {
     const c = loadConfig({})
     assert.equal(c.host, '127.0.0.1')
     assert.equal(c.port, 8080)

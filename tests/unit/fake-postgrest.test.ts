@@ -8,13 +8,12 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
 import { createClient, type RealtimeClientOptions } from '@supabase/supabase-js'
 import postgres from 'postgres'
 import { WebSocket } from 'undici'
 import { type FakePostgrest, startFakePostgrest, statusForSqlState } from '../fakes/postgrest.js'
+import { freePort, requirePostgres } from '../helper.js'
 
 const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres'
 const KEY = 'service-role-key-for-tests'
@@ -25,27 +24,6 @@ const clientOptions = {
   realtime: { transport: WebSocket as unknown as NonNullable<RealtimeClientOptions['transport']> },
 }
 const quiet = { onnotice: () => {} }
-
-async function postgresReachable(): Promise<boolean> {
-  const probe = postgres(ADMIN_URL, { max: 1, connect_timeout: 3, ...quiet })
-  try {
-    await probe`select 1`
-    return true
-  } catch {
-    return false
-  } finally {
-    await probe.end({ timeout: 1 })
-  }
-}
-
-/** A port nothing listens on: bind, read it, release it. */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 function assertErrorShape(error: unknown): void {
   assert.ok(error !== null && typeof error === 'object', 'expected an error object')
@@ -151,7 +129,7 @@ test('statusForSqlState follows the PostgREST status table', () => {
 test('fake PostgREST answers protocol errors before reaching the database', async (t) => {
   // Nothing listens on this port: these cases must not need Postgres.
   const fake = await startFakePostgrest({
-    databaseUrl: `postgres://postgres@127.0.0.1:${await closedPort()}/postgres`,
+    databaseUrl: `postgres://postgres@127.0.0.1:${await freePort()}/postgres`,
     serviceRoleKey: KEY,
   })
   t.after(() => fake.close())
@@ -223,11 +201,7 @@ test('fake PostgREST answers protocol errors before reaching the database', asyn
 })
 
 test('fake PostgREST serves RPC over Postgres to supabase-js', async (t) => {
-  if (!(await postgresReachable())) {
-    if (process.env.CI === 'true') assert.fail('no Postgres at 127.0.0.1:5432, and CI=true requires it')
-    t.skip('no Postgres at 127.0.0.1:5432')
-    return
-  }
+  if (!(await requirePostgres(t))) return
   const dbName = `fp_test_${randomBytes(6).toString('hex')}`
   const admin = postgres(ADMIN_URL, { max: 1, ...quiet })
   await admin.unsafe(`create database ${dbName}`)

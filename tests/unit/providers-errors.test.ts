@@ -1,5 +1,5 @@
 /**
- * Provider answers mapped to the SPEC §1 codes: quotas are final, too-large is FILE_TOO_LARGE,
+ * Provider answers mapped to the catalogue's codes (src/errors.ts): quotas are final, too-large is FILE_TOO_LARGE,
  * refusals carry the provider's (sanitised) message, and nothing of the key leaks.
  */
 import assert from 'node:assert/strict'
