@@ -278,7 +278,7 @@ export class FileService {
         p_metadata: meta.metadata,
         p_expires_at:
           meta.expiresInSeconds === undefined ? undefined : new Date(Date.now() + meta.expiresInSeconds * 1000),
-        p_stuck_minutes: config.lifecycle.stuckUploadMinutes,
+        p_stuck_minutes: config.cleanup.stuckUploadMinutes,
         p_max_files: candidate.config.maxFiles ?? undefined,
         p_max_bytes: candidate.config.maxTotalBytes ?? undefined,
         p_owner: claimOwner,

@@ -1,5 +1,6 @@
 /**
- * The cleanup sweeps of SPEC §4. Each job claims its rows in batches with SKIP LOCKED and
+ * The cleanup sweeps: expired, orphaned and stuck files, reconciliation with the provider's list,
+ * and provider deletes still owed (docs/lifecycle.md). Each job claims its rows in batches with SKIP LOCKED and
  * tombstones them in the same statement, then deletes at the provider with bounded concurrency
  * through the one leased delete path, so each provider file is deleted exactly once whatever
  * the number of replicas. Jobs run under a per-job lease in Postgres (one replica at a time;
@@ -52,7 +53,7 @@ interface Log {
   warn(obj: object, msg: string): void
 }
 
-export interface LifecycleDeps {
+export interface CleanupDeps {
   store: StorePort
   providers: ProviderRegistry
   config: Config
@@ -78,10 +79,10 @@ export async function mapBounded<T>(items: T[], concurrency: number, work: (item
 }
 
 type SweepJob = Exclude<CleanupJob, 'reconcile'>
-type Lifecycle = Config['lifecycle']
+type CleanupSettings = Config['cleanup']
 
 /** The read-only SQL function listing a job's candidates (dry run). */
-function findCall(job: SweepJob, lc: Lifecycle, limit: number): { fn: string; args: Record<string, unknown> } {
+function findCall(job: SweepJob, lc: CleanupSettings, limit: number): { fn: string; args: Record<string, unknown> } {
   switch (job) {
     case 'expired':
       return { fn: 'find_expired_files', args: { retention_days: lc.retentionDays, p_limit: limit } }
@@ -97,7 +98,7 @@ function findCall(job: SweepJob, lc: Lifecycle, limit: number): { fn: string; ar
 /** The SQL function that claims (and tombstones) one batch of a job's rows. */
 function sweepCall(
   job: SweepJob,
-  lc: Lifecycle,
+  lc: CleanupSettings,
   limit: number,
   leaseSeconds: number,
 ): { fn: string; args: Record<string, unknown> } {
@@ -119,12 +120,12 @@ function sweepCall(
   }
 }
 
-export class LifecycleService {
+export class CleanupService {
   /** Identifies this process as a lease holder. */
   readonly holder = `filegate-${randomUUID()}`
   private stopping = false
 
-  constructor(private readonly deps: LifecycleDeps) {}
+  constructor(private readonly deps: CleanupDeps) {}
 
   /** Asks running sweeps to stop after their current batch. */
   stop(): void {
@@ -206,7 +207,7 @@ export class LifecycleService {
 
   private async sweep(job: CleanupJob, options: CleanupOptions, report: JobReport, leaseName: string): Promise<void> {
     const { store, config } = this.deps
-    const lc = config.lifecycle
+    const lc = config.cleanup
     const leaseSeconds = this.deps.deletion.leaseSeconds
     if (job === 'reconcile') return this.reconcile(options, report)
 
@@ -308,7 +309,7 @@ export class LifecycleService {
    */
   private async reconcile(options: CleanupOptions, report: JobReport): Promise<void> {
     const { store, providers, config, metrics } = this.deps
-    const graceMs = config.lifecycle.reconcileGraceMinutes * 60_000
+    const graceMs = config.cleanup.reconcileGraceMinutes * 60_000
     for (const adapter of providers.list()) {
       const listedBefore = new Date()
       const listed: Array<{ id: string; createdAt: number }> = []
@@ -327,8 +328,8 @@ export class LifecycleService {
       const t = this.tally(report, adapter.name)
       t.candidates += chosen.length
       if (options.dryRun) t.candidate_ids = chosen.slice(0, dryRunIdCap).map((f) => f.id)
-      if (!options.dryRun && config.lifecycle.reconcileDeleteUnknown) {
-        await mapBounded(chosen, config.lifecycle.concurrency, async (f) => {
+      if (!options.dryRun && config.cleanup.reconcileDeleteUnknown) {
+        await mapBounded(chosen, config.cleanup.concurrency, async (f) => {
           try {
             await adapter.delete(f.id)
             metrics.deletions.inc({ provider: adapter.name, reason: 'reconciled' })
