@@ -211,7 +211,11 @@ export async function receiveUpload(
       // provider account while it streams; a chunked body is received first, and counted exactly.
       if (plan && declaredSha256 && !plan.auto && contentLength !== undefined) {
         const meta = parseMeta(fields, filename, mimeType, options.expires)
-        result = await service.uploadStreamThrough(tenant, plan, meta, declaredSha256, file.file, contentLength)
+        result = await service.uploadStreamThrough(tenant, plan, meta, {
+          stream: file.file,
+          declaredSha256,
+          declaredBytes: contentLength,
+        })
         file.file.resume() // a dedup answer did not read the body: discard what is left
         continue
       }

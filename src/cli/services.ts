@@ -10,7 +10,8 @@ import { FileService } from '../domain/files.js'
 import { createMetrics } from '../metrics.js'
 import { createProviderRegistry, type ProviderRegistry } from '../providers/registry.js'
 import { createStore, type StorePort } from '../store/index.js'
-import { latestVersion, loadMigrations, schemaVersion } from '../store/migrations.js'
+import { latestVersion, loadMigrations } from '../store/migrations.js'
+import { schemaVersion } from '../store/queries.js'
 import { CliError } from './io.js'
 
 export interface CliServices {

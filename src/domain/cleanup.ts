@@ -12,6 +12,15 @@ import type { Metrics } from '../metrics.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
+import {
+  acquireJobLease,
+  claimSweepBatch,
+  findSweepCandidates,
+  findUnknownProviderFiles,
+  markProviderDeletedMany,
+  reconcileGoneFiles,
+  releaseJobLease,
+} from '../store/queries.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
 import type { FileRow } from './file-record.js'
 
@@ -78,48 +87,6 @@ export async function mapBounded<T>(items: T[], concurrency: number, work: (item
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
 }
 
-type SweepJob = Exclude<CleanupJob, 'reconcile'>
-type CleanupSettings = Config['cleanup']
-
-/** The read-only SQL function listing a job's candidates (dry run). */
-function findCall(job: SweepJob, lc: CleanupSettings, limit: number): { fn: string; args: Record<string, unknown> } {
-  switch (job) {
-    case 'expired':
-      return { fn: 'find_expired_files', args: { retention_days: lc.retentionDays, p_limit: limit } }
-    case 'orphaned':
-      return { fn: 'find_orphaned_files', args: { orphan_age_days: lc.orphanAgeDays, p_limit: limit } }
-    case 'stuck':
-      return { fn: 'find_stuck_uploads', args: { stuck_minutes: lc.stuckUploadMinutes, p_limit: limit } }
-    case 'provider_deletes':
-      return { fn: 'find_pending_provider_deletes', args: { p_limit: limit } }
-  }
-}
-
-/** The SQL function that claims (and tombstones) one batch of a job's rows. */
-function sweepCall(
-  job: SweepJob,
-  lc: CleanupSettings,
-  limit: number,
-  leaseSeconds: number,
-): { fn: string; args: Record<string, unknown> } {
-  switch (job) {
-    case 'expired':
-      return {
-        fn: 'sweep_expired_files',
-        args: { retention_days: lc.retentionDays, p_limit: limit, p_lease_seconds: leaseSeconds },
-      }
-    case 'orphaned':
-      return {
-        fn: 'sweep_orphaned_files',
-        args: { orphan_age_days: lc.orphanAgeDays, p_limit: limit, p_lease_seconds: leaseSeconds },
-      }
-    case 'stuck':
-      return { fn: 'fail_stuck_uploads', args: { stuck_minutes: lc.stuckUploadMinutes, p_limit: limit } }
-    case 'provider_deletes':
-      return { fn: 'claim_provider_deletes', args: { p_limit: limit, p_lease_seconds: leaseSeconds } }
-  }
-}
-
 export class CleanupService {
   /** Identifies this process as a lease holder. */
   readonly holder = `filegate-${randomUUID()}`
@@ -145,11 +112,7 @@ export class CleanupService {
     const { store, metrics, log } = this.deps
     const leaseName = `cleanup:${job}`
     if (!options.dryRun) {
-      const got = await store.call<boolean>('acquire_job_lease', {
-        p_job: leaseName,
-        p_holder: this.holder,
-        p_ttl_seconds: leaseTtlSeconds,
-      })
+      const got = await acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds)
       if (!got) {
         metrics.cleanupRuns.inc({ job, outcome: 'skipped' })
         return { status: 'skipped', reason: 'another worker holds the lease', providers: {} }
@@ -171,7 +134,7 @@ export class CleanupService {
       log.warn({ job, err: { code: e.code, message: e.message } }, 'cleanup job failed')
     } finally {
       if (!options.dryRun) {
-        await store.call('release_job_lease', { p_job: leaseName, p_holder: this.holder }).catch(() => {})
+        await releaseJobLease(store, leaseName, this.holder).catch(() => {})
       }
     }
     const totals = Object.values(report.providers).reduce(
@@ -212,8 +175,7 @@ export class CleanupService {
     if (job === 'reconcile') return this.reconcile(options, report)
 
     if (options.dryRun) {
-      const { fn, args } = findCall(job, lc, options.limit ?? dryRunIdCap)
-      this.noteCandidates(report, await store.call<FileRow[]>(fn, args), true)
+      this.noteCandidates(report, await findSweepCandidates(store, job, lc, options.limit ?? dryRunIdCap), true)
       return
     }
 
@@ -223,12 +185,11 @@ export class CleanupService {
     // Claims the next batch (tombstoned and leased in one statement) and queues its provider deletes.
     const claimBatch = async () => {
       const batchSize = Math.min(lc.batchSize, remaining)
-      const { fn, args } = sweepCall(job, lc, batchSize, leaseSeconds)
       // Keep the lease while batches go on (a dead worker's lease still lapses after the TTL); it
       // travels beside the claim rather than after it.
       const [batch] = await Promise.all([
-        store.call<FileRow[]>(fn, args),
-        store.call('acquire_job_lease', { p_job: leaseName, p_holder: this.holder, p_ttl_seconds: leaseTtlSeconds }),
+        claimSweepBatch(store, job, lc, batchSize, leaseSeconds),
+        acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds),
       ])
       remaining -= batch.length
       if (batch.length < batchSize || remaining <= 0) exhausted = true
@@ -251,10 +212,7 @@ export class CleanupService {
       const ids = marks.splice(0)
       marking = marking
         .then(async () => {
-          const groups = await store.call<Array<{ provider: string; reason: string; n: number }>>(
-            'mark_provider_deleted_many',
-            { p_ids: ids },
-          )
+          const groups = await markProviderDeletedMany(store, ids)
           for (const g of groups)
             this.deps.metrics.deletions.inc({ provider: g.provider, reason: g.reason }, Number(g.n))
         })
@@ -315,12 +273,7 @@ export class CleanupService {
       const listed: Array<{ id: string; createdAt: number }> = []
       for await (const f of adapter.listAll()) listed.push({ id: f.id, createdAt: f.createdAt })
       const ids = listed.map((f) => f.id)
-      const unknown = new Set(
-        await store.call<string[]>('find_unknown_provider_files', {
-          p_provider: adapter.name,
-          p_provider_file_ids: ids,
-        }),
-      )
+      const unknown = new Set(await findUnknownProviderFiles(store, adapter.name, ids))
       const cutoff = listedBefore.getTime() - graceMs
       const stale = listed.filter((f) => unknown.has(f.id) && f.createdAt * 1000 <= cutoff)
       const limit = options.limit ?? Number.POSITIVE_INFINITY
@@ -339,12 +292,12 @@ export class CleanupService {
           }
         })
       }
-      const gone = await store.call<FileRow[]>('reconcile_gone_files', {
-        p_provider: adapter.name,
-        p_provider_file_ids: ids,
-        p_listed_before: listedBefore,
-        p_apply: !options.dryRun,
-        p_limit: Number.isFinite(limit) ? limit : 10_000,
+      const gone = await reconcileGoneFiles(store, {
+        provider: adapter.name,
+        listedIds: ids,
+        listedBefore,
+        apply: !options.dryRun,
+        limit: Number.isFinite(limit) ? limit : 10_000,
       })
       // Rows whose provider file vanished: counted as candidates (tombstoned `reconciled` in a real run).
       this.noteCandidates(report, gone, options.dryRun)
