@@ -1,5 +1,6 @@
 /**
- * The file service the HTTP faces call: uploads (domain/uploads.ts), reads (domain/reads.ts), deletes (domain/deletion.ts) and limits
+ * The file service the HTTP faces call: uploads (domain/uploads.ts, taken in by
+ * domain/reception.ts), reads (domain/reads.ts), deletes (domain/deletion.ts) and limits
  * (domain/limits.ts), over one store, one provider registry and one set of settle waiters.
  */
 import type { Config } from '../config.js'
@@ -13,9 +14,10 @@ import { type DeletionDeps, deleteFile } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
 import { type LimitsDeps, type ProviderLimits, providerLimits, refreshUsageGauges } from './limits.js'
 import { type FilePage, type ListQuery, listPage, readContent, readRow, readRowByProviderId } from './reads.js'
+import { UploadReception, type UploadRequest } from './reception.js'
 import { SettleWaiters } from './settle-waiters.js'
 import { planUpload, type UploadPlan } from './upload-plan.js'
-import { type UploadResult, Uploads } from './uploads.js'
+import { Uploads } from './uploads.js'
 
 export type { ListQuery } from './reads.js'
 export type { FileMeta, UploadResult } from './uploads.js'
@@ -48,12 +50,9 @@ export class FileService {
     return planUpload(this.deps.config.providers, this.deps.providers, request)
   }
 
-  uploadSpooled(...args: Parameters<Uploads['uploadSpooled']>): Promise<UploadResult> {
-    return this.uploads.uploadSpooled(...args)
-  }
-
-  uploadStreamThrough(...args: Parameters<Uploads['uploadStreamThrough']>): Promise<UploadResult> {
-    return this.uploads.uploadStreamThrough(...args)
+  /** Takes in one upload body: the intake hands it the file part and the fields as it reads them. */
+  receive(request: UploadRequest): UploadReception {
+    return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request)
   }
 
   /** Counts a refusal made before any provider was involved (a validation failure, by its code). */
