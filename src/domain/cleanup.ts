@@ -1,9 +1,9 @@
 /**
  * The cleanup sweeps: expired, orphaned and stuck files, reconciliation with the provider's list,
- * and provider deletes still owed (docs/lifecycle.md). Each job claims its rows in batches with SKIP LOCKED and
- * tombstones them in the same statement, then deletes at the provider with bounded concurrency
- * through the one leased delete path, so each provider file is deleted exactly once whatever
- * the number of replicas. Jobs run under a per-job lease in Postgres (one replica at a time;
+ * and provider deletes still owed (docs/lifecycle.md). Each job claims its rows in batches with
+ * SKIP LOCKED and tombstones them in the same statement, then deletes at the provider with
+ * bounded concurrency through the one leased delete path (sweep-batches.ts), so each provider
+ * file is deleted exactly once whatever the number of replicas. Jobs run under a per-job lease in Postgres (one replica at a time;
  * a dead holder's lease expires). Dry runs only read.
  */
 import { randomUUID } from 'node:crypto'
@@ -14,27 +14,20 @@ import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
 import {
   acquireJobLease,
-  claimSweepBatch,
   findSweepCandidates,
   findUnknownProviderFiles,
-  markProviderDeletedMany,
   reconcileGoneFiles,
   releaseJobLease,
 } from '../store/queries.js'
-import { type DeletionDeps, deleteAtProvider } from './deletion.js'
-import type { FileRow } from './file-record.js'
+import type { DeletionDeps } from './deletion.js'
+import { BatchSweep, dryRunIdCap, noteCandidates, type ProviderTally, tally } from './sweep-batches.js'
+
+export type { ProviderTally } from './sweep-batches.js'
 
 /** In the order they run: stuck feeds orphaned (failed rows), every job feeds provider_deletes. */
 export const cleanupJobs = ['stuck', 'expired', 'orphaned', 'reconcile', 'provider_deletes'] as const
 export type CleanupJob = (typeof cleanupJobs)[number]
 export const defaultJobs: CleanupJob[] = ['stuck', 'expired', 'orphaned', 'provider_deletes']
-
-export interface ProviderTally {
-  candidates: number
-  deleted: number
-  failed: number
-  candidate_ids?: string[]
-}
 
 export interface JobReport {
   status: 'completed' | 'skipped' | 'failed'
@@ -71,9 +64,7 @@ export interface CleanupDeps {
   log: Log
 }
 
-const dryRunIdCap = 1000
 const leaseTtlSeconds = 120
-const markBatch = 100
 
 /** Runs `work` over `items` with at most `concurrency` at once. */
 export async function mapBounded<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -152,112 +143,25 @@ export class CleanupService {
     return report
   }
 
-  private tally(report: JobReport, provider: string): ProviderTally {
-    report.providers[provider] ??= { candidates: 0, deleted: 0, failed: 0 }
-    return report.providers[provider]
-  }
-
-  private noteCandidates(report: JobReport, rows: Array<{ provider: string; id: string }>, dryRun: boolean) {
-    for (const row of rows) {
-      const t = this.tally(report, row.provider)
-      t.candidates++
-      if (dryRun) {
-        t.candidate_ids ??= []
-        if (t.candidate_ids.length < dryRunIdCap) t.candidate_ids.push(row.id)
-      }
-    }
-  }
-
   private async sweep(job: CleanupJob, options: CleanupOptions, report: JobReport, leaseName: string): Promise<void> {
-    const { store, config } = this.deps
-    const lc = config.cleanup
-    const leaseSeconds = this.deps.deletion.leaseSeconds
     if (job === 'reconcile') return this.reconcile(options, report)
-
+    const { store, config, metrics, deletion } = this.deps
     if (options.dryRun) {
-      this.noteCandidates(report, await findSweepCandidates(store, job, lc, options.limit ?? dryRunIdCap), true)
+      const candidates = await findSweepCandidates(store, job, config.cleanup, options.limit ?? dryRunIdCap)
+      noteCandidates(report.providers, candidates, true)
       return
     }
-
-    let remaining = options.limit ?? Number.POSITIVE_INFINITY
-    let exhausted = false
-    const queue: FileRow[] = []
-    // Claims the next batch (tombstoned and leased in one statement) and queues its provider deletes.
-    const claimBatch = async () => {
-      const batchSize = Math.min(lc.batchSize, remaining)
-      // Keep the lease while batches go on (a dead worker's lease still lapses after the TTL); it
-      // travels beside the claim rather than after it.
-      const [batch] = await Promise.all([
-        claimSweepBatch(store, job, lc, batchSize, leaseSeconds),
-        acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds),
-      ])
-      remaining -= batch.length
-      if (batch.length < batchSize || remaining <= 0) exhausted = true
-      this.noteCandidates(report, batch, false)
-      if (job !== 'stuck') queue.push(...batch.filter((row) => !row.provider_deleted && row.provider_file_id))
-    }
-    if (job === 'stuck') {
-      while (!exhausted && !this.stopping) await claimBatch()
-      return
-    }
-
-    // Successful deletes are recorded in bulk, one round trip per markBatch rows, in the background:
-    // no worker waits for a mark. A failed mark fails the sweep at its end; the rows it would have
-    // marked keep their lease and are deleted again (a provider 404 counts) by provider_deletes.
-    const marks: string[] = []
-    let marking: Promise<void> = Promise.resolve()
-    let markError: unknown
-    const flushMarks = () => {
-      if (marks.length === 0) return marking
-      const ids = marks.splice(0)
-      marking = marking
-        .then(async () => {
-          const groups = await markProviderDeletedMany(store, ids)
-          for (const g of groups)
-            this.deps.metrics.deletions.inc({ provider: g.provider, reason: g.reason }, Number(g.n))
-        })
-        .catch((err: unknown) => {
-          markError ??= err
-        })
-      return marking
-    }
-    // Workers keep `concurrency` deletes in flight. The next batch is claimed once half of the
-    // current one is left, so its claim (a statement over batchSize rows) is done before the queue
-    // runs dry and no worker idles at a batch boundary. On stop, claimed rows still finish.
-    const prefetchAt = Math.max(lc.concurrency, Math.floor(lc.batchSize / 2))
-    let claiming: Promise<void> | undefined
-    const worker = async () => {
-      for (;;) {
-        if (!claiming && !exhausted && !this.stopping && queue.length <= prefetchAt) {
-          claiming = claimBatch().finally(() => {
-            claiming = undefined
-          })
-        }
-        const row = queue.shift()
-        if (!row) {
-          if (claiming) {
-            await claiming
-            continue
-          }
-          return
-        }
-        const { outcome } = await deleteAtProvider(this.deps.deletion, row, { alreadyClaimed: true, deferMark: true })
-        const t = this.tally(report, row.provider)
-        if (outcome === 'deleted' || outcome === 'already_gone') {
-          t.deleted++
-          marks.push(row.id)
-          if (marks.length >= markBatch) void flushMarks()
-        } else {
-          t.failed++
-        }
-      }
-    }
-    try {
-      await Promise.all(Array.from({ length: lc.concurrency }, worker))
-    } finally {
-      await flushMarks()
-    }
-    if (markError) throw markError
+    await new BatchSweep({
+      store,
+      metrics,
+      deletion,
+      job,
+      settings: config.cleanup,
+      limit: options.limit,
+      tallies: report.providers,
+      renewLease: () => acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds),
+      stopping: () => this.stopping,
+    }).run()
   }
 
   /**
@@ -278,7 +182,7 @@ export class CleanupService {
       const stale = listed.filter((f) => unknown.has(f.id) && f.createdAt * 1000 <= cutoff)
       const limit = options.limit ?? Number.POSITIVE_INFINITY
       const chosen = stale.slice(0, Number.isFinite(limit) ? limit : undefined)
-      const t = this.tally(report, adapter.name)
+      const t = tally(report.providers, adapter.name)
       t.candidates += chosen.length
       if (options.dryRun) t.candidate_ids = chosen.slice(0, dryRunIdCap).map((f) => f.id)
       if (!options.dryRun && config.cleanup.reconcileDeleteUnknown) {
@@ -300,7 +204,7 @@ export class CleanupService {
         limit: Number.isFinite(limit) ? limit : 10_000,
       })
       // Rows whose provider file vanished: counted as candidates (tombstoned `reconciled` in a real run).
-      this.noteCandidates(report, gone, options.dryRun)
+      noteCandidates(report.providers, gone, options.dryRun)
     }
   }
 }
