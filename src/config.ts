@@ -183,7 +183,7 @@ export interface Config {
   retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number }
   circuit: { failureThreshold: number; resetMs: number }
   providerMaxConcurrentUploads: number
-  lifecycle: {
+  cleanup: {
     retentionDays: number
     orphanAgeDays: number
     stuckUploadMinutes: number
@@ -503,7 +503,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     },
     circuit: { failureThreshold: env.CIRCUIT_FAILURE_THRESHOLD, resetMs: env.CIRCUIT_RESET_MS },
     providerMaxConcurrentUploads: env.PROVIDER_MAX_CONCURRENT_UPLOADS,
-    lifecycle: {
+    cleanup: {
       retentionDays: env.RETENTION_DAYS,
       orphanAgeDays: env.ORPHAN_AGE_DAYS,
       stuckUploadMinutes: env.STUCK_UPLOAD_MINUTES,

@@ -1,6 +1,6 @@
 /** POST /v1/cleanup (admin): run the sweeps now; a dry run (the default) changes nothing. */
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
-import { type CleanupJob, cleanupJobs, defaultJobs } from '../../src/domain/lifecycle.js'
+import { type CleanupJob, cleanupJobs, defaultJobs } from '../../src/domain/cleanup.js'
 import { problems } from '../schemas.js'
 
 const Job = Type.Union(cleanupJobs.map((j) => Type.Literal(j)))

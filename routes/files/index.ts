@@ -1,10 +1,10 @@
-/** The files API of SPEC §1: upload, list, get, content, delete. */
+/** The files API: upload, list, get, content, delete (docs/api.md). */
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { toFileObject } from '../../src/domain/file-record.js'
+import { handleUpload, skipBodyValidation } from '../intake.js'
 import { FileRef, FileSchema, problems, SafeText } from '../schemas.js'
 import { sendContent } from './content-reply.js'
-import { handleUpload, skipBodyValidation } from './upload-form.js'
 
 const UploadBody = Type.Object(
   {
@@ -49,7 +49,7 @@ const Sha256Header = Type.Object({
   ),
 })
 
-const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.js').Config }> = async (app, opts) => {
+const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.js').Config }> = async (app) => {
   app.addSchema(FileSchema)
 
   app.post(
@@ -83,7 +83,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
     },
     async (request, reply) => {
       const declared = request.headers['x-content-sha256']?.toLowerCase()
-      const result = await handleUpload(request, reply, app.files, opts.config, declared)
+      const result = await handleUpload(request, reply, app.files, declared)
       reply.code(result.deduplicated ? 200 : 201)
       return { ...result.file, deduplicated: result.deduplicated }
     },

@@ -1,9 +1,11 @@
 /**
  * Kubernetes probes. Liveness only says the event loop turns. Readiness needs the database to
  * answer with the expected schema and the process not to be shutting down; provider outages
- * are reported in the body but never fail readiness (SPEC §1).
+ * are reported in the body but never fail readiness: a provider down is that provider's
+ * problem (its circuit answers fast), not a reason to take this replica out of the load balancer.
  */
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
+import { schemaVersion } from '../../src/store/queries.js'
 
 const readinessTimeoutMs = 2_000
 
@@ -43,21 +45,18 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     let timer: NodeJS.Timeout | undefined
     try {
       const version = await Promise.race([
-        app.store.call<number>('filegate_schema_version'),
+        schemaVersion(app.store),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error('timed out')), readinessTimeoutMs)
         }),
       ])
-      const ok = app.lifecycle.schemaReady && Number(version) >= app.expectedSchemaVersion
+      if (version === 0) return { database: { ok: true }, schema: { ok: false, detail: 'migrations not applied' } }
+      const ok = app.lifecycle.schemaReady && version >= app.expectedSchemaVersion
       return {
         database: { ok: true },
         schema: ok ? { ok } : { ok, detail: `schema ${version}, expected ${app.expectedSchemaVersion}` },
       }
-    } catch (err) {
-      const code = (err as { code?: string }).code
-      if (code === '42883' || code === 'PGRST202') {
-        return { database: { ok: true }, schema: { ok: false, detail: 'migrations not applied' } }
-      }
+    } catch {
       return { database: { ok: false, detail: 'database did not answer' }, schema: { ok: false, detail: 'unknown' } }
     } finally {
       clearTimeout(timer)

@@ -17,7 +17,7 @@ import { AppError, type ErrorCode } from '../../src/errors.js'
 import { asAppError } from '../../src/plugins/errors.js'
 import { classifyFailure } from '../../src/providers/errors.js'
 import { sendContent } from '../files/content-reply.js'
-import { handleUpload, openAiExpires, openAiFields, skipBodyValidation } from '../files/upload-form.js'
+import { handleUpload, openAiExpires, openAiFields, skipBodyValidation } from '../intake.js'
 import { SafeText } from '../schemas.js'
 
 const OpenAiFile = Type.Object(
@@ -174,7 +174,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
     },
     async (request, reply) => {
       const provider = providerOf(request.params.provider)
-      const result = await handleUpload(request, reply, app.files, opts.config, undefined, {
+      const result = await handleUpload(request, reply, app.files, undefined, {
         fieldNames: openAiFields,
         expires: openAiExpires,
         provider,

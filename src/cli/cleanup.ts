@@ -6,7 +6,7 @@
  * line per job.
  */
 import type { Config } from '../config.js'
-import { type CleanupJob, type CleanupReport, cleanupJobs, defaultJobs, type JobReport } from '../domain/lifecycle.js'
+import { type CleanupJob, type CleanupReport, cleanupJobs, defaultJobs, type JobReport } from '../domain/cleanup.js'
 import { CliError, type CliIo, exitCodes, writeJson } from './io.js'
 import { openServices } from './services.js'
 
@@ -83,7 +83,7 @@ export async function cleanupCommand(config: Config, io: CliIo, opts: CleanupCom
   let stopped = false
   const stop = () => {
     stopped = true
-    services.lifecycle.stop()
+    services.cleanup.stop()
     io.stderr.write('\nfilegate: stopping after the current batch (interrupt again to exit now)\n')
     process.once('SIGINT', () => process.exit(130))
   }
@@ -97,7 +97,7 @@ export async function cleanupCommand(config: Config, io: CliIo, opts: CleanupCom
     for (const [i, job] of jobs.entries()) {
       if (stopped) break
       bar(i, `${job}…`)
-      const one = await services.lifecycle.run({ dryRun, jobs: [job], limit })
+      const one = await services.cleanup.run({ dryRun, jobs: [job], limit })
       const result = one.jobs[job] as JobReport
       report.jobs[job] = result
       if (!opts.json) {

@@ -9,7 +9,8 @@ import { isProviderError } from '../providers/errors.js'
 import { FilesClient } from '../providers/files-client.js'
 import { providerDialects } from '../providers/registry.js'
 import { createStore, type StorePort } from '../store/index.js'
-import { latestVersion, loadMigrations, schemaVersion } from '../store/migrations.js'
+import { latestVersion, loadMigrations } from '../store/migrations.js'
+import { schemaVersion } from '../store/queries.js'
 import { type CliIo, exitCodes, writeJson } from './io.js'
 
 export interface Check {

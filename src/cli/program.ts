@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { type Config, ConfigError, loadConfig } from '../config.js'
-import { cleanupJobs, defaultJobs } from '../domain/lifecycle.js'
+import { cleanupJobs, defaultJobs } from '../domain/cleanup.js'
 import { cleanupCommand } from './cleanup.js'
 import { doctorCommand } from './doctor.js'
 import { CliError, type CliIo, exitCodes } from './io.js'

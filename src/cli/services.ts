@@ -5,18 +5,19 @@
  */
 import pino from 'pino'
 import type { Config } from '../config.js'
+import { CleanupService } from '../domain/cleanup.js'
 import { FileService } from '../domain/files.js'
-import { LifecycleService } from '../domain/lifecycle.js'
 import { createMetrics } from '../metrics.js'
 import { createProviderRegistry, type ProviderRegistry } from '../providers/registry.js'
 import { createStore, type StorePort } from '../store/index.js'
-import { latestVersion, loadMigrations, schemaVersion } from '../store/migrations.js'
+import { latestVersion, loadMigrations } from '../store/migrations.js'
+import { schemaVersion } from '../store/queries.js'
 import { CliError } from './io.js'
 
 export interface CliServices {
   store: StorePort
   providers: ProviderRegistry
-  lifecycle: LifecycleService
+  cleanup: CleanupService
   close(): Promise<void>
 }
 
@@ -32,12 +33,12 @@ export async function openServices(config: Config, logLevel: string): Promise<Cl
     const files = new FileService({ store, providers, config, metrics })
     // Logs go to stderr, so that stdout keeps only the report.
     const log = pino({ level: logLevel, base: { name: 'filegate-cli' } }, pino.destination(2))
-    const lifecycle = new LifecycleService({ store, providers, config, metrics, deletion: files.deletionDeps, log })
+    const cleanup = new CleanupService({ store, providers, config, metrics, deletion: files.deletionDeps, log })
     const registry = providers
     return {
       store,
       providers,
-      lifecycle,
+      cleanup,
       async close() {
         await registry.close()
         await store.close()

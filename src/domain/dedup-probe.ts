@@ -6,15 +6,8 @@
  */
 import DataLoader from 'dataloader'
 import type { StorePort } from '../store/port.js'
+import { type DedupProbe, findLiveDuplicates } from '../store/queries.js'
 import type { FileRow } from './file-record.js'
-
-export interface DedupProbe {
-  tenant_id: string
-  /** In order of preference: the first with a live copy answers. */
-  providers: string[]
-  purpose: string
-  sha256: string
-}
 
 /** At most this many probes per call: bounds one statement's work and its row locks. */
 export const maxProbesPerCall = 64
@@ -24,9 +17,7 @@ export type DedupProber = (probe: DedupProbe) => Promise<FileRow | null>
 export function createDedupProber(store: StorePort): DedupProber {
   const loader = new DataLoader<DedupProbe, FileRow | null>(
     async (probes) => {
-      const answers = await store.call<Array<FileRow | null>>('find_live_duplicates', {
-        p_batch: { probes },
-      })
+      const answers = await findLiveDuplicates(store, probes)
       if (!Array.isArray(answers) || answers.length !== probes.length) {
         throw new Error(`find_live_duplicates answered ${answers?.length} rows for ${probes.length} probes`)
       }

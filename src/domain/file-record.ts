@@ -1,5 +1,5 @@
 /**
- * The File object of SPEC §1 and its mapping from the store's jsonb rows. Bookkeeping columns
+ * The API's File object (docs/api.md) and its mapping from the store's jsonb rows. Bookkeeping columns
  * (delete attempts, claim tokens) stay inside; timestamps leave as RFC 3339 UTC.
  */
 import { AppError } from '../errors.js'

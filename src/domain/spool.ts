@@ -141,147 +141,182 @@ export const spoolWriteBatchBytes = 256 * 1024
  * a dedup hit of a small body is the hot path (a pipeline cost it a fifth of its CPU), and a large
  * body pays one thread-pool round trip per 256 KiB instead of per 64 KiB chunk.
  */
-export function spoolToFile(
-  source: Readable,
-  options: { dir: string; maxBytes: number; onLimit: () => Error; memoryBytes?: number },
-): Promise<SpooledFile> {
-  const memoryBytes = options.memoryBytes ?? memorySpoolBytes
-  return new Promise<SpooledFile>((resolve, reject) => {
-    const counter = new HashCounter(options.maxBytes, options.onLimit)
-    /** What arrived and is not on disk yet: the whole body while in memory, then the filling batch. */
-    let held: Buffer[] = []
-    let heldBytes = 0
-    let path: string | undefined
-    /** Set once the spill file is being opened; resolves to its handle (or undefined if that failed). */
-    let opening: Promise<FileHandle | undefined> | undefined
-    let file: FileHandle | undefined
-    let position = 0
-    let writing = false
-    let ended = false
-    let settled = false
-    const detach = () => {
-      source.removeListener('data', onData)
-      source.removeListener('end', onEnd)
-      source.removeListener('error', onSourceError)
-      source.removeListener('close', onClose)
-    }
-    const onSourceError = (err: Error) => fail(clientBodyError(err) as Error)
-    function fail(err: Error) {
-      if (settled) return
-      settled = true
-      detach()
-      // Whatever the source still emits (its own destroy error included) must not go unhandled.
-      source.on('error', () => {})
-      if (!source.destroyed) source.destroy()
-      // The directory vanished under us (a tmp cleaner): make it again for the next upload.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') madeDirs.delete(options.dir)
-      // Close before removing, and only after a pending open settled: a file created after the
-      // removal would be left behind.
-      const cleaned = (opening ?? Promise.resolve(undefined))
-        .then((fh) => fh?.close())
-        .catch(() => {})
-        .then(() => (path ? rm(path, { force: true }) : undefined))
-      cleaned.then(
-        () => reject(err),
-        () => reject(err),
-      )
-    }
-    function spill() {
-      path = join(options.dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
-      const target = path
-      opening = ensureDir(options.dir)
-        .then(() => open(target, 'wx', 0o600))
-        .then(
-          (fh) => {
-            file = fh
-            pump()
-            return fh
-          },
-          (err: Error) => {
-            fail(err)
-            return undefined
-          },
-        )
-    }
-    /** Writes the held batch when it is full (or the body ended), resumes the source, finishes at the end. */
-    function pump() {
-      if (settled || !file || writing) return
-      if (heldBytes >= spoolWriteBatchBytes || (ended && heldBytes > 0)) {
-        const batch = held
-        const size = heldBytes
-        held = []
-        heldBytes = 0
-        writing = true
-        writeAll(file, batch, size, position).then(() => {
-          position += size
-          writing = false
-          pump()
-        }, fail)
-      } else if (ended) {
-        const sha256 = counter.digest()
-        file.close().then(() => {
-          if (settled) return
-          settled = true
-          detach()
-          resolve({ path: path as string, bytes: counter.bytes, sha256 })
-        }, fail)
-        return
-      }
-      if (!ended && source.isPaused()) source.resume()
-    }
-    function onData(chunk: Buffer) {
-      if (settled) return
-      const failure = counter.add(chunk)
-      if (failure) {
-        fail(failure)
-        return
-      }
-      held.push(chunk)
-      heldBytes += chunk.length
-      if (path === undefined) {
-        if (counter.bytes > memoryBytes) spill()
-        else return
-      }
-      if (heldBytes < spoolWriteBatchBytes) return
-      // A full batch: write it now if the file is free, and hold the source until it is.
-      if (!file || writing) source.pause()
-      pump()
-    }
-    function onEnd() {
-      if (settled) return
-      // A multipart parser that hit its own size limit ends the stream early and only flags it
-      // (busboy's `truncated`): a cut file must never pass for a whole one.
-      if ((source as { truncated?: boolean }).truncated) {
-        fail(options.onLimit())
-        return
-      }
-      ended = true
-      if (path !== undefined) {
-        pump()
-        return
-      }
-      settled = true
-      detach()
-      resolve({
-        buffer: held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, counter.bytes),
-        bytes: counter.bytes,
-        sha256: counter.digest(),
-      })
-    }
-    function onClose() {
-      if (!source.readableEnded) onSourceError(new Error('the body ended before the file part did'))
-    }
+export interface SpoolOptions {
+  dir: string
+  maxBytes: number
+  onLimit: () => Error
+  memoryBytes?: number
+}
+
+export function spoolToFile(source: Readable, options: SpoolOptions): Promise<SpooledFile> {
+  return new Promise<SpooledFile>((resolve, reject) => new Spooler(source, options, resolve, reject).start())
+}
+
+/** One body being spooled: the source's listeners and the spill file's writes, until it settles once. */
+class Spooler {
+  private readonly counter: HashCounter
+  private readonly memoryBytes: number
+  /** What arrived and is not on disk yet: the whole body while in memory, then the filling batch. */
+  private held: Buffer[] = []
+  private heldBytes = 0
+  private path: string | undefined
+  /** Set once the spill file is being opened; resolves to its handle (or undefined if that failed). */
+  private opening: Promise<FileHandle | undefined> | undefined
+  private file: FileHandle | undefined
+  private position = 0
+  private writing = false
+  private ended = false
+  private settled = false
+
+  constructor(
+    private readonly source: Readable,
+    private readonly options: SpoolOptions,
+    private readonly resolve: (file: SpooledFile) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    this.counter = new HashCounter(options.maxBytes, options.onLimit)
+    this.memoryBytes = options.memoryBytes ?? memorySpoolBytes
+  }
+
+  start(): void {
+    const { source } = this
     // A parser may have destroyed the part before it was handed over (a body that ended early):
     // its 'error' and 'close' are gone, so waiting for them would hang until the request timeout.
     if (source.destroyed && !source.readableEnded) {
-      onSourceError(source.errored ?? new Error('the body ended before the file part did'))
+      this.onSourceError(source.errored ?? new Error('the body ended before the file part did'))
       return
     }
-    source.on('data', onData)
-    source.once('end', onEnd)
-    source.on('error', onSourceError)
-    source.once('close', onClose)
-  })
+    source.on('data', this.onData)
+    source.once('end', this.onEnd)
+    source.on('error', this.onSourceError)
+    source.once('close', this.onClose)
+  }
+
+  private detach(): void {
+    this.source.removeListener('data', this.onData)
+    this.source.removeListener('end', this.onEnd)
+    this.source.removeListener('error', this.onSourceError)
+    this.source.removeListener('close', this.onClose)
+  }
+
+  private settle(file: SpooledFile): void {
+    this.settled = true
+    this.detach()
+    this.resolve(file)
+  }
+
+  private readonly onSourceError = (err: Error) => this.fail(clientBodyError(err) as Error)
+
+  private readonly fail = (err: Error): void => {
+    if (this.settled) return
+    this.settled = true
+    this.detach()
+    const { source } = this
+    // Whatever the source still emits (its own destroy error included) must not go unhandled.
+    source.on('error', () => {})
+    if (!source.destroyed) source.destroy()
+    // The directory vanished under us (a tmp cleaner): make it again for the next upload.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') madeDirs.delete(this.options.dir)
+    // Close before removing, and only after a pending open settled: a file created after the
+    // removal would be left behind.
+    const path = this.path
+    const cleaned = (this.opening ?? Promise.resolve(undefined))
+      .then((fh) => fh?.close())
+      .catch(() => {})
+      .then(() => (path ? rm(path, { force: true }) : undefined))
+    cleaned.then(
+      () => this.reject(err),
+      () => this.reject(err),
+    )
+  }
+
+  /** Past the memory threshold: opens the 0600 spill file; what is held goes to it first. */
+  private spill(): void {
+    const target = join(this.options.dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
+    this.path = target
+    this.opening = ensureDir(this.options.dir)
+      .then(() => open(target, 'wx', 0o600))
+      .then(
+        (fh) => {
+          this.file = fh
+          this.pump()
+          return fh
+        },
+        (err: Error) => {
+          this.fail(err)
+          return undefined
+        },
+      )
+  }
+
+  /** Writes the held batch when it is full (or the body ended), resumes the source, finishes at the end. */
+  private pump(): void {
+    const { file } = this
+    if (this.settled || !file || this.writing) return
+    if (this.heldBytes >= spoolWriteBatchBytes || (this.ended && this.heldBytes > 0)) {
+      const batch = this.held
+      const size = this.heldBytes
+      this.held = []
+      this.heldBytes = 0
+      this.writing = true
+      writeAll(file, batch, size, this.position).then(() => {
+        this.position += size
+        this.writing = false
+        this.pump()
+      }, this.fail)
+    } else if (this.ended) {
+      const sha256 = this.counter.digest()
+      file.close().then(() => {
+        if (!this.settled) this.settle({ path: this.path as string, bytes: this.counter.bytes, sha256 })
+      }, this.fail)
+      return
+    }
+    if (!this.ended && this.source.isPaused()) this.source.resume()
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.settled) return
+    const failure = this.counter.add(chunk)
+    if (failure) {
+      this.fail(failure)
+      return
+    }
+    this.held.push(chunk)
+    this.heldBytes += chunk.length
+    if (this.path === undefined) {
+      if (this.counter.bytes > this.memoryBytes) this.spill()
+      else return
+    }
+    if (this.heldBytes < spoolWriteBatchBytes) return
+    // A full batch: write it now if the file is free, and hold the source until it is.
+    if (!this.file || this.writing) this.source.pause()
+    this.pump()
+  }
+
+  private readonly onEnd = (): void => {
+    if (this.settled) return
+    // A multipart parser that hit its own size limit ends the stream early and only flags it
+    // (busboy's `truncated`): a cut file must never pass for a whole one.
+    if ((this.source as { truncated?: boolean }).truncated) {
+      this.fail(this.options.onLimit())
+      return
+    }
+    this.ended = true
+    if (this.path !== undefined) {
+      this.pump()
+      return
+    }
+    const { held, counter } = this
+    this.settle({
+      buffer: held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, counter.bytes),
+      bytes: counter.bytes,
+      sha256: counter.digest(),
+    })
+  }
+
+  private readonly onClose = (): void => {
+    if (!this.source.readableEnded) this.onSourceError(new Error('the body ended before the file part did'))
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * Which provider(s) an upload may go to, decided from what is known before the body is read:
  * provider (or auto), purpose, filename extension, and the size once it is known.
- * `auto` (SPEC §3): the providers with the smallest per-file limit first (GLM, then Kimi), skipping
+ * `auto`: the providers with the smallest per-file limit first (GLM, then Kimi), skipping
  * unconfigured ones, those whose limits or purposes do not fit, and those with an open circuit.
  */
 import type { ProviderConfig } from '../config.js'

@@ -9,12 +9,12 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import cron from 'node-cron'
 import type { Config } from '../config.js'
-import { defaultJobs } from '../domain/lifecycle.js'
+import { defaultJobs } from '../domain/cleanup.js'
 import { prepareSpoolDir, removeStaleSpools } from '../domain/spool.js'
 
 export default fp(
   async function schedulerPlugin(app: FastifyInstance, opts: { config: Config }) {
-    const { lifecycle: lc } = opts.config
+    const { cleanup: lc } = opts.config
     if (!lc.enabled) app.log.info('scheduled cleanup disabled (CLEANUP_ENABLED=false); spool sweeps still run')
     const sweepSpools = async () => {
       const removed = await removeStaleSpools(opts.config.uploadTmpDir, opts.config.timeouts.uploadMs)

@@ -2,14 +2,14 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
+import { CleanupService } from '../domain/cleanup.js'
 import { FileService } from '../domain/files.js'
-import { LifecycleService } from '../domain/lifecycle.js'
 import { atMostEvery, usageRefreshMs } from '../metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     files: FileService
-    cleanup: LifecycleService
+    cleanup: CleanupService
   }
 }
 
@@ -24,7 +24,7 @@ export default fp(
     app.decorate('files', files)
     app.decorate(
       'cleanup',
-      new LifecycleService({
+      new CleanupService({
         store: app.store,
         providers: app.providers,
         config: opts.config,

@@ -10,10 +10,10 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { StoreConfig } from '../config.js'
 import { AppError } from '../errors.js'
-import { traceStoreCalls } from '../spans.js'
 import { DeferredStore } from '../store/deferred.js'
 import { createStore, migrateStore, type StorePort } from '../store/index.js'
-import { latestVersion, loadMigrations, schemaVersion } from '../store/migrations.js'
+import { latestVersion, loadMigrations } from '../store/migrations.js'
+import { schemaVersion } from '../store/queries.js'
 
 export interface Lifecycle {
   /** True while the first attempt to open and migrate the store is under way. */
@@ -61,8 +61,7 @@ export default fp(
     }
     // Whoever waits on it handles a failure; this keeps one that nobody awaits from crashing the process.
     lifecycle.schemaReadyPromise.catch(() => {})
-    // Upload and sweep steps get a span each (no-ops while tracing is off).
-    app.decorate('store', traceStoreCalls(store))
+    app.decorate('store', store)
     app.decorate('lifecycle', lifecycle)
     app.decorate('expectedSchemaVersion', expected)
 

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { databaseUnavailable, isConnectionError, type MigrationTarget, type StorePort } from './port.js'
+import { databaseUnavailable, isConnectionError, type MigrationTarget } from './port.js'
 
 export interface Migration {
   version: number
@@ -83,16 +83,4 @@ export async function applyMigrations(target: MigrationTarget, migrations: Migra
     }
     return { applied, version: latestVersion(migrations) }
   })
-}
-
-/** The schema version the database reports (0 when the schema is absent). */
-export async function schemaVersion(store: StorePort): Promise<number> {
-  try {
-    return Number(await store.call<number>('filegate_schema_version'))
-  } catch (err) {
-    const code = (err as { code?: string }).code
-    // 42883: undefined function (Postgres); PGRST202: not in PostgREST's schema cache.
-    if (code === '42883' || code === 'PGRST202') return 0
-    throw err
-  }
 }

@@ -1,6 +1,7 @@
 /**
- * The one call port to the database (SPEC §2). The service calls SQL functions by name with
- * named arguments; every filegate function returns jsonb, so each transport yields the same
+ * The one call port to the database, over three transports (embedded PGlite, Postgres, Supabase
+ * via PostgREST). The typed queries (queries.ts) call SQL functions by name with named
+ * arguments; every filegate function returns jsonb, so each transport yields the same
  * JSON shapes. Connection-level failures surface as DATABASE_UNAVAILABLE (503), never a 500.
  */
 import { AppError } from '../errors.js'

@@ -1,18 +1,19 @@
 /**
- * Reads a multipart upload as it streams: text fields before the file part shape how the file
- * is taken (provider limit enforced while streaming, or stream-through with X-Content-SHA256);
- * fields after it are still honoured (the size is then checked once the body is in).
+ * The upload intake both HTTP faces share (/v1/files and the OpenAI facade): reads a multipart
+ * upload as it streams and only parses: the text fields in each face's names, the one file part,
+ * its name and type, and the limits on framing. How the file is taken (streamed through or
+ * spooled, under which provider's limit) is the domain's choice (src/domain/reception.ts): text
+ * fields before the file part shape it; fields after it are still honoured.
  */
 import type { MultipartFile, MultipartValue } from '@fastify/multipart'
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { Config } from '../../src/config.js'
-import { sanitizeFilename } from '../../src/domain/filename.js'
-import type { FileMeta, FileService, UploadResult } from '../../src/domain/files.js'
-import { clientBodyError, removeSpool, type SpooledFile, spoolToFile, tooLarge } from '../../src/domain/spool.js'
-import { AppError } from '../../src/errors.js'
-import { asAppError } from '../../src/plugins/errors.js'
-import { inSpan } from '../../src/spans.js'
+import { sanitizeFilename } from '../src/domain/filename.js'
+import type { FileMeta, FileService, UploadResult } from '../src/domain/files.js'
+import type { UploadForm, UploadReception } from '../src/domain/reception.js'
+import { clientBodyError } from '../src/domain/spool.js'
+import { AppError } from '../src/errors.js'
+import { asAppError } from '../src/plugins/errors.js'
 
 const maxMetadataBytes = 4096
 /** Nesting deeper than this is refused: metadata is labels, not documents. */
@@ -158,12 +159,32 @@ async function* framedParts<T>(parts: AsyncIterable<T>): AsyncGenerator<T> {
 
 const mimePattern = /^[a-z0-9!#$&^_.+-]{1,64}\/[a-z0-9!#$&^_.+-]{1,128}$/i
 
-/** Handles one POST /v1/files body end to end; the spool file is gone when it returns. */
+/** The form as far as it was read, for the domain: fields parsed on demand, so a field after the file part counts. */
+function formOf(fields: Fields, filename: string, mimeType: string, expires: ExpiresRange | undefined): UploadForm {
+  return {
+    provider: fields.provider,
+    purpose: fields.purpose,
+    filename,
+    meta: () => parseMeta(fields, filename, mimeType, expires),
+  }
+}
+
+/** The one file part, checked: exactly one, named "file"; its filename sanitised and its type kept if well-formed. */
+function acceptFilePart(file: MultipartFile, fileParts: number): { filename: string; mimeType: string } {
+  if (fileParts > 1 || file.fieldname !== 'file') {
+    file.file.resume()
+    throw fileParts > 1
+      ? new AppError('TOO_MANY_FILES', { detail: 'Send exactly one file part, named "file"' })
+      : new AppError('VALIDATION_FAILED', { detail: `The file part must be named "file", not "${file.fieldname}"` })
+  }
+  const mimeType = mimePattern.test(file.mimetype) ? file.mimetype.toLowerCase() : 'application/octet-stream'
+  return { filename: sanitizeFilename(file.filename), mimeType }
+}
+
+/** Reads one upload body end to end into `reception`; the spool file is gone when it returns. */
 export async function receiveUpload(
   request: FastifyRequest,
-  service: FileService,
-  config: Config,
-  declaredSha256: string | undefined,
+  reception: UploadReception,
   options: UploadFormOptions = { fieldNames: filegateFields },
 ): Promise<UploadResult> {
   if (!request.isMultipart()) {
@@ -172,78 +193,29 @@ export async function receiveUpload(
   if (!/;\s*boundary=/i.test(request.headers['content-type'] ?? '')) {
     throw new AppError('VALIDATION_FAILED', { detail: 'Content-Type multipart/form-data needs a boundary parameter' })
   }
-  const tenant = request.auth.tenant
   const fields: Fields = options.provider === undefined ? {} : { provider: options.provider }
-  let spool: SpooledFile | undefined
-  let result: UploadResult | undefined
-  let filename: string | undefined
-  let mimeType = 'application/octet-stream'
+  let file: { filename: string; mimeType: string } | undefined
   let fileParts = 0
-  const contentLength = Number(request.headers['content-length']) || undefined
-  // Until the provider is known, the largest limit of any provider bounds the stream.
-  const largestLimit = Math.max(...config.providers.map((p) => p.maxFileBytes))
   // @fastify/multipart defaults fileSize to the app's bodyLimit (64 KiB) and then truncates the
-  // file stream silently; our own counters enforce the provider limits, so busboy must only stop
-  // past the largest of them (one byte more, so the counter sees limit + 1 and refuses first).
-  const parts = request.parts({ limits: { fileSize: largestLimit + 1 } })
+  // file stream silently; the domain's counters enforce the provider limits, so busboy must only
+  // stop past the largest of them (one byte more, so the counter sees limit + 1 and refuses first).
+  const parts = request.parts({ limits: { fileSize: reception.largestFileBytes + 1 } })
   try {
     for await (const part of framedParts(parts)) {
       if (part.type === 'field') {
         readField(fields, part, options.fieldNames)
         continue
       }
-      const file = part as MultipartFile
       fileParts++
-      if (fileParts > 1 || file.fieldname !== 'file') {
-        file.file.resume()
-        throw fileParts > 1
-          ? new AppError('TOO_MANY_FILES', { detail: 'Send exactly one file part, named "file"' })
-          : new AppError('VALIDATION_FAILED', { detail: `The file part must be named "file", not "${file.fieldname}"` })
-      }
-      filename = sanitizeFilename(file.filename)
-      mimeType = mimePattern.test(file.mimetype) ? file.mimetype.toLowerCase() : 'application/octet-stream'
-      const providerKnown = fields.provider !== undefined
-      const plan = providerKnown
-        ? service.plan({ provider: fields.provider as string, purpose: fields.purpose, filename })
-        : undefined
-
-      // Streamed straight through only with a Content-Length, which bounds what is reserved on the
-      // provider account while it streams; a chunked body is received first, and counted exactly.
-      if (plan && declaredSha256 && !plan.auto && contentLength !== undefined) {
-        const meta = parseMeta(fields, filename, mimeType, options.expires)
-        result = await service.uploadStreamThrough(tenant, plan, meta, declaredSha256, file.file, contentLength)
-        file.file.resume() // a dedup answer did not read the body: discard what is left
-        continue
-      }
-      const maxBytes = plan?.maxBytes ?? largestLimit
-      const limitOwner = plan?.candidates.find((c) => c.maxBytes === maxBytes)?.config.name ?? 'any provider'
-      spool = await inSpan(
-        'filegate.upload.receive',
-        {},
-        () =>
-          spoolToFile(file.file, { dir: config.uploadTmpDir, maxBytes, onLimit: () => tooLarge(limitOwner, maxBytes) }),
-        (received) => ({ 'filegate.bytes': received.bytes }),
-      )
+      file = acceptFilePart(part as MultipartFile, fileParts)
+      const stream = (part as MultipartFile).file
+      await reception.takeFile(formOf(fields, file.filename, file.mimeType, options.expires), stream)
+      stream.resume() // a dedup answer did not read the body: discard what is left
     }
-
-    if (fileParts === 0 || !filename) throw new AppError('MISSING_FILE', { detail: 'Send one file part named "file"' })
-    if (result) return result
-    const stored = spool as SpooledFile
-    if (declaredSha256 && stored.sha256 !== declaredSha256) {
-      throw new AppError('CHECKSUM_MISMATCH', {
-        detail: 'The content does not match X-Content-SHA256',
-        extensions: { declared: declaredSha256, actual: stored.sha256 },
-      })
-    }
-    const plan = service.plan({
-      provider: fields.provider ?? config.defaultProvider,
-      purpose: fields.purpose,
-      filename,
-    })
-    const meta = parseMeta(fields, filename, mimeType, options.expires)
-    return await service.uploadSpooled(tenant, plan, meta, stored)
+    if (fileParts === 0 || !file) throw new AppError('MISSING_FILE', { detail: 'Send one file part named "file"' })
+    return await reception.finish(formOf(fields, file.filename, file.mimeType, options.expires))
   } finally {
-    await removeSpool(spool)
+    await reception.dispose()
   }
 }
 
@@ -261,12 +233,16 @@ export async function handleUpload(
   request: FastifyRequest,
   reply: FastifyReply,
   service: FileService,
-  config: Config,
   declaredSha256: string | undefined,
   options?: UploadFormOptions,
 ): Promise<UploadResult> {
+  const reception = service.receive({
+    tenant: request.auth.tenant,
+    declaredSha256,
+    contentLength: Number(request.headers['content-length']) || undefined,
+  })
   try {
-    return await service.trackActive(() => receiveUpload(request, service, config, declaredSha256, options))
+    return await service.trackActive(() => receiveUpload(request, reception, options))
   } catch (err) {
     service.recordRefusal(asAppError(err))
     reply.header('connection', 'close')

@@ -1,0 +1,210 @@
+/**
+ * The cleanup sweeps: expired, orphaned and stuck files, reconciliation with the provider's list,
+ * and provider deletes still owed (docs/lifecycle.md). Each job claims its rows in batches with
+ * SKIP LOCKED and tombstones them in the same statement, then deletes at the provider with
+ * bounded concurrency through the one leased delete path (sweep-batches.ts), so each provider
+ * file is deleted exactly once whatever the number of replicas. Jobs run under a per-job lease in Postgres (one replica at a time;
+ * a dead holder's lease expires). Dry runs only read.
+ */
+import { randomUUID } from 'node:crypto'
+import type { Config } from '../config.js'
+import type { Metrics } from '../metrics.js'
+import type { ProviderRegistry } from '../providers/registry.js'
+import { inSpan } from '../spans.js'
+import type { StorePort } from '../store/port.js'
+import {
+  acquireJobLease,
+  findSweepCandidates,
+  findUnknownProviderFiles,
+  reconcileGoneFiles,
+  releaseJobLease,
+} from '../store/queries.js'
+import type { DeletionDeps } from './deletion.js'
+import { BatchSweep, dryRunIdCap, noteCandidates, type ProviderTally, tally } from './sweep-batches.js'
+
+export type { ProviderTally } from './sweep-batches.js'
+
+/** In the order they run: stuck feeds orphaned (failed rows), every job feeds provider_deletes. */
+export const cleanupJobs = ['stuck', 'expired', 'orphaned', 'reconcile', 'provider_deletes'] as const
+export type CleanupJob = (typeof cleanupJobs)[number]
+export const defaultJobs: CleanupJob[] = ['stuck', 'expired', 'orphaned', 'provider_deletes']
+
+export interface JobReport {
+  status: 'completed' | 'skipped' | 'failed'
+  /** Why a job was skipped or failed (lease held elsewhere, not enabled, error code). */
+  reason?: string
+  providers: Record<string, ProviderTally>
+}
+
+export interface CleanupReport {
+  dry_run: boolean
+  started_at: string
+  finished_at: string
+  jobs: Partial<Record<CleanupJob, JobReport>>
+}
+
+export interface CleanupOptions {
+  dryRun: boolean
+  jobs: CleanupJob[]
+  /** At most this many candidates per job; unbounded (batch after batch) when absent. */
+  limit?: number | undefined
+}
+
+interface Log {
+  info(obj: object, msg: string): void
+  warn(obj: object, msg: string): void
+}
+
+export interface CleanupDeps {
+  store: StorePort
+  providers: ProviderRegistry
+  config: Config
+  metrics: Metrics
+  deletion: DeletionDeps
+  log: Log
+}
+
+const leaseTtlSeconds = 120
+
+/** Runs `work` over `items` with at most `concurrency` at once. */
+export async function mapBounded<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T
+      await work(item)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
+}
+
+export class CleanupService {
+  /** Identifies this process as a lease holder. */
+  readonly holder = `filegate-${randomUUID()}`
+  private stopping = false
+
+  constructor(private readonly deps: CleanupDeps) {}
+
+  /** Asks running sweeps to stop after their current batch. */
+  stop(): void {
+    this.stopping = true
+  }
+
+  async run(options: CleanupOptions): Promise<CleanupReport> {
+    const started = new Date()
+    const jobs: CleanupReport['jobs'] = {}
+    for (const job of cleanupJobs.filter((j) => options.jobs.includes(j))) {
+      jobs[job] = await inSpan('filegate.cleanup.job', { 'filegate.job': job }, () => this.runJob(job, options))
+    }
+    return { dry_run: options.dryRun, started_at: started.toISOString(), finished_at: new Date().toISOString(), jobs }
+  }
+
+  private async runJob(job: CleanupJob, options: CleanupOptions): Promise<JobReport> {
+    const { store, metrics, log } = this.deps
+    const leaseName = `cleanup:${job}`
+    if (!options.dryRun) {
+      const got = await acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds)
+      if (!got) {
+        metrics.cleanupRuns.inc({ job, outcome: 'skipped' })
+        return { status: 'skipped', reason: 'another worker holds the lease', providers: {} }
+      }
+    }
+    const report: JobReport = { status: 'completed', providers: {} }
+    const started = Date.now()
+    try {
+      await this.sweep(job, options, report, leaseName)
+      if (!options.dryRun) {
+        metrics.cleanupRuns.inc({ job, outcome: 'success' })
+        metrics.cleanupLastSuccess.set({ job }, Date.now() / 1000)
+      }
+    } catch (err) {
+      report.status = 'failed'
+      const e = err as { code?: string; message?: string }
+      report.reason = e.code ?? 'ERROR'
+      if (!options.dryRun) metrics.cleanupRuns.inc({ job, outcome: 'failure' })
+      log.warn({ job, err: { code: e.code, message: e.message } }, 'cleanup job failed')
+    } finally {
+      if (!options.dryRun) {
+        await releaseJobLease(store, leaseName, this.holder).catch(() => {})
+      }
+    }
+    const totals = Object.values(report.providers).reduce(
+      (t, p) => ({
+        candidates: t.candidates + p.candidates,
+        deleted: t.deleted + p.deleted,
+        failed: t.failed + p.failed,
+      }),
+      { candidates: 0, deleted: 0, failed: 0 },
+    )
+    log.info(
+      { job, dry_run: options.dryRun, status: report.status, ...totals, duration_ms: Date.now() - started },
+      'cleanup run',
+    )
+    return report
+  }
+
+  private async sweep(job: CleanupJob, options: CleanupOptions, report: JobReport, leaseName: string): Promise<void> {
+    if (job === 'reconcile') return this.reconcile(options, report)
+    const { store, config, metrics, deletion } = this.deps
+    if (options.dryRun) {
+      const candidates = await findSweepCandidates(store, job, config.cleanup, options.limit ?? dryRunIdCap)
+      noteCandidates(report.providers, candidates, true)
+      return
+    }
+    await new BatchSweep({
+      store,
+      metrics,
+      deletion,
+      job,
+      settings: config.cleanup,
+      limit: options.limit,
+      tallies: report.providers,
+      renewLease: () => acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds),
+      stopping: () => this.stopping,
+    }).run()
+  }
+
+  /**
+   * Lists each configured provider's files. Files no row knows, older than the grace period, are
+   * reported (and deleted only with RECONCILE_DELETE_UNKNOWN=true); live rows whose provider file
+   * is gone are tombstoned `reconciled`.
+   */
+  private async reconcile(options: CleanupOptions, report: JobReport): Promise<void> {
+    const { store, providers, config, metrics } = this.deps
+    const graceMs = config.cleanup.reconcileGraceMinutes * 60_000
+    for (const adapter of providers.list()) {
+      const listedBefore = new Date()
+      const listed: Array<{ id: string; createdAt: number }> = []
+      for await (const f of adapter.listAll()) listed.push({ id: f.id, createdAt: f.createdAt })
+      const ids = listed.map((f) => f.id)
+      const unknown = new Set(await findUnknownProviderFiles(store, adapter.name, ids))
+      const cutoff = listedBefore.getTime() - graceMs
+      const stale = listed.filter((f) => unknown.has(f.id) && f.createdAt * 1000 <= cutoff)
+      const limit = options.limit ?? Number.POSITIVE_INFINITY
+      const chosen = stale.slice(0, Number.isFinite(limit) ? limit : undefined)
+      const t = tally(report.providers, adapter.name)
+      t.candidates += chosen.length
+      if (options.dryRun) t.candidate_ids = chosen.slice(0, dryRunIdCap).map((f) => f.id)
+      if (!options.dryRun && config.cleanup.reconcileDeleteUnknown) {
+        await mapBounded(chosen, config.cleanup.concurrency, async (f) => {
+          try {
+            await adapter.delete(f.id)
+            metrics.deletions.inc({ provider: adapter.name, reason: 'reconciled' })
+            t.deleted++
+          } catch {
+            t.failed++
+          }
+        })
+      }
+      const gone = await reconcileGoneFiles(store, {
+        provider: adapter.name,
+        listedIds: ids,
+        listedBefore,
+        apply: !options.dryRun,
+        limit: Number.isFinite(limit) ? limit : 10_000,
+      })
+      // Rows whose provider file vanished: counted as candidates (tombstoned `reconciled` in a real run).
+      noteCandidates(report.providers, gone, options.dryRun)
+    }
+  }
+}

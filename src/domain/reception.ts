@@ -1,0 +1,103 @@
+/**
+ * How an upload body is taken, once the form's parser has found the file part: streamed straight
+ * to the provider (X-Content-SHA256 declared, one provider named, a Content-Length that bounds
+ * the reservation) or spooled to a temp file under the provider's limit, then uploaded with the
+ * fields that came after the file part too. The parser only parses; these choices are made here.
+ */
+import type { Readable } from 'node:stream'
+import type { Config } from '../config.js'
+import { AppError } from '../errors.js'
+import { inSpan } from '../spans.js'
+import { removeSpool, type SpooledFile, spoolToFile, tooLarge } from './spool.js'
+import type { UploadPlan } from './upload-plan.js'
+import type { FileMeta, UploadResult, Uploads } from './uploads.js'
+
+/** The form as far as it was read: the fields the upload needs, and the file's metadata. */
+export interface UploadForm {
+  provider: string | undefined
+  purpose: string | undefined
+  filename: string
+  /** The file's metadata from the fields read so far (throws a form field's validation error). */
+  meta(): FileMeta
+}
+
+/** What the request says about its body before the form is read. */
+export interface UploadRequest {
+  tenant: string
+  /** X-Content-SHA256, lower case. */
+  declaredSha256: string | undefined
+  /** Content-Length; undefined for a chunked body. */
+  contentLength: number | undefined
+}
+
+export type Planner = (request: { provider: string; purpose?: string | undefined; filename: string }) => UploadPlan
+
+export class UploadReception {
+  private spool: SpooledFile | undefined
+  private result: UploadResult | undefined
+
+  constructor(
+    private readonly uploads: Uploads,
+    private readonly plan: Planner,
+    private readonly config: Pick<Config, 'providers' | 'uploadTmpDir' | 'defaultProvider'>,
+    private readonly request: UploadRequest,
+  ) {}
+
+  /** Until the provider is known, the largest limit of any provider bounds the stream. */
+  get largestFileBytes(): number {
+    return Math.max(...this.config.providers.map((p) => p.maxFileBytes))
+  }
+
+  /**
+   * The file part has begun: streams it through, or spools it under the named provider's limit
+   * (the largest limit while the provider is not named yet). The stream is consumed, or left for
+   * the caller to discard when a duplicate answered without it.
+   */
+  async takeFile(form: UploadForm, stream: Readable): Promise<void> {
+    const { declaredSha256, contentLength, tenant } = this.request
+    const plan =
+      form.provider !== undefined
+        ? this.plan({ provider: form.provider, purpose: form.purpose, filename: form.filename })
+        : undefined
+    // Streamed straight through only with a Content-Length, which bounds what is reserved on the
+    // provider account while it streams; a chunked body is received first, and counted exactly.
+    if (plan && declaredSha256 && !plan.auto && contentLength !== undefined) {
+      const body = { stream, declaredSha256, declaredBytes: contentLength }
+      this.result = await this.uploads.uploadStreamThrough(tenant, plan, form.meta(), body)
+      return
+    }
+    const maxBytes = plan?.maxBytes ?? this.largestFileBytes
+    const limitOwner = plan?.candidates.find((c) => c.maxBytes === maxBytes)?.config.name ?? 'any provider'
+    this.spool = await inSpan(
+      'filegate.upload.receive',
+      {},
+      () =>
+        spoolToFile(stream, { dir: this.config.uploadTmpDir, maxBytes, onLimit: () => tooLarge(limitOwner, maxBytes) }),
+      (received) => ({ 'filegate.bytes': received.bytes }),
+    )
+  }
+
+  /** The body is in: the streamed answer, or the spooled file checked and uploaded. */
+  async finish(form: UploadForm): Promise<UploadResult> {
+    if (this.result) return this.result
+    const stored = this.spool as SpooledFile
+    const { declaredSha256, tenant } = this.request
+    if (declaredSha256 && stored.sha256 !== declaredSha256) {
+      throw new AppError('CHECKSUM_MISMATCH', {
+        detail: 'The content does not match X-Content-SHA256',
+        extensions: { declared: declaredSha256, actual: stored.sha256 },
+      })
+    }
+    const plan = this.plan({
+      provider: form.provider ?? this.config.defaultProvider,
+      purpose: form.purpose,
+      filename: form.filename,
+    })
+    return this.uploads.uploadSpooled(tenant, plan, form.meta(), stored)
+  }
+
+  /** Removes the spool file, whatever happened. */
+  async dispose(): Promise<void> {
+    await removeSpool(this.spool)
+  }
+}

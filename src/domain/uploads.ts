@@ -1,0 +1,421 @@
+/**
+ * The upload protocol, in three named steps: claim the row for (tenant, provider, purpose,
+ * sha256), put the content at the provider, settle the row (complete, or fail and delete the
+ * provider's copy). It knows the store and the providers, never HTTP.
+ *
+ * Dedup holds under concurrency and across replicas (SQL claim_upload): the first caller claims
+ * the row and uploads; concurrent callers see `in_progress` and wait for it to settle, then claim
+ * again and get `duplicate` (or take over after a failure). A claim carries its owner and a lease
+ * the owner renews every third of CLAIM_LEASE_SECONDS while it uploads: when the owner dies, the
+ * lease runs out and the next claim takes the row over. A claim lost to a takeover leaves the
+ * provider copy recorded as an orphan tombstone, deleted right away.
+ */
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import type { Readable } from 'node:stream'
+import { type Config, tenantQuotaOf } from '../config.js'
+import { AppError, isAppError } from '../errors.js'
+import type { Metrics } from '../metrics.js'
+import { purposeRule } from '../providers/catalog.js'
+import { isProviderError } from '../providers/errors.js'
+import type { UploadInput } from '../providers/types.js'
+import { inSpan } from '../spans.js'
+import type { StorePort } from '../store/port.js'
+import {
+  type Claim,
+  type ClaimRef,
+  claimUpload,
+  completeUpload,
+  failUpload,
+  getFile,
+  type QuotaUsage,
+  renewUploadClaim,
+} from '../store/queries.js'
+import { createDedupProber, type DedupProber } from './dedup-probe.js'
+import { type DeletionDeps, deleteAtProvider } from './deletion.js'
+import { type FileObject, type FileRow, toFileObject } from './file-record.js'
+import type { SettleWaiters } from './settle-waiters.js'
+import { HashCounter, type SpooledFile, tooLarge } from './spool.js'
+import { type Candidate, candidatesFor, type UploadPlan } from './upload-plan.js'
+
+export interface FileMeta {
+  filename: string
+  mimeType: string
+  metadata: Record<string, unknown>
+  expiresInSeconds: number | undefined
+}
+
+export interface UploadResult {
+  file: FileObject
+  deduplicated: boolean
+}
+
+/** One upload to one candidate provider: what is claimed, and for how many bytes. */
+interface UploadJob {
+  tenant: string
+  candidate: Candidate
+  meta: FileMeta
+  sha256: string
+  /** The bytes claimed: the file's size, or what a streamed body reserves until it is counted. */
+  bytes: number
+  /** When waiting for a concurrent uploader gives up. */
+  deadline: number
+}
+
+/**
+ * What is sent: a spooled file (it can be read again, so a failure may retry or fall back) or the
+ * request body itself, counted and hashed on its way through (one attempt; checked once sent).
+ */
+type UploadBody =
+  | { kind: 'spooled'; spool: SpooledFile }
+  | { kind: 'streamed'; stream: Readable; declaredSha256: string }
+
+/** What the provider answered to a put; a streamed body's count and hash come with it. */
+interface Sent {
+  id: string
+  counter?: HashCounter
+}
+
+type Claimed = Extract<Claim, { outcome: 'claimed' }>
+
+const settlePollMs = 200
+
+/** Who holds a claim: this process, named for the operator who finds its row (host, pid, a random id). */
+const claimOwner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
+
+/**
+ * A streamed-through body's Content-Length counts its multipart framing too: the parts before the
+ * file (at most 10 fields of 8 KiB), the file part's own header (a long filename included) and the
+ * closing boundary. A declared length beyond the limit by more than this cannot be a file within it.
+ */
+export const multipartFramingAllowance = 256 * 1024
+
+export interface UploadDeps {
+  store: StorePort
+  config: Pick<Config, 'timeouts' | 'tenantQuotas' | 'cleanup' | 'claimLeaseSeconds'>
+  metrics: Metrics
+  deletion: DeletionDeps
+  /** Hears of each row that settled, so that uploads waiting on it look again at once. */
+  waiters: SettleWaiters
+}
+
+export class Uploads {
+  private readonly probe: DedupProber
+
+  constructor(private readonly deps: UploadDeps) {
+    this.probe = createDedupProber(deps.store)
+  }
+
+  /** Upload from a spooled temp file: retries are possible, and `auto` may fall back. */
+  async uploadSpooled(tenant: string, plan: UploadPlan, meta: FileMeta, spool: SpooledFile): Promise<UploadResult> {
+    if (spool.bytes === 0) throw new AppError('EMPTY_FILE', { detail: 'The file part has no content' })
+    const candidates = candidatesFor(plan, spool.bytes)
+    // The batched probe first: a hit (the common case for a re-sent file) then costs a share of
+    // one round trip; a miss goes on to claim_upload, which still settles every race.
+    const hit = await this.findLiveDuplicate(tenant, candidates, spool.sha256)
+    if (hit) return this.dedupHit(hit, spool.bytes)
+    let lastError: unknown
+    for (const candidate of candidates) {
+      try {
+        const job = this.job(tenant, candidate, meta, spool.sha256, spool.bytes)
+        return await this.upload(job, { kind: 'spooled', spool })
+      } catch (err) {
+        lastError = err
+        if (!plan.auto || !canFallBack(err)) throw err
+      }
+    }
+    throw lastError
+  }
+
+  /**
+   * X-Content-SHA256 path: a live duplicate answers without reading the body; otherwise the body
+   * streams straight to one provider (one attempt: a stream cannot be replayed) and the hash is
+   * verified at the end. A mismatch deletes the provider copy and answers CHECKSUM_MISMATCH.
+   *
+   * `declaredBytes` is the request's Content-Length (a body streamed through always has one: a
+   * chunked body is received first). It includes the multipart framing, so it must not refuse a
+   * file of exactly the limit; one beyond the limit and any framing the form's limits allow is
+   * refused before anything is reserved. The reservation is that length (at most the limit),
+   * held only while the request lasts; the byte counter enforces the limit exactly.
+   */
+  async uploadStreamThrough(
+    tenant: string,
+    plan: UploadPlan,
+    meta: FileMeta,
+    body: { stream: Readable; declaredSha256: string; declaredBytes: number },
+  ): Promise<UploadResult> {
+    const hit = await this.findLiveDuplicate(tenant, plan.candidates, body.declaredSha256)
+    if (hit) return this.dedupHit(hit, Number(hit.bytes))
+    const candidate = plan.candidates[0] as Candidate
+    if (body.declaredBytes > candidate.maxBytes + multipartFramingAllowance) {
+      throw tooLarge(candidate.config.name, candidate.maxBytes)
+    }
+    const job = this.job(tenant, candidate, meta, body.declaredSha256, Math.min(body.declaredBytes, candidate.maxBytes))
+    return this.upload(job, { kind: 'streamed', stream: body.stream, declaredSha256: body.declaredSha256 })
+  }
+
+  private job(tenant: string, candidate: Candidate, meta: FileMeta, sha256: string, bytes: number): UploadJob {
+    return { tenant, candidate, meta, sha256, bytes, deadline: Date.now() + this.deps.config.timeouts.uploadMs }
+  }
+
+  /** Claim → put → settle; a claim lost while putting (taken over) is claimed again. */
+  private async upload(job: UploadJob, body: UploadBody): Promise<UploadResult> {
+    for (;;) {
+      const claim = await this.claim(job)
+      if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, job.bytes || Number(claim.file.bytes))
+      const sent = await this.put(job, claim, body)
+      const settled = await this.settle(job, claim, body, sent)
+      if (settled) return settled
+      if (Date.now() > job.deadline) throw timeoutWaiting()
+    }
+  }
+
+  /** A live copy for any candidate, the first candidate's purpose first; all asked in one batch. */
+  private async findLiveDuplicate(tenant: string, candidates: Candidate[], sha256: string): Promise<FileRow | null> {
+    const byPurpose = new Map<string, string[]>()
+    for (const c of candidates) byPurpose.set(c.purpose, [...(byPurpose.get(c.purpose) ?? []), c.config.name])
+    const rows = await inSpan('filegate.upload.dedup_probe', {}, () =>
+      Promise.all(
+        [...byPurpose].map(([purpose, providers]) => this.probe({ tenant_id: tenant, providers, purpose, sha256 })),
+      ),
+    )
+    return rows.find((row) => row !== null) ?? null
+  }
+
+  private dedupHit(row: FileRow, bytes: number): UploadResult {
+    this.deps.metrics.dedupHits.inc({ provider: row.provider })
+    this.deps.metrics.uploadBytes.inc({ provider: row.provider, status: 'deduplicated' }, bytes)
+    return { file: toFileObject(row, true), deduplicated: true }
+  }
+
+  /**
+   * Step 1: claims the row, waiting out a concurrent uploader of the same content. Ends in the
+   * claim or a duplicate; a cap that would be broken is refused here, before any provider call.
+   */
+  private async claim(job: UploadJob): Promise<Claimed | Extract<Claim, { outcome: 'duplicate' }>> {
+    const { config } = this.deps
+    const { candidate, meta } = job
+    const provider = candidate.config.name
+    const quota = tenantQuotaOf(config.tenantQuotas, job.tenant)
+    for (;;) {
+      const claim = await claimUpload(this.deps.store, {
+        tenantId: job.tenant,
+        provider,
+        purpose: candidate.purpose,
+        sha256: job.sha256,
+        bytes: job.bytes,
+        filename: meta.filename,
+        mimeType: meta.mimeType,
+        metadata: meta.metadata,
+        expiresAt:
+          meta.expiresInSeconds === undefined ? undefined : new Date(Date.now() + meta.expiresInSeconds * 1000),
+        stuckMinutes: config.cleanup.stuckUploadMinutes,
+        maxFiles: candidate.config.maxFiles,
+        maxBytes: candidate.config.maxTotalBytes,
+        // A purpose with a documented file count (GLM) is counted in the same locked claim.
+        maxPurposeFiles: purposeRule(candidate.config, candidate.purpose)?.maxFiles,
+        owner: claimOwner,
+        leaseSeconds: config.claimLeaseSeconds,
+        tenantMaxFiles: quota.maxFiles,
+        tenantMaxBytes: quota.maxBytes,
+      })
+      if (claim.outcome === 'tenant_quota_exceeded') throw tenantQuotaExceeded(provider, claim, job.bytes)
+      if (claim.outcome === 'quota_exceeded') throw quotaRefusal(provider, claim)
+      if (claim.outcome !== 'in_progress') return claim
+      await this.waitForSettle(job.tenant, claim.file.id, job.deadline)
+    }
+  }
+
+  /**
+   * Step 2: sends the content to the provider while the claim's lease is renewed. A failure
+   * marks the row failed (the next claim may take it over) and is the upload's answer.
+   */
+  private async put(job: UploadJob, claim: Claimed, body: UploadBody): Promise<Sent> {
+    const { metrics, config } = this.deps
+    const provider = job.candidate.config.name
+    metrics.uploadAttempts.inc({ provider })
+    const started = process.hrtime.bigint()
+    const observe = () => metrics.uploadDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9)
+    const ref = claimRef(claim)
+    const heartbeat = this.renewWhileUploading(ref)
+    try {
+      const sent = await this.send(job, body, AbortSignal.timeout(config.timeouts.uploadMs))
+      observe()
+      return sent
+    } catch (err) {
+      observe()
+      metrics.uploadBytes.inc({ provider, status: 'failed' }, job.bytes)
+      await failUpload(this.deps.store, ref, { error: describe(err) })
+      this.deps.waiters.notify(ref.id)
+      throw err
+    } finally {
+      clearInterval(heartbeat)
+    }
+  }
+
+  /** One provider call: the spooled file as it is, or the body counted and hashed on its way. */
+  private async send(job: UploadJob, body: UploadBody, signal: AbortSignal): Promise<Sent> {
+    const { candidate, meta } = job
+    const input = (source: UploadInput['source']): UploadInput => ({
+      source,
+      filename: meta.filename,
+      mimeType: meta.mimeType,
+      purpose: candidate.purpose,
+    })
+    if (body.kind === 'spooled') {
+      const { spool } = body
+      const source: UploadInput['source'] = spool.buffer
+        ? { kind: 'buffer', buffer: spool.buffer, bytes: spool.bytes }
+        : { kind: 'file', path: spool.path, bytes: spool.bytes }
+      return { id: (await candidate.adapter.upload(input(source), signal)).id }
+    }
+    const limitError = () => tooLarge(candidate.config.name, candidate.maxBytes)
+    const counter = new HashCounter(candidate.maxBytes, limitError)
+    const senderFailure = (attemptTimedOut: boolean) => counter.senderFailure(attemptTimedOut)
+    try {
+      const file = await candidate.adapter.upload(
+        input({ kind: 'stream', stream: counter.pass(body.stream), senderFailure }),
+        signal,
+      )
+      return { id: file.id, counter }
+    } catch (err) {
+      // Our own limit or the client's abort surfaces as the provider call failing: report the
+      // cause (the budget running out may have replaced the attempt's own error).
+      throw counter.senderFailure(isProviderError(err) && err.code === 'PROVIDER_TIMEOUT') ?? err
+    }
+  }
+
+  /**
+   * Step 3: records the provider's copy on the row. A streamed body that turns out cut, empty or
+   * not the declared content fails the row and its copy is deleted. Undefined when the claim was
+   * lost meanwhile (taken over): the copy is an orphan, deleted, and the caller claims again.
+   */
+  private async settle(
+    job: UploadJob,
+    claim: Claimed,
+    body: UploadBody,
+    sent: Sent,
+  ): Promise<UploadResult | undefined> {
+    const { store, metrics, waiters } = this.deps
+    const provider = job.candidate.config.name
+    const ref = claimRef(claim)
+    const verdict = body.kind === 'streamed' ? verifyStreamed(job.candidate, body, sent, provider) : job.bytes
+    if (verdict instanceof AppError) {
+      metrics.uploadBytes.inc({ provider, status: 'failed' }, job.bytes)
+      const tomb = await failUpload(store, ref, { error: verdict.detail, providerFileId: sent.id })
+      waiters.notify(ref.id)
+      if (tomb) await deleteAtProvider(this.deps.deletion, tomb)
+      throw verdict
+    }
+    const done = await completeUpload(store, ref, { providerFileId: sent.id, bytes: verdict })
+    waiters.notify(ref.id)
+    if (done.outcome === 'completed') {
+      metrics.uploadBytes.inc({ provider, status: 'success' }, verdict)
+      return { file: toFileObject(done.file, false), deduplicated: false }
+    }
+    if (done.orphan) await deleteAtProvider(this.deps.deletion, done.orphan)
+    return undefined
+  }
+
+  /**
+   * The owner's heartbeat: renews the claim's lease every third of it, so a lease runs out only
+   * when its owner is gone (crashed, or cut from the database for a whole lease). A renewal that
+   * fails is not fatal: the next one comes a third of a lease later, and a claim lost meanwhile
+   * is settled by complete_upload (the copy becomes an orphan, deleted).
+   */
+  private renewWhileUploading(claim: ClaimRef): NodeJS.Timeout {
+    const leaseSeconds = this.deps.config.claimLeaseSeconds
+    const renew = () => void renewUploadClaim(this.deps.store, claim, leaseSeconds).catch(() => undefined)
+    const timer = setInterval(renew, (leaseSeconds * 1000) / 3)
+    timer.unref()
+    return timer
+  }
+
+  /**
+   * Waits until the row settles, or its owner's lease has run out (then the caller claims again
+   * and takes it over; the database's clock decides, this one only says when to ask).
+   */
+  private async waitForSettle(tenant: string, id: string, deadline: number): Promise<void> {
+    while (Date.now() < deadline) {
+      await this.deps.waiters.wait(id, Math.min(settlePollMs + Math.random() * 50, Math.max(0, deadline - Date.now())))
+      const row = await getFile(this.deps.store, tenant, id)
+      if (!row || (row.status !== 'uploading' && row.status !== 'pending')) return
+      if (row.claimed_until && Date.parse(row.claimed_until) < Date.now()) return
+    }
+    throw timeoutWaiting()
+  }
+}
+
+const claimRef = (claim: Claimed): ClaimRef => ({ id: claim.file.id, claimToken: claim.claim_token })
+
+/** A streamed body, once the provider has it: its counted bytes, or why the copy must go. */
+function verifyStreamed(
+  candidate: Candidate,
+  body: Extract<UploadBody, { kind: 'streamed' }>,
+  sent: Sent,
+  provider: string,
+): AppError | number {
+  // The multipart parser stopped at its own size limit: the provider got a cut file.
+  if ((body.stream as { truncated?: boolean }).truncated) return tooLarge(candidate.config.name, candidate.maxBytes)
+  const counter = sent.counter as HashCounter
+  const actual = counter.digest()
+  if (counter.bytes === 0) return new AppError('EMPTY_FILE', { detail: 'The file part has no content' })
+  if (actual !== body.declaredSha256) {
+    return new AppError('CHECKSUM_MISMATCH', {
+      detail: 'The content does not match X-Content-SHA256; the provider copy was deleted',
+      extensions: { declared: body.declaredSha256, actual, provider },
+    })
+  }
+  return counter.bytes
+}
+
+const tenantQuotaExceeded = (provider: string, usage: QuotaUsage, bytes: number) =>
+  new AppError('TENANT_QUOTA_EXCEEDED', {
+    detail: `This upload (${bytes} bytes) would exceed your quota at ${provider} (${usage.max_files ?? '∞'} files, ${usage.max_bytes ?? '∞'} bytes); delete files to make room`,
+    extensions: {
+      provider,
+      limit_files: usage.max_files,
+      limit_bytes: usage.max_bytes,
+      used_files: Number(usage.files),
+      used_bytes: Number(usage.bytes),
+    },
+  })
+
+/** `auto` moves on to the next provider when this one is unavailable, failing, or full. */
+function canFallBack(err: unknown): boolean {
+  if (isProviderError(err)) return err.retryable || err.providerFault || err.code === 'PROVIDER_QUOTA_EXCEEDED'
+  return (
+    isAppError(err) &&
+    [
+      'PROVIDER_UNAVAILABLE',
+      'PROVIDER_TIMEOUT',
+      'PROVIDER_ERROR',
+      'PROVIDER_QUOTA_EXCEEDED',
+      'TENANT_QUOTA_EXCEEDED',
+      'PROVIDER_NOT_CONFIGURED',
+    ].includes(err.code)
+  )
+}
+
+/** PROVIDER_QUOTA_EXCEEDED for a claim refused by an account cap or a purpose's file count. */
+function quotaRefusal(provider: string, claim: QuotaUsage): AppError {
+  // The account's usage is every tenant's: a refusal names the caps, never the usage (admins: /v1/limits).
+  if (claim.scope === 'purpose') {
+    return new AppError('PROVIDER_QUOTA_EXCEEDED', {
+      detail: `${provider} accepts at most ${claim.max_files} files of purpose "${claim.purpose}" per account; delete some first`,
+      extensions: { provider, purpose: claim.purpose, max_files: claim.max_files },
+    })
+  }
+  return new AppError('PROVIDER_QUOTA_EXCEEDED', {
+    detail: `Uploading would exceed the ${provider} account cap (${claim.max_files ?? '∞'} files, ${claim.max_bytes ?? '∞'} bytes)`,
+    extensions: { provider, max_files: claim.max_files, max_bytes: claim.max_bytes },
+  })
+}
+
+function describe(err: unknown): string {
+  if (isAppError(err)) return `${err.code}: ${err.detail}`
+  return err instanceof Error ? err.message : String(err)
+}
+
+const timeoutWaiting = () =>
+  new AppError('PROVIDER_TIMEOUT', { detail: 'A concurrent upload of the same content did not finish in time' })

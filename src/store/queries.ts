@@ -1,0 +1,362 @@
+/**
+ * Every SQL function filegate calls (migrations/), one typed function each: its arguments, its
+ * result. This is the only module that names SQL functions; the rest of the code calls these.
+ * The steps of the upload path and of a sweep batch run in a span named after the step, with the
+ * SQL function as `db.operation.name`.
+ */
+import type { Attributes } from '@opentelemetry/api'
+import type { DeletionReason, FileRow } from '../domain/file-record.js'
+import { inSpan } from '../spans.js'
+import type { CallArgs, StorePort } from './port.js'
+
+type Row = Record<string, unknown>
+type Describe = (result: unknown) => Attributes
+const outcome: Describe = (result) => ({ 'filegate.outcome': String((result as Row | null)?.outcome ?? 'none') })
+const failed: Describe = () => ({ 'filegate.outcome': 'failed' })
+const rows: Describe = (result) => ({ 'filegate.rows': Array.isArray(result) ? result.length : 0 })
+
+/** One call in a span of its own: the step's name, the SQL function, the provider it concerns. */
+function traced<T>(store: StorePort, span: string, describe: Describe, fn: string, args: CallArgs): Promise<T> {
+  const attributes: Attributes = { 'db.operation.name': fn }
+  if (typeof args.p_provider === 'string') attributes['filegate.provider'] = args.p_provider
+  return inSpan(span, attributes, () => store.call<T>(fn, args), describe)
+}
+
+// ---- schema --------------------------------------------------------------------------------
+
+/**
+ * The schema version the database reports; 0 when the schema is absent: 42883 is Postgres's
+ * undefined_function (PostgreSQL Appendix A), PGRST202 PostgREST's "not in the schema cache".
+ */
+export async function schemaVersion(store: StorePort): Promise<number> {
+  try {
+    return Number(await store.call<number>('filegate_schema_version'))
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code === '42883' || code === 'PGRST202') return 0
+    throw err
+  }
+}
+
+// ---- the upload claim ------------------------------------------------------------------------
+
+/** What a claim reports when a cap would be broken: the usage it counted and the caps. */
+export interface QuotaUsage {
+  /** 'purpose': the provider's documented cap on files of one purpose (`purpose`), no byte cap. */
+  scope?: 'purpose'
+  purpose?: string
+  files: number
+  bytes: number
+  max_files: number | null
+  max_bytes: number | null
+}
+
+export type Claim =
+  | { outcome: 'claimed'; claim_token: string; file: FileRow }
+  | { outcome: 'duplicate'; file: FileRow }
+  | { outcome: 'in_progress'; file: FileRow & { claimed_until?: string | null } }
+  | ({ outcome: 'quota_exceeded' } & QuotaUsage)
+  | ({ outcome: 'tenant_quota_exceeded' } & QuotaUsage)
+
+export interface ClaimArgs {
+  tenantId: string
+  provider: string
+  purpose: string
+  sha256: string
+  bytes: number
+  filename: string
+  mimeType: string
+  metadata: Record<string, unknown>
+  expiresAt: Date | undefined
+  /** A claim older than this without a live lease is taken over. */
+  stuckMinutes: number
+  /** The provider account's caps (null: none). */
+  maxFiles: number | null
+  maxBytes: number | null
+  /** The provider's documented cap on files of this purpose, counted in the same locked claim. */
+  maxPurposeFiles: number | undefined
+  owner: string
+  leaseSeconds: number
+  tenantMaxFiles: number | null
+  tenantMaxBytes: number | null
+}
+
+/** Claims (tenant, provider, purpose, sha256), or reports the duplicate, the uploader at work, or the cap. */
+export function claimUpload(store: StorePort, a: ClaimArgs): Promise<Claim> {
+  const args: CallArgs = {
+    ...(a.maxPurposeFiles ? { p_max_purpose_files: a.maxPurposeFiles } : {}),
+    p_tenant_id: a.tenantId,
+    p_provider: a.provider,
+    p_purpose: a.purpose,
+    p_sha256: a.sha256,
+    p_bytes: a.bytes,
+    p_filename: a.filename,
+    p_mime_type: a.mimeType,
+    p_metadata: a.metadata,
+    p_expires_at: a.expiresAt,
+    p_stuck_minutes: a.stuckMinutes,
+    p_max_files: a.maxFiles ?? undefined,
+    p_max_bytes: a.maxBytes ?? undefined,
+    p_owner: a.owner,
+    p_lease_seconds: a.leaseSeconds,
+    p_tenant_max_files: a.tenantMaxFiles ?? undefined,
+    p_tenant_max_bytes: a.tenantMaxBytes ?? undefined,
+  }
+  const fn = a.maxPurposeFiles ? 'claim_upload_within_purpose_cap' : 'claim_upload'
+  return traced(store, 'filegate.upload.claim', outcome, fn, args)
+}
+
+export interface ClaimRef {
+  id: string
+  claimToken: string
+}
+
+/** Extends the owner's lease on its claim. */
+export function renewUploadClaim(store: StorePort, claim: ClaimRef, leaseSeconds: number): Promise<unknown> {
+  return store.call('renew_upload_claim', {
+    p_id: claim.id,
+    p_claim_token: claim.claimToken,
+    p_lease_seconds: leaseSeconds,
+  })
+}
+
+export type Completion = { outcome: 'completed' | 'lost'; file: FileRow; orphan?: FileRow }
+
+/** Records the provider's copy on the claimed row; `lost` when the claim was taken over meanwhile. */
+export function completeUpload(
+  store: StorePort,
+  claim: ClaimRef,
+  done: { providerFileId: string; bytes: number },
+): Promise<Completion> {
+  return traced(store, 'filegate.upload.settle', outcome, 'complete_upload', {
+    p_id: claim.id,
+    p_claim_token: claim.claimToken,
+    p_provider_file_id: done.providerFileId,
+    p_bytes: done.bytes,
+  })
+}
+
+/**
+ * Marks the claimed row failed. With the provider's copy (refused after the fact), the row becomes
+ * a tombstone owing that provider delete, which is returned.
+ */
+export function failUpload(
+  store: StorePort,
+  claim: ClaimRef,
+  failure: { error: string; providerFileId?: string },
+): Promise<FileRow | null> {
+  return traced(store, 'filegate.upload.settle', failed, 'fail_upload', {
+    p_id: claim.id,
+    p_claim_token: claim.claimToken,
+    p_error: failure.error,
+    ...(failure.providerFileId === undefined ? {} : { p_provider_file_id: failure.providerFileId }),
+  })
+}
+
+/** One dedup probe: a live copy at any of `providers` (in order of preference). */
+export interface DedupProbe {
+  tenant_id: string
+  providers: string[]
+  purpose: string
+  sha256: string
+}
+
+/** A batch of dedup probes in one statement: one answer (a live row or null) per probe, in order. */
+export function findLiveDuplicates(store: StorePort, probes: readonly DedupProbe[]): Promise<Array<FileRow | null>> {
+  return store.call('find_live_duplicates', { p_batch: { probes } })
+}
+
+// ---- reads -----------------------------------------------------------------------------------
+
+export type FileRowWithClaim = FileRow & { claimed_until?: string | null }
+
+export function getFile(store: StorePort, tenantId: string, id: string): Promise<FileRowWithClaim | null> {
+  return store.call('get_file', { p_tenant_id: tenantId, p_id: id })
+}
+
+export function getFileByProviderId(
+  store: StorePort,
+  tenantId: string,
+  provider: string,
+  providerFileId: string,
+): Promise<FileRow | null> {
+  return store.call('get_file_by_provider_id', {
+    p_tenant_id: tenantId,
+    p_provider: provider,
+    p_provider_file_id: providerFileId,
+  })
+}
+
+export interface ListArgs {
+  tenantId: string
+  limit: number
+  provider: string | undefined
+  status: string | undefined
+  sha256: string | undefined
+  purpose: string | undefined
+  includeDeleted: boolean
+  after: { createdAt: string; id: string } | undefined
+  ascending: boolean
+}
+
+/** One keyset page of a tenant's files. */
+export function listFiles(store: StorePort, a: ListArgs): Promise<{ data: FileRow[]; has_more: boolean }> {
+  return store.call('list_files', {
+    p_tenant_id: a.tenantId,
+    p_limit: a.limit,
+    p_provider: a.provider,
+    p_status: a.status,
+    p_sha256: a.sha256,
+    p_purpose: a.purpose,
+    p_include_deleted: a.includeDeleted,
+    p_after_created_at: a.after?.createdAt,
+    p_after_id: a.after?.id,
+    p_ascending: a.ascending,
+  })
+}
+
+// ---- usage -----------------------------------------------------------------------------------
+
+export interface Usage {
+  provider: string
+  files: number
+  bytes: number
+}
+
+/** What occupies each provider account now (every tenant's files). */
+export const providerUsage = (store: StorePort): Promise<Usage[]> => store.call('provider_usage')
+
+/** What one tenant's files occupy at each provider. */
+export const tenantUsage = (store: StorePort, tenantId: string): Promise<Usage[]> =>
+  store.call('tenant_usage', { p_tenant_id: tenantId })
+
+/** Every tenant's live files per provider and purpose. */
+export const purposeUsage = (store: StorePort): Promise<Array<{ provider: string; purpose: string; files: number }>> =>
+  store.call('purpose_usage')
+
+// ---- deletes ---------------------------------------------------------------------------------
+
+/** Tombstones a file (idempotent: an existing tombstone is returned as it is). */
+export function softDeleteFile(store: StorePort, id: string, reason: DeletionReason): Promise<FileRow> {
+  return store.call('soft_delete_file', { file_id: id, reason })
+}
+
+/** Leases a tombstone's provider delete to this worker; null when another holds it or it is done. */
+export function claimProviderDelete(store: StorePort, id: string, leaseSeconds: number): Promise<FileRow | null> {
+  return store.call('claim_provider_delete', { p_id: id, p_lease_seconds: leaseSeconds })
+}
+
+/** Records a failed provider delete; the next attempt waits at least `minDelaySeconds`. */
+export function recordProviderDeleteFailure(
+  store: StorePort,
+  id: string,
+  failure: { error: string; minDelaySeconds: number },
+): Promise<FileRow | null> {
+  return store.call('record_provider_delete_failure', {
+    p_id: id,
+    p_error: failure.error,
+    p_min_delay_seconds: failure.minDelaySeconds,
+  })
+}
+
+export function markProviderDeleted(store: StorePort, id: string): Promise<FileRow | null> {
+  return store.call('mark_provider_deleted', { p_id: id })
+}
+
+/** Marks many provider deletes done in one statement; counts them by provider and reason. */
+export function markProviderDeletedMany(
+  store: StorePort,
+  ids: string[],
+): Promise<Array<{ provider: string; reason: string; n: number }>> {
+  return store.call('mark_provider_deleted_many', { p_ids: ids })
+}
+
+// ---- the sweeps ------------------------------------------------------------------------------
+
+/** Takes or renews a job's lease; false when another holder's lease is live. */
+export function acquireJobLease(store: StorePort, job: string, holder: string, ttlSeconds: number): Promise<boolean> {
+  return store.call('acquire_job_lease', { p_job: job, p_holder: holder, p_ttl_seconds: ttlSeconds })
+}
+
+export function releaseJobLease(store: StorePort, job: string, holder: string): Promise<unknown> {
+  return store.call('release_job_lease', { p_job: job, p_holder: holder })
+}
+
+/** The sweep jobs that work on rows, and the settings their SQL reads. */
+export type SweepJob = 'expired' | 'orphaned' | 'stuck' | 'provider_deletes'
+export interface SweepSettings {
+  retentionDays: number
+  orphanAgeDays: number
+  stuckUploadMinutes: number
+}
+
+/** A job's candidates, read only (dry run). */
+export function findSweepCandidates(
+  store: StorePort,
+  job: SweepJob,
+  settings: SweepSettings,
+  limit: number,
+): Promise<FileRow[]> {
+  switch (job) {
+    case 'expired':
+      return store.call('find_expired_files', { retention_days: settings.retentionDays, p_limit: limit })
+    case 'orphaned':
+      return store.call('find_orphaned_files', { orphan_age_days: settings.orphanAgeDays, p_limit: limit })
+    case 'stuck':
+      return store.call('find_stuck_uploads', { stuck_minutes: settings.stuckUploadMinutes, p_limit: limit })
+    case 'provider_deletes':
+      return store.call('find_pending_provider_deletes', { p_limit: limit })
+  }
+}
+
+/** Claims (and tombstones) one batch of a job's rows, their provider deletes leased for `leaseSeconds`. */
+export function claimSweepBatch(
+  store: StorePort,
+  job: SweepJob,
+  settings: SweepSettings,
+  limit: number,
+  leaseSeconds: number,
+): Promise<FileRow[]> {
+  const batch = (fn: string, args: CallArgs) => traced<FileRow[]>(store, 'filegate.cleanup.batch', rows, fn, args)
+  switch (job) {
+    case 'expired':
+      return batch('sweep_expired_files', {
+        retention_days: settings.retentionDays,
+        p_limit: limit,
+        p_lease_seconds: leaseSeconds,
+      })
+    case 'orphaned':
+      return batch('sweep_orphaned_files', {
+        orphan_age_days: settings.orphanAgeDays,
+        p_limit: limit,
+        p_lease_seconds: leaseSeconds,
+      })
+    case 'stuck':
+      return batch('fail_stuck_uploads', { stuck_minutes: settings.stuckUploadMinutes, p_limit: limit })
+    case 'provider_deletes':
+      return batch('claim_provider_deletes', { p_limit: limit, p_lease_seconds: leaseSeconds })
+  }
+}
+
+/** Of the ids a provider listed, those no row knows. */
+export function findUnknownProviderFiles(
+  store: StorePort,
+  provider: string,
+  providerFileIds: string[],
+): Promise<string[]> {
+  return store.call('find_unknown_provider_files', { p_provider: provider, p_provider_file_ids: providerFileIds })
+}
+
+/** Live rows whose provider file was not listed (and is older than the listing): tombstoned when `apply`. */
+export function reconcileGoneFiles(
+  store: StorePort,
+  a: { provider: string; listedIds: string[]; listedBefore: Date; apply: boolean; limit: number },
+): Promise<FileRow[]> {
+  return store.call('reconcile_gone_files', {
+    p_provider: a.provider,
+    p_provider_file_ids: a.listedIds,
+    p_listed_before: a.listedBefore,
+    p_apply: a.apply,
+    p_limit: a.limit,
+  })
+}
