@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto'
 import { migrateStore } from '../../src/store/index.js'
 import type { StorePort } from '../../src/store/port.js'
 import { createPostgresStore } from '../../src/store/postgres.js'
+import { claimUpload, findLiveDuplicates } from '../../src/store/queries.js'
 import { type BenchContext, envNumber, type Figure, type ScenarioResult } from '../harness/context.js'
 import { type BenchDatabase, createBenchDatabase } from '../harness/db.js'
 import { percentile, round, sortedCopy } from '../harness/stats.js'
@@ -55,32 +56,39 @@ async function prepare(store: StorePort, size: number, warmupCalls: number) {
     purpose: 'file-extract',
     sha256,
   })
-  const find = (g: number) => store.call('find_live_duplicates', { p_batch: { probes: [probe(g)] } })
+  const find = (g: number) => findLiveDuplicates(store, [probe(g)])
   const batch = () =>
-    store.call('find_live_duplicates', { p_batch: { probes: Array.from({ length: 16 }, () => probe(pick())) } })
+    findLiveDuplicates(
+      store,
+      Array.from({ length: 16 }, () => probe(pick())),
+    )
   const claim = (g: number) =>
-    store.call<{ outcome: string }>('claim_upload', {
-      p_tenant_id: tenantOf(g),
-      p_provider: 'kimi',
-      p_purpose: 'file-extract',
-      p_sha256: shaOf(g),
-      p_bytes: 1024,
-      p_filename: `dedup-${g}.txt`,
-      p_mime_type: 'text/plain',
-      p_metadata: {},
-      p_stuck_minutes: 30,
+    claimUpload(store, {
+      tenantId: tenantOf(g),
+      provider: 'kimi',
+      purpose: 'file-extract',
+      sha256: shaOf(g),
+      bytes: 1024,
+      filename: `dedup-${g}.txt`,
+      mimeType: 'text/plain',
+      metadata: {},
+      expiresAt: undefined,
+      stuckMinutes: 30,
       // What the service passes for Kimi (1,000 files, 10 GiB): the duplicate path answers before the quota check.
-      p_max_files: 1000,
-      p_max_bytes: 10 * 1024 ** 3,
+      maxFiles: 1000,
+      maxBytes: 10 * 1024 ** 3,
+      maxPurposeFiles: undefined,
+      owner: 'bench',
+      leaseSeconds: 10,
+      tenantMaxFiles: null,
+      tenantMaxBytes: null,
     })
   await time(warmupCalls, () => find(pick()))
   await time(warmupCalls, () => claim(pick()))
   const first = await claim(pick())
   if (first.outcome !== 'duplicate') throw new Error(`claim_upload on an existing row answered ${first.outcome}`)
   const miss = (i: number) =>
-    store.call('find_live_duplicates', {
-      p_batch: { probes: [probe(i, createHash('sha256').update(`absent-${size}-${i}`).digest('hex'))] },
-    })
+    findLiveDuplicates(store, [probe(i, createHash('sha256').update(`absent-${size}-${i}`).digest('hex'))])
   const samples: Record<Kind, number[]> = { find: [], claim: [], miss: [], batch16: [] }
   return {
     samples,
