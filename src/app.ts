@@ -46,7 +46,7 @@ const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 /** How often Node looks for requests past their timeout. */
 export const connectionsCheckingIntervalMs = 500
 
-/** Multipart limits: a few parts and small fields (SPEC §1 robustness rules). */
+/** Multipart limits: one file, a few parts and small fields; anything past them is a 400. */
 export const multipartLimits = {
   fieldNameSize: 100,
   fieldSize: 8 * 1024,

@@ -1,5 +1,5 @@
 /**
- * The environment, read and validated once at start (SPEC §5). One TypeBox schema is the
+ * The environment, read and validated once at start. One TypeBox schema is the
  * source of the variables, their defaults and their types; env-schema (ajv, all errors)
  * validates it, and the cross-field rules (timeouts nest, open mode only on loopback)
  * are checked after. Every problem is reported in one ConfigError.
@@ -394,7 +394,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   const data = Object.fromEntries(Object.entries(source).filter(([k, v]) => k in EnvSchema.properties && v !== ''))
   let env: Env
   // Variables the schema refused: reported, then replaced by their defaults so the cross-field
-  // rules below still run and one message lists every problem (SPEC §5).
+  // rules below still run and one message lists every problem.
   const refused = new Map<string, string>()
   try {
     env = envSchema<Env>({ schema: EnvSchema, data, dotenv: false, env: false })

@@ -1,4 +1,4 @@
-/** The files API of SPEC §1: upload, list, get, content, delete. */
+/** The files API: upload, list, get, content, delete. */
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { toFileObject } from '../../src/domain/file-record.js'

@@ -1,5 +1,5 @@
 /**
- * Bearer authentication by API_KEYS (SPEC §5). Keys are compared by SHA-256 digest in constant
+ * Bearer authentication (RFC 6750) by API_KEYS. Keys are compared by SHA-256 digest in constant
  * time. Tenant `*` is the admin, acting for a tenant through X-Tenant-Id. With no keys the
  * service is open as tenant `default` (config allows that only on loopback).
  * Routes opt in with `config: { auth: 'tenant' | 'admin' }`; probes, metrics and docs stay open.

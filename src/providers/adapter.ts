@@ -82,7 +82,7 @@ export function createProviderAdapter(
         await resilience.run({ op: 'delete' }, (s) => client.delete(id, s))
         return { alreadyGone: false }
       } catch (err) {
-        // SPEC §4: a 404 from the provider counts as deleted.
+        // A 404 from the provider means the file is already gone there: it counts as deleted.
         if (isNotFound(err)) return { alreadyGone: true }
         throw err
       }
