@@ -4,7 +4,7 @@
  * PROVIDER_NOT_CONFIGURED, and unknown names with UNKNOWN_PROVIDER.
  */
 import type { Config, ProviderConfig } from '../config.js'
-import { AppError } from '../errors.js'
+import { errors } from '../errors.js'
 import { type ClosableProviderAdapter, createProviderAdapter } from './adapter.js'
 import type { ProviderDialect } from './files-client.js'
 import { glmDialect } from './glm.js'
@@ -41,15 +41,12 @@ export function createProviderRegistry(config: Config, events?: ProviderEvents):
       const adapter = adapters.get(name)
       if (adapter) return adapter
       if (config.providers.some((p) => p.name === name)) {
-        throw new AppError('PROVIDER_NOT_CONFIGURED', {
-          detail: `Provider "${name}" has no API key configured`,
-          extensions: { provider: name },
-        })
+        throw errors.providerNotConfigured(name)
       }
-      throw new AppError('UNKNOWN_PROVIDER', {
-        detail: `Unknown provider "${name}"`,
-        extensions: { provider: name, allowed: config.providers.map((p) => p.name) },
-      })
+      throw errors.unknownProvider(
+        name,
+        config.providers.map((p) => p.name),
+      )
     },
     list: () => [...adapters.values()],
     async close() {
