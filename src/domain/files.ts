@@ -19,6 +19,7 @@ import { effectiveMaxBytes, purposeRule } from '../providers/catalog.js'
 import { isProviderError } from '../providers/errors.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderContent } from '../providers/types.js'
+import type { ProviderLimits } from '../schemas.js'
 import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
 import { createDedupProber, type DedupProber } from './dedup-probe.js'
@@ -549,35 +550,6 @@ export class FileService {
       this.deps.metrics.providerBytes.set({ provider: p.name }, Number(u?.bytes ?? 0))
     }
   }
-}
-
-export interface ProviderLimits {
-  provider: string
-  kind: string
-  configured: boolean
-  circuit: string
-  max_file_bytes: number
-  documented_max_file_bytes: number | null
-  default_purpose: string
-  purposes: Array<{
-    purpose: string
-    extensions: string[] | null
-    max_file_bytes: number
-    documented_max_file_bytes: number | null
-    max_bytes_by_extension: Record<string, number>
-    max_files: number | null
-    /** Every tenant's files of this purpose: admin keys only. */
-    files?: number
-    content_available: boolean
-    source: string | null
-    note: string | null
-  }>
-  docs: { region: string; read_on: string; sources: string[] } | null
-  allowed_extensions: string[] | null
-  /** `files` and `bytes` (every tenant's) for admin keys only. */
-  account: { max_files: number | null; max_bytes: number | null; files?: number; bytes?: number }
-  /** The caller's own usage and quota at this provider account. */
-  tenant: { max_files: number | null; max_bytes: number | null; files: number; bytes: number }
 }
 
 interface Usage {
