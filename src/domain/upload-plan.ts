@@ -4,11 +4,11 @@
  * `auto` (SPEC §3): the providers with the smallest per-file limit first (GLM, then Kimi), skipping
  * unconfigured ones, those whose limits or purposes do not fit, and those with an open circuit.
  */
-import type { ProviderConfig } from '../config.js'
+
 import { AppError } from '../errors.js'
 import { effectiveMaxBytes, purposeRule } from '../providers/catalog.js'
 import type { ProviderRegistry } from '../providers/registry.js'
-import type { ProviderAdapter } from '../providers/types.js'
+import type { ProviderAdapter, ProviderConfig } from '../providers/types.js'
 import { extensionOf } from './filename.js'
 import { tooLarge } from './spool.js'
 
