@@ -62,7 +62,9 @@ export const ProblemSchema = Type.Object(
     title: Type.String(),
     status: Type.Integer(),
     detail: Type.String(),
-    code: Type.String({ description: 'Stable error code (SPEC §1)' }),
+    code: Type.String({
+      description: 'Stable error code from the catalogue (docs/api.md, Errors); branch on it, not on title or detail',
+    }),
     instance: Type.String({ description: 'The request id' }),
   },
   {
