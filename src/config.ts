@@ -264,16 +264,16 @@ function parseTenantQuotas(env: Env, problems: string[]): TenantQuotas {
 export const tenantQuotaOf = (quotas: TenantQuotas, tenant: string): TenantQuota =>
   quotas.overrides.get(tenant) ?? quotas.default
 
-/** Reads `source` (process.env in the server, a plain object in tests) into a Config, or throws ConfigError. */
-export function loadConfig(source: Record<string, string | undefined>): Config {
-  // Empty strings mean "unset", as in most deployment tooling.
+/**
+ * The environment as the schema reads it. Variables the schema refuses are reported in `refused`
+ * and replaced by their defaults, so the cross-field rules still run and one message lists every
+ * problem. Empty strings mean "unset", as in most deployment tooling.
+ */
+function parseEnvironment(source: Record<string, string | undefined>): { env: Env; refused: Map<string, string> } {
   const data = Object.fromEntries(Object.entries(source).filter(([k, v]) => k in EnvSchema.properties && v !== ''))
-  let env: Env
-  // Variables the schema refused: reported, then replaced by their defaults so the cross-field
-  // rules below still run and one message lists every problem.
   const refused = new Map<string, string>()
   try {
-    env = envSchema<Env>({ schema: EnvSchema, data, dotenv: false, env: false })
+    return { env: envSchema<Env>({ schema: EnvSchema, data, dotenv: false, env: false }), refused }
   } catch (err) {
     const errors = (
       err as { errors?: Array<{ instancePath: string; message?: string; params?: Record<string, unknown> }> }
@@ -286,19 +286,15 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     }
     const rest = Object.fromEntries(Object.entries(data).filter(([k]) => !refused.has(k)))
     try {
-      env = envSchema<Env>({ schema: EnvSchema, data: rest, dotenv: false, env: false })
+      return { env: envSchema<Env>({ schema: EnvSchema, data: rest, dotenv: false, env: false }), refused }
     } catch {
       throw new ConfigError([...refused.values()])
     }
   }
+}
 
-  const problems: string[] = []
-  const apiKeys = parseApiKeys(env.API_KEYS, problems)
-  const openMode = apiKeys.length === 0
-  if (openMode && !isLoopbackHost(env.HOST)) {
-    problems.push(`API_KEYS: required when HOST (${env.HOST}) is not a loopback address; open mode is loopback-only`)
-  }
-
+/** The rules between variables: timeouts nest, the drain ends before the shutdown timeout, … */
+function crossFieldProblems(env: Env, problems: string[]): void {
   const order: Array<keyof Env> = [
     'PROVIDER_TIMEOUT_MS',
     'UPLOAD_TIMEOUT_MS',
@@ -327,6 +323,34 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   if ((env.SUPABASE_URL === undefined) !== (env.SUPABASE_SERVICE_ROLE_KEY === undefined)) {
     problems.push('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY: set both or neither')
   }
+}
+
+/** Supabase when both its variables are set, else Postgres when DATABASE_URL is, else embedded PGlite. */
+function storeConfigOf(env: Env): StoreConfig {
+  if (env.SUPABASE_URL && env.SUPABASE_SERVICE_ROLE_KEY) {
+    return {
+      transport: 'supabase',
+      url: env.SUPABASE_URL,
+      serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
+      ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
+    }
+  }
+  if (env.DATABASE_URL) return { transport: 'postgres', databaseUrl: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX }
+  return { transport: 'pglite', dataDir: resolve(env.DATA_DIR) }
+}
+
+/** Reads `source` (process.env in the server, a plain object in tests) into a Config, or throws ConfigError. */
+export function loadConfig(source: Record<string, string | undefined>): Config {
+  const { env, refused } = parseEnvironment(source)
+
+  const problems: string[] = []
+  const apiKeys = parseApiKeys(env.API_KEYS, problems)
+  const openMode = apiKeys.length === 0
+  if (openMode && !isLoopbackHost(env.HOST)) {
+    problems.push(`API_KEYS: required when HOST (${env.HOST}) is not a loopback address; open mode is loopback-only`)
+  }
+
+  crossFieldProblems(env, problems)
 
   const providers = resolveProviders(env, problems)
   const tenantQuotas = parseTenantQuotas(env, problems)
@@ -340,20 +364,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems)
 
-  let store: StoreConfig
-  if (env.SUPABASE_URL && env.SUPABASE_SERVICE_ROLE_KEY) {
-    store = {
-      transport: 'supabase',
-      url: env.SUPABASE_URL,
-      serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
-      ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
-    }
-  } else if (env.DATABASE_URL) {
-    store = { transport: 'postgres', databaseUrl: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX }
-  } else {
-    store = { transport: 'pglite', dataDir: resolve(env.DATA_DIR) }
-  }
-
+  const store = storeConfigOf(env)
   return {
     host: env.HOST,
     port: env.PORT,
