@@ -13,11 +13,6 @@ import { type AppError, asAppError, errors, logFailure, toProblem } from '../err
 /** Kept for routes/files/upload-form.ts until it imports the mapper from src/errors.ts. */
 export { asAppError }
 
-export function sendProblem(reply: FastifyReply, request: FastifyRequest, err: AppError) {
-  const problem = toProblem(err, String(request.id))
-  return reply.code(problem.status).headers(problem.headers).send(problem.body)
-}
-
 /**
  * Fastify's clientErrorHandler: a connection failed before a request could be handled (the head or
  * the body was not received within REQUEST_TIMEOUT_MS, or could not be parsed). Where nothing of a
@@ -51,7 +46,7 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
 export type ErrorFace = (request: FastifyRequest, reply: FastifyReply, err: AppError) => FastifyReply
 
 export interface ErrorsPluginOptions {
-  /** Faces by path prefix, for what no route of theirs handles: unknown paths and malformed URLs. */
+  /** Faces by path prefix: every error under it (its routes', unknown paths, malformed URLs). */
   faces?: Array<{ prefix: string; send: ErrorFace }>
 }
 
@@ -62,7 +57,11 @@ declare module 'fastify' {
   }
 }
 
-const problemFace: ErrorFace = (request, reply, err) => sendProblem(reply, request, err)
+/** The default face: RFC 9457 problem+json. */
+const problemFace: ErrorFace = (request, reply, err) => {
+  const problem = toProblem(err, String(request.id))
+  return reply.code(problem.status).headers(problem.headers).send(problem.body)
+}
 
 export default fp(
   async function errorsPlugin(app: FastifyInstance, opts: ErrorsPluginOptions) {
