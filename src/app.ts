@@ -3,12 +3,13 @@
  * a fixed order: external plugins, app plugins, routes. Nothing here reads process.env.
  */
 import { randomUUID } from 'node:crypto'
+import type { Server } from 'node:http'
 import multipart from '@fastify/multipart'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyInstance, type FastifyPluginCallback } from 'fastify'
+import Fastify, { type FastifyHttpOptions, type FastifyInstance, type FastifyPluginCallback } from 'fastify'
 import cleanupRoutes from '../routes/cleanup/index.js'
 import filesRoutes from '../routes/files/index.js'
 import healthRoutes from '../routes/health/index.js'
@@ -83,8 +84,9 @@ export function loggerOptions(level: string, override: AppOverrides['logger']): 
   return override === undefined || override === true ? defaults : { ...defaults, ...override }
 }
 
-export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
-  const app = Fastify({
+/** Fastify's options: logging, request ids, the timeouts a slow client is cut by, body and parser limits. */
+function serverOptions(config: Config, overrides: AppOverrides) {
+  return {
     logger: loggerOptions(config.logLevel, overrides.logger),
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']
@@ -108,7 +110,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     // A malformed URL (bad percent-encoding, an over-long path parameter) is the client's 400 in
     // the face of its path, like every other error.
     frameworkErrors: (err, request, reply) => request.server.sendError(err, request, reply),
-  }).withTypeProvider<TypeBoxTypeProvider>()
+  } satisfies FastifyHttpOptions<Server>
+}
+
+export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const app = Fastify(serverOptions(config, overrides)).withTypeProvider<TypeBoxTypeProvider>()
 
   // Beyond MAX_CONNECTIONS Node closes a new connection at once, so slow or idle clients cannot
   // take every file descriptor (uploads need theirs for spool files and provider sockets).
