@@ -12,8 +12,7 @@ import { sanitizeFilename } from '../src/domain/filename.js'
 import type { FileMeta, FileService, UploadResult } from '../src/domain/files.js'
 import type { UploadForm, UploadReception } from '../src/domain/reception.js'
 import { clientBodyError } from '../src/domain/spool.js'
-import { AppError } from '../src/errors.js'
-import { asAppError } from '../src/plugins/errors.js'
+import { AppError, asAppError } from '../src/errors.js'
 
 const maxMetadataBytes = 4096
 /** Nesting deeper than this is refused: metadata is labels, not documents. */

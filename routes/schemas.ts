@@ -1,15 +1,8 @@
 /** Response schemas shared by the routes; they are the OpenAPI components as well. */
-import { type TSchema, Type } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
+import { DeletionReasonSchema, FileStatusSchema, Nullable } from '../src/schemas.js'
 
-const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
 const Timestamp = Type.String({ format: 'date-time' })
-
-export const FileStatus = Type.Union(
-  ['pending', 'uploading', 'completed', 'failed', 'deleted'].map((s) => Type.Literal(s)),
-)
-export const DeletionReason = Type.Union(
-  ['manual', 'expired', 'orphaned', 'quota', 'reconciled'].map((s) => Type.Literal(s)),
-)
 
 export const FileSchema = Type.Object(
   {
@@ -22,7 +15,7 @@ export const FileSchema = Type.Object(
     mime_type: Type.String(),
     bytes: Type.Integer({ minimum: 0 }),
     sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
-    status: FileStatus,
+    status: FileStatusSchema,
     error: Nullable(Type.String()),
     metadata: Type.Record(Type.String(), Type.Unknown()),
     created_at: Timestamp,
@@ -30,7 +23,7 @@ export const FileSchema = Type.Object(
     last_used_at: Timestamp,
     expires_at: Nullable(Timestamp),
     deleted_at: Nullable(Timestamp),
-    deletion_reason: Nullable(DeletionReason),
+    deletion_reason: Nullable(DeletionReasonSchema),
     provider_deleted: Type.Boolean({ description: 'false while the provider delete is still pending' }),
     deduplicated: Type.Optional(Type.Boolean({ description: 'On upload responses: answered from a live duplicate' })),
   },
@@ -69,7 +62,9 @@ export const ProblemSchema = Type.Object(
     title: Type.String(),
     status: Type.Integer(),
     detail: Type.String(),
-    code: Type.String({ description: 'Stable error code (SPEC §1)' }),
+    code: Type.String({
+      description: 'Stable error code from the catalogue (docs/api.md, Errors); branch on it, not on title or detail',
+    }),
     instance: Type.String({ description: 'The request id' }),
   },
   {

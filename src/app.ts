@@ -3,12 +3,13 @@
  * a fixed order: external plugins, app plugins, routes. Nothing here reads process.env.
  */
 import { randomUUID } from 'node:crypto'
+import type { Server } from 'node:http'
 import multipart from '@fastify/multipart'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyInstance, type FastifyPluginCallback } from 'fastify'
+import Fastify, { type FastifyHttpOptions, type FastifyInstance, type FastifyPluginCallback } from 'fastify'
 import cleanupRoutes from '../routes/cleanup/index.js'
 import filesRoutes from '../routes/files/index.js'
 import healthRoutes from '../routes/health/index.js'
@@ -17,13 +18,14 @@ import metricsRoutes from '../routes/metrics/index.js'
 import openAiRoutes, { sendOpenAiError } from '../routes/openai/index.js'
 import { ProblemSchema } from '../routes/schemas.js'
 import type { Config } from './config.js'
-import { AppError } from './errors.js'
+import { errors } from './errors.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { swaggerOptions } from './openapi.js'
 import authPlugin from './plugins/auth.js'
 import errorsPlugin, { answerClientError } from './plugins/errors.js'
 import metricsPlugin from './plugins/metrics.js'
 import providersPlugin from './plugins/providers.js'
+import readinessPlugin from './plugins/readiness.js'
 import schedulerPlugin from './plugins/scheduler.js'
 import servicesPlugin from './plugins/services.js'
 import storePlugin from './plugins/store.js'
@@ -46,7 +48,7 @@ const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 /** How often Node looks for requests past their timeout. */
 export const connectionsCheckingIntervalMs = 500
 
-/** Multipart limits: a few parts and small fields (SPEC §1 robustness rules). */
+/** Multipart limits: one file, a few parts and small fields; anything past them is a 400. */
 export const multipartLimits = {
   fieldNameSize: 100,
   fieldSize: 8 * 1024,
@@ -82,8 +84,9 @@ export function loggerOptions(level: string, override: AppOverrides['logger']): 
   return override === undefined || override === true ? defaults : { ...defaults, ...override }
 }
 
-export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
-  const app = Fastify({
+/** Fastify's options: logging, request ids, the timeouts a slow client is cut by, body and parser limits. */
+function serverOptions(config: Config, overrides: AppOverrides) {
+  return {
     logger: loggerOptions(config.logLevel, overrides.logger),
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']
@@ -107,7 +110,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     // A malformed URL (bad percent-encoding, an over-long path parameter) is the client's 400 in
     // the face of its path, like every other error.
     frameworkErrors: (err, request, reply) => request.server.sendError(err, request, reply),
-  }).withTypeProvider<TypeBoxTypeProvider>()
+  } satisfies FastifyHttpOptions<Server>
+}
+
+export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const app = Fastify(serverOptions(config, overrides)).withTypeProvider<TypeBoxTypeProvider>()
 
   // Beyond MAX_CONNECTIONS Node closes a new connection at once, so slow or idle clients cannot
   // take every file descriptor (uploads need theirs for spool files and provider sockets).
@@ -132,10 +139,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       hook: 'preHandler',
       keyGenerator: (request) => (request.auth ? `tenant:${request.auth.tenant}` : `ip:${request.ip}`),
       errorResponseBuilder: (_request, context) => {
-        throw new AppError('RATE_LIMITED', {
-          detail: `More than ${context.max} requests a minute`,
-          retryAfterSeconds: Math.ceil(context.ttl / 1000),
-        })
+        throw errors.rateLimited(`More than ${context.max} requests a minute`, Math.ceil(context.ttl / 1000))
       },
     })
   }
@@ -148,48 +152,16 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     tokenSha256: config.metricsTokenSha256,
     host: config.host,
   })
-  await app.register(storePlugin, { config: config.store, ...(overrides.store ? { store: overrides.store } : {}) })
-  await app.register(providersPlugin, { config, ...(overrides.providers ? { registry: overrides.providers } : {}) })
-  await app.register(servicesPlugin, { config })
   await app.register(authPlugin, {
     keys: config.apiKeys,
     openMode: config.openMode,
     failuresPerMinute: config.rateLimitPerMinute,
   })
+  await app.register(readinessPlugin)
+  await app.register(storePlugin, { config: config.store, ...(overrides.store ? { store: overrides.store } : {}) })
+  await app.register(providersPlugin, { config, ...(overrides.providers ? { registry: overrides.providers } : {}) })
+  await app.register(servicesPlugin, { config })
   await app.register(schedulerPlugin, { config })
-
-  // From the first moment of shutdown every response says Connection: close (Node then closes its
-  // connection once it is out). Once the listener is closing, a connection whose response began
-  // before the shutdown is closed as soon as that response is out too: Node's server.close() only
-  // closes the connections idle at that moment, so one that turned idle later held the exit until
-  // SHUTDOWN_TIMEOUT_MS. (Not during the drain: a connection just accepted counts as idle, and the
-  // drain is there to keep serving.)
-  let listenerClosing = false
-  app.addHook('preClose', (done) => {
-    listenerClosing = true
-    done()
-  })
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (app.lifecycle.shuttingDown) reply.header('connection', 'close')
-    done(null, payload)
-  })
-  app.addHook('onResponse', (_request, _reply, done) => {
-    if (listenerClosing) setImmediate(() => app.server.closeIdleConnections())
-    done()
-  })
-
-  app.addHook('onRequest', (request, _reply, done) => {
-    // From the first moment of shutdown, new work is refused; probes keep answering.
-    if (
-      app.lifecycle.shuttingDown &&
-      request.routeOptions.config?.auth &&
-      request.routeOptions.config.auth !== 'none'
-    ) {
-      done(new AppError('SHUTTING_DOWN'))
-      return
-    }
-    done()
-  })
 
   // 3. Routes.
   app.addSchema(ProblemSchema)

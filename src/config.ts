@@ -1,5 +1,5 @@
 /**
- * The environment, read and validated once at start (SPEC §5). One TypeBox schema is the
+ * The environment, read and validated once at start. One TypeBox schema is the
  * source of the variables, their defaults and their types; env-schema (ajv, all errors)
  * validates it, and the cross-field rules (timeouts nest, open mode only on loopback)
  * are checked after. Every problem is reported in one ConfigError.
@@ -12,15 +12,17 @@ import { type Static, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { envSchema } from 'env-schema'
 import cron from 'node-cron'
-import { openAiCompatibleDefaults, type ProviderFacts, type ProviderKind, purposeRule } from './providers/catalog.js'
-import { glmFacts } from './providers/glm-facts.js'
-import { kimiFacts } from './providers/kimi-facts.js'
+import { resolveProviders } from './providers/resolve.js'
+import type { ProviderConfig } from './providers/types.js'
 
 const Int = (def: number, min = 0, description = '') =>
   Type.Integer({ default: def, minimum: min, ...(description ? { description } : {}) })
 const OptionalString = (description: string) => Type.Optional(Type.String({ minLength: 1, description }))
-const kimiDefaults = kimiFacts()
-const glmDefaults = glmFacts()
+// Provider settings left unset take the provider's documented value (providers/resolve.ts).
+const ProviderUrl = Type.Optional(Type.String({ pattern: '^https?://', description: 'unset: the documented endpoint' }))
+const ProviderInt = (min: number, description: string) =>
+  Type.Optional(Type.Integer({ minimum: min, description: `${description}; unset: the documented value` }))
+const ProviderPurpose = Type.Optional(Type.String({ minLength: 1, description: "unset: the provider's default" }))
 
 export const EnvSchema = Type.Object({
   HOST: Type.String({ default: '127.0.0.1', description: 'Address to bind' }),
@@ -42,21 +44,17 @@ export const EnvSchema = Type.Object({
   API_KEYS: Type.Optional(Type.String({ description: 'tenant:key,... ; key may be sha256:<hex>; tenant * is admin' })),
   DEFAULT_PROVIDER: Type.String({ default: 'auto', minLength: 1 }),
   KIMI_API_KEY: OptionalString('Moonshot API key'),
-  KIMI_BASE_URL: Type.String({ default: kimiDefaults.baseUrl, pattern: '^https?://' }),
-  KIMI_MAX_FILE_BYTES: Int(
-    kimiDefaults.maxFileBytes,
-    1,
-    "the operator's per-file cap; documented caps apply beneath it",
-  ),
-  KIMI_MAX_FILES: Int(kimiDefaults.maxFiles ?? 0, 0, '0 = no cap'),
-  KIMI_MAX_TOTAL_BYTES: Int(kimiDefaults.maxTotalBytes ?? 0, 0, '0 = no cap'),
-  KIMI_DEFAULT_PURPOSE: Type.String({ default: kimiDefaults.defaultPurpose, minLength: 1 }),
+  KIMI_BASE_URL: ProviderUrl,
+  KIMI_MAX_FILE_BYTES: ProviderInt(1, "the operator's per-file cap; documented caps apply beneath it"),
+  KIMI_MAX_FILES: ProviderInt(0, '0 = no cap'),
+  KIMI_MAX_TOTAL_BYTES: ProviderInt(0, '0 = no cap'),
+  KIMI_DEFAULT_PURPOSE: ProviderPurpose,
   GLM_API_KEY: OptionalString('Zhipu API key'),
-  GLM_BASE_URL: Type.String({ default: glmDefaults.baseUrl, pattern: '^https?://' }),
-  GLM_MAX_FILE_BYTES: Int(glmDefaults.maxFileBytes, 1, "the operator's per-file cap; documented caps apply beneath it"),
+  GLM_BASE_URL: ProviderUrl,
+  GLM_MAX_FILE_BYTES: ProviderInt(1, "the operator's per-file cap; documented caps apply beneath it"),
   GLM_MAX_FILES: Int(0, 0, '0 = no cap'),
   GLM_MAX_TOTAL_BYTES: Int(0, 0, '0 = no cap'),
-  GLM_DEFAULT_PURPOSE: Type.String({ default: glmDefaults.defaultPurpose, minLength: 1 }),
+  GLM_DEFAULT_PURPOSE: ProviderPurpose,
   EXTRA_PROVIDERS: Type.Optional(Type.String({ description: 'JSON array of OpenAI-compatible providers' })),
   ALLOWED_EXTENSIONS: Type.Optional(Type.String({ description: 'Comma list; narrows every provider' })),
   UPLOAD_TMP_DIR: Type.Optional(Type.String({ minLength: 1 })),
@@ -105,23 +103,6 @@ export const EnvSchema = Type.Object({
 })
 export type Env = Static<typeof EnvSchema>
 
-const ExtraProviderSchema = Type.Array(
-  Type.Object(
-    {
-      name: Type.String({ pattern: '^[a-z][a-z0-9_-]{0,31}$' }),
-      base_url: Type.String({ pattern: '^https?://' }),
-      api_key: Type.Optional(Type.String({ minLength: 1 })),
-      max_file_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
-      max_files: Type.Optional(Type.Integer({ minimum: 0 })),
-      max_total_bytes: Type.Optional(Type.Integer({ minimum: 0 })),
-      default_purpose: Type.Optional(Type.String({ minLength: 1 })),
-      purposes: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
-      extensions: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-    },
-    { additionalProperties: false },
-  ),
-)
-
 const tenantNamePattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
 const TenantQuotasSchema = Type.Record(
   Type.String({ pattern: tenantNamePattern }),
@@ -143,14 +124,6 @@ export interface TenantQuotas {
   default: TenantQuota
   /** TENANT_QUOTAS: per tenant; a field it leaves out falls back to the default. */
   overrides: ReadonlyMap<string, TenantQuota>
-}
-
-export interface ProviderConfig extends ProviderFacts {
-  name: string
-  kind: ProviderKind
-  apiKey: string | undefined
-  /** False when no key is set: the provider is known but answers PROVIDER_NOT_CONFIGURED. */
-  configured: boolean
 }
 
 export interface ApiKeyEntry {
@@ -261,103 +234,6 @@ function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[
 /** A cap from the environment: 0 means none. */
 const capOrNull = (n: number) => (n > 0 ? n : null)
 
-const csv = (raw: string | undefined) =>
-  (raw ?? '')
-    .split(',')
-    .map((s) => s.trim().toLowerCase().replace(/^\./, ''))
-    .filter(Boolean)
-
-function narrowExtensions(facts: ProviderFacts, allowed: string[]): ProviderFacts {
-  if (allowed.length === 0) return facts
-  const purposes = Object.fromEntries(
-    Object.entries(facts.purposes).map(([purpose, rule]) => [
-      purpose,
-      { ...rule, extensions: (rule.extensions ?? allowed).filter((e) => allowed.includes(e)) },
-    ]),
-  )
-  return { ...facts, purposes }
-}
-
-function buildProviders(env: Env, problems: string[]): ProviderConfig[] {
-  const kimiBaseUrl = env.KIMI_BASE_URL.replace(/\/+$/, '')
-  const glmBaseUrl = env.GLM_BASE_URL.replace(/\/+$/, '')
-  // The documented facts follow the configured base URL (international and China docs differ).
-  const providers: ProviderConfig[] = [
-    {
-      ...kimiFacts(kimiBaseUrl),
-      name: 'kimi',
-      apiKey: env.KIMI_API_KEY,
-      configured: Boolean(env.KIMI_API_KEY),
-      maxFileBytes: env.KIMI_MAX_FILE_BYTES,
-      maxFiles: capOrNull(env.KIMI_MAX_FILES),
-      maxTotalBytes: capOrNull(env.KIMI_MAX_TOTAL_BYTES),
-      defaultPurpose: env.KIMI_DEFAULT_PURPOSE,
-    },
-    {
-      ...glmFacts(glmBaseUrl),
-      name: 'glm',
-      apiKey: env.GLM_API_KEY,
-      configured: Boolean(env.GLM_API_KEY),
-      maxFileBytes: env.GLM_MAX_FILE_BYTES,
-      maxFiles: capOrNull(env.GLM_MAX_FILES),
-      maxTotalBytes: capOrNull(env.GLM_MAX_TOTAL_BYTES),
-      defaultPurpose: env.GLM_DEFAULT_PURPOSE,
-    },
-  ]
-  for (const [variable, provider] of [
-    ['KIMI_DEFAULT_PURPOSE', providers[0]],
-    ['GLM_DEFAULT_PURPOSE', providers[1]],
-  ] as const) {
-    if (provider && !purposeRule(provider, provider.defaultPurpose)) {
-      problems.push(
-        `${variable}: "${provider.defaultPurpose}" is not a ${provider.name} purpose (${Object.keys(provider.purposes).join(', ')})`,
-      )
-    }
-  }
-  if (env.EXTRA_PROVIDERS?.trim()) {
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(env.EXTRA_PROVIDERS)
-    } catch {
-      problems.push('EXTRA_PROVIDERS: not valid JSON')
-      return providers
-    }
-    if (!Value.Check(ExtraProviderSchema, parsed)) {
-      for (const e of Value.Errors(ExtraProviderSchema, parsed)) {
-        problems.push(`EXTRA_PROVIDERS${e.path.replaceAll('/', '.')}: ${e.message}`)
-      }
-      return providers
-    }
-    for (const extra of parsed) {
-      if (['kimi', 'glm', 'auto'].includes(extra.name) || providers.some((p) => p.name === extra.name)) {
-        problems.push(`EXTRA_PROVIDERS: provider name "${extra.name}" is reserved or repeated`)
-        continue
-      }
-      const purposes = extra.purposes
-        ? Object.fromEntries(extra.purposes.map((p) => [p, { extensions: extra.extensions ?? null, content: true }]))
-        : openAiCompatibleDefaults.purposes
-      const defaultPurpose = extra.default_purpose ?? extra.purposes?.[0] ?? openAiCompatibleDefaults.defaultPurpose
-      if (!Object.hasOwn(purposes, defaultPurpose)) {
-        problems.push(`EXTRA_PROVIDERS: provider "${extra.name}" default_purpose is not among its purposes`)
-      }
-      providers.push({
-        ...openAiCompatibleDefaults,
-        name: extra.name,
-        apiKey: extra.api_key,
-        configured: Boolean(extra.api_key),
-        baseUrl: extra.base_url.replace(/\/+$/, ''),
-        maxFileBytes: extra.max_file_bytes ?? openAiCompatibleDefaults.maxFileBytes,
-        maxFiles: capOrNull(extra.max_files ?? 0),
-        maxTotalBytes: capOrNull(extra.max_total_bytes ?? 0),
-        defaultPurpose,
-        purposes,
-      })
-    }
-  }
-  const allowed = csv(env.ALLOWED_EXTENSIONS)
-  return providers.map((p) => ({ ...p, ...narrowExtensions(p, allowed), name: p.name, kind: p.kind }))
-}
-
 function parseTenantQuotas(env: Env, problems: string[]): TenantQuotas {
   const fallback: TenantQuota = { maxFiles: capOrNull(env.TENANT_MAX_FILES), maxBytes: capOrNull(env.TENANT_MAX_BYTES) }
   const overrides = new Map<string, TenantQuota>()
@@ -388,16 +264,16 @@ function parseTenantQuotas(env: Env, problems: string[]): TenantQuotas {
 export const tenantQuotaOf = (quotas: TenantQuotas, tenant: string): TenantQuota =>
   quotas.overrides.get(tenant) ?? quotas.default
 
-/** Reads `source` (process.env in the server, a plain object in tests) into a Config, or throws ConfigError. */
-export function loadConfig(source: Record<string, string | undefined>): Config {
-  // Empty strings mean "unset", as in most deployment tooling.
+/**
+ * The environment as the schema reads it. Variables the schema refuses are reported in `refused`
+ * and replaced by their defaults, so the cross-field rules still run and one message lists every
+ * problem. Empty strings mean "unset", as in most deployment tooling.
+ */
+function parseEnvironment(source: Record<string, string | undefined>): { env: Env; refused: Map<string, string> } {
   const data = Object.fromEntries(Object.entries(source).filter(([k, v]) => k in EnvSchema.properties && v !== ''))
-  let env: Env
-  // Variables the schema refused: reported, then replaced by their defaults so the cross-field
-  // rules below still run and one message lists every problem (SPEC §5).
   const refused = new Map<string, string>()
   try {
-    env = envSchema<Env>({ schema: EnvSchema, data, dotenv: false, env: false })
+    return { env: envSchema<Env>({ schema: EnvSchema, data, dotenv: false, env: false }), refused }
   } catch (err) {
     const errors = (
       err as { errors?: Array<{ instancePath: string; message?: string; params?: Record<string, unknown> }> }
@@ -410,19 +286,15 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     }
     const rest = Object.fromEntries(Object.entries(data).filter(([k]) => !refused.has(k)))
     try {
-      env = envSchema<Env>({ schema: EnvSchema, data: rest, dotenv: false, env: false })
+      return { env: envSchema<Env>({ schema: EnvSchema, data: rest, dotenv: false, env: false }), refused }
     } catch {
       throw new ConfigError([...refused.values()])
     }
   }
+}
 
-  const problems: string[] = []
-  const apiKeys = parseApiKeys(env.API_KEYS, problems)
-  const openMode = apiKeys.length === 0
-  if (openMode && !isLoopbackHost(env.HOST)) {
-    problems.push(`API_KEYS: required when HOST (${env.HOST}) is not a loopback address; open mode is loopback-only`)
-  }
-
+/** The rules between variables: timeouts nest, the drain ends before the shutdown timeout, … */
+function crossFieldProblems(env: Env, problems: string[]): void {
   const order: Array<keyof Env> = [
     'PROVIDER_TIMEOUT_MS',
     'UPLOAD_TIMEOUT_MS',
@@ -451,8 +323,36 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   if ((env.SUPABASE_URL === undefined) !== (env.SUPABASE_SERVICE_ROLE_KEY === undefined)) {
     problems.push('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY: set both or neither')
   }
+}
 
-  const providers = buildProviders(env, problems)
+/** Supabase when both its variables are set, else Postgres when DATABASE_URL is, else embedded PGlite. */
+function storeConfigOf(env: Env): StoreConfig {
+  if (env.SUPABASE_URL && env.SUPABASE_SERVICE_ROLE_KEY) {
+    return {
+      transport: 'supabase',
+      url: env.SUPABASE_URL,
+      serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
+      ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
+    }
+  }
+  if (env.DATABASE_URL) return { transport: 'postgres', databaseUrl: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX }
+  return { transport: 'pglite', dataDir: resolve(env.DATA_DIR) }
+}
+
+/** Reads `source` (process.env in the server, a plain object in tests) into a Config, or throws ConfigError. */
+export function loadConfig(source: Record<string, string | undefined>): Config {
+  const { env, refused } = parseEnvironment(source)
+
+  const problems: string[] = []
+  const apiKeys = parseApiKeys(env.API_KEYS, problems)
+  const openMode = apiKeys.length === 0
+  if (openMode && !isLoopbackHost(env.HOST)) {
+    problems.push(`API_KEYS: required when HOST (${env.HOST}) is not a loopback address; open mode is loopback-only`)
+  }
+
+  crossFieldProblems(env, problems)
+
+  const providers = resolveProviders(env, problems)
   const tenantQuotas = parseTenantQuotas(env, problems)
   if (env.DEFAULT_PROVIDER !== 'auto' && !providers.some((p) => p.name === env.DEFAULT_PROVIDER)) {
     problems.push(`DEFAULT_PROVIDER: "${env.DEFAULT_PROVIDER}" is not auto nor a known provider`)
@@ -464,20 +364,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems)
 
-  let store: StoreConfig
-  if (env.SUPABASE_URL && env.SUPABASE_SERVICE_ROLE_KEY) {
-    store = {
-      transport: 'supabase',
-      url: env.SUPABASE_URL,
-      serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
-      ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
-    }
-  } else if (env.DATABASE_URL) {
-    store = { transport: 'postgres', databaseUrl: env.DATABASE_URL, poolMax: env.DATABASE_POOL_MAX }
-  } else {
-    store = { transport: 'pglite', dataDir: resolve(env.DATA_DIR) }
-  }
-
+  const store = storeConfigOf(env)
   return {
     host: env.HOST,
     port: env.PORT,

@@ -1,7 +1,9 @@
 /**
- * The error catalogue (SPEC §1) and the one mapper from any thrown value to an
- * RFC 9457 problem+json body. Every error the service answers with is an AppError
- * carrying one of these codes; anything else becomes a 500 that leaks nothing.
+ * The error catalogue, its named factories and the one mapping of any thrown value to a
+ * problem: the code, the log level and the headers (Retry-After, WWW-Authenticate). Every error
+ * the service answers with is an AppError carrying one of these codes; anything else becomes a
+ * 500 that leaks nothing. The HTTP faces (RFC 9457 problem+json, the OpenAI error body) only
+ * render what this module decided.
  */
 
 export const errorCatalog = {
@@ -35,7 +37,10 @@ export const errorCatalog = {
 
 export type ErrorCode = keyof typeof errorCatalog
 
-/** Codes answered with `Retry-After` (SPEC §1: 429 and 503, except PROVIDER_NOT_CONFIGURED). */
+/**
+ * How long a client should wait before retrying (RFC 9110 §10.2.3), for the codes where waiting
+ * helps: the 429s and the 503s except PROVIDER_NOT_CONFIGURED, which no wait fixes.
+ */
 const defaultRetryAfterSeconds: Partial<Record<ErrorCode, number>> = {
   RATE_LIMITED: 60,
   PROVIDER_RATE_LIMITED: 5,
@@ -75,6 +80,118 @@ export class AppError extends Error {
 
 export const isAppError = (err: unknown): err is AppError => err instanceof AppError
 
+/** Named factories for the errors built in more than one place (one wording, one set of members). */
+export const errors = {
+  validationFailed: (detail: string, extensions?: Record<string, unknown>) =>
+    new AppError('VALIDATION_FAILED', { detail, ...(extensions ? { extensions } : {}) }),
+  unauthorized: (detail: string) => new AppError('UNAUTHORIZED', { detail }),
+  forbidden: (detail: string) => new AppError('FORBIDDEN', { detail }),
+  notFound: (detail: string) => new AppError('NOT_FOUND', { detail }),
+  fileNotFound: (id: string) => new AppError('NOT_FOUND', { detail: `No file ${id}` }),
+  emptyFile: () => new AppError('EMPTY_FILE', { detail: 'The file part has no content' }),
+  fileTooLarge: (provider: string, limitBytes: number) =>
+    new AppError('FILE_TOO_LARGE', {
+      detail: `The file is larger than ${limitBytes} bytes, the limit for ${provider}`,
+      extensions: { provider, limit_bytes: limitBytes },
+    }),
+  unknownProvider: (provider: string, allowed: string[]) =>
+    new AppError('UNKNOWN_PROVIDER', { detail: `Unknown provider "${provider}"`, extensions: { provider, allowed } }),
+  /** One named provider without an API key, or (no name) none configured at all. */
+  providerNotConfigured: (provider?: string) =>
+    provider === undefined
+      ? new AppError('PROVIDER_NOT_CONFIGURED', { detail: 'No provider has an API key configured' })
+      : new AppError('PROVIDER_NOT_CONFIGURED', {
+          detail: `Provider "${provider}" has no API key configured`,
+          extensions: { provider },
+        }),
+  rateLimited: (detail?: string, retryAfterSeconds?: number) =>
+    new AppError('RATE_LIMITED', {
+      ...(detail !== undefined ? { detail } : {}),
+      ...(retryAfterSeconds !== undefined ? { retryAfterSeconds } : {}),
+    }),
+  requestTimeout: (detail: string) => new AppError('REQUEST_TIMEOUT', { detail }),
+  shuttingDown: () => new AppError('SHUTTING_DOWN'),
+  databaseUnavailable: (detail: string, cause?: unknown) =>
+    new AppError('DATABASE_UNAVAILABLE', { detail, ...(cause !== undefined ? { cause } : {}) }),
+  internal: () =>
+    new AppError('INTERNAL', { detail: 'An unexpected error occurred; see the server log with this request id' }),
+}
+
+/** What the framework throws besides AppErrors (Fastify's FastifyError, ajv validation results). */
+interface FrameworkError {
+  code?: string
+  message?: string
+  statusCode?: number
+  validation?: Array<{ instancePath?: string; message?: string }>
+  validationContext?: string
+}
+
+/** Fastify's own error codes and the catalogue code each is answered with. */
+const frameworkCodes: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'VALIDATION_FAILED',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'VALIDATION_FAILED',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'VALIDATION_FAILED',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'VALIDATION_FAILED',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'VALIDATION_FAILED',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'VALIDATION_FAILED',
+  FST_PROTO_VIOLATION: 'VALIDATION_FAILED',
+  FST_PARTS_LIMIT: 'VALIDATION_FAILED',
+  FST_FIELDS_LIMIT: 'VALIDATION_FAILED',
+  FST_FILES_LIMIT: 'TOO_MANY_FILES',
+  FST_REQ_FILE_TOO_LARGE: 'FILE_TOO_LARGE',
+}
+
+/** Maps any thrown value to an AppError (the catalogue's view of it). */
+export function asAppError(err: unknown): AppError {
+  if (isAppError(err)) return err
+  const e = err as FrameworkError | null | undefined
+  if (e?.validation) {
+    return errors.validationFailed(e.message ?? 'Request validation failed', {
+      errors: e.validation.map((v) => ({
+        in: e.validationContext,
+        path: v.instancePath ?? '',
+        message: v.message ?? 'invalid',
+      })),
+    })
+  }
+  const mapped = e?.code ? frameworkCodes[e.code] : undefined
+  if (mapped) return new AppError(mapped, { detail: e?.message ?? undefined })
+  if (e?.statusCode === 429) return errors.rateLimited()
+  if (e?.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+    return errors.validationFailed(e.message ?? 'Bad request')
+  }
+  return errors.internal()
+}
+
+/** The part of a logger a failed request is reported to (pino's, Fastify's request.log). */
+export interface FailureLog {
+  error(fields: object, message: string): void
+  info(fields: object, message: string): void
+}
+
+/**
+ * Logs a failed request once: a 5xx is ours, logged as an error with what was thrown (stack,
+ * cause); a refusal is the client's, one info line with its code and detail.
+ */
+export function logFailure(log: FailureLog, thrown: unknown, err: AppError): void {
+  if (err.status >= 500) log.error({ err: thrown, code: err.code }, 'request failed')
+  else log.info({ code: err.code, detail: err.detail }, 'request refused')
+}
+
+/**
+ * The headers an error's answer carries whatever its body: Retry-After on a 429 or 503 that
+ * names a wait, and the RFC 6750 §3 challenge on a 401. `status` is the status the face answers
+ * with (the OpenAI face answers an exhausted quota with 429).
+ */
+export function errorHeaders(err: AppError, status = err.status): Record<string, string> {
+  const headers: Record<string, string> = {}
+  if (err.retryAfterSeconds !== undefined && (status === 429 || status === 503)) {
+    headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterSeconds)))
+  }
+  if (err.code === 'UNAUTHORIZED') headers['www-authenticate'] = 'Bearer realm="filegate"'
+  return headers
+}
+
 export interface Problem {
   type: string
   title: string
@@ -93,15 +210,11 @@ export interface ProblemResponse {
 
 export const problemTypeBase = 'https://filegate.dev/problems/'
 
-/** Turns an AppError into the response the error handler sends. */
+/** The RFC 9457 problem+json answer to an AppError: status, headers and body. */
 export function toProblem(err: AppError, requestId: string): ProblemResponse {
-  const headers: Record<string, string> = { 'content-type': 'application/problem+json; charset=utf-8' }
-  if (err.retryAfterSeconds !== undefined && (err.status === 429 || err.status === 503)) {
-    headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterSeconds)))
-  }
   return {
     status: err.status,
-    headers,
+    headers: { 'content-type': 'application/problem+json; charset=utf-8', ...errorHeaders(err) },
     body: {
       ...err.extensions,
       type: `${problemTypeBase}${err.code.toLowerCase().replaceAll('_', '-')}`,

@@ -1,6 +1,7 @@
 /**
- * Every metric of SPEC §6 on filegate's own prom-client Registry. Plain module: the domain
- * records events through it, the metrics plugin only exposes it. No per-user label anywhere.
+ * Every metric filegate exports (docs/operations.md lists them), on its own prom-client Registry.
+ * Plain module: the domain records events through it, the metrics plugin only exposes it. No
+ * per-user label anywhere.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 

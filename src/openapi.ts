@@ -53,7 +53,7 @@ export const problemMediaType = 'application/problem+json'
 const problemRef = '#/components/schemas/Problem'
 const exampleRequestId = '5d1c7f0e-58b3-4a8e-9d39-63a3c7c1f0aa'
 
-/** Extension members the catalogue documents for some codes (SPEC §1), for the examples. */
+/** Extension members some codes carry (provider, limits, allowed types), for the examples. */
 const exampleExtensions: Partial<Record<ErrorCode, Record<string, unknown>>> = {
   VALIDATION_FAILED: { errors: [{ in: 'querystring', path: '/limit', message: 'must be <= 100' }] },
   FILE_TOO_LARGE: { provider: 'glm', limit_bytes: 20971520 },

@@ -35,15 +35,15 @@ async function main() {
   closeWithGrace({ delay: config.timeouts.shutdownMs, logger: app.log }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'fatal error, closing')
     else app.log.info({ signal }, 'shutting down: readiness failed, finishing in-flight requests')
-    app.lifecycle.shuttingDown = true
+    app.readiness.beginShutdown()
     if (config.shutdownDrainMs > 0 && signal) await new Promise((r) => setTimeout(r, config.shutdownDrainMs))
     await app.close()
     app.log.info('shutdown complete')
   })
   await app.listen({ host: config.host, port: config.port })
-  app.lifecycle.schemaReadyPromise.catch(async (err: unknown) => {
+  app.readiness.schemaReadyPromise.catch(async (err: unknown) => {
     process.stderr.write(`filegate: start-up failed: ${err instanceof Error ? err.message : String(err)}\n`)
-    app.lifecycle.shuttingDown = true
+    // Closing begins the shutdown (the readiness plugin's preClose).
     await app.close().catch(() => {})
     process.exit(1)
   })

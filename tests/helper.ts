@@ -128,7 +128,7 @@ export async function build(
   const app = await buildApp(testConfig(env), { logger: false, ...overrides })
   t.after(() => app.close())
   await app.ready()
-  await app.lifecycle.schemaReadyPromise
+  await app.readiness.schemaReadyPromise
   return app
 }
 

@@ -2,6 +2,7 @@
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { toFileObject } from '../../src/domain/file-record.js'
+import { FileStatusSchema } from '../../src/schemas.js'
 import { handleUpload, skipBodyValidation } from '../intake.js'
 import { FileRef, FileSchema, problems, SafeText } from '../schemas.js'
 import { sendContent } from './content-reply.js'
@@ -99,9 +100,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         security: [{ bearerAuth: [] }],
         querystring: Type.Object({
           provider: Type.Optional(SafeText(64)),
-          status: Type.Optional(
-            Type.Union(['pending', 'uploading', 'completed', 'failed', 'deleted'].map((s) => Type.Literal(s))),
-          ),
+          status: Type.Optional(FileStatusSchema),
           sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })),
           purpose: Type.Optional(SafeText(64)),
           include_deleted: Type.Boolean({ default: false }),

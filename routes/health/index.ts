@@ -34,14 +34,14 @@ interface CheckResult {
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   /** Does the database answer, with the code's schema? Not asked while start-up is still at it. */
   async function databaseChecks(): Promise<{ database: CheckResult; schema: CheckResult }> {
-    if (app.lifecycle.starting) {
+    if (app.readiness.starting) {
       return {
         database: { ok: false, detail: 'starting: opening the database and applying migrations' },
         schema: { ok: false, detail: 'starting' },
       }
     }
     // Not migrated yet: the start-up loop is retrying; report what its last attempt found.
-    if (!app.lifecycle.schemaReady && app.lifecycle.notReady) return app.lifecycle.notReady
+    if (!app.readiness.schemaReady && app.readiness.notReady) return app.readiness.notReady
     let timer: NodeJS.Timeout | undefined
     try {
       const version = await Promise.race([
@@ -51,7 +51,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         }),
       ])
       if (version === 0) return { database: { ok: true }, schema: { ok: false, detail: 'migrations not applied' } }
-      const ok = app.lifecycle.schemaReady && version >= app.expectedSchemaVersion
+      const ok = app.readiness.schemaReady && version >= app.expectedSchemaVersion
       return {
         database: { ok: true },
         schema: ok ? { ok } : { ok, detail: `schema ${version}, expected ${app.expectedSchemaVersion}` },
@@ -96,9 +96,9 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: { rateLimit: false },
     },
     async (_request, reply) => {
-      const { lifecycle } = app
+      const { readiness } = app
       const { database, schema } = await databaseChecks()
-      const shutdown = lifecycle.shuttingDown ? { ok: false, detail: 'shutting down' } : { ok: true }
+      const shutdown = readiness.shuttingDown ? { ok: false, detail: 'shutting down' } : { ok: true }
       const ready = database.ok && schema.ok && shutdown.ok
       const providers = Object.fromEntries(
         (app.hasDecorator('providers') ? app.providers.list() : []).map((p) => [
@@ -108,7 +108,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       )
       reply.code(ready ? 200 : 503)
       if (!ready) reply.header('retry-after', '5')
-      const reason = lifecycle.starting
+      const reason = readiness.starting
         ? ('starting' as const)
         : !shutdown.ok
           ? ('shutting down' as const)

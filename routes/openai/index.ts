@@ -13,8 +13,7 @@ import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typ
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.js'
 import type { FileRow } from '../../src/domain/file-record.js'
-import { AppError, type ErrorCode } from '../../src/errors.js'
-import { asAppError } from '../../src/plugins/errors.js'
+import { type AppError, type ErrorCode, errorHeaders, errors } from '../../src/errors.js'
 import { classifyFailure } from '../../src/providers/errors.js'
 import { sendContent } from '../files/content-reply.js'
 import { handleUpload, openAiExpires, openAiFields, skipBodyValidation } from '../intake.js'
@@ -49,7 +48,7 @@ const OpenAiError = Type.Object(
 
 const ErrorRef = Type.Ref(OpenAiError)
 const FileRef = Type.Ref(OpenAiFile)
-const errors = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorRef]))
+const errorResponses = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ErrorRef]))
 
 const ProviderParams = Type.Object({ provider: SafeText(32, 'kimi, glm or a configured provider') })
 const FileParams = Type.Object({ provider: SafeText(32), file_id: SafeText(256, "The provider's file id") })
@@ -96,7 +95,10 @@ const paramOf: Partial<Record<ErrorCode, string>> = {
   UNKNOWN_PROVIDER: 'provider',
 }
 
-/** The OpenAI error body; also the answer to unknown paths and malformed URLs under /providers/. */
+/**
+ * The OpenAI face of the one error path (src/plugins/errors.ts picks it for paths under
+ * /providers/): the error as OpenAI's body, with the headers src/errors.ts decides.
+ */
 export function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: AppError) {
   const failure = classifyFailure(err)
   // OpenAI answers an exhausted quota with 429 insufficient_quota (platform.openai.com/docs/guides/error-codes).
@@ -106,10 +108,7 @@ export function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, er
     .header('content-type', 'application/json; charset=utf-8')
     .header('x-request-id', request.id)
     .header('x-should-retry', failure.clientMayRetry ? 'true' : 'false')
-  if (err.retryAfterSeconds !== undefined && (status === 429 || status === 503)) {
-    reply.header('retry-after', String(Math.ceil(err.retryAfterSeconds)))
-  }
-  if (err.code === 'UNAUTHORIZED') reply.header('www-authenticate', 'Bearer realm="filegate"')
+    .headers(errorHeaders(err, status))
   return reply.send({
     error: {
       message: err.detail,
@@ -124,19 +123,10 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
   app.addSchema(OpenAiFile)
   app.addSchema(OpenAiError)
 
-  app.setErrorHandler((err, request, reply) => {
-    const appErr = asAppError(err)
-    if (appErr.status >= 500) request.log.error({ err, code: appErr.code }, 'request failed')
-    else request.log.info({ code: appErr.code, detail: appErr.detail }, 'request refused')
-    return sendOpenAiError(request, reply, appErr)
-  })
-
   /** The provider named in the path must exist; its files are the caller's files there. */
   const providerOf = (name: string) => {
     if (!opts.config.providers.some((p) => p.name === name)) {
-      throw new AppError('NOT_FOUND', {
-        detail: `No provider "${name}"; try ${opts.config.providers.map((p) => p.name).join(', ')}`,
-      })
+      throw errors.notFound(`No provider "${name}"; try ${opts.config.providers.map((p) => p.name).join(', ')}`)
     }
     return name
   }
@@ -146,7 +136,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
   }
   const liveRowFor = async (request: FastifyRequest, provider: string, fileId: string) => {
     const row = await rowFor(request, provider, fileId)
-    if (row.deleted_at) throw new AppError('NOT_FOUND', { detail: `No file ${fileId}` })
+    if (row.deleted_at) throw errors.fileNotFound(fileId)
     return row
   }
 
@@ -167,7 +157,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
           // OpenAI: "between 3600 (1 hour) and 2592000 (30 days)" (API reference, Files: create).
           'expires_after[seconds]': Type.Optional(Type.Integer({ minimum: 3600, maximum: 2_592_000 })),
         }),
-        response: { 200: FileRef, ...errors(400, 401, 403, 404, 413, 415, 422, 429, 502, 503, 504, 507) },
+        response: { 200: FileRef, ...errorResponses(400, 401, 403, 404, 413, 415, 422, 429, 502, 503, 504, 507) },
       },
       validatorCompiler: skipBodyValidation,
       config: { auth: 'tenant' },
@@ -209,7 +199,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
             last_id: Type.Union([Type.String(), Type.Null()]),
             has_more: Type.Boolean(),
           }),
-          ...errors(400, 401, 403, 404, 429, 503),
+          ...errorResponses(400, 401, 403, 404, 429, 503),
         },
       },
       config: { auth: 'tenant' },
@@ -246,7 +236,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
         summary: 'OpenAI-compatible file retrieve',
         security: [{ bearerAuth: [] }],
         params: FileParams,
-        response: { 200: FileRef, ...errors(401, 403, 404, 429, 503) },
+        response: { 200: FileRef, ...errorResponses(401, 403, 404, 429, 503) },
       },
       config: { auth: 'tenant' },
     },
@@ -264,7 +254,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
         params: FileParams,
         response: {
           200: Type.Object({ id: Type.String(), object: Type.Literal('file'), deleted: Type.Boolean() }),
-          ...errors(401, 403, 404, 429, 503),
+          ...errorResponses(401, 403, 404, 429, 503),
         },
       },
       config: { auth: 'tenant' },
@@ -290,7 +280,7 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
             type: 'string',
             description: 'The provider content as it sends it, as a download (attachment, nosniff, a sandboxing CSP)',
           }),
-          ...errors(401, 403, 404, 409, 429, 502, 503, 504),
+          ...errorResponses(401, 403, 404, 409, 429, 502, 503, 504),
         },
       },
       config: { auth: 'tenant' },

@@ -3,9 +3,7 @@
  * (delete attempts, claim tokens) stay inside; timestamps leave as RFC 3339 UTC.
  */
 import { AppError } from '../errors.js'
-
-export type FileStatus = 'pending' | 'uploading' | 'completed' | 'failed' | 'deleted'
-export type DeletionReason = 'manual' | 'expired' | 'orphaned' | 'quota' | 'reconciled'
+import type { DeletionReason, FileStatus } from '../schemas.js'
 
 /** A row as the SQL functions return it (filegate_file_json). */
 export interface FileRow {

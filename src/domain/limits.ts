@@ -3,29 +3,14 @@
  * gauges. The account's usage is every tenant's: it is shown to admin keys only, so that a tenant
  * cannot watch the sizes of other tenants' uploads as they happen.
  */
-import { type ProviderConfig, type TenantQuotas, tenantQuotaOf } from '../config.js'
+import { type TenantQuotas, tenantQuotaOf } from '../config.js'
 import type { Metrics } from '../metrics.js'
 import { effectiveMaxBytes } from '../providers/catalog.js'
 import type { ProviderRegistry } from '../providers/registry.js'
+import type { ProviderConfig } from '../providers/types.js'
+import type { ProviderLimits } from '../schemas.js'
 import type { StorePort } from '../store/port.js'
 import { providerUsage, purposeUsage, tenantUsage, type Usage } from '../store/queries.js'
-
-export interface ProviderLimits {
-  provider: string
-  kind: string
-  configured: boolean
-  circuit: string
-  max_file_bytes: number
-  documented_max_file_bytes: number | null
-  default_purpose: string
-  purposes: PurposeLimits[]
-  docs: { region: string; read_on: string; sources: string[] } | null
-  allowed_extensions: string[] | null
-  /** `files` and `bytes` (every tenant's) for admin keys only. */
-  account: { max_files: number | null; max_bytes: number | null; files?: number; bytes?: number }
-  /** The caller's own usage and quota at this provider account. */
-  tenant: { max_files: number | null; max_bytes: number | null; files: number; bytes: number }
-}
 
 export interface PurposeLimits {
   purpose: string

@@ -1,9 +1,9 @@
 /** Reading a tenant's files: one by id or by provider file id, a keyset page, the provider's content. */
-import type { ProviderConfig } from '../config.js'
+
 import { AppError } from '../errors.js'
 import { purposeRule } from '../providers/catalog.js'
 import type { ProviderRegistry } from '../providers/registry.js'
-import type { ProviderContent } from '../providers/types.js'
+import type { ProviderConfig, ProviderContent } from '../providers/types.js'
 import type { StorePort } from '../store/port.js'
 import { getFile, getFileByProviderId, listFiles } from '../store/queries.js'
 import { decodeCursor, encodeCursor, type FileRow, isUuid } from './file-record.js'

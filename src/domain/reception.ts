@@ -6,9 +6,9 @@
  */
 import type { Readable } from 'node:stream'
 import type { Config } from '../config.js'
-import { AppError } from '../errors.js'
+import { AppError, errors } from '../errors.js'
 import { inSpan } from '../spans.js'
-import { removeSpool, type SpooledFile, spoolToFile, tooLarge } from './spool.js'
+import { removeSpool, type SpooledFile, spoolToFile } from './spool.js'
 import type { UploadPlan } from './upload-plan.js'
 import type { FileMeta, UploadResult, Uploads } from './uploads.js'
 
@@ -72,7 +72,11 @@ export class UploadReception {
       'filegate.upload.receive',
       {},
       () =>
-        spoolToFile(stream, { dir: this.config.uploadTmpDir, maxBytes, onLimit: () => tooLarge(limitOwner, maxBytes) }),
+        spoolToFile(stream, {
+          dir: this.config.uploadTmpDir,
+          maxBytes,
+          onLimit: () => errors.fileTooLarge(limitOwner, maxBytes),
+        }),
       (received) => ({ 'filegate.bytes': received.bytes }),
     )
   }

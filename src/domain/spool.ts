@@ -403,9 +403,3 @@ export const tooSlow = () =>
     detail:
       'The body arrived too slowly to stream it through to the provider; send it faster, or without X-Content-SHA256 to have it received first',
   })
-
-export const tooLarge = (provider: string, limitBytes: number) =>
-  new AppError('FILE_TOO_LARGE', {
-    detail: `The file is larger than ${limitBytes} bytes, the limit for ${provider}`,
-    extensions: { provider, limit_bytes: limitBytes },
-  })

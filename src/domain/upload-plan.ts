@@ -4,13 +4,12 @@
  * `auto`: the providers with the smallest per-file limit first (GLM, then Kimi), skipping
  * unconfigured ones, those whose limits or purposes do not fit, and those with an open circuit.
  */
-import type { ProviderConfig } from '../config.js'
-import { AppError } from '../errors.js'
+
+import { AppError, errors } from '../errors.js'
 import { effectiveMaxBytes, purposeRule } from '../providers/catalog.js'
 import type { ProviderRegistry } from '../providers/registry.js'
-import type { ProviderAdapter } from '../providers/types.js'
+import type { ProviderAdapter, ProviderConfig } from '../providers/types.js'
 import { extensionOf } from './filename.js'
-import { tooLarge } from './spool.js'
 
 export interface Candidate {
   adapter: ProviderAdapter
@@ -111,7 +110,7 @@ export function candidatesFor(plan: UploadPlan, bytes: number): Candidate[] {
   const fit = plan.candidates.filter((c) => bytes <= c.maxBytes)
   if (fit.length === 0) {
     const largest = plan.candidates.reduce((a, b) => (b.maxBytes > a.maxBytes ? b : a))
-    throw tooLarge(largest.config.name, largest.maxBytes)
+    throw errors.fileTooLarge(largest.config.name, largest.maxBytes)
   }
   return fit
 }

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Readable } from 'node:stream'
 import { type Config, tenantQuotaOf } from '../config.js'
-import { AppError, isAppError } from '../errors.js'
+import { AppError, errors, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import { purposeRule } from '../providers/catalog.js'
 import { isProviderError } from '../providers/errors.js'
@@ -35,7 +35,7 @@ import { createDedupProber, type DedupProber } from './dedup-probe.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
 import type { SettleWaiters } from './settle-waiters.js'
-import { HashCounter, type SpooledFile, tooLarge } from './spool.js'
+import { HashCounter, type SpooledFile } from './spool.js'
 import { type Candidate, candidatesFor, type UploadPlan } from './upload-plan.js'
 
 export interface FileMeta {
@@ -108,7 +108,7 @@ export class Uploads {
 
   /** Upload from a spooled temp file: retries are possible, and `auto` may fall back. */
   async uploadSpooled(tenant: string, plan: UploadPlan, meta: FileMeta, spool: SpooledFile): Promise<UploadResult> {
-    if (spool.bytes === 0) throw new AppError('EMPTY_FILE', { detail: 'The file part has no content' })
+    if (spool.bytes === 0) throw errors.emptyFile()
     const candidates = candidatesFor(plan, spool.bytes)
     // The batched probe first: a hit (the common case for a re-sent file) then costs a share of
     // one round trip; a miss goes on to claim_upload, which still settles every race.
@@ -148,7 +148,7 @@ export class Uploads {
     if (hit) return this.dedupHit(hit, Number(hit.bytes))
     const candidate = plan.candidates[0] as Candidate
     if (body.declaredBytes > candidate.maxBytes + multipartFramingAllowance) {
-      throw tooLarge(candidate.config.name, candidate.maxBytes)
+      throw errors.fileTooLarge(candidate.config.name, candidate.maxBytes)
     }
     const job = this.job(tenant, candidate, meta, body.declaredSha256, Math.min(body.declaredBytes, candidate.maxBytes))
     return this.upload(job, { kind: 'streamed', stream: body.stream, declaredSha256: body.declaredSha256 })
@@ -269,7 +269,7 @@ export class Uploads {
         : { kind: 'file', path: spool.path, bytes: spool.bytes }
       return { id: (await candidate.adapter.upload(input(source), signal)).id }
     }
-    const limitError = () => tooLarge(candidate.config.name, candidate.maxBytes)
+    const limitError = () => errors.fileTooLarge(candidate.config.name, candidate.maxBytes)
     const counter = new HashCounter(candidate.maxBytes, limitError)
     const senderFailure = (attemptTimedOut: boolean) => counter.senderFailure(attemptTimedOut)
     try {
@@ -356,10 +356,11 @@ function verifyStreamed(
   provider: string,
 ): AppError | number {
   // The multipart parser stopped at its own size limit: the provider got a cut file.
-  if ((body.stream as { truncated?: boolean }).truncated) return tooLarge(candidate.config.name, candidate.maxBytes)
+  if ((body.stream as { truncated?: boolean }).truncated)
+    return errors.fileTooLarge(candidate.config.name, candidate.maxBytes)
   const counter = sent.counter as HashCounter
   const actual = counter.digest()
-  if (counter.bytes === 0) return new AppError('EMPTY_FILE', { detail: 'The file part has no content' })
+  if (counter.bytes === 0) return errors.emptyFile()
   if (actual !== body.declaredSha256) {
     return new AppError('CHECKSUM_MISMATCH', {
       detail: 'The content does not match X-Content-SHA256; the provider copy was deleted',

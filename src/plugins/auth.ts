@@ -1,5 +1,5 @@
 /**
- * Bearer authentication by API_KEYS (SPEC §5). Keys are compared by SHA-256 digest in constant
+ * Bearer authentication (RFC 6750) by API_KEYS. Keys are compared by SHA-256 digest in constant
  * time. Tenant `*` is the admin, acting for a tenant through X-Tenant-Id. With no keys the
  * service is open as tenant `default` (config allows that only on loopback).
  * Routes opt in with `config: { auth: 'tenant' | 'admin' }`; probes, metrics and docs stay open.
@@ -8,7 +8,7 @@ import { hash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { ApiKeyEntry } from '../config.js'
-import { AppError, isAppError } from '../errors.js'
+import { type AppError, errors, isAppError } from '../errors.js'
 import { AuthFailureLimit } from './auth-failure-limit.js'
 
 export interface AuthContext {
@@ -68,23 +68,23 @@ export function authenticate(
     isAdmin = true
   } else {
     const token = bearerToken(request.headers.authorization)
-    if (!token) throw new AppError('UNAUTHORIZED', { detail: 'Send Authorization: Bearer <api key>' })
+    if (!token) throw errors.unauthorized('Send Authorization: Bearer <api key>')
     const entry = matchKey(keys, token)
-    if (!entry) throw new AppError('UNAUTHORIZED', { detail: 'The API key is not valid' })
+    if (!entry) throw errors.unauthorized('The API key is not valid')
     tenant = entry.tenant
     isAdmin = entry.tenant === '*'
   }
-  if (level === 'admin' && !isAdmin) throw new AppError('FORBIDDEN', { detail: 'This endpoint needs an admin key' })
+  if (level === 'admin' && !isAdmin) throw errors.forbidden('This endpoint needs an admin key')
 
   const asTenant = request.headers['x-tenant-id']
   if (asTenant !== undefined) {
-    if (!isAdmin) throw new AppError('FORBIDDEN', { detail: 'Only an admin key may set X-Tenant-Id' })
+    if (!isAdmin) throw errors.forbidden('Only an admin key may set X-Tenant-Id')
     if (typeof asTenant !== 'string' || !tenantPattern.test(asTenant)) {
-      throw new AppError('VALIDATION_FAILED', { detail: 'X-Tenant-Id must be 1-64 letters, digits, _ . -' })
+      throw errors.validationFailed('X-Tenant-Id must be 1-64 letters, digits, _ . -')
     }
     tenant = asTenant
   } else if (tenant === '*' && level === 'tenant') {
-    throw new AppError('VALIDATION_FAILED', { detail: 'An admin key must name the tenant in X-Tenant-Id' })
+    throw errors.validationFailed('An admin key must name the tenant in X-Tenant-Id')
   }
   return { tenant, isAdmin }
 }
@@ -133,10 +133,7 @@ export default fp(
 function limitFailure(failures: AuthFailureLimit, request: FastifyRequest, err: AppError): AppError {
   const waitMs = failures.retryAfterMs(request.ip)
   if (waitMs > 0) {
-    return new AppError('RATE_LIMITED', {
-      detail: 'Too many failed authentications from this address',
-      retryAfterSeconds: Math.ceil(waitMs / 1000),
-    })
+    return errors.rateLimited('Too many failed authentications from this address', Math.ceil(waitMs / 1000))
   }
   failures.recordFailure(request.ip)
   return err

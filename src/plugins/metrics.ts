@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { AppError, toProblem } from '../errors.js'
+import { errors, toProblem } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import { bearerToken, knownKeys, matchKey } from './auth.js'
 
@@ -24,8 +24,7 @@ export function metricsAccess(tokenSha256: string | undefined): (authorization: 
   }
 }
 
-const metricsUnauthorized = () =>
-  new AppError('UNAUTHORIZED', { detail: 'Send Authorization: Bearer <METRICS_TOKEN> to read /metrics' })
+const metricsUnauthorized = () => errors.unauthorized('Send Authorization: Bearer <METRICS_TOKEN> to read /metrics')
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -71,7 +70,7 @@ export default fp(
           if (!allowed(req.headers.authorization)) {
             const problem = toProblem(metricsUnauthorized(), randomUUID())
             if (closing) res.setHeader('connection', 'close')
-            res.writeHead(problem.status, { ...problem.headers, 'www-authenticate': 'Bearer realm="filegate"' })
+            res.writeHead(problem.status, problem.headers)
             res.end(JSON.stringify(problem.body))
             return
           }

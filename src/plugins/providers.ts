@@ -1,9 +1,8 @@
 /** Wires the provider registry (one resilient files client per provider) and its metrics. */
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Config } from '../config.js'
 import { circuitStateValue } from '../metrics.js'
-import { createProviderRegistry, type ProviderRegistry } from '../providers/registry.js'
+import { createProviderRegistry, type ProviderRegistry, type RegistrySettings } from '../providers/registry.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -12,7 +11,10 @@ declare module 'fastify' {
 }
 
 export default fp(
-  async function providersPlugin(app: FastifyInstance, opts: { config: Config; registry?: ProviderRegistry }) {
+  async function providersPlugin(
+    app: FastifyInstance,
+    opts: { config: RegistrySettings; registry?: ProviderRegistry },
+  ) {
     const { metrics } = app
     const registry =
       opts.registry ??

@@ -29,9 +29,9 @@ export default fp(
     const task = cron.schedule(
       lc.cron,
       async () => {
-        if (app.lifecycle.shuttingDown || running) return
+        if (app.readiness.shuttingDown || running) return
         const cleanup =
-          lc.enabled && app.lifecycle.schemaReady ? app.cleanup.run({ dryRun: false, jobs: defaultJobs }) : undefined
+          lc.enabled && app.readiness.schemaReady ? app.cleanup.run({ dryRun: false, jobs: defaultJobs }) : undefined
         running = Promise.all([
           sweepSpools().catch((err) => app.log.error({ err }, 'spool sweep failed')),
           cleanup?.catch((err) => app.log.error({ err }, 'scheduled cleanup failed')),

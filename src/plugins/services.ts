@@ -38,7 +38,7 @@ export default fp(
     // seconds (an unauthenticated scrape loop must not become a database load); a scrape during a
     // database outage keeps the last values rather than failing the whole exposition.
     app.metrics.hooks.refreshUsage = atMostEvery(usageRefreshMs, async () => {
-      if (app.lifecycle.schemaReady) await files.refreshUsageGauges().catch(() => {})
+      if (app.readiness.schemaReady) await files.refreshUsageGauges().catch(() => {})
     })
   },
   { name: 'filegate-services', dependencies: ['filegate-store', 'filegate-providers', 'filegate-metrics'] },

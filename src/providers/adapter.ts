@@ -3,13 +3,19 @@
  * resilience policy. Uploads also take a bulkhead slot; the other operations only share the
  * breaker, the retries and the timeouts.
  */
-import type { Config, ProviderConfig } from '../config.js'
 import { isProviderError } from './errors.js'
 import { FilesClient, type ProviderDialect } from './files-client.js'
-import { ProviderResilience } from './resilience.js'
-import type { ProviderAdapter, ProviderEvents, ProviderFile, UploadInput } from './types.js'
+import { ProviderResilience, type ResilienceSettings } from './resilience.js'
+import type { ProviderAdapter, ProviderConfig, ProviderEvents, ProviderFile, UploadInput } from './types.js'
 
-export type ResilienceConfig = Pick<Config, 'retry' | 'circuit' | 'timeouts' | 'providerMaxConcurrentUploads'>
+/** The settings every adapter shares: retries, the breaker, the timeouts and the upload bulkhead. */
+export interface AdapterSettings {
+  retry: ResilienceSettings['retry']
+  circuit: ResilienceSettings['circuit']
+  /** PROVIDER_TIMEOUT_MS (one attempt) and UPLOAD_TIMEOUT_MS (all attempts of one call). */
+  timeouts: { providerAttemptMs: number; uploadMs: number }
+  providerMaxConcurrentUploads: number
+}
 
 export interface ClosableProviderAdapter extends ProviderAdapter {
   close(): Promise<void>
@@ -19,7 +25,7 @@ const PAGE_SIZE = 100
 
 export function createProviderAdapter(
   config: ProviderConfig,
-  settings: ResilienceConfig,
+  settings: AdapterSettings,
   dialect: ProviderDialect,
   events?: ProviderEvents,
 ): ClosableProviderAdapter {
@@ -82,7 +88,7 @@ export function createProviderAdapter(
         await resilience.run({ op: 'delete' }, (s) => client.delete(id, s))
         return { alreadyGone: false }
       } catch (err) {
-        // SPEC §4: a 404 from the provider counts as deleted.
+        // A 404 from the provider means the file is already gone there: it counts as deleted.
         if (isNotFound(err)) return { alreadyGone: true }
         throw err
       }

@@ -1,5 +1,5 @@
 /**
- * Provider failures as AppErrors (SPEC §1 codes) plus what the resilience layer needs to know:
+ * Provider failures as AppErrors (catalogue codes) plus what the resilience layer needs to know:
  * may the call be retried, and does the failure say something about the provider's health
  * (and so count toward its circuit breaker)? A 4xx about our request or the account never opens
  * the circuit; 5xx, timeouts, network errors and transient 429s do.

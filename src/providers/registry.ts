@@ -1,16 +1,15 @@
 /**
- * The provider registry: one adapter per configured provider, built once from Config. Known but
+ * The provider registry: one adapter per configured provider, built once at start. Known but
  * unconfigured providers (no API key) are not built; `require` answers them with
  * PROVIDER_NOT_CONFIGURED, and unknown names with UNKNOWN_PROVIDER.
  */
-import type { Config, ProviderConfig } from '../config.js'
-import { AppError } from '../errors.js'
-import { type ClosableProviderAdapter, createProviderAdapter } from './adapter.js'
+import { errors } from '../errors.js'
+import { type AdapterSettings, type ClosableProviderAdapter, createProviderAdapter } from './adapter.js'
 import type { ProviderDialect } from './files-client.js'
 import { glmDialect } from './glm.js'
 import { kimiDialect } from './kimi.js'
 import { openAiCompatibleDialect } from './openai-compatible.js'
-import type { ProviderAdapter, ProviderEvents } from './types.js'
+import type { ProviderAdapter, ProviderConfig, ProviderEvents } from './types.js'
 
 export interface ProviderRegistry {
   /** The adapter of a configured provider; undefined when unknown or not configured. */
@@ -29,7 +28,12 @@ export const providerDialects: Record<ProviderConfig['kind'], ProviderDialect> =
   openai: openAiCompatibleDialect,
 }
 
-export function createProviderRegistry(config: Config, events?: ProviderEvents): ProviderRegistry {
+/** The resolved providers (providers/resolve.ts) and the settings their adapters share. */
+export interface RegistrySettings extends AdapterSettings {
+  providers: ProviderConfig[]
+}
+
+export function createProviderRegistry(config: RegistrySettings, events?: ProviderEvents): ProviderRegistry {
   const adapters = new Map<string, ClosableProviderAdapter>()
   for (const provider of config.providers) {
     if (provider.configured)
@@ -41,15 +45,12 @@ export function createProviderRegistry(config: Config, events?: ProviderEvents):
       const adapter = adapters.get(name)
       if (adapter) return adapter
       if (config.providers.some((p) => p.name === name)) {
-        throw new AppError('PROVIDER_NOT_CONFIGURED', {
-          detail: `Provider "${name}" has no API key configured`,
-          extensions: { provider: name },
-        })
+        throw errors.providerNotConfigured(name)
       }
-      throw new AppError('UNKNOWN_PROVIDER', {
-        detail: `Unknown provider "${name}"`,
-        extensions: { provider: name, allowed: config.providers.map((p) => p.name) },
-      })
+      throw errors.unknownProvider(
+        name,
+        config.providers.map((p) => p.name),
+      )
     },
     list: () => [...adapters.values()],
     async close() {

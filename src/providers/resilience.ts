@@ -1,5 +1,5 @@
 /**
- * Per-provider resilience with cockatiel (SPEC §3): an upload bulkhead, then retries with
+ * Per-provider resilience with cockatiel: an upload bulkhead, then retries with
  * exponential backoff and jitter that honour Retry-After, around a consecutive-failure circuit
  * breaker, around a timeout per attempt that aborts the undici request. One overall budget
  * bounds everything, queueing and backoff included.

@@ -3,7 +3,16 @@
  * Adapters already apply timeouts, retries, the circuit breaker and the upload bulkhead.
  */
 import type { Readable } from 'node:stream'
-import type { ProviderConfig } from '../config.js'
+import type { ProviderFacts, ProviderKind } from './catalog.js'
+
+/** One provider as filegate serves it: its facts, the operator's caps and its key (providers/resolve.ts). */
+export interface ProviderConfig extends ProviderFacts {
+  name: string
+  kind: ProviderKind
+  apiKey: string | undefined
+  /** False when no key is set: the provider is known but answers PROVIDER_NOT_CONFIGURED. */
+  configured: boolean
+}
 
 export type CircuitState = 'closed' | 'open' | 'half_open'
 

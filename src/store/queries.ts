@@ -5,7 +5,8 @@
  * SQL function as `db.operation.name`.
  */
 import type { Attributes } from '@opentelemetry/api'
-import type { DeletionReason, FileRow } from '../domain/file-record.js'
+import type { FileRow } from '../domain/file-record.js'
+import type { DeletionReason } from '../schemas.js'
 import { inSpan } from '../spans.js'
 import type { CallArgs, StorePort } from './port.js'
 

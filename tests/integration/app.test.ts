@@ -268,7 +268,7 @@ describe('app on Postgres', { skip }, () => {
     it('from the first moment of shutdown /readyz is 503 and /v1/* is 503 SHUTTING_DOWN with Retry-After', async (t) => {
       const app = await build(t, { DATABASE_URL: await dbUrl() })
       assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200)
-      app.lifecycle.shuttingDown = true
+      app.readiness.beginShutdown()
       const ready = await app.inject({ method: 'GET', url: '/readyz' })
       assert.equal(ready.statusCode, 503)
       assert.equal(ready.json().status, 'unavailable')
@@ -281,6 +281,9 @@ describe('app on Postgres', { skip }, () => {
       assert.match(String(refused.headers['content-type']), PROBLEM_JSON)
       assert.equal(refused.json().code, 'SHUTTING_DOWN')
       assert.match(String(refused.headers['retry-after']), /^\d+$/)
+      assert.equal(refused.headers.connection, 'close', 'every response says Connection: close')
+      const badKey = await app.inject({ method: 'GET', url: '/v1/files', headers: auth('not-a-key-at-all-xx') })
+      assert.equal(badKey.statusCode, 401, 'authentication still runs before the shutdown gate')
     })
 
     it('starts while its database does not exist, answers 503 DATABASE_UNAVAILABLE, and recovers by itself', async (t) => {
@@ -295,7 +298,7 @@ describe('app on Postgres', { skip }, () => {
       const app = await buildApp(testConfig({ DATABASE_URL: url.toString() }), { logger: false })
       t.after(() => app.close())
       await app.ready()
-      assert.equal(app.lifecycle.schemaReady, false)
+      assert.equal(app.readiness.schemaReady, false)
 
       assert.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200)
       const ready = await app.inject({ method: 'GET', url: '/readyz' })

@@ -14,10 +14,9 @@ import {
   removeStaleSpools,
   spoolToFile,
   spoolWriteBatchBytes,
-  tooLarge,
   writeAll,
 } from '../../src/domain/spool.js'
-import { isAppError } from '../../src/errors.js'
+import { errors, isAppError } from '../../src/errors.js'
 
 let dir: string
 before(async () => {
@@ -119,7 +118,11 @@ describe('spoolToFile', () => {
   test('refuses limit + 1 bytes with onLimit() and removes the partial file', async () => {
     const sub = await mkdtemp(join(dir, 'limit-'))
     await assert.rejects(
-      spoolToFile(chunks(Buffer.alloc(1001), 100), { dir: sub, maxBytes: 1000, onLimit: () => tooLarge('glm', 1000) }),
+      spoolToFile(chunks(Buffer.alloc(1001), 100), {
+        dir: sub,
+        maxBytes: 1000,
+        onLimit: () => errors.fileTooLarge('glm', 1000),
+      }),
       (err: unknown) => isAppError(err) && err.code === 'FILE_TOO_LARGE' && err.extensions.limit_bytes === 1000,
     )
     assert.deepEqual(await readdir(sub), [])
@@ -132,7 +135,7 @@ describe('spoolToFile', () => {
       source.truncated = true
     })
     await assert.rejects(
-      spoolToFile(source, { dir: sub, maxBytes: 10_000, onLimit: () => tooLarge('kimi', 10_000) }),
+      spoolToFile(source, { dir: sub, maxBytes: 10_000, onLimit: () => errors.fileTooLarge('kimi', 10_000) }),
       (err: unknown) => isAppError(err) && err.code === 'FILE_TOO_LARGE',
     )
     assert.deepEqual(await readdir(sub), [])
@@ -198,7 +201,7 @@ describe('HashCounter', () => {
   })
 
   test('fails with onLimit() at limit + 1 bytes, before passing them on', async () => {
-    const counter = new HashCounter(4, () => tooLarge('kimi', 4))
+    const counter = new HashCounter(4, () => errors.fileTooLarge('kimi', 4))
     const out: Buffer[] = []
     await assert.rejects(
       async () => {
@@ -213,7 +216,7 @@ describe('HashCounter', () => {
 
 describe('HashCounter.senderFailure', () => {
   test("tells the sender's failures (limit, broken source, slow while the consumer timed out) from none", async () => {
-    const limited = new HashCounter(1, () => tooLarge('kimi', 1))
+    const limited = new HashCounter(1, () => errors.fileTooLarge('kimi', 1))
     await assert.rejects(async () => {
       for await (const _ of limited.pass(Readable.from([Buffer.from('ab')]))) void _
     })
