@@ -69,8 +69,9 @@ describe('fake Gemini Files API', () => {
       if (end === content.length) final = answer
       offset = end
     }
-    assert.equal(final?.headers.get('x-goog-upload-status'), 'final')
-    const { file } = (await final?.json()) as {
+    assert.ok(final, 'the last chunk was answered')
+    assert.equal(final.headers.get('x-goog-upload-status'), 'final')
+    const { file } = (await final.json()) as {
       file: { name: string; sizeBytes: string; sha256Hash: string; state: string }
     }
     assert.equal(file.sizeBytes, String(content.length))
