@@ -46,10 +46,10 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 STOPSIGNAL SIGTERM
-# A 2 MB semi-space (V8's default is 16): every streamed chunk is a short-lived buffer, and on Node 24
+# A 1 MB semi-space (V8's default is 16): every streamed chunk is a short-lived buffer, and on Node 24
 # a young generation that scavenges often frees them before they pile up (bench scenario 2, 8
-# concurrent 100 MB uploads: peak 169-191 MB; 8 MB: 280-290 MB), while small uploads keep their speed
-# (bench:ab, 0.38 of bare Fastify with 2, 4 or 8). --single-threaded-gc: V8's GC helper threads
-# compete with the forwarding on 2 cores (stream-through 0.78 of direct, 0.53 without it); see
+# concurrent 100 MB uploads: peak 161-174 MB; 2 MB: 288-296 MB; 8 MB: 280-290 MB).
+# --single-threaded-gc: V8's GC helper threads compete with the forwarding on 2 cores
+# (bench:ab, store-and-forward 0.49 vs 0.36 of direct, stream-through 0.68 vs 0.56 without it); see
 # docs/performance.md. The flags match `npm start` and the test runner's.
-CMD ["node", "--max-semi-space-size=2", "--single-threaded-gc", "dist/src/server.js"]
+CMD ["node", "--max-semi-space-size=1", "--single-threaded-gc", "dist/src/server.js"]

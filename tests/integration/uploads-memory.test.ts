@@ -3,7 +3,7 @@
  * is generated chunk by chunk, sent over real HTTP to the app, spooled, and forwarded to the
  * fake Kimi on loopback (which hashes without buffering); RSS is sampled every 50 ms meanwhile.
  * Everything runs in this one process, so the bound covers client, app and fake together. The test
- * runner runs under the service's V8 flags (`--max-semi-space-size=2 --single-threaded-gc`, as
+ * runner runs under the service's V8 flags (`--max-semi-space-size=1 --single-threaded-gc`, as
  * `npm start` and the image): the young generation's size decides how much garbage waits for a scavenge.
  *
  * Profile (with --expose-gc and a gc() before each sample): live array buffers stay at 1-12 MB
