@@ -21,8 +21,8 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY routes ./routes
-# The `filegate` command (package.json "bin") is run directly, so it must be executable.
-RUN npm run build && chmod 755 dist/src/cli/main.js
+# The build also marks the `filegate` command (package.json "bin") executable: it is run directly.
+RUN npm run build
 
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
