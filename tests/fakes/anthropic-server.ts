@@ -17,9 +17,9 @@
  * Multipart bodies are hashed as they stream (busboy), never held whole.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Busboy } from '@fastify/busboy'
+import { serveOnLoopback } from './loopback.js'
 
 export type AnthropicOp = 'upload' | 'list' | 'retrieve' | 'content' | 'delete'
 
@@ -77,7 +77,6 @@ export async function startFakeAnthropic(options: { apiKey?: string } = {}): Pro
   const deletes: string[] = []
   const requests: FakeAnthropic['requests'] = { upload: 0, list: 0, retrieve: 0, content: 0, delete: 0, unknown: 0 }
   const failures: Array<{ n: number; status: number; op?: AnthropicOp; retryAfter?: number }> = []
-  const sockets = new Set<Socket>()
 
   const error = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}) => {
     res.writeHead(status, {
@@ -248,18 +247,8 @@ export async function startFakeAnthropic(options: { apiKey?: string } = {}): Pro
     }
   }
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err) => {
-      if (!res.headersSent) error(res, 500, `fake failure: ${(err as Error).message}`)
-      else res.destroy()
-    })
-  })
-  server.on('connection', (socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`
+  const loopback = await serveOnLoopback(handle, (res, err) => error(res, 500, `fake failure: ${err.message}`))
+  const baseUrl = `${loopback.origin}/v1`
 
   const fake: FakeAnthropic = {
     baseUrl,
@@ -293,10 +282,7 @@ export async function startFakeAnthropic(options: { apiKey?: string } = {}): Pro
       files.set(file.id, { ...file, sha256: '' })
       return file
     },
-    async close() {
-      for (const socket of sockets) socket.destroy()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
+    close: () => loopback.close(),
   }
   return fake
 }

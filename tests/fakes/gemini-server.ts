@@ -19,8 +19,8 @@
  * The key comes in `x-goog-api-key` (or `?key=`). Bodies are hashed as they stream, never held.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { serveOnLoopback } from './loopback.js'
 
 export type GeminiOp = 'start' | 'chunk' | 'query' | 'get' | 'list' | 'delete'
 export type GeminiState = 'PROCESSING' | 'ACTIVE' | 'FAILED'
@@ -104,7 +104,6 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
   const requests: FakeGemini['requests'] = { start: 0, chunk: 0, query: 0, get: 0, list: 0, delete: 0, unknown: 0 }
   const failures: Array<{ n: number; status: number; op?: GeminiOp; retryAfter?: number }> = []
   let interruptAfter: number | null = null
-  const sockets = new Set<Socket>()
   let baseUrl = ''
 
   const error = (res: ServerResponse, code: number, message: string, headers: Record<string, string> = {}) => {
@@ -333,18 +332,8 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
     }
   }
 
-  const server = createServer((req, res) => {
-    handle(req, res).catch((err) => {
-      if (!res.headersSent) error(res, 500, `fake failure: ${(err as Error).message}`)
-      else res.destroy()
-    })
-  })
-  server.on('connection', (socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const loopback = await serveOnLoopback(handle, (res, err) => error(res, 500, `fake failure: ${err.message}`))
+  baseUrl = loopback.origin
 
   const fake: FakeGemini = {
     baseUrl,
@@ -387,10 +376,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
       files.set(file.name, file)
       return file
     },
-    async close() {
-      for (const socket of sockets) socket.destroy()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
+    close: () => loopback.close(),
   }
   return fake
 }
