@@ -1,6 +1,6 @@
 /** Reading a tenant's files: one by id or by provider file id, a keyset page, the provider's content. */
 
-import { AppError } from '../errors.js'
+import { AppError, errors } from '../errors.js'
 import { purposeRule } from '../providers/catalog.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderConfig, ProviderContent } from '../providers/types.js'
@@ -30,7 +30,7 @@ export interface FilePage {
 /** A tenant's file by its id; NOT_FOUND for another tenant's, an unknown or a malformed id. */
 export async function readRow(store: StorePort, tenant: string, id: string): Promise<FileRow> {
   const row = isUuid(id) ? await getFile(store, tenant, id) : null
-  if (!row) throw new AppError('NOT_FOUND', { detail: `No file ${id}` })
+  if (!row) throw errors.fileNotFound(id)
   return row
 }
 
@@ -41,7 +41,7 @@ export async function readRowByProviderId(
   providerFileId: string,
 ): Promise<FileRow> {
   const row = await getFileByProviderId(store, tenant, provider, providerFileId)
-  if (!row) throw new AppError('NOT_FOUND', { detail: `No file ${providerFileId}` })
+  if (!row) throw errors.fileNotFound(providerFileId)
   return row
 }
 

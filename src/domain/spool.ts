@@ -8,7 +8,7 @@ import { type FileHandle, lstat, mkdir, open, readdir, rm, stat } from 'node:fs/
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
-import { AppError } from '../errors.js'
+import { AppError, errors } from '../errors.js'
 
 /**
  * A received body: small ones stay in memory (a dedup hit then never touches the disk), larger
@@ -399,7 +399,6 @@ export function clientBodyError(err: unknown): unknown {
 
 /** A body streamed through to a provider must keep pace with it; the client was the slow side. */
 export const tooSlow = () =>
-  new AppError('REQUEST_TIMEOUT', {
-    detail:
-      'The body arrived too slowly to stream it through to the provider; send it faster, or without X-Content-SHA256 to have it received first',
-  })
+  errors.requestTimeout(
+    'The body arrived too slowly to stream it through to the provider; send it faster, or without X-Content-SHA256 to have it received first',
+  )

@@ -59,10 +59,7 @@ export function planUpload(
   if (request.provider !== 'auto') {
     const config = providers.find((p) => p.name === request.provider)
     if (!config) {
-      throw new AppError('UNKNOWN_PROVIDER', {
-        detail: `Unknown provider "${request.provider}"`,
-        extensions: { provider: request.provider, allowed: ['auto', ...providers.map((p) => p.name)] },
-      })
+      throw errors.unknownProvider(request.provider, ['auto', ...providers.map((p) => p.name)])
     }
     const purpose = checkFit(config, request.purpose, extension)
     const adapter = registry.require(config.name)
@@ -72,7 +69,7 @@ export function planUpload(
 
   const configured = providers.filter((p) => registry.get(p.name))
   if (configured.length === 0) {
-    throw new AppError('PROVIDER_NOT_CONFIGURED', { detail: 'No provider has an API key configured' })
+    throw errors.providerNotConfigured()
   }
   const candidates: Candidate[] = []
   let firstRefusal: unknown

@@ -3,7 +3,7 @@
  * at once (liveness answers, readiness says "starting") while the database opens and migrates in
  * the background. Until then every call answers DATABASE_UNAVAILABLE (503 with Retry-After).
  */
-import { AppError } from '../errors.js'
+import { errors } from '../errors.js'
 import type { CallArgs, MigrationTarget, StorePort, Transport } from './port.js'
 
 export class DeferredStore implements StorePort {
@@ -22,9 +22,7 @@ export class DeferredStore implements StorePort {
 
   call<T = unknown>(fn: string, args?: CallArgs): Promise<T> {
     if (!this.target) {
-      return Promise.reject(
-        new AppError('DATABASE_UNAVAILABLE', { detail: 'The service is starting: the database is not open yet' }),
-      )
+      return Promise.reject(errors.databaseUnavailable('The service is starting: the database is not open yet'))
     }
     return this.target.call<T>(fn, args)
   }

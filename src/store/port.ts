@@ -4,7 +4,7 @@
  * arguments; every filegate function returns jsonb, so each transport yields the same
  * JSON shapes. Connection-level failures surface as DATABASE_UNAVAILABLE (503), never a 500.
  */
-import { AppError } from '../errors.js'
+import { AppError, errors } from '../errors.js'
 
 export type Transport = 'pglite' | 'postgres' | 'supabase'
 export type CallArgs = Record<string, unknown>
@@ -74,7 +74,7 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 export const databaseUnavailable = (cause: unknown) =>
-  new AppError('DATABASE_UNAVAILABLE', { detail: 'The database is not reachable; retry shortly', cause })
+  errors.databaseUnavailable('The database is not reachable; retry shortly', cause)
 
 /**
  * SQLSTATEs (PostgreSQL Appendix A, class 22 "data exception") that mean a value the request
