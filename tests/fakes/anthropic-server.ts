@@ -20,6 +20,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Busboy } from '@fastify/busboy'
 import { serveOnLoopback } from './loopback.js'
+import { FailureQueue, passSwitches, type Switches } from './switches.js'
 
 export type AnthropicOp = 'upload' | 'list' | 'retrieve' | 'content' | 'delete'
 
@@ -33,12 +34,9 @@ export interface AnthropicFile {
   downloadable: boolean
 }
 
-export interface FakeAnthropic {
+export interface FakeAnthropic extends Switches<AnthropicOp> {
   readonly baseUrl: string
   readonly apiKey: string
-  latencyMs: number
-  hang: boolean
-  ops: AnthropicOp[] | null
   /**
    * The organization's file storage is full. The docs state the limit but not the error; the fake
    * answers 403 permission_error with a storage message (an assumption, written down in
@@ -76,7 +74,7 @@ export async function startFakeAnthropic(options: { apiKey?: string } = {}): Pro
   const uploads: FakeAnthropic['uploads'] = []
   const deletes: string[] = []
   const requests: FakeAnthropic['requests'] = { upload: 0, list: 0, retrieve: 0, content: 0, delete: 0, unknown: 0 }
-  const failures: Array<{ n: number; status: number; op?: AnthropicOp; retryAfter?: number }> = []
+  const failures = new FailureQueue<AnthropicOp>()
 
   const error = (res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}) => {
     res.writeHead(status, {
@@ -156,10 +154,7 @@ export async function startFakeAnthropic(options: { apiKey?: string } = {}): Pro
       req.resume()
       return error(res, 404, `Not found: ${req.method} ${url.pathname}`)
     }
-    if (fake.hang && (fake.ops === null || fake.ops.includes(op))) return
-    if (fake.latencyMs > 0 && (fake.ops === null || fake.ops.includes(op))) {
-      await new Promise((r) => setTimeout(r, fake.latencyMs))
-    }
+    if (!(await passSwitches(fake, op))) return
     if (req.headers['x-api-key'] !== apiKey) {
       req.resume()
       return error(res, 401, 'invalid x-api-key')
@@ -172,9 +167,8 @@ export async function startFakeAnthropic(options: { apiKey?: string } = {}): Pro
       req.resume()
       return error(res, 400, 'The Files API requires the anthropic-beta header files-api-2025-04-14')
     }
-    const failure = failures.find((f) => f.n > 0 && (f.op === undefined || f.op === op))
+    const failure = failures.take(op)
     if (failure) {
-      failure.n--
       req.resume()
       return error(
         res,
@@ -259,10 +253,10 @@ export async function startFakeAnthropic(options: { apiKey?: string } = {}): Pro
     storageFull: false,
     maxFileBytes: 500 * 1024 * 1024,
     failNext(n, status = 529, op) {
-      failures.push({ n, status, ...(op ? { op } : {}) })
+      failures.add(n, status, op)
     },
     rateLimitNext(n, retryAfterSeconds = 1, op) {
-      failures.push({ n, status: 429, retryAfter: retryAfterSeconds, ...(op ? { op } : {}) })
+      failures.add(n, 429, op, retryAfterSeconds)
     },
     files,
     uploads,

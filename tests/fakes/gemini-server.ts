@@ -21,6 +21,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { serveOnLoopback } from './loopback.js'
+import { FailureQueue, passSwitches, type Switches } from './switches.js'
 
 export type GeminiOp = 'start' | 'chunk' | 'query' | 'get' | 'list' | 'delete'
 export type GeminiState = 'PROCESSING' | 'ACTIVE' | 'FAILED'
@@ -50,13 +51,9 @@ interface Session {
   finalized: boolean
 }
 
-export interface FakeGemini {
+export interface FakeGemini extends Switches<GeminiOp> {
   readonly baseUrl: string
   readonly apiKey: string
-  latencyMs: number
-  /** Accept and never answer (restricted to `ops` when set). */
-  hang: boolean
-  ops: GeminiOp[] | null
   /** The project's storage is full: `start` answers 429 RESOURCE_EXHAUSTED. */
   quotaExceeded: boolean
   /** GETs of a new file that still answer PROCESSING before it turns ACTIVE (0: ACTIVE at once). */
@@ -102,7 +99,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
   const deletes: string[] = []
   const offsets = new Map<string, number[]>()
   const requests: FakeGemini['requests'] = { start: 0, chunk: 0, query: 0, get: 0, list: 0, delete: 0, unknown: 0 }
-  const failures: Array<{ n: number; status: number; op?: GeminiOp; retryAfter?: number }> = []
+  const failures = new FailureQueue<GeminiOp>()
   let interruptAfter: number | null = null
   let baseUrl = ''
 
@@ -113,12 +110,6 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
   const json = (res: ServerResponse, body: unknown, headers: Record<string, string> = {}) => {
     res.writeHead(200, { 'content-type': 'application/json; charset=UTF-8', ...headers })
     res.end(JSON.stringify(body))
-  }
-  const takeFailure = (op: GeminiOp) => {
-    const f = failures.find((x) => x.n > 0 && (x.op === undefined || x.op === op))
-    if (!f) return undefined
-    f.n--
-    return f
   }
 
   function newFile(s: {
@@ -196,10 +187,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
                   : 'unknown'
     requests[op]++
     if (op === 'unknown') return error(res, 404, `Method not found: ${req.method} ${url.pathname}`)
-    if (fake.hang && (fake.ops === null || fake.ops.includes(op))) return
-    if (fake.latencyMs > 0 && (fake.ops === null || fake.ops.includes(op))) {
-      await new Promise((r) => setTimeout(r, fake.latencyMs))
-    }
+    if (!(await passSwitches(fake, op))) return
     // The upload session URL carries its own authority, as Google's does; every other call needs the key.
     if (op !== 'chunk' && op !== 'query') {
       const given = req.headers['x-goog-api-key'] ?? url.searchParams.get('key')
@@ -208,7 +196,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
         return error(res, 400, 'API key not valid. Please pass a valid API key.')
       }
     }
-    const failure = takeFailure(op)
+    const failure = failures.take(op)
     if (failure) {
       req.resume()
       return error(
@@ -347,10 +335,10 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
     // The guide: "The maximum size per file is 2 GB."
     maxFileBytes: 2048 * MB,
     failNext(n, status = 503, op) {
-      failures.push({ n, status, ...(op ? { op } : {}) })
+      failures.add(n, status, op)
     },
     rateLimitNext(n, retryAfterSeconds = 1, op) {
-      failures.push({ n, status: 429, retryAfter: retryAfterSeconds, ...(op ? { op } : {}) })
+      failures.add(n, 429, op, retryAfterSeconds)
     },
     interruptNextChunkAfter(bytes) {
       interruptAfter = bytes
