@@ -1,6 +1,6 @@
 /** Response schemas shared by the routes; they are the OpenAPI components as well. */
 import { Type } from '@sinclair/typebox'
-import { DeletionReasonSchema, FileStatusSchema, Nullable } from '../src/schemas.js'
+import { DeletionReasonSchema, FileStatusSchema, Nullable, ProviderStateSchema } from '../src/schemas.js'
 
 const Timestamp = Type.String({ format: 'date-time' })
 
@@ -25,6 +25,12 @@ export const FileSchema = Type.Object(
     deleted_at: Nullable(Timestamp),
     deletion_reason: Nullable(DeletionReasonSchema),
     provider_deleted: Type.Boolean({ description: 'false while the provider delete is still pending' }),
+    provider_state: Nullable(
+      Type.Union(ProviderStateSchema.anyOf, {
+        description:
+          "The provider's processing of the file (Gemini: processing, then active or failed); null for providers without one. GET /v1/files/{id} asks the provider again while it is processing",
+      }),
+    ),
     deduplicated: Type.Optional(Type.Boolean({ description: 'On upload responses: answered from a live duplicate' })),
   },
   {
@@ -50,6 +56,7 @@ export const FileSchema = Type.Object(
         deleted_at: null,
         deletion_reason: null,
         provider_deleted: false,
+        provider_state: null,
         deduplicated: false,
       },
     ],

@@ -60,8 +60,10 @@ export function toOpenAiFile(
   row: Pick<
     FileRow,
     'id' | 'provider_file_id' | 'bytes' | 'created_at' | 'expires_at' | 'filename' | 'purpose' | 'status' | 'error'
-  >,
+  > & { provider_state?: FileRow['provider_state'] },
 ) {
+  // OpenAI's `uploaded` is a file not processed yet: a provider still processing it (Gemini) says so.
+  const processed = row.status === 'completed' && row.provider_state !== 'processing'
   return {
     id: row.provider_file_id ?? row.id,
     object: 'file' as const,
@@ -70,7 +72,7 @@ export function toOpenAiFile(
     ...(row.expires_at ? { expires_at: unix(row.expires_at) } : {}),
     filename: row.filename,
     purpose: row.purpose,
-    status: row.status === 'completed' ? 'processed' : row.status === 'failed' ? 'error' : 'uploaded',
+    status: processed ? 'processed' : row.status === 'failed' ? 'error' : 'uploaded',
     status_details: row.error,
   }
 }
@@ -240,7 +242,8 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
       },
       config: { auth: 'tenant' },
     },
-    async (request) => toOpenAiFile(await liveRowFor(request, request.params.provider, request.params.file_id)),
+    async (request) =>
+      toOpenAiFile(await app.files.fresh(await liveRowFor(request, request.params.provider, request.params.file_id))),
   )
 
   app.delete(

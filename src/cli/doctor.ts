@@ -6,8 +6,7 @@
  */
 import { type Config, ConfigError, loadConfig } from '../config.js'
 import { isProviderError } from '../providers/errors.js'
-import { FilesClient } from '../providers/files-client.js'
-import { providerDialects } from '../providers/registry.js'
+import { providerWires } from '../providers/registry.js'
 import { createStore, type StorePort } from '../store/index.js'
 import { latestVersion, loadMigrations } from '../store/migrations.js'
 import { schemaVersion } from '../store/queries.js'
@@ -72,24 +71,25 @@ async function storeChecks(config: Config, timeoutMs: number): Promise<Check[]> 
 async function providerCheck(provider: Config['providers'][number], timeoutMs: number): Promise<Check> {
   const name = `provider ${provider.name}`
   if (!provider.configured) return { name, status: 'skip', detail: 'no API key configured' }
-  const client = new FilesClient({
-    provider: provider.name,
-    baseUrl: provider.baseUrl,
-    apiKey: provider.apiKey,
-    dialect: providerDialects[provider.kind],
+  const wire = providerWires[provider.kind].create(provider, {
     limitBytes: provider.maxFileBytes,
     idleTimeoutMs: timeoutMs,
     connections: 1,
+    retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 },
   })
   try {
-    await within(timeoutMs, client.list({ limit: 1 }, AbortSignal.timeout(timeoutMs)))
+    // The first page only (one file at most): the loop ends after it.
+    const firstPage = async () => {
+      for await (const _ of wire.listAll({ pageSize: 1 }, (fn) => fn(AbortSignal.timeout(timeoutMs)))) break
+    }
+    await within(timeoutMs, firstPage())
     return { name, status: 'ok', detail: `key accepted by ${provider.baseUrl}` }
   } catch (err) {
     const status = isProviderError(err) && err.upstreamStatus ? ` (HTTP ${err.upstreamStatus})` : ''
     const code = isProviderError(err) ? `${err.code}${status}: ` : ''
     return { name, status: 'fail', detail: `${code}${describe(err)} at ${provider.baseUrl}` }
   } finally {
-    await client.close(1000).catch(() => {})
+    await wire.close(1000).catch(() => {})
   }
 }
 

@@ -3,7 +3,7 @@
  * (delete attempts, claim tokens) stay inside; timestamps leave as RFC 3339 UTC.
  */
 import { AppError } from '../errors.js'
-import type { DeletionReason, FileStatus } from '../schemas.js'
+import type { DeletionReason, FileStatus, ProviderState } from '../schemas.js'
 
 /** A row as the SQL functions return it (filegate_file_json). */
 export interface FileRow {
@@ -26,13 +26,19 @@ export interface FileRow {
   deleted_at: string | null
   deletion_reason: DeletionReason | null
   provider_deleted: boolean
+  /** Rows written before schema 7 have no such field. */
+  provider_state?: ProviderState | null
   provider_deleted_at: string | null
   delete_attempts: number
   last_delete_error: string | null
 }
 
 /** The API's File: the row without its bookkeeping, plus `deduplicated` on upload responses. */
-export type FileObject = Omit<FileRow, 'provider_deleted_at' | 'delete_attempts' | 'last_delete_error'> & {
+export type FileObject = Omit<
+  FileRow,
+  'provider_deleted_at' | 'delete_attempts' | 'last_delete_error' | 'provider_state'
+> & {
+  provider_state: ProviderState | null
   deduplicated?: boolean
 }
 
@@ -66,6 +72,7 @@ export function toFileObject(row: FileRow, deduplicated?: boolean): FileObject {
     deleted_at: isoOrNull(row.deleted_at),
     deletion_reason: row.deletion_reason,
     provider_deleted: row.provider_deleted,
+    provider_state: row.provider_state ?? null,
     ...(deduplicated === undefined ? {} : { deduplicated }),
   }
 }

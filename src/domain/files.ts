@@ -14,7 +14,15 @@ import type { StorePort } from '../store/port.js'
 import { type DeletionDeps, deleteFile } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
 import { type LimitsDeps, providerLimits, refreshUsageGauges } from './limits.js'
-import { type FilePage, type ListQuery, listPage, readContent, readRow, readRowByProviderId } from './reads.js'
+import {
+  type FilePage,
+  type ListQuery,
+  listPage,
+  readContent,
+  readRow,
+  readRowByProviderId,
+  refreshProviderState,
+} from './reads.js'
 import { UploadReception, type UploadRequest } from './reception.js'
 import { SettleWaiters } from './settle-waiters.js'
 import { planUpload, type UploadPlan } from './upload-plan.js'
@@ -72,8 +80,14 @@ export class FileService {
     }
   }
 
+  /** One file; while its provider is still processing it, with the state the provider reports now. */
   async get(tenant: string, id: string): Promise<FileObject> {
-    return toFileObject(await this.getRow(tenant, id))
+    return toFileObject(await this.fresh(await this.getRow(tenant, id)))
+  }
+
+  /** The row with its provider state brought up to date while it is not final. */
+  fresh(row: FileRow): Promise<FileRow> {
+    return refreshProviderState(this.deps.store, this.deps.providers, row)
   }
 
   getRow(tenant: string, id: string): Promise<FileRow> {

@@ -5,7 +5,7 @@ import { purposeRule } from '../providers/catalog.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderConfig, ProviderContent } from '../providers/types.js'
 import type { StorePort } from '../store/port.js'
-import { getFile, getFileByProviderId, listFiles } from '../store/queries.js'
+import { getFile, getFileByProviderId, listFiles, recordProviderState } from '../store/queries.js'
 import { decodeCursor, encodeCursor, type FileRow, isUuid } from './file-record.js'
 
 export interface ListQuery {
@@ -84,4 +84,29 @@ export async function readContent(
   }
   const adapter = providers.require(row.provider)
   return { row, content: await adapter.content(row.provider_file_id) }
+}
+
+/**
+ * A live file the provider is still processing (provider_state `processing`), with the state the
+ * provider reports now: recorded when it moved on (`active`, or `failed`: the row is then failed
+ * with the provider's message). Any other row, or a provider that cannot be asked right now
+ * (unconfigured, failing, open circuit), leaves the row as stored: a read never fails for it.
+ */
+export async function refreshProviderState(
+  store: StorePort,
+  providers: ProviderRegistry,
+  row: FileRow,
+): Promise<FileRow> {
+  if (row.provider_state !== 'processing' || row.status !== 'completed' || !row.provider_file_id) return row
+  const adapter = providers.get(row.provider)
+  if (!adapter || adapter.circuitState() === 'open') return row
+  let file: Awaited<ReturnType<typeof adapter.retrieve>>
+  try {
+    file = await adapter.retrieve(row.provider_file_id)
+  } catch {
+    return row
+  }
+  if (!file?.state || file.state === 'processing') return row
+  const updated = await recordProviderState(store, row.tenant_id, row.id, { state: file.state, error: file.stateMessage })
+  return updated ?? row
 }

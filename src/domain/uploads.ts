@@ -18,7 +18,7 @@ import { AppError, errors, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import { purposeRule } from '../providers/catalog.js'
 import { isProviderError } from '../providers/errors.js'
-import type { UploadInput } from '../providers/types.js'
+import type { ProviderFile, UploadInput } from '../providers/types.js'
 import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
 import {
@@ -73,6 +73,8 @@ type UploadBody =
 /** What the provider answered to a put; a streamed body's count and hash come with it. */
 interface Sent {
   id: string
+  /** What the provider said of its copy: its own expiry, its processing state. */
+  copy: Pick<ProviderFile, 'expiresAt' | 'state' | 'stateMessage'>
   counter?: HashCounter
 }
 
@@ -267,7 +269,7 @@ export class Uploads {
       const source: UploadInput['source'] = spool.buffer
         ? { kind: 'buffer', buffer: spool.buffer, bytes: spool.bytes }
         : { kind: 'file', path: spool.path, bytes: spool.bytes }
-      return { id: (await candidate.adapter.upload(input(source), signal)).id }
+      return sentOf(await candidate.adapter.upload(input(source), signal))
     }
     const limitError = () => errors.fileTooLarge(candidate.config.name, candidate.maxBytes)
     const counter = new HashCounter(candidate.maxBytes, limitError)
@@ -277,7 +279,7 @@ export class Uploads {
         input({ kind: 'stream', stream: counter.pass(body.stream), senderFailure }),
         signal,
       )
-      return { id: file.id, counter }
+      return { ...sentOf(file), counter }
     } catch (err) {
       // Our own limit or the client's abort surfaces as the provider call failing: report the
       // cause (the budget running out may have replaced the attempt's own error).
@@ -307,7 +309,13 @@ export class Uploads {
       if (tomb) await deleteAtProvider(this.deps.deletion, tomb)
       throw verdict
     }
-    const done = await completeUpload(store, ref, { providerFileId: sent.id, bytes: verdict })
+    const done = await completeUpload(store, ref, {
+      providerFileId: sent.id,
+      bytes: verdict,
+      providerExpiresAt: typeof sent.copy.expiresAt === 'number' ? new Date(sent.copy.expiresAt * 1000) : undefined,
+      providerState: sent.copy.state,
+      providerError: sent.copy.stateMessage,
+    })
     waiters.notify(ref.id)
     if (done.outcome === 'completed') {
       metrics.uploadBytes.inc({ provider, status: 'success' }, verdict)
@@ -345,6 +353,11 @@ export class Uploads {
     throw timeoutWaiting()
   }
 }
+
+const sentOf = (file: ProviderFile): Sent => ({
+  id: file.id,
+  copy: { expiresAt: file.expiresAt, state: file.state, stateMessage: file.stateMessage },
+})
 
 const claimRef = (claim: Claimed): ClaimRef => ({ id: claim.file.id, claimToken: claim.claim_token })
 

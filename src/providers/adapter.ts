@@ -1,12 +1,21 @@
 /**
- * A ProviderAdapter: the files client of one provider, each call run through that provider's
- * resilience policy. Uploads also take a bulkhead slot; the other operations only share the
- * breaker, the retries and the timeouts.
+ * A ProviderAdapter: the wire of one provider (its HTTP shapes), each call run through that
+ * provider's resilience policy. Uploads also take a bulkhead slot; the other operations only share
+ * the breaker, the retries and the timeouts. The policy is the same whatever the wire: the
+ * OpenAI-style FilesClient (Kimi, GLM, OpenAI-compatible) and the Gemini client plug in alike.
  */
 import { isProviderError } from './errors.js'
 import { FilesClient, type ProviderDialect } from './files-client.js'
 import { ProviderResilience, type ResilienceSettings } from './resilience.js'
-import type { ProviderAdapter, ProviderConfig, ProviderEvents, ProviderFile, UploadInput } from './types.js'
+import type {
+  ProviderAdapter,
+  ProviderConfig,
+  ProviderEvents,
+  ProviderFile,
+  ProviderWire,
+  UploadInput,
+  UploadProgress,
+} from './types.js'
 
 /** The settings every adapter shares: retries, the breaker, the timeouts and the upload bulkhead. */
 export interface AdapterSettings {
@@ -17,29 +26,64 @@ export interface AdapterSettings {
   providerMaxConcurrentUploads: number
 }
 
+/** What a wire is built with, beside its provider's config. */
+export interface WireOptions {
+  /** What a provider's own "too large" refers to, reported as `limit_bytes` on FILE_TOO_LARGE. */
+  limitBytes: number
+  /** undici idle timeouts: bound a stall even after an attempt returned a streamed body. */
+  idleTimeoutMs: number
+  connections: number
+  /** RETRY_* settings, for a wire that resumes within one attempt (a failed Gemini chunk). */
+  retry: ResilienceSettings['retry']
+}
+
+/** How a provider kind's wire is made. */
+export interface WireKind {
+  /** False when the provider has no single-file GET (GLM): retrieve finds the file by listing. */
+  readonly hasRetrieve: boolean
+  create(config: ProviderConfig, options: WireOptions): ProviderWire
+}
+
+/** The OpenAI-style files client of one dialect as a wire (the client ignores upload progress). */
+export function filesClientWire(dialect: ProviderDialect): WireKind {
+  return {
+    hasRetrieve: dialect.hasRetrieve,
+    create: (config, options) =>
+      new FilesClient({
+        provider: config.name,
+        baseUrl: config.baseUrl,
+        apiKey: config.apiKey,
+        dialect,
+        limitBytes: options.limitBytes,
+        idleTimeoutMs: options.idleTimeoutMs,
+        connections: options.connections,
+      }),
+  }
+}
+
 export interface ClosableProviderAdapter extends ProviderAdapter {
   close(): Promise<void>
 }
 
 const PAGE_SIZE = 100
 
-export function createProviderAdapter(
-  config: ProviderConfig,
-  settings: AdapterSettings,
-  dialect: ProviderDialect,
-  events?: ProviderEvents,
-): ClosableProviderAdapter {
-  const name = config.name
-  const client = new FilesClient({
-    provider: name,
-    baseUrl: config.baseUrl,
-    apiKey: config.apiKey,
-    dialect,
-    // What a provider's own "too large" refers to: the operator's cap, or the documented one beneath it.
+export function wireOptions(config: ProviderConfig, settings: AdapterSettings): WireOptions {
+  return {
     limitBytes: Math.min(config.maxFileBytes, config.documentedMaxFileBytes ?? Number.POSITIVE_INFINITY),
     idleTimeoutMs: settings.timeouts.providerAttemptMs,
     connections: Math.max(settings.providerMaxConcurrentUploads * 2, 16),
-  })
+    retry: settings.retry,
+  }
+}
+
+export function createProviderAdapter(
+  config: ProviderConfig,
+  settings: AdapterSettings,
+  kind: WireKind,
+  events?: ProviderEvents,
+): ClosableProviderAdapter {
+  const name = config.name
+  const wire = kind.create(config, wireOptions(config, settings))
   const resilience = new ProviderResilience({
     provider: name,
     retry: settings.retry,
@@ -53,7 +97,7 @@ export function createProviderAdapter(
   const isNotFound = (err: unknown) => isProviderError(err) && err.notFound
 
   async function* listAll(opts: { purpose?: string } = {}): AsyncGenerator<ProviderFile> {
-    yield* client.listAll({ ...opts, pageSize: PAGE_SIZE }, (fn) => resilience.run({ op: 'list' }, fn))
+    yield* wire.listAll({ ...opts, pageSize: PAGE_SIZE }, (fn) => resilience.run({ op: 'list' }, fn))
   }
 
   return {
@@ -63,20 +107,22 @@ export function createProviderAdapter(
     upload(input: UploadInput, signal?: AbortSignal) {
       const { source } = input
       const stream = source.kind === 'stream' ? source : undefined
+      // One per call: a retried attempt resumes where the earlier ones got to, where the wire can.
+      const progress: UploadProgress = {}
       return resilience.run(
         { op: 'upload', bulkhead: true, oneShot: stream !== undefined, signal, senderFailure: stream?.senderFailure },
-        (s) => client.upload(input, s),
+        (s) => wire.upload(input, s, progress),
       )
     },
 
     async retrieve(id: string) {
-      if (!dialect.hasRetrieve) {
+      if (!kind.hasRetrieve) {
         // GLM documents no GET /files/{id}: find the file in the listing instead.
         for await (const file of listAll()) if (file.id === id) return file
         return null
       }
       try {
-        return await resilience.run({ op: 'retrieve' }, (s) => client.retrieve(id, s))
+        return await resilience.run({ op: 'retrieve' }, (s) => wire.retrieve(id, s))
       } catch (err) {
         if (isNotFound(err)) return null
         throw err
@@ -85,7 +131,7 @@ export function createProviderAdapter(
 
     async delete(id: string) {
       try {
-        await resilience.run({ op: 'delete' }, (s) => client.delete(id, s))
+        await resilience.run({ op: 'delete' }, (s) => wire.delete(id, s))
         return { alreadyGone: false }
       } catch (err) {
         // A 404 from the provider means the file is already gone there: it counts as deleted.
@@ -97,7 +143,7 @@ export function createProviderAdapter(
     listAll,
 
     content(id: string) {
-      return resilience.run({ op: 'content' }, (s) => client.content(id, s))
+      return resilience.run({ op: 'content' }, (s) => wire.content(id, s))
     },
 
     circuitState: () => resilience.state(),
@@ -105,7 +151,7 @@ export function createProviderAdapter(
 
     async close() {
       resilience.dispose()
-      await client.close()
+      await wire.close()
     },
   }
 }

@@ -5,7 +5,7 @@
  * the same rows for users. Extensions are lower-case, without the dot; `null` = not restricted.
  */
 
-export type ProviderKind = 'kimi' | 'glm' | 'openai'
+export type ProviderKind = 'kimi' | 'glm' | 'openai' | 'gemini'
 
 /** The day the provider docs behind these facts were last read. */
 export const DOCS_READ_ON = '2026-11-27'

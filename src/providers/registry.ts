@@ -4,8 +4,14 @@
  * PROVIDER_NOT_CONFIGURED, and unknown names with UNKNOWN_PROVIDER.
  */
 import { errors } from '../errors.js'
-import { type AdapterSettings, type ClosableProviderAdapter, createProviderAdapter } from './adapter.js'
-import type { ProviderDialect } from './files-client.js'
+import {
+  type AdapterSettings,
+  type ClosableProviderAdapter,
+  createProviderAdapter,
+  filesClientWire,
+  type WireKind,
+} from './adapter.js'
+import { geminiWire } from './gemini.js'
 import { glmDialect } from './glm.js'
 import { kimiDialect } from './kimi.js'
 import { openAiCompatibleDialect } from './openai-compatible.js'
@@ -21,11 +27,12 @@ export interface ProviderRegistry {
   close(): Promise<void>
 }
 
-/** The dialect (request and error shapes) of each provider kind. */
-export const providerDialects: Record<ProviderConfig['kind'], ProviderDialect> = {
-  kimi: kimiDialect,
-  glm: glmDialect,
-  openai: openAiCompatibleDialect,
+/** The wire (request and error shapes) of each provider kind. */
+export const providerWires: Record<ProviderConfig['kind'], WireKind> = {
+  kimi: filesClientWire(kimiDialect),
+  glm: filesClientWire(glmDialect),
+  openai: filesClientWire(openAiCompatibleDialect),
+  gemini: geminiWire,
 }
 
 /** The resolved providers (providers/resolve.ts) and the settings their adapters share. */
@@ -37,7 +44,7 @@ export function createProviderRegistry(config: RegistrySettings, events?: Provid
   const adapters = new Map<string, ClosableProviderAdapter>()
   for (const provider of config.providers) {
     if (provider.configured)
-      adapters.set(provider.name, createProviderAdapter(provider, config, providerDialects[provider.kind], events))
+      adapters.set(provider.name, createProviderAdapter(provider, config, providerWires[provider.kind], events))
   }
   return {
     get: (name) => adapters.get(name),

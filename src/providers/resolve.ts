@@ -8,6 +8,7 @@
 import { type Static, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { openAiCompatibleDefaults, type ProviderFacts, purposeRule } from './catalog.js'
+import { geminiFacts } from './gemini-facts.js'
 import { glmFacts } from './glm-facts.js'
 import { kimiFacts } from './kimi-facts.js'
 import type { ProviderConfig } from './types.js'
@@ -26,6 +27,11 @@ export interface ProviderEnvironment {
   GLM_MAX_FILES?: number | undefined
   GLM_MAX_TOTAL_BYTES?: number | undefined
   GLM_DEFAULT_PURPOSE?: string | undefined
+  GEMINI_API_KEY?: string | undefined
+  GEMINI_BASE_URL?: string | undefined
+  GEMINI_MAX_FILE_BYTES?: number | undefined
+  GEMINI_MAX_FILES?: number | undefined
+  GEMINI_MAX_TOTAL_BYTES?: number | undefined
   EXTRA_PROVIDERS?: string | undefined
   ALLOWED_EXTENSIONS?: string | undefined
 }
@@ -33,6 +39,7 @@ export interface ProviderEnvironment {
 /** The documented defaults of the built-in providers (their default endpoints' docs). */
 export const kimiDefaults = kimiFacts()
 export const glmDefaults = glmFacts()
+export const geminiDefaults = geminiFacts()
 
 const ExtraProvidersSchema = Type.Array(
   Type.Object(
@@ -110,7 +117,21 @@ function builtInProviders(env: ProviderEnvironment, problems: string[]): Provide
       )
     }
   }
+  providers.push(geminiProvider(env))
   return providers
+}
+
+/** Gemini: one documented endpoint; a single purpose, so no default to choose. */
+function geminiProvider(env: ProviderEnvironment): ProviderConfig {
+  return {
+    ...geminiFacts(withoutTrailingSlash(env.GEMINI_BASE_URL ?? geminiDefaults.baseUrl)),
+    name: 'gemini',
+    apiKey: env.GEMINI_API_KEY,
+    configured: Boolean(env.GEMINI_API_KEY),
+    maxFileBytes: env.GEMINI_MAX_FILE_BYTES ?? geminiDefaults.maxFileBytes,
+    maxFiles: capOrNull(env.GEMINI_MAX_FILES ?? geminiDefaults.maxFiles ?? 0),
+    maxTotalBytes: capOrNull(env.GEMINI_MAX_TOTAL_BYTES ?? geminiDefaults.maxTotalBytes ?? 0),
+  }
 }
 
 /** EXTRA_PROVIDERS: a JSON array of OpenAI-compatible providers; undefined when it does not parse. */
@@ -154,7 +175,7 @@ function extraProvider(extra: ExtraProvider, problems: string[]): ProviderConfig
   }
 }
 
-/** The providers filegate serves, in order: kimi, glm, then EXTRA_PROVIDERS; problems pushed onto `problems`. */
+/** The providers filegate serves, in order: kimi, glm, gemini, then EXTRA_PROVIDERS; problems pushed onto `problems`. */
 export function resolveProviders(env: ProviderEnvironment, problems: string[]): ProviderConfig[] {
   const providers = builtInProviders(env, problems)
   const extras = parseExtraProviders(env.EXTRA_PROVIDERS, problems)
@@ -162,7 +183,7 @@ export function resolveProviders(env: ProviderEnvironment, problems: string[]): 
   // DEFAULT_PROVIDER be checked, so one message lists every problem.
   if (extras === undefined) return providers
   for (const extra of extras) {
-    if (['kimi', 'glm', 'auto'].includes(extra.name) || providers.some((p) => p.name === extra.name)) {
+    if (['kimi', 'glm', 'gemini', 'auto'].includes(extra.name) || providers.some((p) => p.name === extra.name)) {
       problems.push(`EXTRA_PROVIDERS: provider name "${extra.name}" is reserved or repeated`)
       continue
     }

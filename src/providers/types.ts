@@ -24,6 +24,12 @@ export interface ProviderFile {
   filename: string
   purpose: string
   status?: string
+  /** Unix seconds: the provider's own expiry of the file (OpenAI expires_at, Gemini expirationTime). */
+  expiresAt?: number | null
+  /** Where the provider processes a file after upload (Gemini PROCESSING → ACTIVE | FAILED). */
+  state?: 'processing' | 'active' | 'failed'
+  /** The provider's message for a failed state. */
+  stateMessage?: string
 }
 
 /**
@@ -51,6 +57,38 @@ export interface UploadInput {
   filename: string
   mimeType: string
   purpose: string
+}
+
+/**
+ * What one upload call's earlier attempts left behind for the next one to resume from (a
+ * resumable upload session). The adapter creates one per upload call and hands it to every
+ * attempt; a wire without resumable uploads ignores it.
+ */
+export interface UploadProgress {
+  /** The session URL a resumable upload started. */
+  sessionUrl?: string
+  /** How many of the file's bytes the provider has confirmed. */
+  confirmedBytes?: number
+}
+
+/**
+ * One provider's wire: its HTTP shapes, one call per method, no retrying (the adapter runs each
+ * call through the shared resilience policy). The OpenAI-style FilesClient (Kimi, GLM,
+ * OpenAI-compatible) is one; the Gemini client (gemini.ts) another.
+ */
+export interface ProviderWire {
+  upload(input: UploadInput, signal: AbortSignal, progress: UploadProgress): Promise<ProviderFile>
+  retrieve(id: string, signal: AbortSignal): Promise<ProviderFile>
+  delete(id: string, signal: AbortSignal): Promise<void>
+  /** Every file, page by page, each page fetched through `run` (retries, breaker, timeouts). */
+  listAll(
+    opts: { purpose?: string; pageSize?: number },
+    run: <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => Promise<T>,
+  ): AsyncIterable<ProviderFile>
+  /** The body is handed over unread; the caller must consume or destroy it. */
+  content(id: string, signal: AbortSignal): Promise<ProviderContent>
+  /** Lets calls in flight finish, then destroys what is left after `graceMs`. */
+  close(graceMs?: number): Promise<void>
 }
 
 export interface ProviderContent {

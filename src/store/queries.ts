@@ -6,7 +6,7 @@
  */
 import type { Attributes } from '@opentelemetry/api'
 import type { FileRow } from '../domain/file-record.js'
-import type { DeletionReason } from '../schemas.js'
+import type { DeletionReason, ProviderState } from '../schemas.js'
 import { inSpan } from '../spans.js'
 import type { CallArgs, StorePort } from './port.js'
 
@@ -127,13 +127,42 @@ export type Completion = { outcome: 'completed' | 'lost'; file: FileRow; orphan?
 export function completeUpload(
   store: StorePort,
   claim: ClaimRef,
-  done: { providerFileId: string; bytes: number },
+  done: {
+    providerFileId: string
+    bytes: number
+    /** The provider's own expiry of its copy: the row expires no later. */
+    providerExpiresAt?: Date | undefined
+    /** The provider's processing state, where it has one; 'failed' settles the row failed. */
+    providerState?: ProviderState | undefined
+    providerError?: string | undefined
+  },
 ): Promise<Completion> {
   return traced(store, 'filegate.upload.settle', outcome, 'complete_upload', {
     p_id: claim.id,
     p_claim_token: claim.claimToken,
     p_provider_file_id: done.providerFileId,
     p_bytes: done.bytes,
+    p_provider_expires_at: done.providerExpiresAt?.toISOString(),
+    p_provider_state: done.providerState,
+    p_provider_error: done.providerError,
+  })
+}
+
+/**
+ * Records the state the provider now reports for a file still processing; 'failed' settles it
+ * failed with the provider's message. The row as it now is (null when there is none).
+ */
+export function recordProviderState(
+  store: StorePort,
+  tenant: string,
+  id: string,
+  state: { state: ProviderState; error?: string | undefined },
+): Promise<FileRow | null> {
+  return store.call('record_provider_state', {
+    p_tenant_id: tenant,
+    p_id: id,
+    p_state: state.state,
+    p_error: state.error,
   })
 }
 

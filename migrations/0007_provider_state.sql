@@ -1,0 +1,92 @@
+-- filegate schema 7: what the provider says of a file after upload, and the provider's own expiry.
+-- (0006 belongs to the durable-originals change; the runner applies files in order, so a database
+-- that has 0006 applies this after it, one without it applies this alone.)
+--
+-- Some providers process a file after upload (Gemini: PROCESSING → ACTIVE | FAILED) and delete it
+-- themselves after a while (Gemini: 48 hours, its `expirationTime`). provider_state keeps the
+-- former: 'processing', 'active' or 'failed'; null for providers without states. The latter caps
+-- expires_at: a row expires at the earlier of the client's expires_in and the provider's expiry, so
+-- the expiry sweep treats it like any other expiry (the provider's delete then answers 404, which
+-- counts as deleted).
+
+alter table provider_file_uploads add column if not exists provider_state text
+  constraint provider_state_valid check (provider_state in ('processing', 'active', 'failed'));
+
+-- 0001's complete_upload had neither; with new arguments it is another function, and keeping both
+-- would make calls by name ambiguous.
+drop function if exists complete_upload(uuid, uuid, text, bigint);
+
+-- Completes a claim. If the claim was lost (taken over, or the row deleted meanwhile), the
+-- provider copy just made is recorded as an orphan tombstone so it is deleted, never leaked.
+-- p_provider_expires_at caps expires_at; p_provider_state 'failed' (the provider refused the file
+-- while processing it) settles the row `failed` with p_provider_error, its copy still recorded.
+create or replace function complete_upload(
+  p_id uuid, p_claim_token uuid, p_provider_file_id text, p_bytes bigint default null,
+  p_provider_expires_at timestamptz default null, p_provider_state text default null,
+  p_provider_error text default null
+) returns jsonb
+language plpgsql set timezone to 'UTC' as $$
+declare r provider_file_uploads; o provider_file_uploads;
+begin
+  update provider_file_uploads
+     set status = case when p_provider_state = 'failed' then 'failed' else 'completed' end,
+         error = case when p_provider_state = 'failed' then left(coalesce(p_provider_error, 'processing failed'), 2000) end,
+         provider_file_id = p_provider_file_id, updated_at = now(),
+         last_used_at = now(), claim_token = null, bytes = coalesce(p_bytes, bytes),
+         expires_at = least(expires_at, p_provider_expires_at), provider_state = p_provider_state
+   where id = p_id and claim_token = p_claim_token and status in ('pending', 'uploading') and deleted_at is null
+  returning * into r;
+  if found then
+    return jsonb_build_object('outcome', 'completed', 'file', filegate_file_json(r));
+  end if;
+  select * into o from provider_file_uploads where id = p_id;
+  insert into provider_file_uploads
+    (tenant_id, provider, purpose, sha256, bytes, filename, mime_type, provider_file_id, status,
+     deleted_at, deletion_reason, error, created_at)
+  values
+    (o.tenant_id, o.provider, o.purpose, o.sha256, coalesce(p_bytes, o.bytes), o.filename, o.mime_type, p_provider_file_id,
+     'deleted', now(), 'orphaned', 'upload claim lost before completion', now())
+  returning * into r;
+  return jsonb_build_object('outcome', 'lost', 'orphan', filegate_file_json(r),
+                            'file', case when o.id is null then null else filegate_file_json(o) end);
+end
+$$;
+
+-- Records the state a provider now reports for a live, completed file still 'processing' (GET
+-- /v1/files/{id} asks while it is not final). 'failed' settles the row `failed` with the
+-- provider's message; its provider copy stays recorded, so the orphan sweep deletes it. Returns
+-- the row as it now is (unchanged when it was no longer processing, or deleted meanwhile).
+create or replace function record_provider_state(
+  p_tenant_id text, p_id uuid, p_state text, p_error text default null
+) returns jsonb
+language plpgsql set timezone to 'UTC' as $$
+declare r provider_file_uploads;
+begin
+  update provider_file_uploads
+     set provider_state = p_state, updated_at = now(),
+         status = case when p_state = 'failed' then 'failed' else status end,
+         error = case when p_state = 'failed' then left(coalesce(p_error, 'processing failed'), 2000) else error end
+   where id = p_id and tenant_id = p_tenant_id and deleted_at is null and status = 'completed'
+     and provider_state = 'processing'
+  returning * into r;
+  if not found then
+    select * into r from provider_file_uploads where id = p_id and tenant_id = p_tenant_id;
+    if not found then return null; end if;
+  end if;
+  return filegate_file_json(r);
+end
+$$;
+
+create or replace function filegate_schema_version() returns jsonb
+language sql immutable as $$ select to_jsonb(7) $$;
+
+-- As in 0001: on Supabase only the service role may call them.
+do $$
+begin
+  if exists (select 1 from pg_roles where rolname = 'anon') then
+    revoke execute on function complete_upload(uuid, uuid, text, bigint, timestamptz, text, text)
+      from public, anon, authenticated;
+    revoke execute on function record_provider_state(text, uuid, text, text) from public, anon, authenticated;
+  end if;
+end
+$$;
