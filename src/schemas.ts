@@ -18,9 +18,7 @@ export const DeletionReasonSchema = Type.Union(
 export type DeletionReason = Static<typeof DeletionReasonSchema>
 
 /** What a provider that processes files after upload says of one (Gemini); null for the others. */
-export const ProviderStateSchema = Type.Union(
-  (['processing', 'active', 'failed'] as const).map((s) => Type.Literal(s)),
-)
+export const ProviderStateSchema = Type.Union((['processing', 'active', 'failed'] as const).map((s) => Type.Literal(s)))
 export type ProviderState = Static<typeof ProviderStateSchema>
 
 /** One provider in GET /v1/limits: what it accepts, its circuit, the caller's (and for admins the account's) usage. */

@@ -107,6 +107,9 @@ export async function refreshProviderState(
     return row
   }
   if (!file?.state || file.state === 'processing') return row
-  const updated = await recordProviderState(store, row.tenant_id, row.id, { state: file.state, error: file.stateMessage })
+  const updated = await recordProviderState(store, row.tenant_id, row.id, {
+    state: file.state,
+    error: file.stateMessage,
+  })
   return updated ?? row
 }

@@ -73,7 +73,8 @@ export const geminiErrors: ErrorDialect = (e) => {
   if (e.status === 429 || e.type === 'RESOURCE_EXHAUSTED') {
     return /storage|project.{0,40}(quota|limit|full)/i.test(e.message) ? quotaExceeded(e) : rateLimited(e)
   }
-  if (e.status === 400 && e.type === 'FAILED_PRECONDITION') return misconfigured(e, 'refuses this project (billing or region)')
+  if (e.status === 400 && e.type === 'FAILED_PRECONDITION')
+    return misconfigured(e, 'refuses this project (billing or region)')
   if (e.status === 400 && /api key/i.test(e.message)) return misconfigured(e)
   return undefined
 }
@@ -93,7 +94,8 @@ class ChunkReader {
     this.#pieces = pieces[Symbol.asyncIterator]()
     this.#total = total
     this.#read = startOffset
-    const size = total === undefined ? GEMINI_CHUNK_BYTES : Math.min(GEMINI_CHUNK_BYTES, Math.max(0, total - startOffset))
+    const size =
+      total === undefined ? GEMINI_CHUNK_BYTES : Math.min(GEMINI_CHUNK_BYTES, Math.max(0, total - startOffset))
     this.#buffer = Buffer.allocUnsafe(size)
   }
 
@@ -145,9 +147,10 @@ class ChunkReader {
 /** The source's bytes from `offset` on: a file or buffer from anywhere, a stream only from its start. */
 function piecesFrom(source: Source, offset: number): AsyncIterable<Buffer> {
   if (source.kind === 'file') return createReadStream(source.path, { start: offset })
-  if (source.kind === 'buffer') return (async function* () {
-    yield source.buffer.subarray(offset)
-  })()
+  if (source.kind === 'buffer')
+    return (async function* () {
+      yield source.buffer.subarray(offset)
+    })()
   if (offset !== 0) throw new Error('a streamed body cannot be resumed past its start')
   return source.stream
 }
@@ -212,7 +215,9 @@ export class GeminiClient implements ProviderWire {
   }
 
   retrieve(id: string, signal: AbortSignal): Promise<ProviderFile> {
-    return this.#call('retrieve', 'GET', this.#fileUrl(id), { signal }).then(async (res) => this.#file(await this.#json(res)))
+    return this.#call('retrieve', 'GET', this.#fileUrl(id), { signal }).then(async (res) =>
+      this.#file(await this.#json(res)),
+    )
   }
 
   async delete(id: string, signal: AbortSignal): Promise<void> {
@@ -238,7 +243,8 @@ export class GeminiClient implements ProviderWire {
         return (await this.#json(res)) as { files?: unknown; nextPageToken?: unknown }
       })
       // An empty project answers `{}`: no `files` at all.
-      if (page.files !== undefined && !Array.isArray(page.files)) throw badResponse(this.#o.provider, 'list without files')
+      if (page.files !== undefined && !Array.isArray(page.files))
+        throw badResponse(this.#o.provider, 'list without files')
       for (const raw of (page.files as unknown[] | undefined) ?? []) yield this.#file(raw)
       const next = typeof page.nextPageToken === 'string' && page.nextPageToken !== '' ? page.nextPageToken : undefined
       // A token that does not move would loop for ever.
@@ -334,7 +340,8 @@ export class GeminiClient implements ProviderWire {
         const body = (await this.#json(res)) as { file?: unknown }
         return this.#file(body.file)
       } catch (err) {
-        if (signal.aborted || !isProviderError(err) || !err.retryable || resumes >= this.#o.retry.maxAttempts - 1) throw err
+        if (signal.aborted || !isProviderError(err) || !err.retryable || resumes >= this.#o.retry.maxAttempts - 1)
+          throw err
         await sleep(err.upstreamRetryAfterMs ?? this.#o.retry.baseDelayMs, undefined, { signal })
         const received = await this.#query(sessionUrl, signal)
         // Bytes before this chunk were confirmed; fewer now means the server lost them: this

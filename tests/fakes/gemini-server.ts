@@ -45,8 +45,11 @@ interface Session {
   id: string
   displayName: string
   mimeType: string
-  declaredBytes: number
+  /** null: the start request left the size out (the finalizing chunk tells it). */
+  declaredBytes: number | null
   received: number
+  /** Every byte that arrived in chunks, kept or dropped (an interrupted chunk's tail). */
+  wire: number
   hash: ReturnType<typeof createHash>
   finalized: boolean
 }
@@ -61,6 +64,8 @@ export interface FakeGemini extends Switches<GeminiOp> {
   /** New files end FAILED after processing, with this message. */
   failProcessing: string | null
   maxFileBytes: number
+  /** How long a new file is kept: its `expirationTime` is this far from its creation (the guide: 48 hours). */
+  keepMs: number
   /** Next n requests of `op` answer `status` in the google.rpc.Status shape. */
   failNext(n: number, status?: number, op?: GeminiOp): void
   /** Next n requests of `op` answer 429 RESOURCE_EXHAUSTED with Retry-After. */
@@ -69,7 +74,7 @@ export interface FakeGemini extends Switches<GeminiOp> {
   interruptNextChunkAfter(bytes: number): void
   readonly files: Map<string, GeminiFile>
   /** Completed uploads: what arrived, hashed as it streamed. */
-  readonly uploads: Array<{ name: string; bytes: number; sha256: string; chunks: number }>
+  readonly uploads: Array<{ name: string; bytes: number; sha256: string; chunks: number; wireBytes: number }>
   readonly requests: Record<GeminiOp | 'unknown', number>
   readonly deletes: string[]
   /** Chunk offsets as the client sent them, per session. */
@@ -127,7 +132,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
       sizeBytes: String(s.bytes),
       createTime: now.toISOString(),
       updateTime: now.toISOString(),
-      expirationTime: new Date(now.getTime() + keepMs).toISOString(),
+      expirationTime: new Date(now.getTime() + fake.keepMs).toISOString(),
       sha256Hash: s.sha256.toString('base64'),
       uri: `${baseUrl}/v1beta/files/${s.id}`,
       state: fake.processingPolls > 0 ? 'PROCESSING' : fake.failProcessing ? 'FAILED' : 'ACTIVE',
@@ -156,6 +161,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
     // is read and dropped (not cut off mid-send), as a server that failed part-way through would.
     let room = limit ?? Number.POSITIVE_INFINITY
     for await (const data of req as AsyncIterable<Buffer>) {
+      session.wire += data.length
       const part = data.subarray(0, Math.min(data.length, room))
       session.hash.update(part)
       session.received += part.length
@@ -216,11 +222,16 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
         if (req.headers['x-goog-upload-protocol'] !== 'resumable' || !command.includes('start')) {
           return error(res, 400, 'Invalid upload protocol: expected resumable start')
         }
-        const declaredBytes = Number(req.headers['x-goog-upload-header-content-length'])
-        if (!Number.isSafeInteger(declaredBytes) || declaredBytes < 0) {
-          return error(res, 400, 'X-Goog-Upload-Header-Content-Length is required')
+        // The size may be left out when the client does not know it yet (a body streamed through):
+        // Google's resumable protocol takes it then from the finalizing chunk
+        // (https://cloud.google.com/storage/docs/performing-resumable-uploads#chunked-upload: the
+        // total size may be unknown until the last chunk).
+        const lengthHeader = req.headers['x-goog-upload-header-content-length']
+        const declaredBytes = lengthHeader === undefined ? null : Number(lengthHeader)
+        if (declaredBytes !== null && (!Number.isSafeInteger(declaredBytes) || declaredBytes < 0)) {
+          return error(res, 400, 'X-Goog-Upload-Header-Content-Length is not a size')
         }
-        if (declaredBytes > fake.maxFileBytes)
+        if (declaredBytes !== null && declaredBytes > fake.maxFileBytes)
           return error(res, 400, `File size exceeds the limit of ${fake.maxFileBytes}`)
         if (fake.quotaExceeded) return error(res, 429, 'Storage quota for the project has been exhausted.')
         let displayName = ''
@@ -238,6 +249,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
           mimeType: String(req.headers['x-goog-upload-header-content-type'] ?? 'application/octet-stream'),
           declaredBytes,
           received: 0,
+          wire: 0,
           hash: createHash('sha256'),
           finalized: false,
         })
@@ -273,7 +285,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
         const limit = interruptAfter
         interruptAfter = null
         if (!(await readChunk(req, session, limit))) return error(res, 503, 'The service is currently unavailable.')
-        if (session.received > session.declaredBytes) {
+        if (session.received > (session.declaredBytes ?? fake.maxFileBytes)) {
           return error(res, 400, 'Received more bytes than X-Goog-Upload-Header-Content-Length declared')
         }
         if (!command.includes('finalize')) {
@@ -283,7 +295,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
           })
           return res.end()
         }
-        if (session.received !== session.declaredBytes) {
+        if (session.declaredBytes !== null && session.received !== session.declaredBytes) {
           return error(res, 400, `Finalized at ${session.received} bytes, ${session.declaredBytes} declared`)
         }
         session.finalized = true
@@ -295,6 +307,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
           bytes: session.received,
           sha256: digest.toString('hex'),
           chunks: offsets.get(session.id)?.length ?? 0,
+          wireBytes: session.wire,
         })
         return json(res, { file }, { 'x-goog-upload-status': 'final' })
       }
@@ -334,6 +347,7 @@ export async function startFakeGemini(options: { apiKey?: string } = {}): Promis
     failProcessing: null,
     // The guide: "The maximum size per file is 2 GB."
     maxFileBytes: 2048 * MB,
+    keepMs,
     failNext(n, status = 503, op) {
       failures.add(n, status, op)
     },
