@@ -10,6 +10,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { errorCatalog } from '../src/errors.js'
 import { DOCS_READ_ON, type ProviderFacts } from '../src/providers/catalog.js'
 import { classifyFailure, type ErrorDialect, mapUpstreamError } from '../src/providers/errors.js'
+import { geminiErrors } from '../src/providers/gemini.js'
+import { geminiFacts } from '../src/providers/gemini-facts.js'
 import { glmDialect } from '../src/providers/glm.js'
 import { glmFacts } from '../src/providers/glm-facts.js'
 import { kimiDialect } from '../src/providers/kimi.js'
@@ -59,7 +61,7 @@ function accountLines(facts: ProviderFacts, variable: string): string {
 }
 
 interface ErrorCase {
-  provider: 'kimi' | 'glm'
+  provider: 'kimi' | 'glm' | 'gemini'
   status: number
   code?: string
   type?: string
@@ -105,13 +107,36 @@ const errorCases: ErrorCase[] = [
   },
   { provider: 'kimi', status: 400, type: 'content_filter', meaning: 'content refused' },
   { provider: 'kimi', status: 500, type: 'server_error', meaning: 'server error' },
+  { provider: 'gemini', status: 429, type: 'RESOURCE_EXHAUSTED', meaning: 'rate limit exceeded' },
+  {
+    provider: 'gemini',
+    status: 429,
+    type: 'RESOURCE_EXHAUSTED',
+    message: 'Storage quota for the project has been exhausted.',
+    meaning: 'not documented; taken as the 20 GB project storage being full',
+  },
+  { provider: 'gemini', status: 503, type: 'UNAVAILABLE', meaning: 'overloaded or down' },
+  { provider: 'gemini', status: 500, type: 'INTERNAL', meaning: 'server error' },
+  { provider: 'gemini', status: 504, type: 'DEADLINE_EXCEEDED', meaning: 'processing timeout' },
+  {
+    provider: 'gemini',
+    status: 400,
+    type: 'INVALID_ARGUMENT',
+    message: 'API key not valid. Please pass a valid API key.',
+    meaning: 'bad key',
+  },
+  { provider: 'gemini', status: 400, type: 'FAILED_PRECONDITION', meaning: 'billing not enabled / region' },
+  { provider: 'gemini', status: 403, type: 'PERMISSION_DENIED', meaning: 'key lacks permission' },
+  { provider: 'gemini', status: 400, type: 'INVALID_ARGUMENT', meaning: 'malformed request' },
 ]
 
 function errorTable(): string {
   const dialects: Record<ErrorCase['provider'], ErrorDialect> = {
     kimi: kimiDialect.classifyError,
     glm: glmDialect.classifyError,
+    gemini: geminiErrors,
   }
+  const label = { kimi: 'Kimi', glm: 'GLM', gemini: 'Gemini' }
   const yes = (b: boolean) => (b ? 'yes' : 'no')
   const rows = errorCases.map((c) => {
     const err = mapUpstreamError(
@@ -129,7 +154,7 @@ function errorTable(): string {
     )
     const f = classifyFailure(err)
     const facade = f.quotaExhausted ? '429 `insufficient_quota`' : `${errorCatalog[err.code].status}`
-    return `| ${c.provider === 'glm' ? 'GLM' : 'Kimi'} | ${c.status} \`${c.code ?? c.type}\` | ${c.meaning} | \`${err.code}\` ${err.status} | ${yes(f.retryable)} | ${yes(f.countsTowardBreaker)} | ${facade}, \`x-should-retry: ${f.clientMayRetry}\` |`
+    return `| ${label[c.provider]} | ${c.status} \`${c.code ?? c.type}\` | ${c.meaning} | \`${err.code}\` ${err.status} | ${yes(f.retryable)} | ${yes(f.countsTowardBreaker)} | ${facade}, \`x-should-retry: ${f.clientMayRetry}\` |`
   })
   return [
     '| provider | answer | what the docs say it means | filegate answers | retried | counts toward the breaker | OpenAI facade |',
@@ -142,11 +167,12 @@ export function renderProvidersDoc(): string {
   const kimi = kimiFacts()
   const glmChina = glmFacts()
   const glmIntl = glmFacts('https://api.z.ai/api/paas/v4')
+  const gemini = geminiFacts()
   return `<!-- Generated from src/providers/*-facts.ts and the error classifiers by \`npm run docs:providers\`. Do not edit by hand. -->
 # Providers: what their docs say, and what filegate does with it
 
 Provider docs read on **${DOCS_READ_ON}**. Every row below is a row of the facts tables in
-\`src/providers/kimi-facts.ts\` and \`src/providers/glm-facts.ts\`, with the page it comes from; where the
+\`src/providers/kimi-facts.ts\`, \`src/providers/glm-facts.ts\` and \`src/providers/gemini-facts.ts\`, with the page it comes from; where the
 docs are silent or disagree, the last column says so and says what filegate does. \`GET /v1/limits\`
 serves the same facts at run time, with live counts.
 
@@ -184,9 +210,43 @@ ${accountLines(glmIntl, 'GLM')}
 
 ${purposeTable(glmIntl)}
 
+## Gemini (Google), \`https://generativelanguage.googleapis.com\`
+
+The key goes in \`x-goog-api-key\` (\`GEMINI_API_KEY\`). Gemini has no purpose: filegate calls its one kind
+of file \`file\` (its default; there is no \`GEMINI_DEFAULT_PURPOSE\`). The file id filegate reports
+(\`provider_file_id\`, and the id the OpenAI facade shows) is the id in Gemini's resource name
+\`files/<id>\`; a generateContent call refers to the file as \`files/<id>\`.
+
+${accountLines(gemini, 'GEMINI').replace(/^- Default purpose: .*\n/, '')}
+
+${purposeTable(gemini)}
+
+- Uploads use the resumable protocol: a \`start\` request, then the body in 8 MiB chunks, the last one
+  \`upload, finalize\`. A chunk that fails (5xx, 429, a broken connection) is resumed from the offset
+  Gemini reports (\`query\`), up to \`RETRY_MAX_ATTEMPTS\` - 1 times per chunk, never restarted from zero. One
+  chunk is held in memory per upload (at most 8 MiB × \`PROVIDER_MAX_CONCURRENT_UPLOADS\`). A file whose
+  resumes run out is resumed on the next attempt from the offset reported; a body streamed through
+  (\`X-Content-SHA256\`) has one attempt, inside which a failed chunk is still resumed from the chunk in
+  memory; if Gemini reports fewer bytes than that chunk's start, the streamed upload fails (it cannot be
+  rewound) and the client sends it again.
+- Files expire after 48 hours: a file's \`expires_at\` is the earlier of the client's \`expires_in\` and
+  Gemini's \`expirationTime\` (to the second); the expired sweep then deletes the row like any other
+  expiry (Gemini's own delete having come first answers 404, which counts as deleted).
+- Gemini processes a file after upload: \`state\` PROCESSING → ACTIVE or FAILED is the File object's
+  \`provider_state\` (\`processing\`, \`active\`, \`failed\`; null for the other providers).
+  \`GET /v1/files/{id}\` (and the facade's retrieve) ask Gemini again while it is \`processing\`; a FAILED
+  file becomes \`status: failed\` with Gemini's message in \`error\`, and its copy is deleted by the
+  orphan sweep (or at once when the same content is uploaded again).
+- Uploaded files cannot be downloaded: \`GET /v1/files/{id}/content\` answers 409
+  \`CONTENT_UNAVAILABLE\` without a call.
+- Where the docs and the issue disagree: the docs give 429 \`RESOURCE_EXHAUSTED\` as a rate limit to wait
+  out, and name no error for a full project; filegate counts \`GEMINI_MAX_TOTAL_BYTES\` (20 GB) itself
+  and refuses with 507 before calling, and takes a \`RESOURCE_EXHAUSTED\` whose message names storage as
+  the project being full (not retried).
+
 ## Provider errors: one classification
 
-Each provider answer is classified once (src/providers/errors.ts and the dialects in kimi.ts and glm.ts):
+Each provider answer is classified once (src/providers/errors.ts and the dialects in kimi.ts, glm.ts and gemini.ts):
 which catalogue code it becomes, whether filegate retries it, whether it counts toward the provider's
 circuit breaker, and what the OpenAI facade answers. openai-node obeys \`x-should-retry\` before the
 status, so the facade sets it from this classification; an exhausted quota answers as OpenAI does, 429
@@ -195,7 +255,8 @@ classifiers themselves.
 
 ${errorTable()}
 
-Error shapes, as documented: Kimi \`{"error":{"type","message"}}\`; GLM \`{"error":{"code":"<string>","message"}}\`
+Error shapes, as documented: Gemini google.rpc.Status \`{"error":{"code","message","status"}}\`
+(<https://ai.google.dev/gemini-api/docs/troubleshooting>); Kimi \`{"error":{"type","message"}}\`; GLM \`{"error":{"code":"<string>","message"}}\`
 (<https://docs.bigmodel.cn/cn/api/api-code>, <https://docs.z.ai/api-reference/api-code>). GLM 1308 names
 the time its limit resets (\`next_flush_time\`); filegate reports the message and does not wait for it.
 

@@ -65,6 +65,9 @@ describe('typed client generated from openapi.yaml', () => {
     assert.equal(file.deduplicated, false)
     assert.equal(file.sha256, sha256)
     assert.equal(file.status, 'completed')
+    // Kimi has no processing state: the typed field is there, null.
+    const state: 'processing' | 'active' | 'failed' | null = file.provider_state
+    assert.equal(state, null)
     assert.equal(file.filename, 'notes.txt')
     assert.deepEqual(file.metadata, { suite: 'typed-client' })
     assert.ok(file.provider_file_id)

@@ -78,7 +78,7 @@ describe('planUpload', () => {
       () => planUpload(providers, reg, { provider: 'nope', filename: 'a.pdf' }),
       (err: unknown) => {
         assert.ok(isAppError(err) && err.code === 'UNKNOWN_PROVIDER')
-        assert.deepEqual(err.extensions.allowed, ['auto', 'kimi', 'glm'])
+        assert.deepEqual(err.extensions.allowed, ['auto', 'kimi', 'glm', 'gemini'])
         return true
       },
     )

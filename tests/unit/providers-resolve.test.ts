@@ -2,14 +2,15 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { loadConfig } from '../../src/config.js'
+import { geminiFacts } from '../../src/providers/gemini-facts.js'
 import { glmFacts } from '../../src/providers/glm-facts.js'
 import { kimiFacts } from '../../src/providers/kimi-facts.js'
 import { resolveProviders } from '../../src/providers/resolve.js'
 
 describe('resolveProviders', () => {
-  test('with nothing set: kimi and glm with their documented defaults, unconfigured', () => {
+  test('with nothing set: kimi, glm and gemini with their documented defaults, unconfigured', () => {
     const problems: string[] = []
-    const [kimi, glm, ...rest] = resolveProviders({}, problems)
+    const [kimi, glm, gemini, ...rest] = resolveProviders({}, problems)
     assert.deepEqual(problems, [])
     assert.equal(rest.length, 0)
     assert.equal(kimi?.name, 'kimi')
@@ -20,6 +21,14 @@ describe('resolveProviders', () => {
     assert.equal(glm?.baseUrl, glmFacts().baseUrl)
     assert.equal(glm?.defaultPurpose, glmFacts().defaultPurpose)
     assert.equal(glm?.maxFiles, null, 'GLM has no account cap unless the operator sets one')
+    assert.equal(gemini?.name, 'gemini')
+    assert.equal(gemini?.kind, 'gemini')
+    assert.equal(gemini?.configured, false)
+    assert.equal(gemini?.baseUrl, 'https://generativelanguage.googleapis.com')
+    assert.equal(gemini?.maxFileBytes, geminiFacts().maxFileBytes)
+    assert.equal(gemini?.maxTotalBytes, 20 * 1024 * 1024 * 1024, '20 GB a project')
+    assert.equal(gemini?.maxFiles, null, 'no file count is documented')
+    assert.equal(gemini?.defaultPurpose, 'file')
   })
 
   test('the same providers loadConfig gives for the same variables', () => {
@@ -35,8 +44,9 @@ describe('resolveProviders', () => {
     assert.deepEqual(problems, [])
     assert.deepEqual(resolved, loadConfig({ ...env, GLM_MAX_FILES: '50' }).providers)
     assert.equal(resolved[1]?.baseUrl, 'https://api.z.ai/api/paas/v4', 'trailing slashes go')
-    assert.equal(resolved[2]?.name, 'acme')
-    assert.deepEqual(resolved[2]?.purposes.batch?.extensions, ['pdf', 'txt'], 'ALLOWED_EXTENSIONS narrows extras too')
+    assert.equal(resolved[2]?.name, 'gemini')
+    assert.equal(resolved[3]?.name, 'acme')
+    assert.deepEqual(resolved[3]?.purposes.batch?.extensions, ['pdf', 'txt'], 'ALLOWED_EXTENSIONS narrows extras too')
   })
 
   test('every problem is pushed onto the list, none thrown', () => {
