@@ -13,6 +13,6 @@ test('docs/providers.md gives the date read and a doc URL for every purpose row'
   const text = renderProvidersDoc()
   assert.match(text, /read on \*\*2026-11-27\*\*/)
   const rows = text.split('\n').filter((l) => /^\| `[a-z-]+` \|/.test(l))
-  assert.equal(rows.length, 4 + 5 + 5, 'Kimi 4 purposes, GLM 5 on each endpoint')
+  assert.equal(rows.length, 4 + 5 + 5 + 1, 'Kimi 4 purposes, GLM 5 on each endpoint, Gemini 1')
   for (const row of rows) assert.match(row, /\[doc\]\(https:\/\//, row)
 })
