@@ -96,6 +96,15 @@ export async function startBaseline(): Promise<{ baseUrl: string; pid: number; s
   return { baseUrl, pid: child.pid ?? 0, stop: () => stopChild(child) }
 }
 
+/** The fake Gemini in its own process (children/fake-gemini.ts): scenario 1's Gemini row. */
+export async function startGeminiFake(
+  apiKey: string,
+): Promise<{ baseUrl: string; apiKey: string; pid: number; stop(): Promise<void> }> {
+  const child = forkTs('fake-gemini.ts', { FAKE_API_KEY: apiKey })
+  const baseUrl = await whenReady(child, 'fake Gemini')
+  return { baseUrl, apiKey, pid: child.pid ?? 0, stop: () => stopChild(child) }
+}
+
 /** A bare Node relay to `target` (the forwarding limit of scenario 1): children/relay.ts. */
 export async function startRelay(target: string): Promise<{ baseUrl: string; pid: number; stop(): Promise<void> }> {
   const child = forkTs('relay.ts', { RELAY_TARGET: target })

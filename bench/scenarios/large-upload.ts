@@ -3,14 +3,16 @@
  * same client sending the same file straight to the fake. Store-and-forward (no declared hash) and
  * stream-through (X-Content-SHA256, provider field first). Also through a bare Node relay that
  * hashes and pipes the body to the fake (children/relay.ts): what one more loopback hop in Node
- * costs on this machine, the floor under any forwarding service. Median of runs.
+ * costs on this machine, the floor under any forwarding service. And store-and-forward to the fake
+ * Gemini (the resumable protocol, 8 MiB chunks; children/fake-gemini.ts) beside the same to the fake
+ * Kimi (one multipart request), in the same rounds. Median of runs.
  */
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { freshRandomFile, sha256OfFile, uploadFile } from '../harness/client.js'
 import { type BenchContext, envNumber, type Figure, type ScenarioResult } from '../harness/context.js'
 import { cpuMeter } from '../harness/cpu.js'
-import { benchKeys, type FakeHandle, startRelay } from '../harness/processes.js'
+import { benchKeys, type FakeHandle, startGeminiFake, startRelay } from '../harness/processes.js'
 import { MB, median, round } from '../harness/stats.js'
 
 export const largeFileBytes = () => envNumber('BENCH_LARGE_BYTES', 100 * MB)
@@ -80,6 +82,20 @@ export function serviceTargets(service: { baseUrl: string; pid: number }, prefix
   ]
 }
 
+/** Through filegate to Gemini, store-and-forward: the spooled file goes up in resumable chunks. */
+export function geminiTarget(service: { baseUrl: string; pid: number }): LargeTarget {
+  const auth = { authorization: `Bearer ${benchKeys.tenant}` }
+  return {
+    name: 'gemini store-and-forward',
+    pids: [service.pid],
+    async send(file) {
+      const r = await uploadFile(`${service.baseUrl}/v1/files`, auth, [['provider', 'gemini']], file, 'bench.pdf')
+      expectStatus('filegate gemini upload', r.status, 201, r.body)
+      return r.seconds
+    },
+  }
+}
+
 export interface LargeRuns {
   /** MB/s of each run, per target name. */
   mbps: Map<string, number[]>
@@ -122,26 +138,29 @@ export async function largeRounds(
 export async function largeUpload(ctx: BenchContext, template: string): Promise<ScenarioResult> {
   const bytes = largeFileBytes()
   const runs = envNumber('BENCH_LARGE_RUNS', 5)
-  const service = await ctx.startService('1-large-upload')
+  const gemini = await startGeminiFake('gemini-bench-0123456789')
+  const service = await ctx.startService('1-large-upload', {
+    GEMINI_API_KEY: gemini.apiKey,
+    GEMINI_BASE_URL: gemini.baseUrl,
+  })
   const relay = await startRelay(`${ctx.fake.baseUrl}/files`)
   let measured: LargeRuns
   try {
     const [spool, stream] = serviceTargets(service)
-    measured = await largeRounds([directTarget(ctx.fake), spool, stream, relayTarget(relay, ctx.fake)], {
-      template,
-      workDir: ctx.workDir,
-      runs,
-      log: ctx.log,
-    })
+    const targets = [directTarget(ctx.fake), spool, stream, relayTarget(relay, ctx.fake), geminiTarget(service)]
+    measured = await largeRounds(targets, { template, workDir: ctx.workDir, runs, log: ctx.log })
   } finally {
     await service.stop()
     await relay.stop()
+    await gemini.stop()
   }
   const runsOf = (name: string) => measured.mbps.get(name) ?? []
   const direct = runsOf('direct')
   const spooled = runsOf('store-and-forward')
   const streamed = runsOf('stream-through')
   const relayed = runsOf('bare relay')
+  const toGemini = runsOf('gemini store-and-forward')
+  const g = median(toGemini)
   const cpu = (name: string) => Math.round(median(measured.cpuMs.get(name) ?? []) / (bytes / (100 * MB)))
   const d = median(direct)
   const s = median(spooled)
@@ -181,6 +200,17 @@ export async function largeUpload(ctx: BenchContext, template: string): Promise<
       ),
       {
         scenario: 1,
+        name: `Large upload ${size} to Gemini (resumable, 8 MiB chunks), store-and-forward`,
+        value: g,
+        unit: 'MB/s',
+        baseline: { name: 'Kimi store-and-forward', value: s, unit: 'MB/s' },
+        ratio: g / s,
+        target: 'informative: beside Kimi',
+        met: null,
+        detail: `median of ${runs}; runs ${list(toGemini)} MB/s`,
+      },
+      {
+        scenario: 1,
         name: `Large upload ${size}, stream-through vs the bare relay`,
         value: t,
         unit: 'MB/s',
@@ -194,7 +224,8 @@ export async function largeUpload(ctx: BenchContext, template: string): Promise<
       `- Scenario 1: one unmeasured warm-up round, then ${runs} runs of ${size} of new random content each; direct = the same file and client straight to the fake ` +
         `(\`POST /v1/files\`, \`purpose=file-extract\`). Direct MB/s: ${list(direct)}; store-and-forward: ${list(spooled)}; stream-through: ${list(streamed)}; bare relay: ${list(relayed)}. ` +
         'The relay (bench/children/relay.ts) is node:http piping the request body to the fake while hashing it: no multipart parsing, no database. ' +
-        `CPU per 100 MB (utime + stime, median): filegate ${cpu('store-and-forward')} ms store-and-forward, ${cpu('stream-through')} ms stream-through; the relay ${cpu('bare relay')} ms.`,
+        `CPU per 100 MB (utime + stime, median): filegate ${cpu('store-and-forward')} ms store-and-forward, ${cpu('stream-through')} ms stream-through, ${cpu('gemini store-and-forward')} ms store-and-forward to Gemini; the relay ${cpu('bare relay')} ms. ` +
+        `Gemini: the same file through filegate to the fake Gemini (start, then 8 MiB chunks, the last finalizing; the fake hashes each as it streams), MB/s ${list(toGemini)}.`,
     ],
   }
 }
