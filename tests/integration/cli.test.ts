@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../../src/config.js'
+import { startFakeGemini } from '../fakes/gemini-server.js'
 import {
   auth,
   build,
@@ -325,7 +326,15 @@ describe('filegate against Postgres and the fake providers', () => {
     const db = await createTestDatabase()
     t.after(() => db.drop())
     const fakes = await startFakes(t)
-    const env = { ...fakes.env, DATABASE_URL: db.url, API_KEYS: `acme:${testKeys.alice}` }
+    const gemini = await startFakeGemini()
+    t.after(() => gemini.close())
+    const env = {
+      ...fakes.env,
+      GEMINI_API_KEY: gemini.apiKey,
+      GEMINI_BASE_URL: gemini.baseUrl,
+      DATABASE_URL: db.url,
+      API_KEYS: `acme:${testKeys.alice}`,
+    }
 
     const unmigrated = await filegate(t, ['doctor'], env)
     assert.equal(unmigrated.code, 1, unmigrated.stdout)
@@ -343,9 +352,11 @@ describe('filegate against Postgres and the fake providers', () => {
         ['OK', 'schema'],
         ['OK', 'provider kimi'],
         ['OK', 'provider glm'],
+        ['OK', 'provider gemini'],
       ],
     )
     assert.ok(fakes.kimi.requests.list >= 1 && fakes.glm.requests.list >= 1, 'one authenticated call each')
+    assert.ok(gemini.requests.list >= 1, "Gemini's key is checked through its own wire")
     assert.ok(!healthy.stdout.includes(fakeKeys.kimi), 'no key in the output')
 
     const wrongKey = await filegate(t, ['doctor', '--json'], { ...env, GLM_API_KEY: 'glm-wrong-key-0123456789.x' })
