@@ -7,7 +7,7 @@
 import { type Config, ConfigError, loadConfig } from '../config.js'
 import { isProviderError } from '../providers/errors.js'
 import { FilesClient } from '../providers/files-client.js'
-import { providerDialects } from '../providers/registry.js'
+import { dialectOf } from '../providers/registry.js'
 import { createStore, type StorePort } from '../store/index.js'
 import { latestVersion, loadMigrations } from '../store/migrations.js'
 import { schemaVersion } from '../store/queries.js'
@@ -76,7 +76,7 @@ async function providerCheck(provider: Config['providers'][number], timeoutMs: n
     provider: provider.name,
     baseUrl: provider.baseUrl,
     apiKey: provider.apiKey,
-    dialect: providerDialects[provider.kind],
+    dialect: dialectOf(provider),
     limitBytes: provider.maxFileBytes,
     idleTimeoutMs: timeoutMs,
     connections: 1,

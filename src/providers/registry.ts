@@ -5,10 +5,11 @@
  */
 import { errors } from '../errors.js'
 import { type AdapterSettings, type ClosableProviderAdapter, createProviderAdapter } from './adapter.js'
+import { anthropicDialect } from './anthropic.js'
 import type { ProviderDialect } from './files-client.js'
 import { glmDialect } from './glm.js'
 import { kimiDialect } from './kimi.js'
-import { openAiCompatibleDialect } from './openai-compatible.js'
+import { openAiCompatibleDialect, openAiNativeDialect } from './openai-compatible.js'
 import type { ProviderAdapter, ProviderConfig, ProviderEvents } from './types.js'
 
 export interface ProviderRegistry {
@@ -16,7 +17,7 @@ export interface ProviderRegistry {
   get(name: string): ProviderAdapter | undefined
   /** Throws UNKNOWN_PROVIDER (400) or PROVIDER_NOT_CONFIGURED (503). */
   require(name: string): ProviderAdapter
-  /** Configured providers, in configuration order (kimi, glm, extras). */
+  /** Configured providers, in configuration order (the built-in ones, then extras). */
   list(): ProviderAdapter[]
   close(): Promise<void>
 }
@@ -26,6 +27,13 @@ export const providerDialects: Record<ProviderConfig['kind'], ProviderDialect> =
   kimi: kimiDialect,
   glm: glmDialect,
   openai: openAiCompatibleDialect,
+  anthropic: anthropicDialect,
+}
+
+/** The dialect of one provider: its kind's, with OpenAI's `expires_after` where its facts document one. */
+export function dialectOf(config: ProviderConfig): ProviderDialect {
+  if (config.kind === 'openai' && config.expiresAfter) return openAiNativeDialect(config.expiresAfter)
+  return providerDialects[config.kind]
 }
 
 /** The resolved providers (providers/resolve.ts) and the settings their adapters share. */
@@ -37,7 +45,7 @@ export function createProviderRegistry(config: RegistrySettings, events?: Provid
   const adapters = new Map<string, ClosableProviderAdapter>()
   for (const provider of config.providers) {
     if (provider.configured)
-      adapters.set(provider.name, createProviderAdapter(provider, config, providerDialects[provider.kind], events))
+      adapters.set(provider.name, createProviderAdapter(provider, config, dialectOf(provider), events))
   }
   return {
     get: (name) => adapters.get(name),

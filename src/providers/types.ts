@@ -24,6 +24,8 @@ export interface ProviderFile {
   filename: string
   purpose: string
   status?: string
+  /** Unix seconds: the provider's own expiry of the file (OpenAI expires_at, Gemini expirationTime). */
+  expiresAt?: number | null
 }
 
 /**
@@ -51,6 +53,8 @@ export interface UploadInput {
   filename: string
   mimeType: string
   purpose: string
+  /** The client's expires_in: a provider that documents an expiry of its own may be told it. */
+  expiresInSeconds?: number
 }
 
 export interface ProviderContent {
