@@ -20,7 +20,7 @@ export type DeletionReason = Static<typeof DeletionReasonSchema>
 /** One provider in GET /v1/limits: what it accepts, its circuit, the caller's (and for admins the account's) usage. */
 export const ProviderLimitsSchema = Type.Object({
   provider: Type.String(),
-  kind: Type.String({ description: 'kimi | glm | openai (OpenAI-compatible)' }),
+  kind: Type.String({ description: 'kimi | glm | openai (native or OpenAI-compatible) | anthropic' }),
   configured: Type.Boolean(),
   circuit: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half_open')]),
   max_file_bytes: Type.Integer({ description: "The operator's per-file cap (*_MAX_FILE_BYTES)" }),
