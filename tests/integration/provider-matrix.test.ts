@@ -353,6 +353,37 @@ describe('what one kind adds', () => {
     assert.equal(oneMinute?.expires_at, null, 'filegate alone deletes it, at its own expiry')
   })
 
+  it('a second account of a kind (EXTRA_PROVIDERS kind) speaks its wire and keeps its facts', async (t) => {
+    const fake = await startFakeAnthropic()
+    const second = {
+      ...entry('anthropic'),
+      name: 'claude-two',
+      start: async () => ({
+        ...anthropicHandle(fake),
+        env: {
+          EXTRA_PROVIDERS: JSON.stringify([
+            { name: 'claude-two', kind: 'anthropic', base_url: fake.baseUrl, api_key: fake.apiKey, max_files: 1 },
+          ]),
+        },
+      }),
+    }
+    const ctx = await setup(t, second)
+    if (!ctx) return
+    const created = await ctx.upload('second account')
+    assert.equal(created.statusCode, 201, created.body)
+    assert.equal(created.json().provider, 'claude-two')
+    assert.equal(created.json().purpose, 'file')
+    assert.equal((await ctx.upload('second account')).json().deduplicated, true)
+    assertProblem(await ctx.upload('one too many'), 507, 'PROVIDER_QUOTA_EXCEEDED')
+    assertProblem(await ctx.get(`/v1/files/${created.json().id}/content`), 409, 'CONTENT_UNAVAILABLE')
+    assert.equal(fake.requests.content, 0)
+    assert.equal(fake.uploads.length, 1)
+    const limits = await ctx.app.inject({ url: '/v1/limits', headers: as(ctx.tenant) })
+    const mine = (limits.json().data as Array<Record<string, unknown>>).find((p) => p.provider === 'claude-two')
+    assert.equal(mine?.kind, 'anthropic')
+    assert.equal(mine?.max_file_bytes, 500 * 1024 * 1024, "the kind's documented cap")
+  })
+
   it('anthropic: x-api-key, anthropic-version and the Files API beta header arrive; no Authorization', async (t) => {
     const fake = await startFakeAnthropic()
     const ctx = await setup(t, { ...entry('anthropic'), start: async () => anthropicHandle(fake) })
