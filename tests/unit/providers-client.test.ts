@@ -344,16 +344,22 @@ describe('registry', () => {
   })
 })
 
+/** A fake Anthropic and a registry configured for it, both closed after the test. */
+async function anthropicRegistry(t: { after(fn: () => Promise<void>): void }) {
+  const fake = await startFakeAnthropic()
+  const anthropic = createProviderRegistry(
+    loadConfig({ ...timing, ANTHROPIC_API_KEY: fake.apiKey, ANTHROPIC_BASE_URL: fake.baseUrl }),
+  )
+  t.after(async () => {
+    await anthropic.close()
+    await fake.close()
+  })
+  return { fake, anthropic }
+}
+
 describe('Anthropic through the shared client', () => {
   test('the file object maps to filegate’s; listAll follows after_id/last_id across pages; retrieve and delete', async (t) => {
-    const fake = await startFakeAnthropic()
-    const anthropic = createProviderRegistry(
-      loadConfig({ ...timing, ANTHROPIC_API_KEY: fake.apiKey, ANTHROPIC_BASE_URL: fake.baseUrl }),
-    )
-    t.after(async () => {
-      await anthropic.close()
-      await fake.close()
-    })
+    const { fake, anthropic } = await anthropicRegistry(t)
     const adapter = anthropic.require('anthropic')
     const created = '2026-11-01T10:20:30.123456Z'
     const ids = new Set<string>()
@@ -377,15 +383,8 @@ describe('Anthropic through the shared client', () => {
     assert.deepEqual(await adapter.delete([...ids][7] as string), { alreadyGone: true })
   })
 
-  test('an upload sends the file part alone (no purpose field) and maps size_bytes', async (t) => {
-    const fake = await startFakeAnthropic()
-    const anthropic = createProviderRegistry(
-      loadConfig({ ...timing, ANTHROPIC_API_KEY: fake.apiKey, ANTHROPIC_BASE_URL: fake.baseUrl }),
-    )
-    t.after(async () => {
-      await anthropic.close()
-      await fake.close()
-    })
+  test('an upload streams the file part with its type and maps size_bytes back', async (t) => {
+    const { fake, anthropic } = await anthropicRegistry(t)
     const content = randomBytes(70_000)
     const file = await anthropic.require('anthropic').upload({
       source: { kind: 'buffer', buffer: content, bytes: content.length },

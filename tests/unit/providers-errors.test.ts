@@ -18,8 +18,8 @@ import {
 } from '../../src/providers/errors.js'
 import { glmDialect } from '../../src/providers/glm.js'
 import { kimiDialect } from '../../src/providers/kimi.js'
-import { contentDispositionFilename } from '../../src/providers/multipart-body.js'
-import { openAiCompatibleDialect } from '../../src/providers/openai-compatible.js'
+import { buildMultipartBody, contentDispositionFilename, type FormFields } from '../../src/providers/multipart-body.js'
+import { openAiCompatibleDialect, openAiNativeDialect } from '../../src/providers/openai-compatible.js'
 import { createProviderRegistry, type ProviderRegistry } from '../../src/providers/registry.js'
 import type { ProviderAdapter } from '../../src/providers/types.js'
 import { type FakeProvider, startFakeProvider } from '../fakes/provider-server.js'
@@ -337,5 +337,35 @@ describe('helpers', () => {
     assert.equal(contentDispositionFilename('a.pdf'), 'filename="a.pdf"')
     assert.equal(contentDispositionFilename('a"b\r\n.pdf'), 'filename="a%22b%0D%0A.pdf"')
     assert.equal(contentDispositionFilename('é.pdf'), `filename="é.pdf"; filename*=UTF-8''%C3%A9.pdf`)
+  })
+})
+
+describe('form fields per dialect', () => {
+  const input = {
+    source: { kind: 'buffer' as const, buffer: Buffer.from('x'), bytes: 1 },
+    filename: 'a.txt',
+    mimeType: 'text/plain',
+    purpose: 'file',
+    expiresInSeconds: 7200,
+  }
+  const head = async (fields?: FormFields) => {
+    const body = buildMultipartBody(input, fields)
+    const first = await body.body.next()
+    await body.body.return()
+    return String(first.value)
+  }
+
+  test('Anthropic sends the file part alone; OpenAI native adds expires_after; the default is purpose', async () => {
+    const anthropic = await head(anthropicDialect.formFields?.(input))
+    assert.doesNotMatch(anthropic, /name="purpose"/)
+    assert.match(anthropic, /^--[^\r]+\r\nContent-Disposition: form-data; name="file"; filename="a.txt"/)
+    const native = await head(
+      openAiNativeDialect({ minSeconds: 3600, maxSeconds: 2_592_000, source: '' }).formFields?.(input),
+    )
+    assert.match(native, /name="purpose"\r\n\r\nfile\r\n/)
+    assert.match(native, /name="expires_after\[anchor\]"\r\n\r\ncreated_at\r\n/)
+    assert.match(native, /name="expires_after\[seconds\]"\r\n\r\n7200\r\n/)
+    assert.equal(openAiCompatibleDialect.formFields, undefined, 'a compatible provider gets the default: purpose only')
+    assert.match(await head(), /name="purpose"\r\n\r\nfile\r\n--/)
   })
 })
