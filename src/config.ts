@@ -12,7 +12,7 @@ import { type Static, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { envSchema } from 'env-schema'
 import cron from 'node-cron'
-import { resolveProviders } from './providers/resolve.js'
+import { resolveAutoProviders, resolveProviders } from './providers/resolve.js'
 import type { ProviderConfig } from './providers/types.js'
 
 const Int = (def: number, min = 0, description = '') =>
@@ -60,7 +60,22 @@ export const EnvSchema = Type.Object({
   GEMINI_MAX_FILE_BYTES: ProviderInt(1, "the operator's per-file cap; documented caps apply beneath it"),
   GEMINI_MAX_FILES: ProviderInt(0, '0 = no cap'),
   GEMINI_MAX_TOTAL_BYTES: ProviderInt(0, '0 = no cap'),
-  EXTRA_PROVIDERS: Type.Optional(Type.String({ description: 'JSON array of OpenAI-compatible providers' })),
+  OPENAI_API_KEY: OptionalString('OpenAI API key (the provider named openai)'),
+  OPENAI_BASE_URL: ProviderUrl,
+  OPENAI_MAX_FILE_BYTES: ProviderInt(1, "the operator's per-file cap; documented caps apply beneath it"),
+  OPENAI_MAX_FILES: ProviderInt(0, '0 = no cap'),
+  OPENAI_MAX_TOTAL_BYTES: ProviderInt(0, '0 = no cap'),
+  ANTHROPIC_API_KEY: OptionalString('Anthropic API key (the provider named anthropic)'),
+  ANTHROPIC_BASE_URL: ProviderUrl,
+  ANTHROPIC_MAX_FILE_BYTES: ProviderInt(1, "the operator's per-file cap; documented caps apply beneath it"),
+  ANTHROPIC_MAX_FILES: ProviderInt(0, '0 = no cap'),
+  ANTHROPIC_MAX_TOTAL_BYTES: ProviderInt(0, '0 = no cap'),
+  EXTRA_PROVIDERS: Type.Optional(
+    Type.String({ description: 'JSON array of more providers: OpenAI-compatible, or a second account of a kind' }),
+  ),
+  AUTO_PROVIDERS: Type.Optional(
+    Type.String({ description: 'Comma list: the providers provider=auto tries, in order; unset: glm,kimi' }),
+  ),
   ALLOWED_EXTENSIONS: Type.Optional(Type.String({ description: 'Comma list; narrows every provider' })),
   UPLOAD_TMP_DIR: Type.Optional(Type.String({ minLength: 1 })),
   PROVIDER_TIMEOUT_MS: Int(60_000, 1),
@@ -152,6 +167,8 @@ export interface Config {
   openMode: boolean
   defaultProvider: string
   providers: ProviderConfig[]
+  /** AUTO_PROVIDERS: the providers `provider=auto` tries, in this order. */
+  autoProviders: string[]
   uploadTmpDir: string
   timeouts: { providerAttemptMs: number; uploadMs: number; requestMs: number; shutdownMs: number }
   /** Open client connections at most (server.maxConnections). */
@@ -358,6 +375,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   crossFieldProblems(env, problems)
 
   const providers = resolveProviders(env, problems)
+  const autoProviders = resolveAutoProviders(env.AUTO_PROVIDERS, providers, problems)
   const tenantQuotas = parseTenantQuotas(env, problems)
   if (env.DEFAULT_PROVIDER !== 'auto' && !providers.some((p) => p.name === env.DEFAULT_PROVIDER)) {
     problems.push(`DEFAULT_PROVIDER: "${env.DEFAULT_PROVIDER}" is not auto nor a known provider`)
@@ -379,6 +397,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     openMode,
     defaultProvider: env.DEFAULT_PROVIDER,
     providers,
+    autoProviders,
     uploadTmpDir: resolve(env.UPLOAD_TMP_DIR ?? join(tmpdir(), 'filegate-uploads')),
     timeouts: {
       providerAttemptMs: env.PROVIDER_TIMEOUT_MS,

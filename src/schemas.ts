@@ -24,7 +24,7 @@ export type ProviderState = Static<typeof ProviderStateSchema>
 /** One provider in GET /v1/limits: what it accepts, its circuit, the caller's (and for admins the account's) usage. */
 export const ProviderLimitsSchema = Type.Object({
   provider: Type.String(),
-  kind: Type.String({ description: 'kimi | glm | gemini | openai (OpenAI-compatible)' }),
+  kind: Type.String({ description: 'kimi | glm | openai (native or OpenAI-compatible) | anthropic | gemini' }),
   configured: Type.Boolean(),
   circuit: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half_open')]),
   max_file_bytes: Type.Integer({ description: "The operator's per-file cap (*_MAX_FILE_BYTES)" }),

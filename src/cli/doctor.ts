@@ -6,7 +6,7 @@
  */
 import { type Config, ConfigError, loadConfig } from '../config.js'
 import { isProviderError } from '../providers/errors.js'
-import { providerWires } from '../providers/registry.js'
+import { wireOf } from '../providers/registry.js'
 import { createStore, type StorePort } from '../store/index.js'
 import { latestVersion, loadMigrations } from '../store/migrations.js'
 import { schemaVersion } from '../store/queries.js'
@@ -71,7 +71,7 @@ async function storeChecks(config: Config, timeoutMs: number): Promise<Check[]> 
 async function providerCheck(provider: Config['providers'][number], timeoutMs: number): Promise<Check> {
   const name = `provider ${provider.name}`
   if (!provider.configured) return { name, status: 'skip', detail: 'no API key configured' }
-  const wire = providerWires[provider.kind].create(provider, {
+  const wire = wireOf(provider).create(provider, {
     limitBytes: provider.maxFileBytes,
     idleTimeoutMs: timeoutMs,
     connections: 1,

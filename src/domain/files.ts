@@ -56,7 +56,7 @@ export class FileService {
   }
 
   plan(request: { provider: string; purpose?: string | undefined; filename: string }): UploadPlan {
-    return planUpload(this.deps.config.providers, this.deps.providers, request)
+    return planUpload(this.deps.config.providers, this.deps.providers, request, this.deps.config.autoProviders)
   }
 
   /** Takes in one upload body: the intake hands it the file part and the fields as it reads them. */

@@ -1,7 +1,7 @@
 /**
  * Which provider(s) an upload may go to, decided from what is known before the body is read:
  * provider (or auto), purpose, filename extension, and the size once it is known.
- * `auto`: the providers with the smallest per-file limit first (GLM, then Kimi), skipping
+ * `auto`: the providers of AUTO_PROVIDERS in its order (default GLM, then Kimi), skipping
  * unconfigured ones, those whose limits or purposes do not fit, and those with an open circuit.
  */
 
@@ -54,6 +54,7 @@ export function planUpload(
   providers: ProviderConfig[],
   registry: ProviderRegistry,
   request: { provider: string; purpose?: string | undefined; filename: string },
+  autoOrder: readonly string[] = ['glm', 'kimi'],
 ): UploadPlan {
   const extension = extensionOf(request.filename)
   if (request.provider !== 'auto') {
@@ -67,7 +68,7 @@ export function planUpload(
     return { auto: false, extension, candidates: [{ adapter, config, purpose, maxBytes }], maxBytes }
   }
 
-  const configured = providers.filter((p) => registry.get(p.name))
+  const configured = autoOrder.flatMap((name) => providers.filter((p) => p.name === name && registry.get(p.name)))
   if (configured.length === 0) {
     throw errors.providerNotConfigured()
   }
@@ -98,7 +99,6 @@ export function planUpload(
     }
     throw firstRefusal
   }
-  candidates.sort((a, b) => a.maxBytes - b.maxBytes)
   return { auto: true, extension, candidates, maxBytes: Math.max(...candidates.map((c) => c.maxBytes)) }
 }
 

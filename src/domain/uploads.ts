@@ -263,6 +263,7 @@ export class Uploads {
       filename: meta.filename,
       mimeType: meta.mimeType,
       purpose: candidate.purpose,
+      ...(meta.expiresInSeconds !== undefined ? { expiresInSeconds: meta.expiresInSeconds } : {}),
     })
     if (body.kind === 'spooled') {
       const { spool } = body

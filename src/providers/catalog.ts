@@ -1,11 +1,11 @@
 /**
  * What a provider documents about its files API, as data: purposes, extensions, size and count
- * caps, whether its content endpoint serves a purpose. The rows for Kimi and GLM live in
- * kimi-facts.ts and glm-facts.ts, each with the doc URL it comes from; docs/providers.md renders
- * the same rows for users. Extensions are lower-case, without the dot; `null` = not restricted.
+ * caps, whether its content endpoint serves a purpose. The rows of each kind live in
+ * <kind>-facts.ts, each with the doc URL it comes from; docs/providers.md renders the same rows
+ * for users. Extensions are lower-case, without the dot; `null` = not restricted.
  */
 
-export type ProviderKind = 'kimi' | 'glm' | 'openai' | 'gemini'
+export type ProviderKind = 'kimi' | 'glm' | 'openai' | 'anthropic' | 'gemini'
 
 /** The day the provider docs behind these facts were last read. */
 export const DOCS_READ_ON = '2026-11-27'
@@ -41,6 +41,11 @@ export interface ProviderFacts {
   purposes: Readonly<Record<string, PurposeRule>>
   /** Which docs these facts follow (international or China endpoint) and when they were read. */
   docs?: { region: string; readOn: string; sources: readonly string[] }
+  /**
+   * The provider's own file expiry a client's expires_in is passed on as (OpenAI `expires_after`),
+   * with the range the provider documents; outside it nothing is sent. Undefined = none.
+   */
+  expiresAfter?: { minSeconds: number; maxSeconds: number; source: string }
 }
 
 export const MB = 1024 * 1024

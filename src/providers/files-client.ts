@@ -1,6 +1,7 @@
 /**
  * One OpenAI-style files client (platform.openai.com/docs/api-reference/files) over undici, which
- * Kimi, GLM and OpenAI-compatible providers all follow with small differences (the dialect).
+ * Kimi, GLM, OpenAI (native and compatible) and Anthropic all follow with differences the dialect
+ * describes: headers, form fields, the file object, list cursors and errors.
  * One keep-alive Agent per provider. Bodies are streamed both ways; only JSON answers and error
  * bodies (capped) are read into memory. It does no retrying: that is resilience.ts's job.
  */
@@ -16,9 +17,13 @@ import {
   sanitizeMessage,
   timeoutError,
 } from './errors.js'
-import { buildMultipartBody } from './multipart-body.js'
+import { buildMultipartBody, type FormFields } from './multipart-body.js'
 import type { ProviderContent, ProviderFile, ProviderOp, UploadInput } from './types.js'
 
+/**
+ * How one provider's files API differs from OpenAI's: what the shared client asks before each
+ * request and after each answer. The optional members default to OpenAI's shapes.
+ */
 export interface ProviderDialect {
   /** False when the provider returns every file in one page (Kimi). */
   readonly paginated: boolean
@@ -27,6 +32,12 @@ export interface ProviderDialect {
   /** Query for one list page. */
   listQuery(opts: ListOptions): Record<string, string>
   readonly classifyError: ErrorDialect
+  /** The headers that authenticate (and version) every call; default `Authorization: Bearer <key>`. */
+  authHeaders?(apiKey: string): Record<string, string>
+  /** The form fields before the file part of an upload; default `purpose`. */
+  formFields?(input: UploadInput): FormFields
+  /** The provider's file object as filegate's; a string says what is wrong with it. Default: OpenAI's. */
+  parseFile?(raw: Record<string, unknown>): ProviderFile | string
 }
 
 export interface ListOptions {
@@ -76,7 +87,7 @@ export class FilesClient {
   }
 
   async upload(input: UploadInput, signal?: AbortSignal): Promise<ProviderFile> {
-    const multipart = buildMultipartBody(input)
+    const multipart = buildMultipartBody(input, this.#options.dialect.formFields?.(input))
     const headers: Record<string, string> = { 'content-type': multipart.contentType }
     if (multipart.contentLength !== undefined) headers['content-length'] = String(multipart.contentLength)
     try {
@@ -165,8 +176,9 @@ export class FilesClient {
   ): Promise<Dispatcher.ResponseData> {
     const url = new URL(`${this.#options.baseUrl}${path}`)
     for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v)
-    const headers: Record<string, string> = { accept: 'application/json', ...opts.headers }
-    if (this.#options.apiKey) headers.authorization = `Bearer ${this.#options.apiKey}`
+    const { apiKey, dialect } = this.#options
+    const auth = apiKey ? (dialect.authHeaders?.(apiKey) ?? { authorization: `Bearer ${apiKey}` }) : {}
+    const headers: Record<string, string> = { accept: 'application/json', ...opts.headers, ...auth }
     let res: Dispatcher.ResponseData
     try {
       res = await request(url, {
@@ -223,20 +235,32 @@ export class FilesClient {
 
   #file(raw: unknown): ProviderFile {
     if (typeof raw !== 'object' || raw === null) throw badResponse(this.provider, 'file is not an object')
-    const f = raw as Record<string, unknown>
-    if (typeof f.id !== 'string' || f.id === '') throw badResponse(this.provider, 'file without id')
-    const created = Number(f.created_at ?? 0)
-    const file: ProviderFile = {
-      id: f.id,
-      bytes: Number(f.bytes ?? 0),
-      // Unix seconds per the docs; a millisecond value is scaled down rather than trusted.
-      createdAt: created > 1e12 ? Math.floor(created / 1000) : created,
-      filename: typeof f.filename === 'string' ? f.filename : '',
-      purpose: typeof f.purpose === 'string' ? f.purpose : '',
-    }
-    if (typeof f.status === 'string') file.status = f.status
-    return file
+    const parsed = (this.#options.dialect.parseFile ?? openAiFile)(raw as Record<string, unknown>)
+    if (typeof parsed === 'string') throw badResponse(this.provider, parsed)
+    return parsed
   }
+}
+
+/** Unix seconds per the docs; a millisecond value is scaled down rather than trusted. */
+const unixSeconds = (value: number) => (value > 1e12 ? Math.floor(value / 1000) : value)
+
+/**
+ * OpenAI's file object (platform.openai.com/docs/api-reference/files/object): `{id, bytes,
+ * created_at, expires_at, filename, purpose, status}`, which Kimi and GLM follow.
+ */
+export function openAiFile(f: Record<string, unknown>): ProviderFile | string {
+  if (typeof f.id !== 'string' || f.id === '') return 'file without id'
+  const file: ProviderFile = {
+    id: f.id,
+    bytes: Number(f.bytes ?? 0),
+    createdAt: unixSeconds(Number(f.created_at ?? 0)),
+    filename: typeof f.filename === 'string' ? f.filename : '',
+    purpose: typeof f.purpose === 'string' ? f.purpose : '',
+  }
+  if (typeof f.status === 'string') file.status = f.status
+  // "The Unix timestamp (in seconds) for when the file will expire"; absent or null = kept.
+  if (typeof f.expires_at === 'number' && f.expires_at > 0) file.expiresAt = unixSeconds(f.expires_at)
+  return file
 }
 
 async function readCapped(body: Readable, cap: number): Promise<string> {

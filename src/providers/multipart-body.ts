@@ -1,6 +1,6 @@
 /**
- * A streamed multipart/form-data body (RFC 7578) for `POST /files`: the `purpose` field, then the
- * file part piped from disk or from a one-shot stream. Nothing is buffered beyond one chunk, and
+ * A streamed multipart/form-data body (RFC 7578) for `POST /files`: the dialect's fields (by
+ * default `purpose`), then the file part piped from disk or from a one-shot stream. Nothing is buffered beyond one chunk, and
  * the length is computed up front when the file size is known so the request is not chunked.
  */
 import { randomBytes } from 'node:crypto'
@@ -39,12 +39,21 @@ export interface MultipartBody {
   contentLength: number | undefined
 }
 
-export function buildMultipartBody(input: UploadInput): MultipartBody {
+/** Text fields sent before the file part, in order: [name, value]. */
+export type FormFields = ReadonlyArray<readonly [string, string]>
+
+export function buildMultipartBody(
+  input: UploadInput,
+  fields: FormFields = [['purpose', input.purpose]],
+): MultipartBody {
   const boundary = `----filegate${randomBytes(16).toString('hex')}`
-  const purpose = input.purpose.replace(/[\r\n]/g, '')
+  const name = (n: string) => n.replace(/[\r\n"]/g, '')
+  const value = (v: string) => v.replace(/[\r\n]/g, '')
   const mimeType = MIME.test(input.mimeType) ? input.mimeType : 'application/octet-stream'
   const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n${purpose}\r\n` +
+    fields
+      .map(([n, v]) => `--${boundary}\r\nContent-Disposition: form-data; name="${name(n)}"\r\n\r\n${value(v)}\r\n`)
+      .join('') +
       `--${boundary}\r\nContent-Disposition: form-data; name="file"; ${contentDispositionFilename(input.filename)}\r\n` +
       `Content-Type: ${mimeType}\r\n\r\n`,
   )

@@ -11,10 +11,12 @@ import {
   filesClientWire,
   type WireKind,
 } from './adapter.js'
+import { anthropicDialect } from './anthropic.js'
+import type { ProviderDialect } from './files-client.js'
 import { geminiWire } from './gemini.js'
 import { glmDialect } from './glm.js'
 import { kimiDialect } from './kimi.js'
-import { openAiCompatibleDialect } from './openai-compatible.js'
+import { openAiCompatibleDialect, openAiNativeDialect } from './openai-compatible.js'
 import type { ProviderAdapter, ProviderConfig, ProviderEvents } from './types.js'
 
 export interface ProviderRegistry {
@@ -22,17 +24,29 @@ export interface ProviderRegistry {
   get(name: string): ProviderAdapter | undefined
   /** Throws UNKNOWN_PROVIDER (400) or PROVIDER_NOT_CONFIGURED (503). */
   require(name: string): ProviderAdapter
-  /** Configured providers, in configuration order (kimi, glm, extras). */
+  /** Configured providers, in configuration order (the built-in ones, then extras). */
   list(): ProviderAdapter[]
   close(): Promise<void>
 }
 
-/** The wire (request and error shapes) of each provider kind. */
-export const providerWires: Record<ProviderConfig['kind'], WireKind> = {
-  kimi: filesClientWire(kimiDialect),
-  glm: filesClientWire(glmDialect),
-  openai: filesClientWire(openAiCompatibleDialect),
-  gemini: geminiWire,
+/** The dialect (request and error shapes) of each kind the shared OpenAI-style files client speaks. */
+export const providerDialects: Record<Exclude<ProviderConfig['kind'], 'gemini'>, ProviderDialect> = {
+  kimi: kimiDialect,
+  glm: glmDialect,
+  openai: openAiCompatibleDialect,
+  anthropic: anthropicDialect,
+}
+
+/** The dialect of one provider: its kind's, with OpenAI's `expires_after` where its facts document one. */
+export function dialectOf(config: ProviderConfig & { kind: keyof typeof providerDialects }): ProviderDialect {
+  if (config.kind === 'openai' && config.expiresAfter) return openAiNativeDialect(config.expiresAfter)
+  return providerDialects[config.kind]
+}
+
+/** The wire of one provider: Gemini's own client, else the shared files client in the provider's dialect. */
+export function wireOf(config: ProviderConfig): WireKind {
+  if (config.kind === 'gemini') return geminiWire
+  return filesClientWire(dialectOf({ ...config, kind: config.kind }))
 }
 
 /** The resolved providers (providers/resolve.ts) and the settings their adapters share. */
@@ -44,7 +58,7 @@ export function createProviderRegistry(config: RegistrySettings, events?: Provid
   const adapters = new Map<string, ClosableProviderAdapter>()
   for (const provider of config.providers) {
     if (provider.configured)
-      adapters.set(provider.name, createProviderAdapter(provider, config, providerWires[provider.kind], events))
+      adapters.set(provider.name, createProviderAdapter(provider, config, wireOf(provider), events))
   }
   return {
     get: (name) => adapters.get(name),

@@ -57,6 +57,8 @@ export interface UploadInput {
   filename: string
   mimeType: string
   purpose: string
+  /** The client's expires_in: a provider that documents an expiry of its own may be told it. */
+  expiresInSeconds?: number
 }
 
 /**

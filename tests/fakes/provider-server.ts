@@ -27,6 +27,11 @@ export interface FakeFile {
   /** Kimi only: GLM's file object has no status (docs.bigmodel.cn 上传文件, response fields). */
   status?: string
   status_details: string
+  /**
+   * OpenAI only: "The Unix timestamp (in seconds) for when the file will expire" (the file object,
+   * platform.openai.com/docs/api-reference/files/object); null when it is kept until deleted.
+   */
+  expires_at?: number | null
   /** Served by /content: the first bytes of the upload, or a stream a test controls. */
   content?: string | (() => Readable)
   /**
@@ -44,6 +49,8 @@ export interface FakeUpload {
   purpose: string
   bytes: number
   sha256: string
+  /** The `expires_after[seconds]` the upload carried (OpenAI), when it carried one. */
+  expiresAfterSeconds?: number
 }
 
 export interface FakeRequest {
@@ -247,12 +254,14 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
 
   interface ParsedUpload {
     purpose: string | undefined
+    /** OpenAI's `expires_after` as form fields: expires_after[anchor], expires_after[seconds]. */
+    expiresAfter: { anchor?: string; seconds?: string }
     file: { filename: string; mimeType: string; bytes: number; sha256: string; prefix: Buffer } | undefined
   }
 
   const parseUpload = (req: IncomingMessage) =>
     new Promise<ParsedUpload>((resolve, reject) => {
-      const result: ParsedUpload = { purpose: undefined, file: undefined }
+      const result: ParsedUpload = { purpose: undefined, expiresAfter: {}, file: undefined }
       let bb: ReturnType<typeof Busboy>
       try {
         bb = Busboy({ headers: req.headers as { 'content-type': string }, limits: { files: 1, fields: 8 } })
@@ -263,6 +272,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
       let pendingFile: Promise<void> = Promise.resolve()
       bb.on('field', (name, value) => {
         if (name === 'purpose') result.purpose = value
+        if (name === 'expires_after[anchor]') result.expiresAfter.anchor = value
+        if (name === 'expires_after[seconds]') result.expiresAfter.seconds = value
       })
       bb.on('file', (name, stream, filename, _encoding, mimeType) => {
         if (name !== 'file') {
@@ -359,7 +370,33 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     purpose: f.purpose,
     ...(kind !== 'glm' && f.status !== undefined ? { status: f.status } : {}),
     ...(kind === 'kimi' ? { status_details: f.status_details } : {}),
+    ...(kind === 'openai' ? { expires_at: f.expires_at ?? null } : {}),
   })
+
+  /**
+   * OpenAI's `expires_after` (platform.openai.com/docs/api-reference/files/create): anchor
+   * `created_at`, seconds "between 3600 (1 hour) and 2592000 (30 days)"; without it "files with
+   * purpose=batch expire after 30 days and all other files are persisted until they are manually
+   * deleted". The unix expiry, null for none, or the 400 a bad policy gets (invalid_request_error,
+   * param expires_after, as the error-codes guide shapes a bad parameter).
+   */
+  const expiresAt = (purpose: string, policy: ParsedUpload['expiresAfter']): number | null | ErrorSpec => {
+    if (kind !== 'openai') return null
+    const now = Math.floor(Date.now() / 1000)
+    if (policy.anchor === undefined && policy.seconds === undefined) {
+      return purpose === 'batch' ? now + 2_592_000 : null
+    }
+    const seconds = Number(policy.seconds)
+    if (policy.anchor !== 'created_at' || !Number.isInteger(seconds) || seconds < 3600 || seconds > 2_592_000) {
+      return {
+        status: 400,
+        type: 'invalid_request_error',
+        code: 'invalid_value',
+        message: 'expires_after: anchor must be created_at and seconds between 3600 and 2592000',
+      }
+    }
+    return now + seconds
+  }
 
   /** Refusals of the purpose itself, before the bytes count (each provider's upload reference). */
   const purposeRefusal = (
@@ -474,6 +511,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     }
     const refused = purposeRefusal(purpose, file)
     if (refused) return fail(res, refused.spec)
+    const expiry = expiresAt(purpose, parsed.expiresAfter)
+    if (typeof expiry === 'object' && expiry !== null) return fail(res, expiry)
     if (file.bytes > state.maxFileBytes) {
       const mb = Math.round(state.maxFileBytes / MB)
       if (kind === 'glm') return fail(res, { status: 435, type: '', code: '435', message: `File size exceeds ${mb}MB` })
@@ -519,7 +558,16 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
       ...(contentKind(purpose) !== 'none' ? { content: file.prefix.toString('utf8') } : {}),
     }
     records.files.set(id, stored)
-    records.uploads.push({ id, filename: file.filename, purpose, bytes: file.bytes, sha256: file.sha256 })
+    if (kind === 'openai') stored.expires_at = expiry as number | null
+    const seconds = parsed.expiresAfter.seconds
+    records.uploads.push({
+      id,
+      filename: file.filename,
+      purpose,
+      bytes: file.bytes,
+      sha256: file.sha256,
+      ...(seconds !== undefined ? { expiresAfterSeconds: Number(seconds) } : {}),
+    })
     send(res, 200, view(stored))
   }
 

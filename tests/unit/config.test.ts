@@ -136,16 +136,20 @@ describe('config', () => {
   it('reads extra OpenAI-compatible providers and validates them', () => {
     const c = loadConfig({
       EXTRA_PROVIDERS: JSON.stringify([
-        { name: 'openai', base_url: 'https://api.openai.com/v1', api_key: 'sk-x', max_file_bytes: 1000 },
+        { name: 'acme', base_url: 'https://api.acme.example/v1', api_key: 'sk-x', max_file_bytes: 1000 },
       ]),
-      DEFAULT_PROVIDER: 'openai',
+      DEFAULT_PROVIDER: 'acme',
     })
-    const p = c.providers.find((x) => x.name === 'openai')
+    const p = c.providers.find((x) => x.name === 'acme')
     assert.equal(p?.kind, 'openai')
     assert.equal(p?.maxFileBytes, 1000)
     assert.equal(p?.configured, true)
     assert.ok(
       problemsOf({ EXTRA_PROVIDERS: '[{"name":"kimi","base_url":"http://x"}]' }).some((x) => x.includes('reserved')),
+    )
+    // `openai` is the native OpenAI provider now (OPENAI_API_KEY), no longer a free name.
+    assert.ok(
+      problemsOf({ EXTRA_PROVIDERS: '[{"name":"openai","base_url":"http://x"}]' }).some((x) => x.includes('reserved')),
     )
     assert.ok(problemsOf({ EXTRA_PROVIDERS: 'not json' }).some((x) => x.startsWith('EXTRA_PROVIDERS')))
     assert.ok(problemsOf({ DEFAULT_PROVIDER: 'nope' }).some((x) => x.startsWith('DEFAULT_PROVIDER')))

@@ -78,7 +78,7 @@ describe('planUpload', () => {
       () => planUpload(providers, reg, { provider: 'nope', filename: 'a.pdf' }),
       (err: unknown) => {
         assert.ok(isAppError(err) && err.code === 'UNKNOWN_PROVIDER')
-        assert.deepEqual(err.extensions.allowed, ['auto', 'kimi', 'glm', 'gemini'])
+        assert.deepEqual(err.extensions.allowed, ['auto', 'kimi', 'glm', 'openai', 'anthropic', 'gemini'])
         return true
       },
     )
@@ -168,6 +168,35 @@ describe('planUpload', () => {
       () => planUpload(none.providers, none.reg, { provider: 'auto', filename: 'a.pdf' }),
       code('PROVIDER_NOT_CONFIGURED'),
     )
+  })
+})
+
+describe('planUpload with AUTO_PROVIDERS', () => {
+  const plan = (env: Record<string, string>, filename = 'a.pdf', circuits: Record<string, CircuitState> = {}) => {
+    const { providers, reg } = registry(['kimi', 'glm'], circuits, 12_000, env)
+    const config = loadConfig({ ...env, KIMI_API_KEY: 'sk-kimi-unit-test-key', GLM_API_KEY: 'glm-unit-test-key' })
+    return planUpload(providers, reg, { provider: 'auto', filename }, config.autoProviders)
+  }
+  const names = (p: ReturnType<typeof plan>) => p.candidates.map((c) => c.config.name)
+
+  test('its order, not the size of the limits, decides', () => {
+    assert.deepEqual(names(plan({ AUTO_PROVIDERS: 'kimi,glm' })), ['kimi', 'glm'])
+    assert.deepEqual(names(plan({})), ['glm', 'kimi'], 'unset: glm,kimi')
+  })
+
+  test('a provider left out of it is never chosen; an unconfigured one is skipped', () => {
+    assert.deepEqual(names(plan({ AUTO_PROVIDERS: 'kimi' })), ['kimi'])
+    assert.deepEqual(names(plan({ AUTO_PROVIDERS: 'openai,glm' })), ['glm'], 'openai has no key here')
+    const anthropic = { AUTO_PROVIDERS: 'anthropic,glm,kimi', ANTHROPIC_API_KEY: 'sk-ant-unit-test-key' }
+    assert.deepEqual(names(plan(anthropic)), ['anthropic', 'glm', 'kimi'])
+    assert.throws(() => plan({ AUTO_PROVIDERS: 'openai' }), code('PROVIDER_NOT_CONFIGURED'))
+  })
+
+  test('purposes that do not fit and open circuits are skipped in its order too', () => {
+    const anthropic = { AUTO_PROVIDERS: 'anthropic,kimi,glm', ANTHROPIC_API_KEY: 'sk-ant-unit-test-key' }
+    // Anthropic takes any type under its one purpose; GLM's agent takes no .py
+    assert.deepEqual(names(plan(anthropic, 'x.py')), ['anthropic', 'kimi'])
+    assert.deepEqual(names(plan(anthropic, 'a.pdf', { anthropic: 'open' })), ['kimi', 'glm'])
   })
 })
 

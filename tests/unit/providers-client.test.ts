@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/config.js'
 import { isProviderError } from '../../src/providers/errors.js'
 import { createProviderRegistry, type ProviderRegistry } from '../../src/providers/registry.js'
 import type { ProviderFile } from '../../src/providers/types.js'
+import { startFakeAnthropic } from '../fakes/anthropic-server.js'
 import { type FakeProvider, startFakeProvider } from '../fakes/provider-server.js'
 
 const KIMI_KEY = 'sk-kimi-test-key-0123456789'
@@ -340,5 +341,102 @@ describe('registry', () => {
     assert.equal(reg.require('kimi').circuitState(), 'closed')
     assert.equal(reg.require('kimi').retryAfterMs(), 0)
     return reg.close()
+  })
+})
+
+/** A fake Anthropic and a registry configured for it, both closed after the test. */
+async function anthropicRegistry(t: { after(fn: () => Promise<void>): void }) {
+  const fake = await startFakeAnthropic()
+  const anthropic = createProviderRegistry(
+    loadConfig({ ...timing, ANTHROPIC_API_KEY: fake.apiKey, ANTHROPIC_BASE_URL: fake.baseUrl }),
+  )
+  t.after(async () => {
+    await anthropic.close()
+    await fake.close()
+  })
+  return { fake, anthropic }
+}
+
+describe('Anthropic through the shared client', () => {
+  test('the file object maps to filegate’s; listAll follows after_id/last_id across pages; retrieve and delete', async (t) => {
+    const { fake, anthropic } = await anthropicRegistry(t)
+    const adapter = anthropic.require('anthropic')
+    const created = '2026-11-01T10:20:30.123456Z'
+    const ids = new Set<string>()
+    for (let i = 0; i < 230; i++)
+      ids.add(fake.addFile({ filename: `f${i}.pdf`, size_bytes: i, created_at: created }).id)
+    const seen: ProviderFile[] = []
+    for await (const f of adapter.listAll()) seen.push(f)
+    assert.equal(seen.length, 230)
+    assert.deepEqual(new Set(seen.map((f) => f.id)), ids)
+    assert.equal(fake.requests.list, 3, '100 a page: three pages')
+    const one = await adapter.retrieve([...ids][7] as string)
+    assert.deepEqual(one, {
+      id: [...ids][7],
+      bytes: 7,
+      createdAt: Math.floor(Date.parse(created) / 1000),
+      filename: 'f7.pdf',
+      purpose: 'file',
+    })
+    assert.equal(await adapter.retrieve('file_011nope'), null)
+    assert.deepEqual(await adapter.delete([...ids][7] as string), { alreadyGone: false })
+    assert.deepEqual(await adapter.delete([...ids][7] as string), { alreadyGone: true })
+  })
+
+  test('an upload streams the file part with its type and maps size_bytes back', async (t) => {
+    const { fake, anthropic } = await anthropicRegistry(t)
+    const content = randomBytes(70_000)
+    const file = await anthropic.require('anthropic').upload({
+      source: { kind: 'buffer', buffer: content, bytes: content.length },
+      filename: 'report.pdf',
+      mimeType: 'application/pdf',
+      purpose: 'file',
+    })
+    assert.equal(file.bytes, content.length)
+    assert.equal(file.purpose, 'file')
+    assert.equal(fake.uploads[0]?.sha256, createHash('sha256').update(content).digest('hex'))
+    assert.equal(fake.files.get(file.id)?.mime_type, 'application/pdf')
+  })
+})
+
+describe('OpenAI native through the shared client', () => {
+  test('expires_at comes back as expiresAt; expires_after is sent only within 3600–2592000 seconds', async (t) => {
+    const fake = await startFakeProvider({ kind: 'openai', apiKey: OPENAI_KEY })
+    const native = createProviderRegistry(
+      loadConfig({ ...timing, OPENAI_API_KEY: OPENAI_KEY, OPENAI_BASE_URL: fake.baseUrl }),
+    )
+    t.after(async () => {
+      await native.close()
+      await fake.close()
+    })
+    const adapter = native.require('openai')
+    const send = (expiresInSeconds?: number) =>
+      adapter.upload({
+        source: { kind: 'buffer', buffer: Buffer.from('x'), bytes: 1 },
+        filename: 'a.txt',
+        mimeType: 'text/plain',
+        purpose: 'user_data',
+        ...(expiresInSeconds !== undefined ? { expiresInSeconds } : {}),
+      })
+    const inRange = await send(3600)
+    assert.equal(inRange.expiresAt, inRange.createdAt + 3600)
+    const top = await send(2_592_000)
+    assert.equal(top.expiresAt, top.createdAt + 2_592_000)
+    const short = await send(3599)
+    assert.equal(short.expiresAt, undefined, 'not sent: OpenAI keeps it, filegate expires it')
+    await send(2_592_001)
+    assert.deepEqual(
+      fake.uploads.map((u) => u.expiresAfterSeconds),
+      [3600, 2_592_000, undefined, undefined],
+    )
+    // An extra OpenAI-compatible provider (no kind) is never sent expires_after.
+    const compat = await registry.require('oai').upload({
+      source: { kind: 'buffer', buffer: Buffer.from('y'), bytes: 1 },
+      filename: 'b.txt',
+      mimeType: 'text/plain',
+      purpose: 'user_data',
+      expiresInSeconds: 7200,
+    })
+    assert.equal(openai.uploads.find((u) => u.id === compat.id)?.expiresAfterSeconds, undefined)
   })
 })

@@ -12,7 +12,16 @@ test('docs/providers.md matches the facts in code (run `npm run docs:providers` 
 test('docs/providers.md gives the date read and a doc URL for every purpose row', () => {
   const text = renderProvidersDoc()
   assert.match(text, /read on \*\*2026-11-27\*\*/)
-  const rows = text.split('\n').filter((l) => /^\| `[a-z-]+` \|/.test(l))
-  assert.equal(rows.length, 4 + 5 + 5 + 1, 'Kimi 4 purposes, GLM 5 on each endpoint, Gemini 1')
+  // The generic OpenAI-compatible defaults are filegate's choice, not a provider's docs: no doc link.
+  const documented = text.slice(0, text.indexOf('## OpenAI-compatible providers'))
+  const rows = documented.split('\n').filter((l) => /^\| `[a-z_-]+` \|/.test(l))
+  assert.equal(
+    rows.length,
+    4 + 5 + 5 + 6 + 1 + 1,
+    'Kimi 4 purposes, GLM 5 on each endpoint, OpenAI 6, Anthropic 1, Gemini 1',
+  )
   for (const row of rows) assert.match(row, /\[doc\]\(https:\/\//, row)
+  for (const kind of ['Kimi', 'GLM', 'OpenAI (native)', 'Anthropic', 'Gemini'])
+    assert.match(text, new RegExp(`## ${kind.replace(/[()]/g, '\\$&')}`))
+  assert.match(text, /## Where the docs and the issue disagree/)
 })

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { loadConfig } from '../../src/config.js'
+import { anthropicDialect } from '../../src/providers/anthropic.js'
 import {
   isProviderError,
   mapUpstreamError,
@@ -17,7 +18,8 @@ import {
 } from '../../src/providers/errors.js'
 import { glmDialect } from '../../src/providers/glm.js'
 import { kimiDialect } from '../../src/providers/kimi.js'
-import { contentDispositionFilename } from '../../src/providers/multipart-body.js'
+import { buildMultipartBody, contentDispositionFilename, type FormFields } from '../../src/providers/multipart-body.js'
+import { openAiCompatibleDialect, openAiNativeDialect } from '../../src/providers/openai-compatible.js'
 import { createProviderRegistry, type ProviderRegistry } from '../../src/providers/registry.js'
 import type { ProviderAdapter } from '../../src/providers/types.js'
 import { type FakeProvider, startFakeProvider } from '../fakes/provider-server.js'
@@ -231,6 +233,67 @@ describe('mapping table', () => {
     }
   })
 
+  test('Anthropic types (docs.claude.com/en/api/errors)', () => {
+    const cases: Array<[number, string, string, string, boolean]> = [
+      [429, 'rate_limit_error', 'Number of requests has exceeded your rate limit', 'PROVIDER_RATE_LIMITED', true],
+      [529, 'overloaded_error', 'Overloaded', 'PROVIDER_RATE_LIMITED', true],
+      [529, '', '', 'PROVIDER_RATE_LIMITED', true],
+      [500, 'api_error', 'Internal server error', 'PROVIDER_ERROR', true],
+      [400, 'invalid_request_error', 'file: Field required', 'PROVIDER_REJECTED', false],
+      [401, 'authentication_error', 'invalid x-api-key', 'PROVIDER_ERROR', false],
+      [
+        403,
+        'permission_error',
+        'Your API key does not have permission to use the specified resource',
+        'PROVIDER_ERROR',
+        false,
+      ],
+      [
+        403,
+        'permission_error',
+        'Your organization has reached its file storage limit.',
+        'PROVIDER_QUOTA_EXCEEDED',
+        false,
+      ],
+      [404, 'not_found_error', 'File not found: file_011', 'NOT_FOUND', false],
+      [413, 'request_too_large', 'Request exceeds the maximum allowed number of bytes.', 'FILE_TOO_LARGE', false],
+    ]
+    for (const [status, type, message, expected, retryable] of cases) {
+      const err = mapUpstreamError(
+        upstream({ provider: 'anthropic', status, type, message }),
+        anthropicDialect.classifyError,
+      )
+      assert.equal(err.code, expected, `${status}/${type}`)
+      assert.equal(err.retryable, retryable, `${status}/${type} retryable`)
+      assert.equal(err.providerFault, retryable, `${status}/${type} counts toward the breaker only when transient`)
+    }
+    // The error shape itself: {"type":"error","error":{"type","message"},"request_id"}.
+    assert.deepEqual(
+      parseErrorBody(
+        '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}',
+      ),
+      { type: 'overloaded_error', message: 'Overloaded' },
+    )
+  })
+
+  test('OpenAI: 429 insufficient_quota is a spent account, other 429s and 5xx are retried', () => {
+    const cases: Array<[number, string, string, string, boolean]> = [
+      [429, 'insufficient_quota', 'insufficient_quota', 'PROVIDER_QUOTA_EXCEEDED', false],
+      [429, 'requests', 'rate_limit_exceeded', 'PROVIDER_RATE_LIMITED', true],
+      [500, 'server_error', '', 'PROVIDER_ERROR', true],
+      [503, 'server_error', '', 'PROVIDER_ERROR', true],
+      [401, 'invalid_request_error', 'invalid_api_key', 'PROVIDER_ERROR', false],
+    ]
+    for (const [status, type, code, expected, retryable] of cases) {
+      const err = mapUpstreamError(
+        upstream({ provider: 'openai', status, type, code }),
+        openAiCompatibleDialect.classifyError,
+      )
+      assert.equal(err.code, expected, `${status}/${type}/${code}`)
+      assert.equal(err.retryable, retryable, `${status}/${code} retryable`)
+    }
+  })
+
   test('a rate limit carries Retry-After; 404 on content is CONTENT_UNAVAILABLE', () => {
     const limited = mapUpstreamError(
       upstream({ status: 429, code: '1302', retryAfterMs: 2500 }),
@@ -274,5 +337,35 @@ describe('helpers', () => {
     assert.equal(contentDispositionFilename('a.pdf'), 'filename="a.pdf"')
     assert.equal(contentDispositionFilename('a"b\r\n.pdf'), 'filename="a%22b%0D%0A.pdf"')
     assert.equal(contentDispositionFilename('é.pdf'), `filename="é.pdf"; filename*=UTF-8''%C3%A9.pdf`)
+  })
+})
+
+describe('form fields per dialect', () => {
+  const input = {
+    source: { kind: 'buffer' as const, buffer: Buffer.from('x'), bytes: 1 },
+    filename: 'a.txt',
+    mimeType: 'text/plain',
+    purpose: 'file',
+    expiresInSeconds: 7200,
+  }
+  const head = async (fields?: FormFields) => {
+    const body = buildMultipartBody(input, fields)
+    const first = await body.body.next()
+    await body.body.return()
+    return String(first.value)
+  }
+
+  test('Anthropic sends the file part alone; OpenAI native adds expires_after; the default is purpose', async () => {
+    const anthropic = await head(anthropicDialect.formFields?.(input))
+    assert.doesNotMatch(anthropic, /name="purpose"/)
+    assert.match(anthropic, /^--[^\r]+\r\nContent-Disposition: form-data; name="file"; filename="a.txt"/)
+    const native = await head(
+      openAiNativeDialect({ minSeconds: 3600, maxSeconds: 2_592_000, source: '' }).formFields?.(input),
+    )
+    assert.match(native, /name="purpose"\r\n\r\nfile\r\n/)
+    assert.match(native, /name="expires_after\[anchor\]"\r\n\r\ncreated_at\r\n/)
+    assert.match(native, /name="expires_after\[seconds\]"\r\n\r\n7200\r\n/)
+    assert.equal(openAiCompatibleDialect.formFields, undefined, 'a compatible provider gets the default: purpose only')
+    assert.match(await head(), /name="purpose"\r\n\r\nfile\r\n--/)
   })
 })

@@ -1,0 +1,51 @@
+/**
+ * OpenAI's own files API, as its docs say (read on DOCS_READ_ON). The API reference
+ * (platform.openai.com/docs/api-reference/files/create) documents the purposes, the 512 MB per
+ * file, 2.5 TB per project ("no organization-wide storage limit"), Batch input of .jsonl up to
+ * 200 MB, fine-tuning .jsonl only, and `expires_after` (anchor `created_at`, 3600–2592000 seconds;
+ * batch files expire after 30 days by default, the others are kept until deleted).
+ */
+import { DOCS_READ_ON, MB, type ProviderFacts } from './catalog.js'
+
+const CREATE = 'https://platform.openai.com/docs/api-reference/files/create'
+const CONTENT = 'https://platform.openai.com/docs/api-reference/files/retrieve-contents'
+const VISION_FT = 'https://platform.openai.com/docs/guides/vision-fine-tuning'
+const ERRORS = 'https://platform.openai.com/docs/guides/error-codes'
+
+/** Vision fine-tuning takes JPEG, PNG and WEBP images; GIF is accepted as vision input elsewhere. */
+const images = ['png', 'jpeg', 'jpg', 'webp', 'gif']
+
+const contentNote =
+  'the content endpoint is documented for every file; OpenAI refuses some purposes (e.g. assistants) with a 400, answered as PROVIDER_REJECTED'
+
+export function openAiFacts(baseUrl = 'https://api.openai.com/v1'): ProviderFacts {
+  return {
+    kind: 'openai',
+    baseUrl,
+    // "Individual files can be up to 512 MB."
+    maxFileBytes: 512 * MB,
+    documentedMaxFileBytes: 512 * MB,
+    maxFiles: null,
+    // "Each project can store up to 2.5 TB of files in total" (an API key belongs to one project).
+    maxTotalBytes: 2.5 * 1024 * 1024 * MB,
+    defaultPurpose: 'user_data',
+    purposes: {
+      assistants: { extensions: null, content: true, source: CREATE, note: contentNote },
+      batch: {
+        extensions: ['jsonl'],
+        documentedMaxFileBytes: 200 * MB,
+        content: true,
+        source: CREATE,
+        note: 'the Batch API takes .jsonl up to 200 MB; batch files expire at OpenAI after 30 days unless expires_after says otherwise',
+      },
+      'fine-tune': { extensions: ['jsonl'], content: true, source: CREATE },
+      vision: { extensions: images, content: true, source: VISION_FT },
+      user_data: { extensions: null, content: true, source: CREATE, note: 'flexible file type for any purpose' },
+      evals: { extensions: ['jsonl'], content: true, source: CREATE },
+    },
+    docs: { region: 'api.openai.com', readOn: DOCS_READ_ON, sources: [CREATE, CONTENT, VISION_FT, ERRORS] },
+    // "The number of seconds after the anchor time that the file will expire. Must be between 3600
+    // (1 hour) and 2592000 (30 days)."
+    expiresAfter: { minSeconds: 3600, maxSeconds: 2_592_000, source: CREATE },
+  }
+}
