@@ -1,16 +1,15 @@
 /**
- * The gemini provider kind end to end, through the service and the fake Gemini Files API
- * (tests/fakes/gemini-server.ts, each behaviour with its doc URL): the cases Kimi and GLM have
- * (upload, dedup, limits, list, get, content 409, delete, quota errors, retries and the breaker,
- * the expiry sweep, reconcile, the OpenAI SDK against the facade) plus what only Gemini has: the
- * resumable upload resumed from the offset the server reports, and PROCESSING → ACTIVE | FAILED
- * seen through GET /v1/files/{id}.
+ * What only the gemini kind has, through the service and the fake Gemini Files API
+ * (tests/fakes/gemini-server.ts, each behaviour with its doc URL): the resource name and the
+ * provider's own expiry on the row, the documented caps, the resumable upload resumed from the
+ * offset the server reports, PROCESSING → ACTIVE | FAILED seen through GET /v1/files/{id}, and the
+ * expiry sweep on Gemini's expirationTime. The cases every kind shares (upload, dedup, list, get,
+ * content 409, delete, quota errors, retries and the breaker, the expiry sweep, reconcile, the
+ * OpenAI SDK on the facade) run for gemini in provider-matrix.test.ts.
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import type { AddressInfo } from 'node:net'
 import { describe, type TestContext, test } from 'node:test'
-import OpenAI, { toFile } from 'openai'
 import { GEMINI_CHUNK_BYTES } from '../../src/providers/gemini.js'
 import { type FakeGemini, startFakeGemini } from '../fakes/gemini-server.js'
 import { fileDatabase, requirePostgres, testKeys } from '../helper.js'
@@ -19,9 +18,7 @@ import {
   assertProblem,
   filePart,
   freshTenant,
-  metric,
   postFile,
-  rowsOf,
   sha256,
   type UploadContext,
   uploadApp,
@@ -65,8 +62,8 @@ const cleanup = async (ctx: UploadContext, jobs: string[]) => {
   }
 }
 
-describe('gemini: upload, dedup, read, delete', () => {
-  test('a file goes up over the resumable protocol; the same bytes again are a duplicate; get, list, delete', async (t) => {
+describe('gemini: the row of an upload', () => {
+  test("a file goes up over the resumable protocol under its resource id, with Gemini's expiry and state; the same bytes again are a duplicate", async (t) => {
     const ctx = await setup(t)
     if (!ctx) return
     const tenant = freshTenant()
@@ -93,24 +90,8 @@ describe('gemini: upload, dedup, read, delete', () => {
     assert.equal(ctx.gemini.requests.start, 1, 'one upload at the provider')
 
     const one = await get(ctx, tenant, `/v1/files/${file.id}`)
-    assert.equal(one.statusCode, 200)
     assert.equal(one.json().provider_state, 'active')
     assert.equal(ctx.gemini.requests.get, 0, 'a final state is not asked for again')
-    const list = await get(ctx, tenant, '/v1/files?provider=gemini')
-    assert.deepEqual(
-      list.json().data.map((f: { id: string }) => f.id),
-      [file.id],
-    )
-
-    const content409 = await get(ctx, tenant, `/v1/files/${file.id}/content`)
-    assertProblem(content409, 409, 'CONTENT_UNAVAILABLE')
-    assert.equal(ctx.gemini.requests.unknown, 0, 'no content call: Gemini serves no download')
-
-    const del = await ctx.app.inject({ method: 'DELETE', url: `/v1/files/${file.id}`, headers: as(tenant) })
-    assert.equal(del.statusCode, 200, del.body)
-    assert.equal(del.json().status, 'deleted')
-    assert.deepEqual(ctx.gemini.deletes, [`files/${file.provider_file_id}`])
-    assert.equal(ctx.gemini.files.size, 0)
   })
 
   test("expires_in shorter than Gemini's 48 hours is kept; a longer one is cut to the provider's expiry", async (t) => {
@@ -159,43 +140,9 @@ describe('gemini: limits and quotas', () => {
     assert.equal(gemini?.max_file_bytes, 2 * 1024 * MiB)
     assert.deepEqual(gemini?.account, { max_files: null, max_bytes: 20 * 1024 * MiB, files: 0, bytes: 0 })
   })
-
-  test('a full project storage (429 naming it) is 507 PROVIDER_QUOTA_EXCEEDED, not retried', async (t) => {
-    const ctx = await setup(t)
-    if (!ctx) return
-    const tenant = freshTenant()
-    ctx.gemini.quotaExceeded = true
-    assertProblem(await postFile(ctx.app, tenant, toGemini('no room')), 507, 'PROVIDER_QUOTA_EXCEEDED')
-    assert.equal(ctx.gemini.requests.start, 1, 'waiting does not make room: no retry')
-    const [row] = await rowsOf(ctx.app, tenant)
-    assert.equal(row?.status, 'failed')
-  })
 })
 
-describe('gemini: retries, the breaker, resumed chunks', () => {
-  test('429 RESOURCE_EXHAUSTED and 503 UNAVAILABLE are retried; the upload then succeeds', async (t) => {
-    const ctx = await setup(t)
-    if (!ctx) return
-    ctx.gemini.rateLimitNext(1, 0, 'start')
-    ctx.gemini.failNext(1, 503, 'start')
-    const res = await postFile(ctx.app, freshTenant(), toGemini('after two refusals'))
-    assert.equal(res.statusCode, 201, res.body)
-    assert.equal(ctx.gemini.requests.start, 3)
-  })
-
-  test('an outage opens the circuit: the next upload is 503 without a provider call', async (t) => {
-    const ctx = await setup(t, { CIRCUIT_FAILURE_THRESHOLD: '2', CIRCUIT_RESET_MS: '60000', RETRY_MAX_ATTEMPTS: '2' })
-    if (!ctx) return
-    ctx.gemini.failNext(100, 503, 'start')
-    assertProblem(await postFile(ctx.app, freshTenant(), toGemini('down')), 502, 'PROVIDER_ERROR')
-    assert.equal(ctx.gemini.requests.start, 2)
-    const open = await postFile(ctx.app, freshTenant(), toGemini('still down'))
-    assertProblem(open, 503, 'PROVIDER_UNAVAILABLE')
-    assert.ok(open.headers['retry-after'])
-    assert.equal(ctx.gemini.requests.start, 2, 'an open circuit does not call the provider')
-    assert.equal(await metric(ctx.app, 'filegate_file_circuit_breaker_trips_total', { provider: 'gemini' }), 1)
-  })
-
+describe('gemini: resumed chunks', () => {
   test('a chunk that fails mid-way is resumed from the offset the server reports, each byte sent once beyond it', async (t) => {
     const ctx = await setup(t)
     if (!ctx) return
@@ -290,58 +237,5 @@ describe('gemini: sweeps', () => {
     assert.equal(row.status, 'deleted')
     assert.equal(row.deletion_reason, 'expired')
     assert.equal(row.provider_deleted, true)
-  })
-
-  test('reconcile deletes a Gemini file filegate does not know and keeps the ones it does', async (t) => {
-    const ctx = await setup(t, { RECONCILE_DELETE_UNKNOWN: 'true', RECONCILE_GRACE_MINUTES: '0' })
-    if (!ctx) return
-    const known = await postFile(ctx.app, freshTenant(), toGemini('known'))
-    assert.equal(known.statusCode, 201, known.body)
-    const stranger = ctx.gemini.addFile({
-      displayName: 'stranger.pdf',
-      createTime: new Date(Date.now() - 120_000).toISOString(),
-    })
-    const report = await cleanup(ctx, ['reconcile'])
-    assert.equal(report.jobs.reconcile?.providers.gemini?.deleted, 1)
-    assert.ok(!ctx.gemini.files.has(stranger.name), 'the unknown file is deleted')
-    assert.ok(ctx.gemini.files.has(`files/${known.json().provider_file_id}`), 'a known file is kept')
-  })
-})
-
-describe('gemini: the OpenAI SDK against the facade', () => {
-  test('create (twice: one upload), list, retrieve, delete; content is the facade 409', async (t) => {
-    const ctx = await setup(t)
-    if (!ctx) return
-    await ctx.app.listen({ host: '127.0.0.1', port: 0 })
-    const { port } = ctx.app.server.address() as AddressInfo
-    const openai = new OpenAI({
-      apiKey: testKeys.alice,
-      baseURL: `http://127.0.0.1:${port}/providers/gemini/v1`,
-      maxRetries: 0,
-    })
-    const bytes = Buffer.from('%PDF-1.7 a small document')
-    const first = await openai.files.create({ file: await toFile(bytes, 'doc.pdf'), purpose: 'file' as never })
-    const second = await openai.files.create({ file: await toFile(bytes, 'doc.pdf'), purpose: 'file' as never })
-    assert.equal(first.id, second.id)
-    assert.equal(ctx.gemini.requests.start, 1)
-    assert.ok(ctx.gemini.files.has(`files/${first.id}`), "the provider's own id")
-    assert.equal(first.status, 'processed')
-    assert.ok(first.expires_at, "Gemini's expiry is the file's")
-
-    const page = await openai.files.list()
-    assert.deepEqual(
-      page.data.map((f) => f.id),
-      [first.id],
-    )
-    assert.equal((await openai.files.retrieve(first.id)).filename, 'doc.pdf')
-    const err = await openai.files.content(first.id).then(
-      () => assert.fail('expected an error'),
-      (e: unknown) => e,
-    )
-    assert.ok(err instanceof OpenAI.APIError)
-    assert.equal(err.status, 409)
-    assert.equal((err.error as { code?: string }).code, 'content_unavailable')
-    assert.deepEqual(await openai.files.delete(first.id), { id: first.id, object: 'file', deleted: true })
-    assert.equal(ctx.gemini.files.size, 0)
   })
 })

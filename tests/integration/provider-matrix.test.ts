@@ -26,6 +26,7 @@ import OpenAI, { toFile } from 'openai'
 import postgres from 'postgres'
 import { ANTHROPIC_FILES_BETA, ANTHROPIC_VERSION } from '../../src/providers/anthropic.js'
 import { type FakeAnthropic, startFakeAnthropic } from '../fakes/anthropic-server.js'
+import { type FakeGemini, type GeminiOp, startFakeGemini } from '../fakes/gemini-server.js'
 import { type FakeKind, type FakeOp, type FakeProvider, startFakeProvider } from '../fakes/provider-server.js'
 import { build, multipart, tempDir, testKeys } from '../helper.js'
 import { as, assertProblem, freshTenant, useFileDatabase } from './uploads-support.js'
@@ -101,6 +102,45 @@ function anthropicHandle(fake: FakeAnthropic): FakeHandle {
   }
 }
 
+/**
+ * tests/fakes/gemini-server.ts. Gemini names a file `files/<id>`; filegate (and so this handle) uses
+ * the id. An upload is a `start` request and its chunks: `start` is the call counted and failed.
+ */
+function geminiHandle(fake: FakeGemini): FakeHandle {
+  const ops: Record<Op, GeminiOp | null> = {
+    upload: 'start',
+    list: 'list',
+    retrieve: 'get',
+    delete: 'delete',
+    // Gemini serves no download of an uploaded file: there is no such call to count.
+    content: null,
+  }
+  const id = (name: string) => name.replace(/^files\//, '')
+  return {
+    env: { GEMINI_API_KEY: fake.apiKey, GEMINI_BASE_URL: fake.baseUrl },
+    // The project's storage is full: the fake's 429 RESOURCE_EXHAUSTED naming storage.
+    quota: (on) => {
+      fake.quotaExceeded = on
+    },
+    // 503 UNAVAILABLE (ai.google.dev/gemini-api/docs/troubleshooting): retryable.
+    transient: (n) => fake.failNext(n, 503, 'start'),
+    rateLimit: (n) => fake.rateLimitNext(n, undefined, 'start'),
+    uploads: () => fake.uploads.length,
+    requests: (op) => {
+      const gemini = ops[op]
+      return gemini === null ? fake.requests.unknown : fake.requests[gemini]
+    },
+    files: () => [...fake.files.keys()].map(id),
+    deletes: () => fake.deletes.map(id),
+    addFile: (filename) =>
+      id(fake.addFile({ displayName: filename, createTime: new Date(Date.now() - 120_000).toISOString() }).name),
+    drop: (fileId) => {
+      fake.files.delete(`files/${fileId}`)
+    },
+    close: () => fake.close(),
+  }
+}
+
 export const kinds: KindEntry[] = [
   { name: 'kimi', purpose: 'file-extract', content: true, start: openAiStyle('kimi', 'KIMI') },
   { name: 'glm', purpose: 'agent', content: false, start: openAiStyle('glm', 'GLM') },
@@ -111,6 +151,7 @@ export const kinds: KindEntry[] = [
     content: false,
     start: async () => anthropicHandle(await startFakeAnthropic()),
   },
+  { name: 'gemini', purpose: 'file', content: false, start: async () => geminiHandle(await startFakeGemini()) },
 ]
 
 const database = useFileDatabase()
