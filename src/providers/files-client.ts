@@ -6,19 +6,19 @@
  * bodies (capped) are read into memory. It does no retrying: that is resilience.ts's job.
  */
 import type { Readable } from 'node:stream'
-import { Agent, type Dispatcher, request } from 'undici'
+import type { Agent, Dispatcher } from 'undici'
+import { request } from 'undici'
 import {
   badResponse,
   type ErrorDialect,
   mapUpstreamError,
-  networkError,
   parseErrorBody,
   parseRetryAfter,
   sanitizeMessage,
-  timeoutError,
 } from './errors.js'
 import { buildMultipartBody, type FormFields } from './multipart-body.js'
 import type { ProviderContent, ProviderFile, ProviderOp, UploadInput } from './types.js'
+import { closeAgent, ERROR_BODY_CAP, readCapped, readJson, transportError, wireAgent } from './wire-http.js'
 
 /**
  * How one provider's files API differs from OpenAI's: what the shared client asks before each
@@ -68,8 +68,6 @@ export interface FilesClientOptions {
 /** Wraps one page fetch, e.g. with retries and the circuit breaker. */
 export type PageRunner = <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => Promise<T>
 
-const ERROR_BODY_CAP = 64 * 1024
-
 export class FilesClient {
   readonly provider: string
   readonly #options: FilesClientOptions
@@ -78,12 +76,7 @@ export class FilesClient {
   constructor(options: FilesClientOptions) {
     this.provider = options.provider
     this.#options = options
-    this.#agent = new Agent({
-      keepAliveTimeout: 10_000,
-      connections: options.connections ?? 32,
-      headersTimeout: options.idleTimeoutMs,
-      bodyTimeout: options.idleTimeoutMs,
-    })
+    this.#agent = wireAgent(options.idleTimeoutMs, options.connections ?? 32)
   }
 
   async upload(input: UploadInput, signal?: AbortSignal): Promise<ProviderFile> {
@@ -92,7 +85,7 @@ export class FilesClient {
     if (multipart.contentLength !== undefined) headers['content-length'] = String(multipart.contentLength)
     try {
       const res = await this.#call('upload', 'POST', '/files', { headers, body: multipart.body, signal })
-      return this.#file(await this.#json(res))
+      return this.#file(await readJson(res, this.provider, this.#options.idleTimeoutMs))
     } finally {
       // On failure undici may not have pulled the body at all: end the generator (a file source
       // is opened lazily inside it, so nothing is left open).
@@ -102,7 +95,7 @@ export class FilesClient {
 
   async retrieve(id: string, signal?: AbortSignal): Promise<ProviderFile> {
     const res = await this.#call('retrieve', 'GET', `/files/${encodeURIComponent(id)}`, { signal })
-    return this.#file(await this.#json(res))
+    return this.#file(await readJson(res, this.provider, this.#options.idleTimeoutMs))
   }
 
   async delete(id: string, signal?: AbortSignal): Promise<void> {
@@ -112,7 +105,11 @@ export class FilesClient {
 
   async list(opts: ListOptions = {}, signal?: AbortSignal): Promise<ListPage> {
     const res = await this.#call('list', 'GET', '/files', { query: this.#options.dialect.listQuery(opts), signal })
-    const body = (await this.#json(res)) as { data?: unknown; has_more?: unknown; last_id?: unknown }
+    const body = (await readJson(res, this.provider, this.#options.idleTimeoutMs)) as {
+      data?: unknown
+      has_more?: unknown
+      last_id?: unknown
+    }
     if (!Array.isArray(body.data)) throw badResponse(this.provider, 'list without data')
     const data = body.data.map((item) => this.#file(item))
     const lastId = typeof body.last_id === 'string' ? body.last_id : data.at(-1)?.id
@@ -154,13 +151,7 @@ export class FilesClient {
    * content body, a hung upstream) so shutdown cannot hang on a provider.
    */
   async close(graceMs = 5_000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    const grace = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), graceMs)
-    })
-    const outcome = await Promise.race([this.#agent.close().then(() => 'closed' as const), grace])
-    clearTimeout(timer)
-    if (outcome === 'late') await this.#agent.destroy()
+    await closeAgent(this.#agent, graceMs)
   }
 
   async #call(
@@ -191,7 +182,7 @@ export class FilesClient {
         ...(opts.signal ? { signal: opts.signal } : {}),
       })
     } catch (err) {
-      throw this.#transportError(err, opts.signal)
+      throw transportError(err, opts.signal, this.provider, this.#options.idleTimeoutMs)
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return res
     const text = await readCapped(res.body, ERROR_BODY_CAP).catch(() => '')
@@ -209,28 +200,6 @@ export class FilesClient {
       },
       this.#options.dialect.classifyError,
     )
-  }
-
-  #transportError(err: unknown, signal: AbortSignal | undefined): unknown {
-    // Aborts are the caller's (or the attempt timer's) decision; resilience.ts tells them apart.
-    if (signal?.aborted) return err
-    const code = (err as { code?: string }).code
-    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-      return timeoutError(this.provider, this.#options.idleTimeoutMs)
-    }
-    return networkError(this.provider, err)
-  }
-
-  async #json(res: Dispatcher.ResponseData): Promise<unknown> {
-    try {
-      return await res.body.json()
-    } catch (err) {
-      const code = (err as { code?: string }).code
-      if (code === 'UND_ERR_BODY_TIMEOUT') throw timeoutError(this.provider, this.#options.idleTimeoutMs)
-      if (err instanceof SyntaxError) throw badResponse(this.provider, 'body is not JSON')
-      if ((err as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') throw err
-      throw networkError(this.provider, err)
-    }
   }
 
   #file(raw: unknown): ProviderFile {
@@ -261,19 +230,4 @@ export function openAiFile(f: Record<string, unknown>): ProviderFile | string {
   // "The Unix timestamp (in seconds) for when the file will expire"; absent or null = kept.
   if (typeof f.expires_at === 'number' && f.expires_at > 0) file.expiresAt = unixSeconds(f.expires_at)
   return file
-}
-
-async function readCapped(body: Readable, cap: number): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body) {
-    const buf = chunk as Buffer
-    chunks.push(buf)
-    size += buf.length
-    if (size >= cap) {
-      body.destroy()
-      break
-    }
-  }
-  return Buffer.concat(chunks).subarray(0, cap).toString('utf8')
 }

@@ -25,9 +25,9 @@
  * fails; a file or buffer upload goes on from there on its next attempt.
  */
 import { createReadStream } from 'node:fs'
-import type { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Agent, type Dispatcher, request } from 'undici'
+import type { Agent, Dispatcher } from 'undici'
+import { request } from 'undici'
 import type { WireKind, WireOptions } from './adapter.js'
 import {
   badResponse,
@@ -35,13 +35,11 @@ import {
   isProviderError,
   mapUpstreamError,
   misconfigured,
-  networkError,
   ProviderError,
   parseRetryAfter,
   quotaExceeded,
   rateLimited,
   sanitizeMessage,
-  timeoutError,
 } from './errors.js'
 import type {
   ProviderConfig,
@@ -52,14 +50,13 @@ import type {
   UploadInput,
   UploadProgress,
 } from './types.js'
+import { closeAgent, ERROR_BODY_CAP, readCapped, readJson, transportError, wireAgent } from './wire-http.js'
 
 /** The chunk size of the resumable upload: 8 MiB, a multiple of the 256 KiB granularity Google asks for. */
 export const GEMINI_CHUNK_BYTES = 8 * 1024 * 1024
 
 /** filegate's one purpose for Gemini files (Gemini has none; see gemini-facts.ts). */
 export const GEMINI_PURPOSE = 'file'
-
-const ERROR_BODY_CAP = 64 * 1024
 
 /**
  * Gemini's statuses (ai.google.dev/gemini-api/docs/troubleshooting): 429 RESOURCE_EXHAUSTED is a
@@ -174,12 +171,7 @@ export class GeminiClient implements ProviderWire {
 
   constructor(options: GeminiClientOptions) {
     this.#o = options
-    this.#agent = new Agent({
-      keepAliveTimeout: 10_000,
-      connections: options.connections,
-      headersTimeout: options.idleTimeoutMs,
-      bodyTimeout: options.idleTimeoutMs,
-    })
+    this.#agent = wireAgent(options.idleTimeoutMs, options.connections)
   }
 
   async upload(input: UploadInput, signal: AbortSignal, progress: UploadProgress): Promise<ProviderFile> {
@@ -216,7 +208,7 @@ export class GeminiClient implements ProviderWire {
 
   retrieve(id: string, signal: AbortSignal): Promise<ProviderFile> {
     return this.#call('retrieve', 'GET', this.#fileUrl(id), { signal }).then(async (res) =>
-      this.#file(await this.#json(res)),
+      this.#file(await readJson(res, this.#o.provider, this.#o.idleTimeoutMs)),
     )
   }
 
@@ -240,7 +232,10 @@ export class GeminiClient implements ProviderWire {
           query,
           signal: signal ?? AbortSignal.timeout(this.#o.idleTimeoutMs),
         })
-        return (await this.#json(res)) as { files?: unknown; nextPageToken?: unknown }
+        return (await readJson(res, this.#o.provider, this.#o.idleTimeoutMs)) as {
+          files?: unknown
+          nextPageToken?: unknown
+        }
       })
       // An empty project answers `{}`: no `files` at all.
       if (page.files !== undefined && !Array.isArray(page.files))
@@ -264,13 +259,7 @@ export class GeminiClient implements ProviderWire {
   }
 
   async close(graceMs = 5_000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined
-    const grace = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), graceMs)
-    })
-    const outcome = await Promise.race([this.#agent.close().then(() => 'closed' as const), grace])
-    clearTimeout(timer)
-    if (outcome === 'late') await this.#agent.destroy()
+    await closeAgent(this.#agent, graceMs)
   }
 
   #fileUrl(id: string): string {
@@ -337,7 +326,7 @@ export class GeminiClient implements ProviderWire {
           await res.body.dump({ limit: ERROR_BODY_CAP })
           return undefined
         }
-        const body = (await this.#json(res)) as { file?: unknown }
+        const body = (await readJson(res, this.#o.provider, this.#o.idleTimeoutMs)) as { file?: unknown }
         return this.#file(body.file)
       } catch (err) {
         if (signal.aborted || !isProviderError(err) || !err.retryable || resumes >= this.#o.retry.maxAttempts - 1)
@@ -374,7 +363,7 @@ export class GeminiClient implements ProviderWire {
         signal: opts.signal,
       })
     } catch (err) {
-      throw this.#transportError(err, opts.signal)
+      throw transportError(err, opts.signal, this.#o.provider, this.#o.idleTimeoutMs)
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return res
     const text = await readCapped(res.body, ERROR_BODY_CAP).catch(() => '')
@@ -392,27 +381,6 @@ export class GeminiClient implements ProviderWire {
       },
       geminiErrors,
     )
-  }
-
-  #transportError(err: unknown, signal: AbortSignal): unknown {
-    if (signal.aborted) return err
-    const code = (err as { code?: string }).code
-    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-      return timeoutError(this.#o.provider, this.#o.idleTimeoutMs)
-    }
-    return networkError(this.#o.provider, err)
-  }
-
-  async #json(res: Dispatcher.ResponseData): Promise<unknown> {
-    try {
-      return await res.body.json()
-    } catch (err) {
-      const code = (err as { code?: string }).code
-      if (code === 'UND_ERR_BODY_TIMEOUT') throw timeoutError(this.#o.provider, this.#o.idleTimeoutMs)
-      if (err instanceof SyntaxError) throw badResponse(this.#o.provider, 'body is not JSON')
-      if ((err as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') throw err
-      throw networkError(this.#o.provider, err)
-    }
   }
 
   /** A File resource (ai.google.dev/api/files#File) as filegate's ProviderFile. */
@@ -473,21 +441,6 @@ function parseStatus(text: string): { code?: string; message?: string; status?: 
 function header(res: Dispatcher.ResponseData, name: string): string | undefined {
   const value = res.headers[name]
   return Array.isArray(value) ? value[0] : value
-}
-
-async function readCapped(body: Readable, cap: number): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body) {
-    const buf = chunk as Buffer
-    chunks.push(buf)
-    size += buf.length
-    if (size >= cap) {
-      body.destroy()
-      break
-    }
-  }
-  return Buffer.concat(chunks).subarray(0, cap).toString('utf8')
 }
 
 /** The Gemini kind: its wire has a single-file GET. */

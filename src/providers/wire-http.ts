@@ -1,0 +1,84 @@
+/**
+ * What every provider wire does the same way over undici, whatever its shapes: one keep-alive
+ * Agent per provider with idle timeouts, a transport failure as a provider error, a JSON answer
+ * read or its failure classified, an error body read up to a cap, and a close that cannot hang.
+ */
+import type { Readable } from 'node:stream'
+import { Agent, type Dispatcher } from 'undici'
+import { badResponse, networkError, timeoutError } from './errors.js'
+
+/** Error bodies are read up to this much; the rest is dropped. */
+export const ERROR_BODY_CAP = 64 * 1024
+
+/** undici idle timeouts bound a stall even after an attempt returned a streamed body. */
+export function wireAgent(idleTimeoutMs: number, connections: number): Agent {
+  return new Agent({
+    keepAliveTimeout: 10_000,
+    connections,
+    headersTimeout: idleTimeoutMs,
+    bodyTimeout: idleTimeoutMs,
+  })
+}
+
+/**
+ * Lets requests in flight finish, then destroys what is left after `graceMs` (an unread
+ * content body, a hung upstream) so shutdown cannot hang on a provider.
+ */
+export async function closeAgent(agent: Agent, graceMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const grace = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), graceMs)
+  })
+  const outcome = await Promise.race([agent.close().then(() => 'closed' as const), grace])
+  clearTimeout(timer)
+  if (outcome === 'late') await agent.destroy()
+}
+
+/** A request that failed before an answer: an idle timeout, or the provider (or the path to it) failing. */
+export function transportError(
+  err: unknown,
+  signal: AbortSignal | undefined,
+  provider: string,
+  idleTimeoutMs: number,
+): unknown {
+  // Aborts are the caller's (or the attempt timer's) decision; resilience.ts tells them apart.
+  if (signal?.aborted) return err
+  const code = (err as { code?: string }).code
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return timeoutError(provider, idleTimeoutMs)
+  }
+  return networkError(provider, err)
+}
+
+/** A JSON answer; a stalled, cut or malformed body as the provider error it is. */
+export async function readJson(
+  res: Dispatcher.ResponseData,
+  provider: string,
+  idleTimeoutMs: number,
+): Promise<unknown> {
+  try {
+    return await res.body.json()
+  } catch (err) {
+    const code = (err as { code?: string }).code
+    if (code === 'UND_ERR_BODY_TIMEOUT') throw timeoutError(provider, idleTimeoutMs)
+    if (err instanceof SyntaxError) throw badResponse(provider, 'body is not JSON')
+    if ((err as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') throw err
+    throw networkError(provider, err)
+  }
+}
+
+/** At most `cap` bytes of a body as text; the rest is not read. */
+export async function readCapped(body: Readable, cap: number): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    const buf = chunk as Buffer
+    chunks.push(buf)
+    size += buf.length
+    if (size >= cap) {
+      body.destroy()
+      break
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, cap).toString('utf8')
+}
