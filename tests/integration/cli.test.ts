@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../../src/config.js'
+import { startFakeAnthropic } from '../fakes/anthropic-server.js'
 import {
   auth,
   build,
@@ -325,7 +326,16 @@ describe('filegate against Postgres and the fake providers', () => {
     const db = await createTestDatabase()
     t.after(() => db.drop())
     const fakes = await startFakes(t)
-    const env = { ...fakes.env, DATABASE_URL: db.url, API_KEYS: `acme:${testKeys.alice}` }
+    // Anthropic's wire (x-api-key, version and beta headers) is checked too; OpenAI has no key: skipped.
+    const anthropic = await startFakeAnthropic()
+    t.after(() => anthropic.close())
+    const env = {
+      ...fakes.env,
+      ANTHROPIC_API_KEY: anthropic.apiKey,
+      ANTHROPIC_BASE_URL: anthropic.baseUrl,
+      DATABASE_URL: db.url,
+      API_KEYS: `acme:${testKeys.alice}`,
+    }
 
     const unmigrated = await filegate(t, ['doctor'], env)
     assert.equal(unmigrated.code, 1, unmigrated.stdout)
@@ -343,8 +353,11 @@ describe('filegate against Postgres and the fake providers', () => {
         ['OK', 'schema'],
         ['OK', 'provider kimi'],
         ['OK', 'provider glm'],
+        ['SKIP', 'provider openai'],
+        ['OK', 'provider anthropic'],
       ],
     )
+    assert.ok(anthropic.requests.list >= 1, 'an authenticated Anthropic list call')
     assert.ok(fakes.kimi.requests.list >= 1 && fakes.glm.requests.list >= 1, 'one authenticated call each')
     assert.ok(!healthy.stdout.includes(fakeKeys.kimi), 'no key in the output')
 
