@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../../src/config.js'
+import { startFakeAnthropic } from '../fakes/anthropic-server.js'
 import { startFakeGemini } from '../fakes/gemini-server.js'
 import {
   auth,
@@ -326,10 +327,16 @@ describe('filegate against Postgres and the fake providers', () => {
     const db = await createTestDatabase()
     t.after(() => db.drop())
     const fakes = await startFakes(t)
+    // Anthropic's wire (x-api-key, version and beta headers) and Gemini's (x-goog-api-key, its own
+    // client) are checked too; OpenAI has no key: skipped.
+    const anthropic = await startFakeAnthropic()
+    t.after(() => anthropic.close())
     const gemini = await startFakeGemini()
     t.after(() => gemini.close())
     const env = {
       ...fakes.env,
+      ANTHROPIC_API_KEY: anthropic.apiKey,
+      ANTHROPIC_BASE_URL: anthropic.baseUrl,
       GEMINI_API_KEY: gemini.apiKey,
       GEMINI_BASE_URL: gemini.baseUrl,
       DATABASE_URL: db.url,
@@ -352,9 +359,12 @@ describe('filegate against Postgres and the fake providers', () => {
         ['OK', 'schema'],
         ['OK', 'provider kimi'],
         ['OK', 'provider glm'],
+        ['SKIP', 'provider openai'],
+        ['OK', 'provider anthropic'],
         ['OK', 'provider gemini'],
       ],
     )
+    assert.ok(anthropic.requests.list >= 1, 'an authenticated Anthropic list call')
     assert.ok(fakes.kimi.requests.list >= 1 && fakes.glm.requests.list >= 1, 'one authenticated call each')
     assert.ok(gemini.requests.list >= 1, "Gemini's key is checked through its own wire")
     assert.ok(!healthy.stdout.includes(fakeKeys.kimi), 'no key in the output')
