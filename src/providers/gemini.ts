@@ -55,6 +55,8 @@ import { closeAgent, ERROR_BODY_CAP, readCapped, readJson, transportError, wireA
 /** The chunk size of the resumable upload: 8 MiB, a multiple of the 256 KiB granularity Google asks for. */
 export const GEMINI_CHUNK_BYTES = 8 * 1024 * 1024
 
+const MIME = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/i
+
 /** filegate's one purpose for Gemini files (Gemini has none; see gemini-facts.ts). */
 export const GEMINI_PURPOSE = 'file'
 
@@ -201,7 +203,8 @@ export class GeminiClient implements ProviderWire {
         if (last) throw badResponse(this.#o.provider, 'the final chunk was not answered with a file')
       }
     } finally {
-      // A file source is closed; a client's stream is left to its owner, which ends it on failure.
+      // Ends the source: a file stream is closed; a streamed body given up on is destroyed, as the
+      // multipart body of the other wires does (its sender sees the upload fail).
       await reader.close().catch(() => {})
     }
   }
@@ -271,7 +274,8 @@ export class GeminiClient implements ProviderWire {
       'content-type': 'application/json',
       'x-goog-upload-protocol': 'resumable',
       'x-goog-upload-command': 'start',
-      'x-goog-upload-header-content-type': input.mimeType,
+      // A client's type that is not a plain media type goes as octet-stream, never into a header raw.
+      'x-goog-upload-header-content-type': MIME.test(input.mimeType) ? input.mimeType : 'application/octet-stream',
     }
     // A streamed-through body's size is known only at its end: the header is then left out, and
     // the finalizing chunk tells the size.

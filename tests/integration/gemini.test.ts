@@ -161,6 +161,26 @@ describe('gemini: resumed chunks', () => {
     assert.equal(upload?.wireBytes, content.length + (GEMINI_CHUNK_BYTES - kept))
   })
 
+  test('when the resumes within one attempt run out, the next attempt resumes the same session from the reported offset', async (t) => {
+    const ctx = await setup(t, { RETRY_MAX_ATTEMPTS: '2' })
+    if (!ctx) return
+    const content = randomBytes(GEMINI_CHUNK_BYTES + 2 * MiB)
+    const kept = 2 * MiB
+    // The first chunk breaks off after 2 MiB; the one resume this attempt has fails as well.
+    ctx.gemini.interruptNextChunkAfter(kept)
+    ctx.gemini.failNext(1, 503, 'chunk')
+    const res = await postFile(ctx.app, freshTenant(), toGemini(content, 'twice.pdf'))
+    assert.equal(res.statusCode, 201, res.body)
+    assert.equal(ctx.gemini.uploads[0]?.sha256, sha256(content), 'the file arrived whole')
+    assert.equal(ctx.gemini.requests.start, 1, 'one session for both attempts')
+    assert.equal(ctx.gemini.requests.query, 2, 'each resume asked where to go on')
+    const [offsets] = [...ctx.gemini.offsets.values()]
+    // Attempt 1: the chunk at 0 (cut at 2 MiB), its resume at 2 MiB refused before the fake records
+    // it; attempt 2 reads the file again from 2 MiB: the 8 MiB left, one finalizing chunk.
+    assert.deepEqual(offsets, [0, kept])
+    assert.equal(ctx.gemini.uploads[0]?.wireBytes, content.length + (GEMINI_CHUNK_BYTES - kept))
+  })
+
   test('a body streamed through (X-Content-SHA256) is resumed too, from the chunk held in memory', async (t) => {
     const ctx = await setup(t)
     if (!ctx) return
