@@ -15,7 +15,8 @@
  *   3. A chunk that fails (5xx, 429, a broken connection) is not sent again from its start, nor the
  *      file from zero: `X-Goog-Upload-Command: query` asks how many bytes the session holds
  *      (`x-goog-upload-size-received`), and the rest of the chunk is sent from there.
- * At most one chunk is in memory: it is what makes step 3 possible for every source. A file or an
+ * At most one chunk is in memory (a spooled file is read into it with positioned reads, no stream
+ * buffers between): it is what makes step 3 possible for every source. A file or an
  * in-memory buffer can also be read again from any offset, so when the resumes within one attempt
  * run out, the adapter's next attempt (same session, kept in UploadProgress) resumes from the
  * offset the server reports. A streamed body cannot be rewound: it gets one attempt (the one-shot
@@ -24,7 +25,7 @@
  * server reports fewer bytes than the chunk's start (it lost confirmed data), a streamed upload
  * fails; a file or buffer upload goes on from there on its next attempt.
  */
-import { createReadStream } from 'node:fs'
+import { type FileHandle, open } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Agent, Dispatcher } from 'undici'
 import { request } from 'undici'
@@ -80,17 +81,115 @@ export const geminiErrors: ErrorDialect = (e) => {
 
 type Source = UploadInput['source']
 
+/** Where a chunk's bytes come from: `fill` fills `into` and answers how many it put there. */
+interface ChunkSource {
+  /** Fewer than `into.length` only at the end of the source. */
+  fill(into: Buffer): Promise<number>
+  /** Whether nothing follows (asked only when the size is unknown and a chunk came out full). */
+  atEnd(): Promise<boolean>
+  close(): Promise<void>
+}
+
+/**
+ * A spooled file, read with positioned reads straight into the chunk buffer: no read-stream buffers
+ * in between, so a Gemini upload makes no garbage on the reading side at all.
+ */
+function fileChunks(path: string, offset: number): ChunkSource {
+  let handle: Promise<FileHandle> | undefined
+  let position = offset
+  const opened = () => {
+    handle ??= open(path, 'r')
+    return handle
+  }
+  return {
+    async fill(into) {
+      const fh = await opened()
+      let filled = 0
+      while (filled < into.length) {
+        const { bytesRead } = await fh.read(into, filled, into.length - filled, position)
+        if (bytesRead === 0) break
+        filled += bytesRead
+        position += bytesRead
+      }
+      return filled
+    },
+    // A file source's size is known, so this is not asked of it; answered all the same.
+    atEnd: async () => (await (await opened()).stat()).size <= position,
+    async close() {
+      if (handle) await (await handle).close()
+    },
+  }
+}
+
+/** An in-memory buffer or a one-shot stream, piece by piece, a piece that does not fit carried over. */
+function pieceChunks(pieces: AsyncIterable<Buffer>): ChunkSource {
+  const iterator = pieces[Symbol.asyncIterator]()
+  let carry: Buffer | undefined
+  let done = false
+  const piece = async (): Promise<Buffer | undefined> => {
+    if (carry) {
+      const next = carry
+      carry = undefined
+      return next
+    }
+    if (done) return undefined
+    const next = await iterator.next()
+    if (next.done) {
+      done = true
+      return undefined
+    }
+    return next.value
+  }
+  return {
+    async fill(into) {
+      let filled = 0
+      while (filled < into.length) {
+        const next = await piece()
+        if (next === undefined) break
+        const take = Math.min(next.length, into.length - filled)
+        next.copy(into, filled, 0, take)
+        filled += take
+        if (take < next.length) carry = next.subarray(take)
+      }
+      return filled
+    },
+    // Look one piece ahead; it is kept for the next chunk.
+    async atEnd() {
+      const next = await piece()
+      if (next === undefined) return true
+      carry = next
+      return false
+    },
+    async close() {
+      await iterator.return?.()
+    },
+  }
+}
+
+/** The source's bytes from `offset` on: a file or buffer from anywhere, a stream only from its start. */
+function chunkSource(source: Source, offset: number): ChunkSource {
+  if (source.kind === 'file') return fileChunks(source.path, offset)
+  if (source.kind === 'buffer') {
+    const rest = source.buffer.subarray(offset)
+    return pieceChunks(
+      (async function* () {
+        yield rest
+      })(),
+    )
+  }
+  if (offset !== 0) throw new Error('a streamed body cannot be resumed past its start')
+  return pieceChunks(source.stream)
+}
+
 /** Reads a source into chunks of at most GEMINI_CHUNK_BYTES, one buffer reused for all of them. */
 class ChunkReader {
-  readonly #pieces: AsyncIterator<Buffer>
+  readonly #source: ChunkSource
   readonly #total: number | undefined
   readonly #buffer: Buffer
-  #carry: Buffer | undefined
-  #done = false
-  #read = 0
+  #read: number
 
-  constructor(pieces: AsyncIterable<Buffer>, startOffset: number, total: number | undefined) {
-    this.#pieces = pieces[Symbol.asyncIterator]()
+  constructor(source: ChunkSource, startOffset: number, total: number | undefined) {
+    this.#source = source
     this.#total = total
     this.#read = startOffset
     const size =
@@ -100,58 +199,18 @@ class ChunkReader {
 
   /** The next chunk (a view of the shared buffer, valid until the next call) and whether it is the last. */
   async next(): Promise<{ chunk: Buffer; last: boolean }> {
-    let filled = 0
-    while (filled < this.#buffer.length) {
-      const piece = await this.#piece()
-      if (piece === undefined) break
-      const take = Math.min(piece.length, this.#buffer.length - filled)
-      piece.copy(this.#buffer, filled, 0, take)
-      filled += take
-      if (take < piece.length) this.#carry = piece.subarray(take)
-    }
+    const filled = await this.#source.fill(this.#buffer)
     this.#read += filled
     const last =
-      this.#total !== undefined ? this.#read >= this.#total : filled < this.#buffer.length || (await this.#atEnd())
+      this.#total !== undefined
+        ? this.#read >= this.#total || filled < this.#buffer.length
+        : filled < this.#buffer.length || (await this.#source.atEnd())
     return { chunk: this.#buffer.subarray(0, filled), last }
   }
 
-  async close(): Promise<void> {
-    await this.#pieces.return?.()
+  close(): Promise<void> {
+    return this.#source.close()
   }
-
-  async #piece(): Promise<Buffer | undefined> {
-    if (this.#carry) {
-      const piece = this.#carry
-      this.#carry = undefined
-      return piece
-    }
-    if (this.#done) return undefined
-    const next = await this.#pieces.next()
-    if (next.done) {
-      this.#done = true
-      return undefined
-    }
-    return next.value
-  }
-
-  /** With the size unknown, a full chunk is the last only if nothing follows: look one piece ahead. */
-  async #atEnd(): Promise<boolean> {
-    const piece = await this.#piece()
-    if (piece === undefined) return true
-    this.#carry = piece
-    return false
-  }
-}
-
-/** The source's bytes from `offset` on: a file or buffer from anywhere, a stream only from its start. */
-function piecesFrom(source: Source, offset: number): AsyncIterable<Buffer> {
-  if (source.kind === 'file') return createReadStream(source.path, { start: offset })
-  if (source.kind === 'buffer')
-    return (async function* () {
-      yield source.buffer.subarray(offset)
-    })()
-  if (offset !== 0) throw new Error('a streamed body cannot be resumed past its start')
-  return source.stream
 }
 
 export interface GeminiClientOptions extends WireOptions {
@@ -192,7 +251,7 @@ export class GeminiClient implements ProviderWire {
     progress.sessionUrl ??= await this.#start(input, signal)
     progress.confirmedBytes = offset
     const sessionUrl = progress.sessionUrl
-    const reader = new ChunkReader(piecesFrom(source, offset), offset, source.bytes)
+    const reader = new ChunkReader(chunkSource(source, offset), offset, source.bytes)
     try {
       for (;;) {
         const { chunk, last } = await reader.next()

@@ -11,8 +11,10 @@
  * Profile (with --expose-gc and a gc() before each sample): live array buffers stay at 1-12 MB
  * and RSS within ~20 MB of the baseline for the whole upload, whatever the file size; without
  * forced collections the peak is garbage awaiting V8's external-memory GC (per-read socket and
- * file buffers), 17-47 MB over ten runs. Nothing in the path holds the file. To Gemini, +18 and +26 MB in
- * two runs (its chunk buffer, 8 MiB, included).
+ * file buffers), 17-47 MB over ten runs. Nothing in the path holds the file. To Gemini the spooled
+ * file is read with positioned reads straight into the one 8 MiB chunk buffer (no read-stream
+ * buffers): +15 to +16 MB in three runs alone, +55 MB once in the full suite under load, before that
+ * change.
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
