@@ -25,6 +25,9 @@ export const FileSchema = Type.Object(
     deleted_at: Nullable(Timestamp),
     deletion_reason: Nullable(DeletionReasonSchema),
     provider_deleted: Type.Boolean({ description: 'false while the provider delete is still pending' }),
+    original_stored: Type.Boolean({
+      description: 'The original bytes are kept (ORIGINALS_URL): the provider copy can be remade from them',
+    }),
     deduplicated: Type.Optional(Type.Boolean({ description: 'On upload responses: answered from a live duplicate' })),
   },
   {
@@ -50,6 +53,7 @@ export const FileSchema = Type.Object(
         deleted_at: null,
         deletion_reason: null,
         provider_deleted: false,
+        original_stored: true,
         deduplicated: false,
       },
     ],

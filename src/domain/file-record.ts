@@ -26,6 +26,7 @@ export interface FileRow {
   deleted_at: string | null
   deletion_reason: DeletionReason | null
   provider_deleted: boolean
+  original_stored: boolean
   provider_deleted_at: string | null
   delete_attempts: number
   last_delete_error: string | null
@@ -66,6 +67,7 @@ export function toFileObject(row: FileRow, deduplicated?: boolean): FileObject {
     deleted_at: isoOrNull(row.deleted_at),
     deletion_reason: row.deletion_reason,
     provider_deleted: row.provider_deleted,
+    original_stored: row.original_stored ?? false,
     ...(deduplicated === undefined ? {} : { deduplicated }),
   }
 }
