@@ -149,6 +149,19 @@ begin
 end
 $$;
 
+-- The dry run's view of claim_original_deletes: what it would claim now, read only.
+create or replace function find_original_deletes(p_grace_seconds integer, p_limit integer) returns jsonb
+language sql stable set timezone to 'UTC' as $$
+  select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) from (
+    select o.tenant_id, o.sha256, o.bytes, o.stored_at is not null as stored from file_originals o
+     where o.last_referenced_at <= now() - make_interval(secs => p_grace_seconds)
+       and (o.deleting_until is null or o.deleting_until <= now())
+       and not filegate_original_in_use(o.tenant_id, o.sha256)
+     order by o.last_referenced_at
+     limit p_limit
+  ) c
+$$;
+
 -- The object is removed: the row goes, unless an upload has referenced it again meanwhile (then
 -- the delete's lease was cleared and the row stays: the upload rewrites the object).
 create or replace function finish_original_delete(p_tenant_id text, p_sha256 text) returns jsonb
@@ -179,6 +192,22 @@ language sql stable as $$
   select coalesce(jsonb_agg(jsonb_build_object('tenant_id', k.tenant_id, 'sha256', k.sha256)), '[]'::jsonb)
     from jsonb_to_recordset(p_keys->'keys') as k(tenant_id text, sha256 text)
    where not exists (select 1 from file_originals o where o.tenant_id = k.tenant_id and o.sha256 = k.sha256)
+$$;
+
+-- An object no row knows, about to be removed: held like a claimed delete (a row with a delete
+-- lease, not stored) so that an upload referencing the same content meanwhile waits for the
+-- removal and then writes the object anew, instead of counting on an object that is going away.
+-- False when a row exists by now (an upload referenced it: the object is no longer unknown).
+create or replace function claim_unknown_original(p_tenant_id text, p_sha256 text, p_bytes bigint, p_lease_seconds integer)
+returns jsonb
+language sql set timezone to 'UTC' as $$
+  with i as (
+    insert into file_originals (tenant_id, sha256, bytes, deleting_until)
+    values (p_tenant_id, p_sha256, p_bytes, now() + make_interval(secs => p_lease_seconds))
+    on conflict (tenant_id, sha256) do nothing
+    returning 1
+  )
+  select to_jsonb(exists (select 1 from i))
 $$;
 
 -- filegate_originals_objects / filegate_originals_bytes
@@ -339,9 +368,11 @@ begin
     revoke execute on function complete_upload(uuid, uuid, text, bigint, boolean) from public, anon, authenticated;
     revoke execute on function filegate_original_in_use(text, text) from public, anon, authenticated;
     revoke execute on function claim_original_deletes(integer, integer, integer) from public, anon, authenticated;
+    revoke execute on function find_original_deletes(integer, integer) from public, anon, authenticated;
     revoke execute on function finish_original_delete(text, text) from public, anon, authenticated;
     revoke execute on function release_original_delete(text, text) from public, anon, authenticated;
     revoke execute on function unknown_originals(jsonb) from public, anon, authenticated;
+    revoke execute on function claim_unknown_original(text, text, bigint, integer) from public, anon, authenticated;
     revoke execute on function originals_usage() from public, anon, authenticated;
     revoke execute on function claim_heal(text, uuid, integer) from public, anon, authenticated;
     revoke execute on function renew_heal(uuid, uuid, integer) from public, anon, authenticated;

@@ -6,6 +6,7 @@ import { FileStatusSchema } from '../../src/schemas.js'
 import { handleUpload, skipBodyValidation } from '../intake.js'
 import { FileRef, FileSchema, problems, SafeText } from '../schemas.js'
 import { sendContent } from './content-reply.js'
+import originalsRoutes from './originals.js'
 
 const UploadBody = Type.Object(
   {
@@ -52,6 +53,7 @@ const Sha256Header = Type.Object({
 
 const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.js').Config }> = async (app) => {
   app.addSchema(FileSchema)
+  await app.register(originalsRoutes)
 
   app.post(
     '/v1/files',

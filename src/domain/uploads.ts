@@ -11,11 +11,14 @@
  * provider copy recorded as an orphan tombstone, deleted right away.
  */
 import { randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import { hostname } from 'node:os'
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { type Config, tenantQuotaOf } from '../config.js'
 import { AppError, errors, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
+import type { OriginalsStore, StagedOriginal } from '../originals/index.js'
 import { purposeRule } from '../providers/catalog.js'
 import { isProviderError } from '../providers/errors.js'
 import type { UploadInput } from '../providers/types.js'
@@ -28,7 +31,9 @@ import {
   completeUpload,
   failUpload,
   getFile,
+  markOriginalStored,
   type QuotaUsage,
+  referenceOriginal,
   renewUploadClaim,
 } from '../store/queries.js'
 import { createDedupProber, type DedupProber } from './dedup-probe.js'
@@ -44,6 +49,13 @@ export interface FileMeta {
   metadata: Record<string, unknown>
   expiresInSeconds: number | undefined
 }
+
+/**
+ * Where the upload's original comes from, when originals are kept: `staged` = the request body was
+ * staged while it streamed (committed after the claim); `kept` = the content is already in the
+ * originals store (a copy from it: referenced, nothing written unless a delete took it meanwhile).
+ */
+export type OriginalSource = { kind: 'staged'; staged: StagedOriginal } | { kind: 'kept' }
 
 export interface UploadResult {
   file: FileObject
@@ -97,6 +109,8 @@ export interface UploadDeps {
   deletion: DeletionDeps
   /** Hears of each row that settled, so that uploads waiting on it look again at once. */
   waiters: SettleWaiters
+  /** ORIGINALS_URL's store; undefined when originals are not kept. */
+  originals?: OriginalsStore | undefined
 }
 
 export class Uploads {
@@ -107,7 +121,13 @@ export class Uploads {
   }
 
   /** Upload from a spooled temp file: retries are possible, and `auto` may fall back. */
-  async uploadSpooled(tenant: string, plan: UploadPlan, meta: FileMeta, spool: SpooledFile): Promise<UploadResult> {
+  async uploadSpooled(
+    tenant: string,
+    plan: UploadPlan,
+    meta: FileMeta,
+    spool: SpooledFile,
+    original?: OriginalSource,
+  ): Promise<UploadResult> {
     if (spool.bytes === 0) throw errors.emptyFile()
     const candidates = candidatesFor(plan, spool.bytes)
     // The batched probe first: a hit (the common case for a re-sent file) then costs a share of
@@ -118,7 +138,7 @@ export class Uploads {
     for (const candidate of candidates) {
       try {
         const job = this.job(tenant, candidate, meta, spool.sha256, spool.bytes)
-        return await this.upload(job, { kind: 'spooled', spool })
+        return await this.upload(job, { kind: 'spooled', spool }, original)
       } catch (err) {
         lastError = err
         if (!plan.auto || !canFallBack(err)) throw err
@@ -159,12 +179,13 @@ export class Uploads {
   }
 
   /** Claim → put → settle; a claim lost while putting (taken over) is claimed again. */
-  private async upload(job: UploadJob, body: UploadBody): Promise<UploadResult> {
+  private async upload(job: UploadJob, body: UploadBody, original?: OriginalSource): Promise<UploadResult> {
     for (;;) {
       const claim = await this.claim(job)
       if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, job.bytes || Number(claim.file.bytes))
+      if (original) await this.keepOriginal(job, claim, body, original)
       const sent = await this.put(job, claim, body)
-      const settled = await this.settle(job, claim, body, sent)
+      const settled = await this.settle(job, claim, body, sent, original !== undefined)
       if (settled) return settled
       if (Date.now() > job.deadline) throw timeoutWaiting()
     }
@@ -295,6 +316,7 @@ export class Uploads {
     claim: Claimed,
     body: UploadBody,
     sent: Sent,
+    originalStored = false,
   ): Promise<UploadResult | undefined> {
     const { store, metrics, waiters } = this.deps
     const provider = job.candidate.config.name
@@ -307,7 +329,7 @@ export class Uploads {
       if (tomb) await deleteAtProvider(this.deps.deletion, tomb)
       throw verdict
     }
-    const done = await completeUpload(store, ref, { providerFileId: sent.id, bytes: verdict })
+    const done = await completeUpload(store, ref, { providerFileId: sent.id, bytes: verdict, originalStored })
     waiters.notify(ref.id)
     if (done.outcome === 'completed') {
       metrics.uploadBytes.inc({ provider, status: 'success' }, verdict)
@@ -315,6 +337,37 @@ export class Uploads {
     }
     if (done.orphan) await deleteAtProvider(this.deps.deletion, done.orphan)
     return undefined
+  }
+
+  /**
+   * Step 1½ (originals kept): references the original under the claim, so the originals job can no
+   * longer pick it (the claimed row uses its content); a delete already holding it is waited out.
+   * A `kept` original that a delete removed meanwhile is written again from the spooled bytes, which
+   * were read through the store's verifying read. Failing here fails the claim: nothing was sent.
+   */
+  private async keepOriginal(job: UploadJob, claim: Claimed, body: UploadBody, original: OriginalSource) {
+    const { store, originals } = this.deps
+    const key = { tenantId: job.tenant, sha256: job.sha256 }
+    try {
+      if (!originals) throw new Error('no originals store')
+      for (;;) {
+        const ref = await referenceOriginal(store, key, job.bytes)
+        if (ref.outcome === 'deleting') {
+          if (Date.now() > job.deadline) throw timeoutWaiting()
+          await sleep(Math.min(Math.max(Date.parse(ref.until) - Date.now(), settlePollMs), settlePollMs * 5))
+          continue
+        }
+        if (ref.stored && original.kind === 'kept') return
+        const staged = original.kind === 'staged' ? original.staged : await originals.stage(job.tenant, reread(body))
+        await staged.commit(job.sha256)
+        await markOriginalStored(store, key)
+        return
+      }
+    } catch (err) {
+      await failUpload(store, claimRef(claim), { error: describe(err) })
+      this.deps.waiters.notify(claim.file.id)
+      throw isAppError(err) ? err : errors.originalsUnavailable(err)
+    }
   }
 
   /**
@@ -344,6 +397,12 @@ export class Uploads {
     }
     throw timeoutWaiting()
   }
+}
+
+/** A spooled body read again from the start (to write its original anew). */
+function reread(body: UploadBody): Readable {
+  if (body.kind !== 'spooled') throw new Error('only a spooled body can be read again')
+  return body.spool.buffer ? Readable.from([body.spool.buffer]) : createReadStream(body.spool.path)
 }
 
 const claimRef = (claim: Claimed): ClaimRef => ({ id: claim.file.id, claimToken: claim.claim_token })

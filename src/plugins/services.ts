@@ -20,6 +20,7 @@ export default fp(
       providers: app.providers,
       config: opts.config,
       metrics: app.metrics,
+      originals: app.originals,
     })
     app.decorate('files', files)
     app.decorate(
@@ -31,6 +32,8 @@ export default fp(
         metrics: app.metrics,
         deletion: files.deletionDeps,
         log: app.log,
+        originals: app.originals,
+        healer: files.healer,
       }),
     )
 
@@ -41,5 +44,8 @@ export default fp(
       if (app.readiness.schemaReady) await files.refreshUsageGauges().catch(() => {})
     })
   },
-  { name: 'filegate-services', dependencies: ['filegate-store', 'filegate-providers', 'filegate-metrics'] },
+  {
+    name: 'filegate-services',
+    dependencies: ['filegate-store', 'filegate-providers', 'filegate-metrics', 'filegate-originals'],
+  },
 )

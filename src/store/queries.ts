@@ -418,6 +418,14 @@ export function claimOriginalDeletes(
   })
 }
 
+/** What claimOriginalDeletes would claim now, read only (the dry run). */
+export function findOriginalDeletes(
+  store: StorePort,
+  a: { graceSeconds: number; limit: number },
+): Promise<OriginalToDelete[]> {
+  return store.call('find_original_deletes', { p_grace_seconds: a.graceSeconds, p_limit: a.limit })
+}
+
 /** The object is removed; false when an upload referenced the original again meanwhile. */
 export function finishOriginalDelete(store: StorePort, ref: OriginalRef): Promise<boolean> {
   return store.call('finish_original_delete', { p_tenant_id: ref.tenantId, p_sha256: ref.sha256 })
@@ -434,6 +442,20 @@ export function unknownOriginals(
 ): Promise<Array<{ tenant_id: string; sha256: string }>> {
   // An object, not an array: the Postgres drivers would send a JS array as a Postgres array.
   return store.call('unknown_originals', { p_keys: { keys } })
+}
+
+/** Holds an object no row knows for its removal (a row with a delete lease); false when a row exists by now. */
+export function claimUnknownOriginal(
+  store: StorePort,
+  ref: OriginalRef,
+  a: { bytes: number; leaseSeconds: number },
+): Promise<boolean> {
+  return store.call('claim_unknown_original', {
+    p_tenant_id: ref.tenantId,
+    p_sha256: ref.sha256,
+    p_bytes: a.bytes,
+    p_lease_seconds: a.leaseSeconds,
+  })
 }
 
 export const originalsUsage = (store: StorePort): Promise<{ objects: number; bytes: number }> =>
