@@ -24,13 +24,18 @@ import {
 
 const database = useFileDatabase()
 const skip = await postgresSuiteSkip()
+const db = () => {
+  const d = database()
+  if (!d) throw new Error('no test database')
+  return d
+}
 
 const content = (label: string) => Buffer.from(`${label} ${randomBytes(8).toString('hex')}\n`)
 
 describe('POST /v1/files/{id}/copies', { skip }, () => {
   it('puts the same content at another provider without the client sending it: 201, then 200 deduplicated', async (t) => {
     if (!(await requirePostgres(t))) return
-    const ctx = await keptApp(t, database()!)
+    const ctx = await keptApp(t, db())
     const tenant = freshTenant('copy')
     const bytes = content('copy me')
     const source = await uploadKept(ctx, tenant, bytes, [
@@ -72,11 +77,15 @@ describe('POST /v1/files/{id}/copies', { skip }, () => {
 
   it('applies the target provider limits: 413 and 415, nothing sent', async (t) => {
     if (!(await requirePostgres(t))) return
-    const ctx = await keptApp(t, database()!, { env: { GLM_MAX_FILE_BYTES: '64' } })
+    const ctx = await keptApp(t, db(), { env: { GLM_MAX_FILE_BYTES: '64' } })
     const tenant = freshTenant('copy-limits')
     const source = await uploadKept(ctx, tenant, Buffer.alloc(200, 'a'))
 
-    const tooLarge = assertProblem(await copy(ctx.app, as(tenant), source.id, { provider: 'glm' }), 413, 'FILE_TOO_LARGE')
+    const tooLarge = assertProblem(
+      await copy(ctx.app, as(tenant), source.id, { provider: 'glm' }),
+      413,
+      'FILE_TOO_LARGE',
+    )
     assert.equal(tooLarge.provider, 'glm')
     // GLM's file-extract takes pdf, docx, ... but not txt (docs.bigmodel.cn 上传文件).
     const small = await uploadKept(ctx, tenant, Buffer.from('small text'))
@@ -100,7 +109,7 @@ describe('POST /v1/files/{id}/copies', { skip }, () => {
 
   it('answers 409 ORIGINAL_UNAVAILABLE without an original, 404 for another tenant, and for a deleted file', async (t) => {
     if (!(await requirePostgres(t))) return
-    const off = await keptApp(t, database()!, { off: true })
+    const off = await keptApp(t, db(), { off: true })
     const tenant = freshTenant('copy-none')
     const plain = await postFile(off.app, tenant, [['provider', 'kimi'], filePart('kept nowhere')])
     assert.equal(plain.statusCode, 201)
@@ -108,19 +117,22 @@ describe('POST /v1/files/{id}/copies', { skip }, () => {
     assertProblem(await copy(off.app, as(tenant), id, { provider: 'glm' }), 409, 'ORIGINAL_UNAVAILABLE')
 
     // Originals on, but this row's content was never kept.
-    const on = await keptApp(t, database()!)
+    const on = await keptApp(t, db())
     assertProblem(await copy(on.app, as(tenant), id, { provider: 'glm' }), 409, 'ORIGINAL_UNAVAILABLE')
 
     const kept = await uploadKept(on, tenant, content('mine'))
     assertProblem(await copy(on.app, as(freshTenant('other')), kept.id, { provider: 'glm' }), 404, 'NOT_FOUND')
-    assert.equal((await on.app.inject({ method: 'DELETE', url: `/v1/files/${kept.id}`, headers: as(tenant) })).statusCode, 200)
+    assert.equal(
+      (await on.app.inject({ method: 'DELETE', url: `/v1/files/${kept.id}`, headers: as(tenant) })).statusCode,
+      200,
+    )
     assertProblem(await copy(on.app, as(tenant), kept.id, { provider: 'glm' }), 409, 'ORIGINAL_UNAVAILABLE')
     assert.equal(on.fakes.glm.uploads.length + off.fakes.glm.uploads.length, 0)
   })
 
   it('never sends a corrupt or missing original: 409, nothing at the target', async (t) => {
     if (!(await requirePostgres(t))) return
-    const ctx = await keptApp(t, database()!)
+    const ctx = await keptApp(t, db())
     const tenant = freshTenant('copy-corrupt')
     const bytes = content('to be damaged')
     const source = await uploadKept(ctx, tenant, bytes)
@@ -128,7 +140,11 @@ describe('POST /v1/files/{id}/copies', { skip }, () => {
     const damaged = Buffer.from(bytes)
     damaged[0] = damaged[0] === 0x41 ? 0x42 : 0x41
     await ctx.corrupt(tenant, source.sha256, damaged)
-    const body = assertProblem(await copy(ctx.app, as(tenant), source.id, { provider: 'glm' }), 409, 'ORIGINAL_UNAVAILABLE')
+    const body = assertProblem(
+      await copy(ctx.app, as(tenant), source.id, { provider: 'glm' }),
+      409,
+      'ORIGINAL_UNAVAILABLE',
+    )
     assert.match(String(body.detail), /SHA-256/)
     assert.equal(ctx.fakes.glm.uploads.length, 0, 'nothing was sent')
     assert.equal(ctx.fakes.glm.requests.upload, 0, 'not even an attempt')
@@ -141,7 +157,7 @@ describe('POST /v1/files/{id}/copies', { skip }, () => {
 
   it('copies from an original kept on an S3-protocol server (s3rver)', async (t) => {
     if (!(await requirePostgres(t))) return
-    const ctx = await keptApp(t, database()!, { kind: 's3' })
+    const ctx = await keptApp(t, db(), { kind: 's3' })
     const tenant = freshTenant('copy-s3')
     // Larger than the in-memory spool: the copy is spooled to a file.
     const bytes = Buffer.from(randomBytes(150 * 1024).toString('hex'))

@@ -136,7 +136,10 @@ export async function uploadKept(
 }
 
 /** The row's provider id history, oldest first. */
-export async function historyOf(ctx: KeptContext, id: string): Promise<Array<{ provider_file_id: string; reason: string }>> {
+export async function historyOf(
+  ctx: KeptContext,
+  id: string,
+): Promise<Array<{ provider_file_id: string; reason: string }>> {
   const [row] = await ctx.sql<Array<{ h: Array<{ provider_file_id: string; reason: string }> }>>`
     select provider_file_id_history as h from provider_file_uploads where id = ${id}`
   return row?.h ?? []
@@ -152,5 +155,9 @@ export async function originalRow(ctx: { sql: postgres.Sql }, tenant: string, sh
 export const ensure = (app: FastifyInstance, headers: Record<string, string>, id: string) =>
   app.inject({ method: 'POST', url: `/v1/files/${id}/ensure`, headers })
 
-export const copy = (app: FastifyInstance, headers: Record<string, string>, id: string, body: Record<string, unknown>) =>
-  app.inject({ method: 'POST', url: `/v1/files/${id}/copies`, headers, payload: body })
+export const copy = (
+  app: FastifyInstance,
+  headers: Record<string, string>,
+  id: string,
+  body: Record<string, unknown>,
+) => app.inject({ method: 'POST', url: `/v1/files/${id}/copies`, headers, payload: body })
