@@ -1,6 +1,7 @@
 /**
  * A client generated from openapi.yaml (openapi-typescript types, openapi-fetch) drives the
- * running service over real HTTP: upload, dedup, list, get, errors, delete and cleanup. This
+ * running service over real HTTP: upload, dedup, list, get, errors, delete, cleanup, copies and
+ * ensure. This
  * file typechecks against tests/.generated/filegate-api.d.ts (npm run openapi:types), so a
  * document that stops matching what clients send or read fails `npm run typecheck` as well.
  */
@@ -11,8 +12,10 @@ import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import createClient from 'openapi-fetch'
 import { generateClientTypes, typesPath } from '../../scripts/openapi-types.js'
+import type { FileRow } from '../../src/domain/file-record.js'
 import type { components, paths } from '../.generated/filegate-api.js'
 import { build, fileDatabase, requirePostgres, startFakes, tempDir, testKeys } from '../helper.js'
+import { keepOriginalOf, keptApp } from './originals-kept-support.js'
 
 type FileObject = components['schemas']['File']
 type Problem = components['schemas']['Problem']
@@ -32,6 +35,49 @@ describe('typed client generated from openapi.yaml', () => {
   it('has its types generated from the committed document (else run npm run openapi:types)', async () => {
     const onDisk = await readFile(typesPath, 'utf8').catch(() => '')
     assert.equal(onDisk, await generateClientTypes(), `${typesPath} is stale: run npm run openapi:types`)
+  })
+
+  it('copies a file to another provider and ensures it after the provider forgot it (originals kept)', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const ctx = await keptApp(t, await fileDatabase(t))
+    await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+    const baseUrl = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`
+    const alice = createClient<paths>({ baseUrl, headers: { authorization: `Bearer ${testKeys.alice}` } })
+    const content = `typed client copies ${Date.now()}\n`
+    const created = await alice.POST('/v1/files', {
+      body: { provider: 'kimi', file: new File([content], 'notes.txt', { type: 'text/plain' }) },
+      bodySerializer: toFormData,
+    })
+    assert.equal(created.response.status, 201, JSON.stringify(created.error))
+    const file = created.data as FileObject
+    await keepOriginalOf(ctx, file as FileRow, Buffer.from(content))
+
+    const copied = await alice.POST('/v1/files/{id}/copies', {
+      params: { path: { id: file.id } },
+      body: { provider: 'glm', expires_in: 3600 },
+    })
+    assert.equal(copied.response.status, 201, JSON.stringify(copied.error))
+    assert.equal(copied.data?.provider, 'glm')
+    assert.equal(copied.data?.deduplicated, false)
+    assert.ok(copied.data?.expires_at)
+    const again = await alice.POST('/v1/files/{id}/copies', {
+      params: { path: { id: file.id } },
+      body: { provider: 'glm' },
+    })
+    assert.equal(again.response.status, 200)
+    assert.equal(again.data?.deduplicated, true)
+
+    ctx.fakes.kimi.forget(file.provider_file_id as string)
+    const ensured = await alice.POST('/v1/files/{id}/ensure', { params: { path: { id: file.id } } })
+    assert.equal(ensured.response.status, 200, JSON.stringify(ensured.error))
+    assert.equal(ensured.data?.id, file.id)
+    assert.notEqual(ensured.data?.provider_file_id, file.provider_file_id)
+
+    const missing = await alice.POST('/v1/files/{id}/ensure', {
+      params: { path: { id: '00000000-0000-4000-8000-000000000000' } },
+    })
+    assert.equal(missing.response.status, 404)
+    assert.equal(missing.error?.code, 'NOT_FOUND')
   })
 
   it('uploads, dedups, lists, gets, deletes and runs a cleanup against the running service', async (t) => {
