@@ -1,8 +1,7 @@
 /**
  * A client generated from openapi.yaml (openapi-typescript types, openapi-fetch) drives the
  * running service over real HTTP: upload, dedup, list, get, errors, delete, cleanup, copies and
- * ensure. This
- * file typechecks against tests/.generated/filegate-api.d.ts (npm run openapi:types), so a
+ * ensure. This file typechecks against tests/.generated/filegate-api.d.ts (npm run openapi:types), so a
  * document that stops matching what clients send or read fails `npm run typecheck` as well.
  */
 import assert from 'node:assert/strict'
