@@ -163,6 +163,12 @@ export class OriginalsSweep {
         t.candidates--
         return
       }
+      // Listed before another run removed it and forgot its row: gone already, nothing to remove.
+      if ((await this.deps.originals.stat({ tenant: o.tenant_id, sha256: o.sha256 }).catch(() => 0)) === null) {
+        await finishOriginalDelete(store, ref)
+        t.candidates--
+        return
+      }
       await this.remove(t, ref)
     })
     return unknown.length

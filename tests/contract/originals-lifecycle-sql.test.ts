@@ -8,10 +8,7 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import { applyMigrations, loadMigrations } from '../../src/store/migrations.js'
-import { createPgliteStore } from '../../src/store/pglite.js'
 import type { StorePort } from '../../src/store/port.js'
-import { createPostgresStore } from '../../src/store/postgres.js'
 import {
   claimHeal,
   claimOriginalDeletes,
@@ -30,37 +27,15 @@ import {
   softDeleteFile,
   unknownOriginals,
 } from '../../src/store/queries.js'
-import { createTestDatabase, isCI, postgresAvailable } from '../helper.js'
+import { isCI, postgresAvailable } from '../helper.js'
+import { openPglite, openPostgres } from './store-harness.js'
 
 const pgOk = await postgresAvailable()
 if (!pgOk && isCI) throw new Error('CI=true but Postgres is not reachable')
 
 const transports = [
-  {
-    name: 'pglite',
-    skip: false,
-    open: async () => {
-      const store = await createPgliteStore(undefined)
-      await applyMigrations(store.migrator as NonNullable<StorePort['migrator']>, await loadMigrations())
-      return { store, close: () => store.close() }
-    },
-  },
-  {
-    name: 'postgres',
-    skip: !pgOk,
-    open: async () => {
-      const db = await createTestDatabase('filegate_contract_orig')
-      const store = createPostgresStore(db.url)
-      await applyMigrations(store.migrator as NonNullable<StorePort['migrator']>, await loadMigrations())
-      return {
-        store,
-        close: async () => {
-          await store.close()
-          await db.drop()
-        },
-      }
-    },
-  },
+  { name: 'pglite', skip: false, open: openPglite },
+  { name: 'postgres', skip: !pgOk, open: () => openPostgres('filegate_contract_orig') },
 ]
 
 let seq = 0

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { postgresSuiteSkip, requirePostgres } from '../helper.js'
-import { copy, keptApp, originalRow, uploadKept } from './originals-kept-support.js'
+import { content, copy, keptApp, originalRow, uploadKept, useKeptDatabase } from './originals-kept-support.js'
 import {
   as,
   assertProblem,
@@ -19,18 +19,10 @@ import {
   rowsOf,
   sha256,
   spoolEntries,
-  useFileDatabase,
 } from './uploads-support.js'
 
-const database = useFileDatabase()
+const db = useKeptDatabase()
 const skip = await postgresSuiteSkip()
-const db = () => {
-  const d = database()
-  if (!d) throw new Error('no test database')
-  return d
-}
-
-const content = (label: string) => Buffer.from(`${label} ${randomBytes(8).toString('hex')}\n`)
 
 describe('POST /v1/files/{id}/copies', { skip }, () => {
   it('puts the same content at another provider without the client sending it: 201, then 200 deduplicated', async (t) => {

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { createOriginalsStore, type OriginalsStore } from '../../src/originals/index.js'
 import { fileDatabase, postgresSuiteSkip, requirePostgres, tempDir } from '../helper.js'
-import { ensure, historyOf, keptApp, uploadKept } from './originals-kept-support.js'
+import { content, ensure, historyOf, keptApp, uploadKept, useKeptDatabase } from './originals-kept-support.js'
 import {
   as,
   assertProblem,
@@ -23,18 +23,10 @@ import {
   rowsOf,
   sha256,
   spoolEntries,
-  useFileDatabase,
 } from './uploads-support.js'
 
-const database = useFileDatabase()
+const db = useKeptDatabase()
 const skip = await postgresSuiteSkip()
-const db = () => {
-  const d = database()
-  if (!d) throw new Error('no test database')
-  return d
-}
-
-const content = (label: string) => Buffer.from(`${label} ${randomBytes(8).toString('hex')}\n`)
 
 describe('POST /v1/files/{id}/ensure', { skip }, () => {
   it('answers the file as it is while the provider still has it: no upload', async (t) => {

@@ -6,7 +6,6 @@
  * of its own (the job looks at every tenant), real Postgres, fake providers, a local-directory store.
  */
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -20,12 +19,10 @@ import type { Tallies } from '../../src/domain/sweep-batches.js'
 import { Uploads } from '../../src/domain/uploads.js'
 import { createOriginalsStore, type OriginalsStore } from '../../src/originals/index.js'
 import { build, fileDatabase, postgresSuiteSkip, requirePostgres, tempDir, testConfig } from '../helper.js'
-import { copy, type KeptContext, keptApp, originalRow, uploadKept } from './originals-kept-support.js'
+import { content, copy, type KeptContext, keptApp, originalRow, uploadKept } from './originals-kept-support.js'
 import { as, eventually, freshTenant, routeStoreCalls, sha256 } from './uploads-support.js'
 
 const skip = await postgresSuiteSkip()
-
-const content = (label: string) => Buffer.from(`${label} ${randomBytes(8).toString('hex')}\n`)
 
 interface JobReport {
   status: string

@@ -10,6 +10,7 @@
  * the originals job whatever writes the originals.
  */
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -22,7 +23,7 @@ import type { OriginalsStore } from '../../src/originals/index.js'
 import { markOriginalStored, referenceOriginal } from '../../src/store/queries.js'
 import { startS3Server } from '../fakes/s3-server.js'
 import { build, type Fakes, startFakes, type TestDatabase, tempDir } from '../helper.js'
-import { type Part, postFile, sha256, shortTimeouts } from './uploads-support.js'
+import { type Part, postFile, sha256, shortTimeouts, useFileDatabase } from './uploads-support.js'
 
 export type StoreKind = 'file' | 's3'
 
@@ -41,6 +42,19 @@ export interface KeptContext {
 }
 
 type Test = { after(fn: () => Promise<void>): void }
+
+/** The test file's database (useFileDatabase), for tests that checked requirePostgres first. */
+export function useKeptDatabase(): () => TestDatabase {
+  const database = useFileDatabase()
+  return () => {
+    const db = database()
+    if (!db) throw new Error('no test database')
+    return db
+  }
+}
+
+/** Content no other test uploads. */
+export const content = (label: string) => Buffer.from(`${label} ${randomBytes(8).toString('hex')}\n`)
 
 /** The env of an originals store of `kind`, started (s3rver) or made (a directory) for this test. */
 export async function originalsEnv(
