@@ -6,6 +6,7 @@
 import type { Config } from '../config.js'
 import { isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
+import type { OriginalsStore } from '../originals/index.js'
 import { isProviderError } from '../providers/errors.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderContent } from '../providers/types.js'
@@ -14,6 +15,7 @@ import type { StorePort } from '../store/port.js'
 import { type DeletionDeps, deleteFile } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
 import { type LimitsDeps, providerLimits, refreshUsageGauges } from './limits.js'
+import { type OriginalBody, readOriginal, refreshOriginalsGauges } from './original-reads.js'
 import { type FilePage, type ListQuery, listPage, readContent, readRow, readRowByProviderId } from './reads.js'
 import { UploadReception, type UploadRequest } from './reception.js'
 import { SettleWaiters } from './settle-waiters.js'
@@ -28,6 +30,8 @@ export interface FileServiceDeps {
   providers: ProviderRegistry
   config: Config
   metrics: Metrics
+  /** The originals store (ORIGINALS_URL); undefined = originals are not kept. */
+  originals?: OriginalsStore | undefined
 }
 
 export class FileService {
@@ -39,7 +43,14 @@ export class FileService {
   constructor(private readonly deps: FileServiceDeps) {
     const { store, providers, config, metrics } = deps
     this.deletion = { store, providers, metrics, leaseSeconds: Math.ceil(config.timeouts.uploadMs / 1000) + 60 }
-    this.uploads = new Uploads({ store, config, metrics, deletion: this.deletion, waiters: this.waiters })
+    this.uploads = new Uploads({
+      store,
+      config,
+      metrics,
+      deletion: this.deletion,
+      waiters: this.waiters,
+      originals: deps.originals,
+    })
     this.limitsDeps = { store, providers, providerConfigs: config.providers, tenantQuotas: config.tenantQuotas }
   }
 
@@ -53,7 +64,7 @@ export class FileService {
 
   /** Takes in one upload body: the intake hands it the file part and the fields as it reads them. */
   receive(request: UploadRequest): UploadReception {
-    return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request)
+    return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request, this.deps.originals)
   }
 
   /** Counts a refusal made before any provider was involved (a validation failure, by its code). */
@@ -103,6 +114,17 @@ export class FileService {
 
   contentOf(row: FileRow): Promise<{ row: FileRow; content: ProviderContent }> {
     return readContent(this.deps.config.providers, this.deps.providers, row)
+  }
+
+  /** The original of a live file of the caller, verified as it streams (GET /v1/files/{id}/original). */
+  async original(tenant: string, id: string): Promise<{ row: FileRow; original: OriginalBody }> {
+    const row = await this.getRow(tenant, id)
+    return { row, original: await readOriginal(this.deps.originals, row) }
+  }
+
+  /** Refreshes the originals gauges (called on scrape, when originals are kept). */
+  refreshOriginalsGauges(): Promise<void> {
+    return refreshOriginalsGauges(this.deps.store, this.deps.metrics)
   }
 
   /** Per provider: limits, circuit state, the caller's usage; the account's usage for admin keys only. */
