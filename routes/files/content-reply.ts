@@ -37,7 +37,11 @@ export function sendContent(reply: FastifyReply, filename: string, content: Prov
 }
 
 /** A file's original, as the same kind of download, typed with the file's own mime type. */
-export function sendOriginal(reply: FastifyReply, row: Pick<FileRow, 'filename' | 'mime_type'>, original: OriginalBody) {
+export function sendOriginal(
+  reply: FastifyReply,
+  row: Pick<FileRow, 'filename' | 'mime_type'>,
+  original: OriginalBody,
+) {
   return sendContent(reply, row.filename, {
     contentType: row.mime_type || 'application/octet-stream',
     contentLength: original.bytes,

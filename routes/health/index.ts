@@ -27,7 +27,10 @@ const Readiness = Type.Object(
       database: Check,
       schema: Check,
       shutdown: Check,
-      originals: Type.Optional({ ...Check, description: 'The originals store answers (only when ORIGINALS_URL is set)' }),
+      originals: Type.Optional({
+        ...Check,
+        description: 'The originals store answers (only when ORIGINALS_URL is set)',
+      }),
     }),
     transport: Type.String(),
     providers: Type.Record(Type.String(), Type.Object({ configured: Type.Boolean(), circuit: Type.String() })),

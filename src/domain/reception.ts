@@ -76,7 +76,12 @@ export class UploadReception {
     const maxBytes = plan?.maxBytes ?? this.largestFileBytes
     const limitOwner = plan?.candidates.find((c) => c.maxBytes === maxBytes)?.config.name ?? 'any provider'
     const { originals } = this
-    const mirror = originals ? () => (this.tee = new StagingTee(originals, tenant)).sink : undefined
+    const mirror = originals
+      ? () => {
+          this.tee = new StagingTee(originals, tenant)
+          return this.tee.sink
+        }
+      : undefined
     try {
       this.spool = await inSpan(
         'filegate.upload.receive',

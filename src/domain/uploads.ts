@@ -193,7 +193,11 @@ export class Uploads {
     const job = this.job(tenant, candidate, meta, body.declaredSha256, Math.min(body.declaredBytes, candidate.maxBytes))
     const kept = this.pendingOriginal(tenant, body.declaredSha256, job.bytes, undefined)
     try {
-      return await this.upload(job, { kind: 'streamed', stream: body.stream, declaredSha256: body.declaredSha256 }, kept)
+      return await this.upload(
+        job,
+        { kind: 'streamed', stream: body.stream, declaredSha256: body.declaredSha256 },
+        kept,
+      )
     } finally {
       await kept?.discard()
     }
