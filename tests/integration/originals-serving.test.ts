@@ -8,30 +8,22 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { describe, it, type TestContext } from 'node:test'
 import type { OriginalsStore } from '../../src/originals/index.js'
-import { build, requirePostgres } from '../helper.js'
+import { build } from '../helper.js'
 import {
   assertStagingEmpty,
+  type Backend,
   backends,
   digest,
   failingStore,
   type OriginalsApp,
-  originalsApp,
+  setupOriginals,
 } from './originals-support.js'
 import { as, assertProblem, freshTenant, httpRequest, listen, postFile, useFileDatabase } from './uploads-support.js'
 
 const database = useFileDatabase()
 
-async function setup(
-  t: TestContext,
-  backend: (typeof backends)[number],
-  wrap?: (store: OriginalsStore) => OriginalsStore,
-): Promise<OriginalsApp | undefined> {
-  if (!(await requirePostgres(t))) return undefined
-  const db = database()
-  if (!db) return undefined
-  const originals = await backend.open(t)
-  return originalsApp(t, db, originals, {}, wrap ? { originals: wrap(originals.store) } : {})
-}
+const setup = (t: TestContext, backend: Backend, wrap?: (store: OriginalsStore) => OriginalsStore) =>
+  setupOriginals(t, database, backend, {}, wrap)
 
 async function upload(ctx: OriginalsApp, tenant: string, content: Buffer, filename: string, type: string) {
   const res = await postFile(ctx.app, tenant, [

@@ -16,7 +16,7 @@ import type { AppOverrides } from '../../src/app.js'
 import { createOriginalsStore, type OriginalsStore } from '../../src/originals/index.js'
 import type { StoredObject } from '../../src/originals/store.js'
 import { type S3Server, startS3Server } from '../fakes/s3-server.js'
-import { build, type Fakes, startFakes, type TestDatabase, tempDir } from '../helper.js'
+import { build, type Fakes, requirePostgres, startFakes, type TestDatabase, tempDir } from '../helper.js'
 
 export interface OriginalsUnderTest {
   kind: 'file' | 's3'
@@ -113,6 +113,24 @@ export async function originalsApp(
     overrides,
   )
   return { app, fakes, originals, spoolDir }
+}
+
+/**
+ * One test's app on the file's database with `backend` as its originals store (`wrap` injects a
+ * store around it); undefined when Postgres is missing (skipped; a failure in CI).
+ */
+export async function setupOriginals(
+  t: TestContext,
+  database: () => TestDatabase | undefined,
+  backend: Backend,
+  env: Record<string, string> = {},
+  wrap?: (store: OriginalsStore) => OriginalsStore,
+): Promise<OriginalsApp | undefined> {
+  if (!(await requirePostgres(t))) return undefined
+  const db = database()
+  if (!db) return undefined
+  const originals = await backend.open(t)
+  return originalsApp(t, db, originals, env, wrap ? { originals: wrap(originals.store) } : {})
 }
 
 export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {

@@ -11,15 +11,15 @@ import { request as httpRequest } from 'node:http'
 import { describe, it, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { OriginalsStore } from '../../src/originals/index.js'
-import { requirePostgres } from '../helper.js'
 import {
   assertStagingEmpty,
   assertStored,
+  type Backend,
   backends,
   failingStore,
   type OriginalsApp,
   objectsOf,
-  originalsApp,
+  setupOriginals,
 } from './originals-support.js'
 import {
   as,
@@ -40,18 +40,12 @@ import {
 
 const database = useFileDatabase()
 
-async function setup(
+const setup = (
   t: TestContext,
-  backend: (typeof backends)[number],
+  backend: Backend,
   env: Record<string, string> = {},
   wrap?: (store: OriginalsStore) => OriginalsStore,
-): Promise<OriginalsApp | undefined> {
-  if (!(await requirePostgres(t))) return undefined
-  const db = database()
-  if (!db) return undefined
-  const originals = await backend.open(t)
-  return originalsApp(t, db, originals, env, wrap ? { originals: wrap(originals.store) } : {})
-}
+) => setupOriginals(t, database, backend, env, wrap)
 
 const writes = (ctx: OriginalsApp, outcome: string) => metric(ctx.app, 'filegate_original_writes_total', { outcome })
 const providerUploads = (ctx: OriginalsApp) => ctx.fakes.kimi.uploads.length + ctx.fakes.glm.uploads.length
