@@ -16,6 +16,7 @@ import { type DeletionDeps, deleteFile } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
 import { Healer } from './heal.js'
 import { type LimitsDeps, providerLimits, refreshUsageGauges } from './limits.js'
+import { type OriginalBody, readOriginal, refreshOriginalsGauges } from './original-reads.js'
 import { type CopyRequest, copyFile } from './originals-copies.js'
 import { type FilePage, type ListQuery, listPage, readContent, readRow, readRowByProviderId } from './reads.js'
 import { UploadReception, type UploadRequest } from './reception.js'
@@ -31,7 +32,7 @@ export interface FileServiceDeps {
   providers: ProviderRegistry
   config: Config
   metrics: Metrics
-  /** ORIGINALS_URL's store; undefined when originals are not kept. */
+  /** The originals store (ORIGINALS_URL); undefined = originals are not kept. */
   originals?: OriginalsStore | undefined
 }
 
@@ -69,7 +70,7 @@ export class FileService {
 
   /** Takes in one upload body: the intake hands it the file part and the fields as it reads them. */
   receive(request: UploadRequest): UploadReception {
-    return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request)
+    return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request, this.deps.originals)
   }
 
   /** Counts a refusal made before any provider was involved (a validation failure, by its code). */
@@ -146,6 +147,17 @@ export class FileService {
     }
     if (row.status !== 'completed') throw errors.originalUnavailable(id, `the file is ${row.status}`)
     return toFileObject(row)
+  }
+
+  /** The original of a live file of the caller, verified as it streams (GET /v1/files/{id}/original). */
+  async original(tenant: string, id: string): Promise<{ row: FileRow; original: OriginalBody }> {
+    const row = await this.getRow(tenant, id)
+    return { row, original: await readOriginal(this.deps.originals, row) }
+  }
+
+  /** Refreshes the originals gauges (called on scrape, when originals are kept). */
+  refreshOriginalsGauges(): Promise<void> {
+    return refreshOriginalsGauges(this.deps.store, this.deps.metrics)
   }
 
   /** Per provider: limits, circuit state, the caller's usage; the account's usage for admin keys only. */

@@ -43,6 +43,11 @@ export default fp(
     app.metrics.hooks.refreshUsage = atMostEvery(usageRefreshMs, async () => {
       if (app.readiness.schemaReady) await files.refreshUsageGauges().catch(() => {})
     })
+    if (app.originals) {
+      app.metrics.hooks.refreshOriginals = atMostEvery(usageRefreshMs, async () => {
+        if (app.readiness.schemaReady) await files.refreshOriginalsGauges().catch(() => {})
+      })
+    }
   },
   {
     name: 'filegate-services',

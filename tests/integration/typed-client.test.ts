@@ -181,4 +181,38 @@ describe('typed client generated from openapi.yaml', () => {
       [[file.id, 'deleted']],
     )
   })
+
+  it('fetches an original (GET /v1/files/{id}/original) and reads its 409 as a typed problem', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const db = await fileDatabase(t)
+    const fakes = await startFakes(t)
+    const root = await tempDir(t, 'filegate-originals-')
+    const app = await build(t, {
+      DATABASE_URL: db.url,
+      UPLOAD_TMP_DIR: await tempDir(t, 'filegate-spool-'),
+      ORIGINALS_URL: `file://${root}`,
+      ...fakes.env,
+    })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+    const alice = createClient<paths>({ baseUrl, headers: { authorization: `Bearer ${testKeys.alice}` } })
+    const content = `an original ${Date.now()}\n`
+    const created = await alice.POST('/v1/files', {
+      body: { provider: 'kimi', file: new File([content], 'kept.txt', { type: 'text/plain' }) },
+      bodySerializer: toFormData,
+    })
+    assert.equal(created.response.status, 201, JSON.stringify(created.error))
+    assert.equal(created.data?.original_stored, true)
+    const id = created.data?.id ?? ''
+    const original = await alice.GET('/v1/files/{id}/original', { params: { path: { id } }, parseAs: 'text' })
+    assert.equal(original.response.status, 200)
+    assert.equal(original.data, content)
+    assert.match(original.response.headers.get('content-disposition') ?? '', /^attachment; filename="kept.txt"/)
+
+    await app.originals?.remove({ tenant: 'alice', sha256: created.data?.sha256 ?? '' })
+    const gone = await alice.GET('/v1/files/{id}/original', { params: { path: { id } } })
+    assert.equal(gone.response.status, 409)
+    const problem: Problem | undefined = gone.error
+    assert.equal(problem?.code, 'ORIGINAL_UNAVAILABLE')
+  })
 })
