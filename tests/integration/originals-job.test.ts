@@ -20,6 +20,7 @@ import { Uploads } from '../../src/domain/uploads.js'
 import { createOriginalsStore, type OriginalsStore } from '../../src/originals/index.js'
 import { build, fileDatabase, postgresSuiteSkip, requirePostgres, tempDir, testConfig } from '../helper.js'
 import { content, copy, type KeptContext, keptApp, originalRow, uploadKept } from './originals-kept-support.js'
+import { collect, readAll } from './originals-support.js'
 import { as, eventually, freshTenant, routeStoreCalls, sha256 } from './uploads-support.js'
 
 const skip = await postgresSuiteSkip()
@@ -230,8 +231,7 @@ describe('the originals job', { skip }, () => {
 
     // Staged and never committed (a crash between write and commit).
     await store.stage(tenant, Readable.from([content('old staged')]))
-    const ids: string[] = []
-    for await (const s of store.listStaging()) ids.push(s.id)
+    const ids = (await collect(store.listStaging())).map((s) => s.id)
     assert.equal(ids.length, 1)
     await utimes(join(root, '.staging', ids[0] as string), twoHoursAgo, twoHoursAgo)
     await store.stage(tenant, Readable.from([content('young staged')]))
@@ -254,8 +254,7 @@ describe('the originals job', { skip }, () => {
     assert.equal(report.status, 'completed')
     assert.equal(report.providers.staging?.deleted, 1)
     assert.equal(report.providers.unknown?.deleted, 1)
-    const left: string[] = []
-    for await (const s of store.listStaging()) left.push(s.id)
+    const left = (await collect(store.listStaging())).map((s) => s.id)
     assert.equal(left.length, 1, 'the young staging object stays')
     assert.notEqual(left[0], ids[0])
     assert.equal(await exists(store, tenant, sha256(orphanOld)), false)
@@ -324,10 +323,7 @@ describe('an upload racing the delete of its original', { skip }, () => {
     assert.ok(await exists(counted.store, tenant, first.sha256), 'written anew after the delete')
     assert.ok((await originalRow(ctx, tenant, first.sha256))?.stored_at, 'and known as stored')
     // The kept bytes read back whole.
-    const { stream } = await counted.store.read({ tenant, sha256: first.sha256 })
-    const chunks: Buffer[] = []
-    for await (const c of stream) chunks.push(c as Buffer)
-    assert.deepEqual(Buffer.concat(chunks), bytes)
+    assert.deepEqual(await readAll((await counted.store.read({ tenant, sha256: first.sha256 })).stream), bytes)
   })
 
   it('an upload that referenced the original first keeps the job away from it', async (t) => {
