@@ -5,7 +5,7 @@
  * with BENCH_SCENARIOS, writes bench/RESULTS.partial.md instead).
  *
  *   BENCH_SCENARIOS=1,3   run only these scenarios (1 large upload, 2 memory, 3 small uploads,
- *                         4 sweep, 5 dedup lookup); default all
+ *                         4 sweep, 5 dedup lookup, 6 originals kept); default all
  *   BENCH_SERVICE_NODE_ARGS  extra Node flags for every service process, e.g.
  *                         "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it (docs/performance.md)
  *   BENCH_LARGE_BYTES, BENCH_LARGE_RUNS, BENCH_SMALL_SECONDS, BENCH_SWEEP_ROWS,
@@ -31,11 +31,12 @@ import { consoleTable, resultsMarkdown } from './report.js'
 import { dedupLookup } from './scenarios/dedup-lookup.js'
 import { ensureTemplate, largeUpload } from './scenarios/large-upload.js'
 import { memory } from './scenarios/memory.js'
+import { originals } from './scenarios/originals.js'
 import { smallUploads } from './scenarios/small-uploads.js'
 import { sweep } from './scenarios/sweep.js'
 
 const log = (message: string) => process.stdout.write(`${message}\n`)
-const allScenarios = [1, 2, 3, 4, 5]
+const allScenarios = [1, 2, 3, 4, 5, 6]
 const selected = (process.env.BENCH_SCENARIOS ?? '')
   .split(',')
   .map((s) => Number(s.trim()))
@@ -56,7 +57,7 @@ async function main() {
   const figures: Figure[] = []
   const notes: string[] = []
   const failures: string[] = []
-  const needsService = scenarios.some((s) => s <= 4)
+  const needsService = scenarios.some((s) => s <= 4 || s === 6)
   let db: BenchDatabase | undefined
   let fake: FakeHandle | undefined
   const cleanup = async () => {
@@ -111,6 +112,7 @@ async function main() {
       3: ['small uploads', () => smallUploads(context)],
       4: ['sweep', () => sweep(context)],
       5: ['dedup lookup', () => dedupLookup(context)],
+      6: ['originals', async () => originals(context, await largeTemplate())],
     }
     for (const n of scenarios) {
       const [label, run] = runners[n] as [string, () => Promise<{ figures: Figure[]; notes: string[] }>]

@@ -1,6 +1,4 @@
 -- filegate schema 7: what the provider says of a file after upload, and the provider's own expiry.
--- (0006 belongs to the durable-originals change; the runner applies files in order, so a database
--- that has 0006 applies this after it, one without it applies this alone.)
 --
 -- Some providers process a file after upload (Gemini: PROCESSING → ACTIVE | FAILED) and delete it
 -- themselves after a while (Gemini: 48 hours, its `expirationTime`). provider_state keeps the
@@ -12,9 +10,9 @@
 alter table provider_file_uploads add column if not exists provider_state text
   constraint provider_state_valid check (provider_state in ('processing', 'active', 'failed'));
 
--- 0001's complete_upload had neither; with new arguments it is another function, and keeping both
+-- 0006's complete_upload had neither; with new arguments it is another function, and keeping both
 -- would make calls by name ambiguous.
-drop function if exists complete_upload(uuid, uuid, text, bigint);
+drop function if exists complete_upload(uuid, uuid, text, bigint, boolean);
 
 -- Completes a claim. If the claim was lost (taken over, or the row deleted meanwhile), the
 -- provider copy just made is recorded as an orphan tombstone so it is deleted, never leaked.
@@ -22,7 +20,7 @@ drop function if exists complete_upload(uuid, uuid, text, bigint);
 -- while processing it) settles the row `failed` with p_provider_error, its copy still recorded.
 create or replace function complete_upload(
   p_id uuid, p_claim_token uuid, p_provider_file_id text, p_bytes bigint default null,
-  p_provider_expires_at timestamptz default null, p_provider_state text default null,
+  p_original_stored boolean default false, p_provider_expires_at timestamptz default null, p_provider_state text default null,
   p_provider_error text default null
 ) returns jsonb
 language plpgsql set timezone to 'UTC' as $$
@@ -33,7 +31,8 @@ begin
          error = case when p_provider_state = 'failed' then left(coalesce(p_provider_error, 'processing failed'), 2000) end,
          provider_file_id = p_provider_file_id, updated_at = now(),
          last_used_at = now(), claim_token = null, bytes = coalesce(p_bytes, bytes),
-         expires_at = least(expires_at, p_provider_expires_at), provider_state = p_provider_state
+         expires_at = least(expires_at, p_provider_expires_at), provider_state = p_provider_state,
+         original_stored = original_stored or p_original_stored
    where id = p_id and claim_token = p_claim_token and status in ('pending', 'uploading') and deleted_at is null
   returning * into r;
   if found then
@@ -77,6 +76,40 @@ begin
 end
 $$;
 
+-- 0006's complete_heal did not know provider states: a remade copy (Gemini) starts its processing
+-- again, and its expiry is the provider's new one.
+drop function if exists complete_heal(uuid, uuid, text, timestamptz);
+
+create or replace function complete_heal(
+  p_id uuid, p_heal_token uuid, p_provider_file_id text, p_expires_at timestamptz default null,
+  p_provider_state text default null
+) returns jsonb
+language plpgsql set timezone to 'UTC' as $$
+declare r provider_file_uploads; o provider_file_uploads;
+begin
+  update provider_file_uploads
+     set provider_file_id_history = provider_file_id_history || jsonb_build_array(jsonb_build_object(
+           'provider_file_id', provider_file_id, 'replaced_at', now(), 'reason', 'healed')),
+         provider_file_id = p_provider_file_id, expires_at = coalesce(p_expires_at, expires_at),
+         provider_state = p_provider_state,
+         heal_token = null, heal_until = null, updated_at = now(), last_used_at = now(), error = null
+   where id = p_id and heal_token = p_heal_token and deleted_at is null and status = 'completed'
+  returning * into r;
+  if found then
+    return jsonb_build_object('outcome', 'healed', 'file', filegate_file_json(r));
+  end if;
+  select * into o from provider_file_uploads where id = p_id;
+  insert into provider_file_uploads
+    (tenant_id, provider, purpose, sha256, bytes, filename, mime_type, provider_file_id, status,
+     deleted_at, deletion_reason, error, created_at)
+  values
+    (o.tenant_id, o.provider, o.purpose, o.sha256, o.bytes, o.filename, o.mime_type, p_provider_file_id,
+     'deleted', now(), 'orphaned', 'heal claim lost before completion', now())
+  returning * into r;
+  return jsonb_build_object('outcome', 'lost', 'orphan', filegate_file_json(r), 'file', filegate_file_json(o));
+end
+$$;
+
 create or replace function filegate_schema_version() returns jsonb
 language sql immutable as $$ select to_jsonb(7) $$;
 
@@ -84,9 +117,10 @@ language sql immutable as $$ select to_jsonb(7) $$;
 do $$
 begin
   if exists (select 1 from pg_roles where rolname = 'anon') then
-    revoke execute on function complete_upload(uuid, uuid, text, bigint, timestamptz, text, text)
+    revoke execute on function complete_upload(uuid, uuid, text, bigint, boolean, timestamptz, text, text)
       from public, anon, authenticated;
     revoke execute on function record_provider_state(text, uuid, text, text) from public, anon, authenticated;
+    revoke execute on function complete_heal(uuid, uuid, text, timestamptz, text) from public, anon, authenticated;
   end if;
 end
 $$;

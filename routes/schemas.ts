@@ -31,6 +31,9 @@ export const FileSchema = Type.Object(
           "The provider's processing of the file (Gemini: processing, then active or failed); null for providers without one. GET /v1/files/{id} asks the provider again while it is processing",
       }),
     ),
+    original_stored: Type.Boolean({
+      description: 'The original bytes are kept (ORIGINALS_URL): the provider copy can be remade from them',
+    }),
     deduplicated: Type.Optional(Type.Boolean({ description: 'On upload responses: answered from a live duplicate' })),
   },
   {
@@ -57,6 +60,7 @@ export const FileSchema = Type.Object(
         deletion_reason: null,
         provider_deleted: false,
         provider_state: null,
+        original_stored: true,
         deduplicated: false,
       },
     ],

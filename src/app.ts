@@ -21,9 +21,11 @@ import type { Config } from './config.js'
 import { errors } from './errors.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { swaggerOptions } from './openapi.js'
+import type { OriginalsStore } from './originals/index.js'
 import authPlugin from './plugins/auth.js'
 import errorsPlugin, { answerClientError } from './plugins/errors.js'
 import metricsPlugin from './plugins/metrics.js'
+import originalsPlugin from './plugins/originals.js'
 import providersPlugin from './plugins/providers.js'
 import readinessPlugin from './plugins/readiness.js'
 import schedulerPlugin from './plugins/scheduler.js'
@@ -36,6 +38,8 @@ export interface AppOverrides {
   /** An already-open store (tests share one); the app will not close it. */
   store?: StorePort
   providers?: ProviderRegistry
+  /** An already-open originals store (tests inject one that fails); the app will not close it. */
+  originals?: OriginalsStore
   metrics?: Metrics
   /** pino options merged over the defaults (level, redaction), or false for no logging. */
   logger?: boolean | Record<string, unknown>
@@ -160,6 +164,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(readinessPlugin)
   await app.register(storePlugin, { config: config.store, ...(overrides.store ? { store: overrides.store } : {}) })
   await app.register(providersPlugin, { config, ...(overrides.providers ? { registry: overrides.providers } : {}) })
+  await app.register(originalsPlugin, { config: config.originals, store: overrides.originals })
   await app.register(servicesPlugin, { config })
   await app.register(schedulerPlugin, { config })
 

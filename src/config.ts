@@ -12,6 +12,7 @@ import { type Static, Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { envSchema } from 'env-schema'
 import cron from 'node-cron'
+import { type OriginalsOptions, parseOriginalsUrl } from './originals/index.js'
 import { resolveAutoProviders, resolveProviders } from './providers/resolve.js'
 import type { ProviderConfig } from './providers/types.js'
 
@@ -120,6 +121,17 @@ export const EnvSchema = Type.Object({
   TENANT_QUOTAS: Type.Optional(
     Type.String({ description: 'JSON per-tenant overrides: {"acme": {"max_files": 100, "max_bytes": 1073741824}}' }),
   ),
+  ORIGINALS_URL: Type.Optional(
+    Type.String({ description: 'where originals are kept: file:///absolute/path or s3://bucket/prefix; unset = off' }),
+  ),
+  S3_ENDPOINT: Type.Optional(
+    Type.String({ pattern: '^https?://', description: 'S3-compatible endpoint (MinIO, R2, Supabase); unset = AWS' }),
+  ),
+  S3_REGION: Type.String({ default: 'us-east-1', minLength: 1 }),
+  S3_ACCESS_KEY_ID: OptionalString("unset: the AWS SDK's default credential chain"),
+  S3_SECRET_ACCESS_KEY: OptionalString('secret of S3_ACCESS_KEY_ID'),
+  S3_FORCE_PATH_STYLE: Type.Boolean({ default: false, description: 'bucket in the path (MinIO, Supabase)' }),
+  ORIGINALS_GRACE_MINUTES: Int(60, 0, 'an unreferenced original or staging object is removed after this long'),
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -197,6 +209,8 @@ export interface Config {
   /** OpenTelemetry traces, exported over OTLP/HTTP to `endpoint` (off when undefined). */
   tracing: { endpoint: string | undefined; serviceName: string }
   tenantQuotas: TenantQuotas
+  /** ORIGINALS_URL and its S3 settings; undefined = originals are not kept. */
+  originals: (OriginalsOptions & { graceMinutes: number }) | undefined
 }
 
 export class ConfigError extends Error {
@@ -345,6 +359,31 @@ function crossFieldProblems(env: Env, problems: string[]): void {
   if ((env.SUPABASE_URL === undefined) !== (env.SUPABASE_SERVICE_ROLE_KEY === undefined)) {
     problems.push('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY: set both or neither')
   }
+  if ((env.S3_ACCESS_KEY_ID === undefined) !== (env.S3_SECRET_ACCESS_KEY === undefined)) {
+    problems.push('S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY: set both or neither')
+  }
+  if (env.ORIGINALS_URL !== undefined) {
+    try {
+      parseOriginalsUrl(env.ORIGINALS_URL)
+    } catch (err) {
+      problems.push(`ORIGINALS_URL: ${(err as Error).message}`)
+    }
+  }
+}
+
+function originalsOf(env: Env): Config['originals'] {
+  if (env.ORIGINALS_URL === undefined) return undefined
+  return {
+    url: env.ORIGINALS_URL,
+    s3: {
+      endpoint: env.S3_ENDPOINT,
+      region: env.S3_REGION,
+      accessKeyId: env.S3_ACCESS_KEY_ID,
+      secretAccessKey: env.S3_SECRET_ACCESS_KEY,
+      forcePathStyle: env.S3_FORCE_PATH_STYLE,
+    },
+    graceMinutes: env.ORIGINALS_GRACE_MINUTES,
+  }
 }
 
 /** Supabase when both its variables are set, else Postgres when DATABASE_URL is, else embedded PGlite. */
@@ -431,5 +470,6 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     shutdownDrainMs: env.SHUTDOWN_DRAIN_MS,
     tracing: { endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: env.OTEL_SERVICE_NAME },
     tenantQuotas,
+    originals: originalsOf(env),
   }
 }

@@ -19,6 +19,7 @@ export const errorCatalog = {
   NOT_FOUND: { status: 404, title: 'Not found' },
   REQUEST_TIMEOUT: { status: 408, title: 'The request was not received in time' },
   CONTENT_UNAVAILABLE: { status: 409, title: 'The provider has no content for this file' },
+  ORIGINAL_UNAVAILABLE: { status: 409, title: 'The original of this file is not kept' },
   FILE_TOO_LARGE: { status: 413, title: 'File exceeds the provider limit' },
   UNSUPPORTED_FILE_TYPE: { status: 415, title: 'File type not allowed' },
   PROVIDER_REJECTED: { status: 422, title: 'The provider refused the file' },
@@ -30,6 +31,7 @@ export const errorCatalog = {
   PROVIDER_UNAVAILABLE: { status: 503, title: 'Provider temporarily unavailable' },
   SHUTTING_DOWN: { status: 503, title: 'The service is shutting down' },
   DATABASE_UNAVAILABLE: { status: 503, title: 'The database is unavailable' },
+  ORIGINALS_UNAVAILABLE: { status: 503, title: 'The originals store is unavailable' },
   PROVIDER_TIMEOUT: { status: 504, title: 'The provider did not answer in time' },
   PROVIDER_QUOTA_EXCEEDED: { status: 507, title: 'Provider quota exceeded' },
   TENANT_QUOTA_EXCEEDED: { status: 507, title: "The tenant's quota at this provider is used up" },
@@ -47,6 +49,7 @@ const defaultRetryAfterSeconds: Partial<Record<ErrorCode, number>> = {
   PROVIDER_UNAVAILABLE: 30,
   SHUTTING_DOWN: 5,
   DATABASE_UNAVAILABLE: 5,
+  ORIGINALS_UNAVAILABLE: 10,
 }
 
 export interface AppErrorOptions {
@@ -113,6 +116,15 @@ export const errors = {
   shuttingDown: () => new AppError('SHUTTING_DOWN'),
   databaseUnavailable: (detail: string, cause?: unknown) =>
     new AppError('DATABASE_UNAVAILABLE', { detail, ...(cause !== undefined ? { cause } : {}) }),
+  /** The file has no original to serve or to upload again from (not kept, or lost, or corrupt). */
+  originalUnavailable: (id: string, why: string) =>
+    new AppError('ORIGINAL_UNAVAILABLE', { detail: `The original of file ${id} is not available: ${why}` }),
+  /** The originals store did not answer; its own message stays in the log (it may name the bucket). */
+  originalsUnavailable: (cause?: unknown) =>
+    new AppError('ORIGINALS_UNAVAILABLE', {
+      detail: 'The originals store cannot be reached; nothing was kept, retry later',
+      ...(cause !== undefined ? { cause } : {}),
+    }),
   internal: () =>
     new AppError('INTERNAL', { detail: 'An unexpected error occurred; see the server log with this request id' }),
 }

@@ -11,7 +11,15 @@ export type CleanupOutcome = 'success' | 'failure' | 'skipped'
 export interface ScrapeHooks {
   /** Refreshes filegate_provider_files / filegate_provider_bytes from the database on scrape. */
   refreshUsage?: () => Promise<void>
+  /** Refreshes filegate_originals_objects / filegate_originals_bytes (originals kept only). */
+  refreshOriginals?: () => Promise<void>
 }
+
+/** What became of one write of an original: written, already stored (dedup in the store), or failed. */
+export type OriginalWriteOutcome = 'created' | 'existing' | 'failed'
+/** A heal (`ensure`, reconcile): the copy was still there, was remade, could not be (no original), or failed. */
+export type HealOutcome = 'present' | 'healed' | 'unavailable' | 'failed'
+export type CopyOutcome = 'created' | 'deduplicated' | 'failed'
 
 /** The live-usage gauges are read from the database at most this often, whatever the scrape rate. */
 export const usageRefreshMs = 5_000
@@ -144,6 +152,40 @@ export function createMetrics() {
       name: 'filegate_cleanup_last_success_timestamp_seconds',
       help: 'Unix time of the last successful run of each cleanup job',
       labelNames: ['job'] as const,
+      registers: r,
+    }),
+    originalsObjects: new Gauge({
+      name: 'filegate_originals_objects',
+      help: 'Originals kept in the originals store (one per tenant and content)',
+      registers: r,
+      async collect() {
+        await hooks.refreshOriginals?.()
+      },
+    }),
+    originalsBytes: new Gauge({
+      name: 'filegate_originals_bytes',
+      help: 'Bytes of the originals kept in the originals store',
+      registers: r,
+      async collect() {
+        await hooks.refreshOriginals?.()
+      },
+    }),
+    originalWrites: new Counter({
+      name: 'filegate_original_writes_total',
+      help: 'Writes of an original to the originals store, by outcome',
+      labelNames: ['outcome'] as const,
+      registers: r,
+    }),
+    heals: new Counter({
+      name: 'filegate_heals_total',
+      help: 'Checks of a provider copy that may have vanished (ensure, reconcile), by outcome',
+      labelNames: ['provider', 'outcome'] as const,
+      registers: r,
+    }),
+    copies: new Counter({
+      name: 'filegate_copies_total',
+      help: 'Copies of a file made at another provider from its original, by target provider and outcome',
+      labelNames: ['provider', 'outcome'] as const,
       registers: r,
     }),
     httpDuration: new Histogram({

@@ -15,17 +15,34 @@ import { largeFileBytes } from './large-upload.js'
 const MiB = 1024 * 1024
 const limitBytes = 200 * MB
 
-async function variant(ctx: BenchContext, template: string, streamThrough: boolean, tsx = false) {
+/** Extra settings of the service (originals kept, scenario 6) and the words that name them. */
+export interface MemoryExtra {
+  label: string
+  env: Record<string, string>
+  scenario: number
+}
+
+export async function variant(
+  ctx: BenchContext,
+  template: string,
+  streamThrough: boolean,
+  tsx = false,
+  extra?: MemoryExtra,
+) {
   const concurrency = envNumber('BENCH_MEMORY_CONCURRENCY', 8)
   const bytes = largeFileBytes()
-  const label = `${streamThrough ? 'stream-through' : 'store-and-forward'}${tsx ? ', tsx loader' : ''}`
+  const label = `${streamThrough ? 'stream-through' : 'store-and-forward'}${tsx ? ', tsx loader' : ''}${extra ? `, ${extra.label}` : ''}`
   const files = await Promise.all(
     Array.from({ length: concurrency }, (_, i) =>
       freshRandomFile(template, join(ctx.workDir, `mem-${label}-${i}.bin`), bytes),
     ),
   )
   const hashes = streamThrough ? await Promise.all(files.map(sha256OfFile)) : []
-  const service = await ctx.startService(`2-memory-${label.replace(/[^a-z-]+/g, '-')}`, {}, tsx ? 'tsx' : 'service')
+  const service = await ctx.startService(
+    `${extra?.scenario ?? 2}-memory-${label.replace(/[^a-z0-9-]+/g, '-')}`,
+    extra?.env ?? {},
+    tsx ? 'tsx' : 'service',
+  )
   try {
     const idle = await readMemory(service.pid)
     const sampler = sampleRss(service.pid, 50)
@@ -55,7 +72,7 @@ async function variant(ctx: BenchContext, template: string, streamThrough: boole
       `  ${label}: idle ${round(idle.rssBytes / MiB, 1)} MiB, peak sampled ${round(sampled.peakRssBytes / MiB, 1)} MiB, VmHWM ${round(end.hwmBytes / MiB, 1)} MiB, ${round(seconds, 1)} s`,
     )
     const figure: Figure = {
-      scenario: 2,
+      scenario: extra?.scenario ?? 2,
       name: `Memory, ${concurrency} × ${round(bytes / MB)} MB concurrent, ${label}`,
       value: peak / MB,
       unit: 'MB peak RSS',

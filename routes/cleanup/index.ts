@@ -1,6 +1,7 @@
 /** POST /v1/cleanup (admin): run the sweeps now; a dry run (the default) changes nothing. */
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
-import { type CleanupJob, cleanupJobs, defaultJobs } from '../../src/domain/cleanup.js'
+import { type CleanupJob, cleanupJobs, defaultJobs, jobsByDefault } from '../../src/domain/cleanup.js'
+import { acceptEmptyJson } from '../json-body.js'
 import { problems } from '../schemas.js'
 
 const Job = Type.Union(cleanupJobs.map((j) => Type.Literal(j)))
@@ -9,6 +10,9 @@ const Tally = Type.Object({
   candidates: Type.Integer(),
   deleted: Type.Integer(),
   failed: Type.Integer(),
+  healed: Type.Optional(
+    Type.Integer({ description: 'reconcile, originals kept: vanished provider copies uploaded again' }),
+  ),
   candidate_ids: Type.Optional(
     Type.Array(Type.String(), { description: 'Dry run only: file ids (reconcile: provider file ids), at most 1000' }),
   ),
@@ -17,7 +21,9 @@ const Tally = Type.Object({
 const JobReport = Type.Object({
   status: Type.Union([Type.Literal('completed'), Type.Literal('skipped'), Type.Literal('failed')]),
   reason: Type.Optional(Type.String()),
-  providers: Type.Record(Type.String(), Tally),
+  providers: Type.Record(Type.String(), Tally, {
+    description: 'Per provider; the originals job reports originals, staging and unknown instead',
+  }),
 })
 
 const CleanupReport = Type.Object(
@@ -47,21 +53,8 @@ const CleanupReport = Type.Object(
 )
 
 const cleanupRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  // Every field has a default, so an empty JSON body means the defaults (`curl -X POST -H
-  // 'content-type: application/json'` sends none). Non-empty bodies keep Fastify's own parser,
-  // with its prototype-poisoning checks. Scoped to this plugin: no other route takes JSON.
-  const json = app.getDefaultJsonParser('error', 'error')
-  app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = body.toString()
-    if (text === '') done(null, {})
-    else json(request, text, done)
-  })
-  // No body at all (no Content-Type either): the same defaults.
-  app.addHook('preValidation', (request, _reply, done) => {
-    request.body ??= {}
-    done()
-  })
+  // Every field has a default, so an empty or absent body means the defaults.
+  acceptEmptyJson(app)
 
   app.post(
     '/v1/cleanup',
@@ -74,7 +67,13 @@ const cleanupRoutes: FastifyPluginAsyncTypebox = async (app) => {
           Type.Object(
             {
               dry_run: Type.Boolean({ default: true }),
-              jobs: Type.Array(Job, { default: defaultJobs, uniqueItems: true, minItems: 1 }),
+              jobs: Type.Optional(
+                Type.Array(Job, {
+                  uniqueItems: true,
+                  minItems: 1,
+                  description: `Default: ${defaultJobs.join(', ')}, and originals when ORIGINALS_URL is set`,
+                }),
+              ),
               limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
             },
             { additionalProperties: false },
@@ -88,7 +87,7 @@ const cleanupRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const body = request.body ?? {}
       return app.cleanup.run({
         dryRun: body.dry_run ?? true,
-        jobs: (body.jobs ?? defaultJobs) as CleanupJob[],
+        jobs: (body.jobs ?? jobsByDefault(app.originals !== undefined)) as CleanupJob[],
         limit: body.limit,
       })
     },

@@ -7,6 +7,8 @@
  * nothing (Content-Security-Policy: default-src 'none'; sandbox).
  */
 import type { FastifyReply } from 'fastify'
+import type { FileRow } from '../../src/domain/file-record.js'
+import type { OriginalBody } from '../../src/domain/original-reads.js'
 import type { ProviderContent } from '../../src/providers/types.js'
 
 export const contentSecurityPolicy = "default-src 'none'; sandbox"
@@ -32,4 +34,17 @@ export function sendContent(reply: FastifyReply, filename: string, content: Prov
     .header('content-security-policy', contentSecurityPolicy)
   if (content.contentLength !== undefined) reply.header('content-length', content.contentLength)
   return reply.send(content.body)
+}
+
+/** A file's original, as the same kind of download, typed with the file's own mime type. */
+export function sendOriginal(
+  reply: FastifyReply,
+  row: Pick<FileRow, 'filename' | 'mime_type'>,
+  original: OriginalBody,
+) {
+  return sendContent(reply, row.filename, {
+    contentType: row.mime_type || 'application/octet-stream',
+    contentLength: original.bytes,
+    body: original.stream,
+  })
 }

@@ -5,7 +5,8 @@ import { toFileObject } from '../../src/domain/file-record.js'
 import { FileStatusSchema } from '../../src/schemas.js'
 import { handleUpload, skipBodyValidation } from '../intake.js'
 import { FileRef, FileSchema, problems, SafeText } from '../schemas.js'
-import { sendContent } from './content-reply.js'
+import { sendContent, sendOriginal } from './content-reply.js'
+import originalsRoutes from './originals.js'
 
 const UploadBody = Type.Object(
   {
@@ -52,6 +53,7 @@ const Sha256Header = Type.Object({
 
 const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.js').Config }> = async (app) => {
   app.addSchema(FileSchema)
+  await app.register(originalsRoutes)
 
   app.post(
     '/v1/files',
@@ -175,6 +177,40 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
     async (request, reply) => {
       const { row, content } = await app.files.content(request.auth.tenant, request.params.id)
       return sendContent(reply, row.filename, content)
+    },
+  )
+
+  app.get(
+    '/v1/files/:id/original',
+    {
+      schema: {
+        operationId: 'getFileOriginal',
+        tags: ['files'],
+        summary: 'The original bytes as uploaded, from the originals store (ORIGINALS_URL), streamed',
+        description:
+          'Verified against the SHA-256 as it streams: a corrupted original is never delivered whole (the ' +
+          'response is aborted before its last bytes). 409 ORIGINAL_UNAVAILABLE where the original is not kept.',
+        security: [{ bearerAuth: [] }],
+        params: IdParams,
+        produces: ['application/octet-stream'],
+        response: {
+          200: Type.Unsafe<unknown>({
+            type: 'string',
+            format: 'binary',
+            description: "The original, as a download (attachment, nosniff), typed with the file's mime_type",
+          }),
+          ...problems(401, 403, 404, 409, 429, 503),
+        },
+      },
+      config: { auth: 'tenant' },
+    },
+    async (request, reply) => {
+      const { row, original } = await app.files.original(request.auth.tenant, request.params.id)
+      original.stream.once('error', (err) => {
+        // Headers are out: the client sees the connection cut short, never the whole corrupted object.
+        request.log.error({ err, file: row.id }, 'serving an original failed; the response was aborted')
+      })
+      return sendOriginal(reply, row, original)
     },
   )
 

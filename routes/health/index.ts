@@ -3,6 +3,8 @@
  * answer with the expected schema and the process not to be shutting down; provider outages
  * are reported in the body but never fail readiness: a provider down is that provider's
  * problem (its circuit answers fast), not a reason to take this replica out of the load balancer.
+ * The originals store (ORIGINALS_URL), when configured, does fail it: every new upload must keep
+ * its original, so a replica that cannot reach the store cannot take an upload.
  */
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
 import { schemaVersion } from '../../src/store/queries.js'
@@ -15,11 +17,21 @@ const Readiness = Type.Object(
     status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable')]),
     reason: Type.Optional(
       Type.Union(
-        ['starting', 'shutting down', 'database unavailable', 'schema not ready'].map((r) => Type.Literal(r)),
+        ['starting', 'shutting down', 'database unavailable', 'schema not ready', 'originals unavailable'].map((r) =>
+          Type.Literal(r),
+        ),
         { description: 'Why the service is not ready (absent when ready)' },
       ),
     ),
-    checks: Type.Object({ database: Check, schema: Check, shutdown: Check }),
+    checks: Type.Object({
+      database: Check,
+      schema: Check,
+      shutdown: Check,
+      originals: Type.Optional({
+        ...Check,
+        description: 'The originals store answers (only when ORIGINALS_URL is set)',
+      }),
+    }),
     transport: Type.String(),
     providers: Type.Record(Type.String(), Type.Object({ configured: Type.Boolean(), circuit: Type.String() })),
   },
@@ -63,6 +75,28 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }
 
+  /** Does the originals store answer? One cheap round trip (a bucket HEAD, a directory access). */
+  async function originalsCheck(): Promise<CheckResult | undefined> {
+    const store = app.originals
+    if (!store) return undefined
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await Promise.race([
+        store.ping(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('timed out')), readinessTimeoutMs)
+        }),
+      ])
+      return { ok: true }
+    } catch (err) {
+      // The store's own message may name the bucket or the path: it goes to the log, not the body.
+      app.log.warn({ err }, 'readiness: the originals store did not answer')
+      return { ok: false, detail: `the ${store.kind} originals store did not answer` }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   app.get(
     '/healthz',
     {
@@ -83,13 +117,16 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'readiness',
         tags: ['probes'],
-        summary: 'Readiness: database answers, migrations applied, not shutting down',
-        description: 'Provider outages do not fail readiness; they show in `providers`. A 503 carries Retry-After.',
+        summary: 'Readiness: database answers, migrations applied, originals store answers, not shutting down',
+        description:
+          'Provider outages do not fail readiness; they show in `providers`. The originals store (when ' +
+          'ORIGINALS_URL is set) does: uploads cannot succeed without it. A 503 carries Retry-After.',
         response: {
           200: { ...Readiness, description: 'Ready to take traffic' },
           503: {
             ...Readiness,
-            description: 'Not ready: starting, database down, schema not migrated, or shutting down (see reason)',
+            description:
+              'Not ready: starting, database down, schema not migrated, originals store down, or shutting down (see reason)',
           },
         },
       },
@@ -97,9 +134,9 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (_request, reply) => {
       const { readiness } = app
-      const { database, schema } = await databaseChecks()
+      const [{ database, schema }, originals] = await Promise.all([databaseChecks(), originalsCheck()])
       const shutdown = readiness.shuttingDown ? { ok: false, detail: 'shutting down' } : { ok: true }
-      const ready = database.ok && schema.ok && shutdown.ok
+      const ready = database.ok && schema.ok && shutdown.ok && (originals?.ok ?? true)
       const providers = Object.fromEntries(
         (app.hasDecorator('providers') ? app.providers.list() : []).map((p) => [
           p.name,
@@ -114,11 +151,13 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ? ('shutting down' as const)
           : !database.ok
             ? ('database unavailable' as const)
-            : ('schema not ready' as const)
+            : !schema.ok
+              ? ('schema not ready' as const)
+              : ('originals unavailable' as const)
       return {
         status: ready ? ('ready' as const) : ('unavailable' as const),
         ...(ready ? {} : { reason }),
-        checks: { database, schema, shutdown },
+        checks: { database, schema, shutdown, ...(originals ? { originals } : {}) },
         transport: app.store.transport,
         providers,
       }

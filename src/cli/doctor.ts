@@ -1,10 +1,12 @@
 /**
  * `filegate doctor`: is this environment a working filegate? One line per check: the configuration,
- * the database and its schema version, and each configured provider's key through one cheap
- * authenticated call (list files, limit 1, one attempt). A failing check does not stop the next
+ * the database and its schema version, the originals store when ORIGINALS_URL is set (one cheap
+ * round trip: a bucket HEAD, a directory access), and each configured provider's key through one
+ * cheap authenticated call (list files, limit 1, one attempt). A failing check does not stop the next
  * ones; the exit code is 1 when any failed.
  */
 import { type Config, ConfigError, loadConfig } from '../config.js'
+import { createOriginalsStore, type OriginalsStore } from '../originals/index.js'
 import { isProviderError } from '../providers/errors.js'
 import { wireOf } from '../providers/registry.js'
 import { createStore, type StorePort } from '../store/index.js'
@@ -68,6 +70,22 @@ async function storeChecks(config: Config, timeoutMs: number): Promise<Check[]> 
   }
 }
 
+async function originalsCheck(config: Config, timeoutMs: number): Promise<Check> {
+  const name = 'originals'
+  if (!config.originals) return { name, status: 'skip', detail: 'ORIGINALS_URL not set: originals are not kept' }
+  const { url } = config.originals
+  let store: OriginalsStore | undefined
+  try {
+    store = await createOriginalsStore(config.originals)
+    await within(timeoutMs, store.ping())
+    return { name, status: 'ok', detail: `${url} answers` }
+  } catch (err) {
+    return { name, status: 'fail', detail: `${url}: ${describe(err) || (err as Error).name}` }
+  } finally {
+    await store?.close().catch(() => {})
+  }
+}
+
 async function providerCheck(provider: Config['providers'][number], timeoutMs: number): Promise<Check> {
   const name = `provider ${provider.name}`
   if (!provider.configured) return { name, status: 'skip', detail: 'no API key configured' }
@@ -112,6 +130,7 @@ export async function runChecks(env: CliIo['env'], timeoutMs: number): Promise<C
     },
   ]
   checks.push(...(await storeChecks(config, timeoutMs)))
+  checks.push(await originalsCheck(config, timeoutMs))
   checks.push(...(await Promise.all(config.providers.map((p) => providerCheck(p, timeoutMs)))))
   return checks
 }

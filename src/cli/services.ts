@@ -8,6 +8,7 @@ import type { Config } from '../config.js'
 import { CleanupService } from '../domain/cleanup.js'
 import { FileService } from '../domain/files.js'
 import { createMetrics } from '../metrics.js'
+import { createOriginalsStore, type OriginalsStore } from '../originals/index.js'
 import { createProviderRegistry, type ProviderRegistry } from '../providers/registry.js'
 import { createStore, type StorePort } from '../store/index.js'
 import { latestVersion, loadMigrations } from '../store/migrations.js'
@@ -24,27 +25,42 @@ export interface CliServices {
 export async function openServices(config: Config, logLevel: string): Promise<CliServices> {
   const store = await createStore(config.store)
   let providers: ProviderRegistry | undefined
+  let originals: OriginalsStore | undefined
   try {
     const [version, expected] = [await schemaVersion(store), latestVersion(await loadMigrations())]
     if (version < expected)
       throw new CliError(`filegate: schema version ${version} is older than ${expected}: run \`filegate migrate\``)
     const metrics = createMetrics()
     providers = createProviderRegistry(config)
-    const files = new FileService({ store, providers, config, metrics })
+    originals = config.originals ? await createOriginalsStore(config.originals) : undefined
+    const files = new FileService({ store, providers, config, metrics, originals })
     // Logs go to stderr, so that stdout keeps only the report.
     const log = pino({ level: logLevel, base: { name: 'filegate-cli' } }, pino.destination(2))
-    const cleanup = new CleanupService({ store, providers, config, metrics, deletion: files.deletionDeps, log })
+    const deletion = files.deletionDeps
+    const cleanup = new CleanupService({
+      store,
+      providers,
+      config,
+      metrics,
+      deletion,
+      log,
+      originals,
+      healer: files.healer,
+    })
     const registry = providers
+    const kept = originals
     return {
       store,
       providers,
       cleanup,
       async close() {
+        await kept?.close()
         await registry.close()
         await store.close()
       },
     }
   } catch (err) {
+    await originals?.close()
     await providers?.close()
     await store.close()
     throw err

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Config } from '../config.js'
 import type { Metrics } from '../metrics.js'
+import type { OriginalsStore } from '../originals/index.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
@@ -20,14 +21,25 @@ import {
   releaseJobLease,
 } from '../store/queries.js'
 import type { DeletionDeps } from './deletion.js'
-import { BatchSweep, dryRunIdCap, noteCandidates, type ProviderTally, tally } from './sweep-batches.js'
+import type { FileRow } from './file-record.js'
+import type { Healer } from './heal.js'
+import { OriginalsSweep } from './originals-sweep.js'
+import { BatchSweep, dryRunIdCap, mapBounded, noteCandidates, type ProviderTally, tally } from './sweep-batches.js'
 
 export type { ProviderTally } from './sweep-batches.js'
+export { mapBounded } from './sweep-batches.js'
 
-/** In the order they run: stuck feeds orphaned (failed rows), every job feeds provider_deletes. */
-export const cleanupJobs = ['stuck', 'expired', 'orphaned', 'reconcile', 'provider_deletes'] as const
+/**
+ * In the order they run: stuck feeds orphaned (failed rows), every job feeds provider_deletes, and
+ * originals last (an original goes once its rows' provider deletes are done).
+ */
+export const cleanupJobs = ['stuck', 'expired', 'orphaned', 'reconcile', 'provider_deletes', 'originals'] as const
 export type CleanupJob = (typeof cleanupJobs)[number]
 export const defaultJobs: CleanupJob[] = ['stuck', 'expired', 'orphaned', 'provider_deletes']
+
+/** The jobs the scheduler (and POST /v1/cleanup without `jobs`) runs: `originals` too when they are kept. */
+export const jobsByDefault = (originalsKept: boolean): CleanupJob[] =>
+  originalsKept ? [...defaultJobs, 'originals'] : defaultJobs
 
 export interface JobReport {
   status: 'completed' | 'skipped' | 'failed'
@@ -62,21 +74,15 @@ export interface CleanupDeps {
   metrics: Metrics
   deletion: DeletionDeps
   log: Log
+  /** ORIGINALS_URL's store: the `originals` job's subject, and what reconcile heals from. */
+  originals?: OriginalsStore | undefined
+  /** Heals rows whose provider copy vanished, when their original is kept (reconcile). */
+  healer?: Healer | undefined
 }
 
 const leaseTtlSeconds = 120
-
-/** Runs `work` over `items` with at most `concurrency` at once. */
-export async function mapBounded<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++] as T
-      await work(item)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
-}
+/** A claimed original delete holds its original this long: far longer than one removal takes. */
+const originalDeleteLeaseSeconds = 600
 
 export class CleanupService {
   /** Identifies this process as a lease holder. */
@@ -102,6 +108,9 @@ export class CleanupService {
   private async runJob(job: CleanupJob, options: CleanupOptions): Promise<JobReport> {
     const { store, metrics, log } = this.deps
     const leaseName = `cleanup:${job}`
+    if (job === 'originals' && !this.deps.originals) {
+      return { status: 'skipped', reason: 'originals are not kept (ORIGINALS_URL is unset)', providers: {} }
+    }
     if (!options.dryRun) {
       const got = await acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds)
       if (!got) {
@@ -145,6 +154,7 @@ export class CleanupService {
 
   private async sweep(job: CleanupJob, options: CleanupOptions, report: JobReport, leaseName: string): Promise<void> {
     if (job === 'reconcile') return this.reconcile(options, report)
+    if (job === 'originals') return this.sweepOriginals(options, report, leaseName)
     const { store, config, metrics, deletion } = this.deps
     if (options.dryRun) {
       const candidates = await findSweepCandidates(store, job, config.cleanup, options.limit ?? dryRunIdCap)
@@ -164,10 +174,29 @@ export class CleanupService {
     }).run()
   }
 
+  private sweepOriginals(options: CleanupOptions, report: JobReport, leaseName: string): Promise<void> {
+    const { store, config, originals, log } = this.deps
+    return new OriginalsSweep(
+      {
+        store,
+        originals: originals as OriginalsStore,
+        graceMinutes: config.originals?.graceMinutes ?? 60,
+        inFlightMs: config.timeouts.requestMs + config.timeouts.uploadMs,
+        batchSize: config.cleanup.batchSize,
+        concurrency: config.cleanup.concurrency,
+        leaseSeconds: originalDeleteLeaseSeconds,
+        renewLease: () => acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds),
+        stopping: () => this.stopping,
+        warn: (obj, msg) => log.warn(obj, msg),
+      },
+      options,
+    ).run(report.providers)
+  }
+
   /**
    * Lists each configured provider's files. Files no row knows, older than the grace period, are
    * reported (and deleted only with RECONCILE_DELETE_UNKNOWN=true); live rows whose provider file
-   * is gone are tombstoned `reconciled`.
+   * is gone are tombstoned `reconciled`, or healed from their originals when those are kept.
    */
   private async reconcile(options: CleanupOptions, report: JobReport): Promise<void> {
     const { store, providers, config, metrics } = this.deps
@@ -196,15 +225,45 @@ export class CleanupService {
           }
         })
       }
-      const gone = await reconcileGoneFiles(store, {
-        provider: adapter.name,
-        listedIds: ids,
-        listedBefore,
-        apply: !options.dryRun,
-        limit: Number.isFinite(limit) ? limit : 10_000,
-      })
+      const gone = (apply: boolean) =>
+        reconcileGoneFiles(store, {
+          provider: adapter.name,
+          listedIds: ids,
+          listedBefore,
+          apply,
+          limit: Number.isFinite(limit) ? limit : 10_000,
+          keepOriginalStored: this.heals(),
+        })
+      // With originals kept, the rows that have one are left live by the tombstoning and healed
+      // instead: the read-only listing names them (with original_stored).
+      const toHeal = !options.dryRun && this.heals() ? (await gone(false)).filter((row) => row.original_stored) : []
       // Rows whose provider file vanished: counted as candidates (tombstoned `reconciled` in a real run).
-      noteCandidates(report.providers, gone, options.dryRun)
+      noteCandidates(report.providers, await gone(!options.dryRun), options.dryRun)
+      noteCandidates(report.providers, toHeal, false)
+      await this.healVanished(toHeal, t)
     }
+  }
+
+  /** Whether reconcile heals from originals instead of tombstoning. */
+  private heals(): boolean {
+    return this.deps.originals !== undefined && this.deps.healer !== undefined
+  }
+
+  /**
+   * The rows reconcile left live because their original is kept go through the same heal as
+   * POST /v1/files/{id}/ensure (which checks the provider again first), a few at a time.
+   */
+  private async healVanished(gone: FileRow[], t: ProviderTally): Promise<void> {
+    const healer = this.deps.healer as Healer
+    if (gone.length > 0) t.healed ??= 0
+    await mapBounded(gone, this.deps.config.cleanup.concurrency, async (row) => {
+      try {
+        // Present again (a heal elsewhere was quicker) or tombstoned without its original: nothing to count.
+        if ((await healer.heal(row.tenant_id, row.id)).outcome === 'healed') t.healed = (t.healed ?? 0) + 1
+      } catch (err) {
+        t.failed++
+        this.deps.log.warn({ id: row.id, err: { code: (err as { code?: string }).code } }, 'reconcile heal failed')
+      }
+    })
   }
 }

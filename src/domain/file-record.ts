@@ -28,6 +28,7 @@ export interface FileRow {
   provider_deleted: boolean
   /** Rows written before schema 7 have no such field. */
   provider_state?: ProviderState | null
+  original_stored: boolean
   provider_deleted_at: string | null
   delete_attempts: number
   last_delete_error: string | null
@@ -73,6 +74,7 @@ export function toFileObject(row: FileRow, deduplicated?: boolean): FileObject {
     deletion_reason: row.deletion_reason,
     provider_deleted: row.provider_deleted,
     provider_state: row.provider_state ?? null,
+    original_stored: row.original_stored ?? false,
     ...(deduplicated === undefined ? {} : { deduplicated }),
   }
 }

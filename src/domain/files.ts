@@ -4,8 +4,9 @@
  * (domain/limits.ts), over one store, one provider registry and one set of settle waiters.
  */
 import type { Config } from '../config.js'
-import { isAppError } from '../errors.js'
+import { errors, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
+import type { OriginalsStore } from '../originals/index.js'
 import { isProviderError } from '../providers/errors.js'
 import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderContent } from '../providers/types.js'
@@ -13,7 +14,10 @@ import type { ProviderLimits } from '../schemas.js'
 import type { StorePort } from '../store/port.js'
 import { type DeletionDeps, deleteFile } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
+import { Healer } from './heal.js'
 import { type LimitsDeps, providerLimits, refreshUsageGauges } from './limits.js'
+import { type OriginalBody, readOriginal, refreshOriginalsGauges } from './original-reads.js'
+import { type CopyRequest, copyFile } from './originals-copies.js'
 import {
   type FilePage,
   type ListQuery,
@@ -26,7 +30,7 @@ import {
 import { UploadReception, type UploadRequest } from './reception.js'
 import { SettleWaiters } from './settle-waiters.js'
 import { planUpload, type UploadPlan } from './upload-plan.js'
-import { Uploads } from './uploads.js'
+import { type UploadResult, Uploads } from './uploads.js'
 
 export type { ListQuery } from './reads.js'
 export type { FileMeta, UploadResult } from './uploads.js'
@@ -36,6 +40,8 @@ export interface FileServiceDeps {
   providers: ProviderRegistry
   config: Config
   metrics: Metrics
+  /** The originals store (ORIGINALS_URL); undefined = originals are not kept. */
+  originals?: OriginalsStore | undefined
 }
 
 export class FileService {
@@ -43,11 +49,22 @@ export class FileService {
   private readonly deletion: DeletionDeps
   private readonly uploads: Uploads
   private readonly limitsDeps: LimitsDeps
+  /** Checks provider copies and remakes vanished ones from their originals (ensure, reconcile). */
+  readonly healer: Healer
 
   constructor(private readonly deps: FileServiceDeps) {
-    const { store, providers, config, metrics } = deps
+    const { store, providers, config, metrics, originals } = deps
     this.deletion = { store, providers, metrics, leaseSeconds: Math.ceil(config.timeouts.uploadMs / 1000) + 60 }
-    this.uploads = new Uploads({ store, config, metrics, deletion: this.deletion, waiters: this.waiters })
+    this.uploads = new Uploads({ store, config, metrics, deletion: this.deletion, waiters: this.waiters, originals })
+    this.healer = new Healer({
+      store,
+      providers,
+      originals,
+      metrics,
+      deletion: this.deletion,
+      config,
+      waiters: this.waiters,
+    })
     this.limitsDeps = { store, providers, providerConfigs: config.providers, tenantQuotas: config.tenantQuotas }
   }
 
@@ -61,7 +78,7 @@ export class FileService {
 
   /** Takes in one upload body: the intake hands it the file part and the fields as it reads them. */
   receive(request: UploadRequest): UploadReception {
-    return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request)
+    return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request, this.deps.originals)
   }
 
   /** Counts a refusal made before any provider was involved (a validation failure, by its code). */
@@ -117,6 +134,44 @@ export class FileService {
 
   contentOf(row: FileRow): Promise<{ row: FileRow; content: ProviderContent }> {
     return readContent(this.deps.config.providers, this.deps.providers, row)
+  }
+
+  /** The same content at another provider or purpose, from the kept original (no bytes sent). */
+  copy(tenant: string, id: string, request: CopyRequest): Promise<UploadResult> {
+    const { store, originals, metrics, config } = this.deps
+    return copyFile(
+      { store, originals, metrics, config, uploads: this.uploads, plan: (r) => this.plan(r) },
+      tenant,
+      id,
+      request,
+    )
+  }
+
+  /**
+   * The file, checked at its provider and uploaded again from its original when the copy is gone.
+   * ORIGINAL_UNAVAILABLE when it cannot be (it is then tombstoned `reconciled`), or is not live.
+   */
+  async ensure(tenant: string, id: string): Promise<FileObject> {
+    const result = await this.healer.heal(tenant, id)
+    if (result.outcome === 'unavailable')
+      throw errors.originalUnavailable(id, `the provider copy is gone and ${result.why}; the file is tombstoned`)
+    const { row } = result
+    if (row.deleted_at !== null) {
+      throw errors.originalUnavailable(id, `the file is deleted (${row.deletion_reason ?? 'manual'})`)
+    }
+    if (row.status !== 'completed') throw errors.originalUnavailable(id, `the file is ${row.status}`)
+    return toFileObject(row)
+  }
+
+  /** The original of a live file of the caller, verified as it streams (GET /v1/files/{id}/original). */
+  async original(tenant: string, id: string): Promise<{ row: FileRow; original: OriginalBody }> {
+    const row = await this.getRow(tenant, id)
+    return { row, original: await readOriginal(this.deps.originals, row) }
+  }
+
+  /** Refreshes the originals gauges (called on scrape, when originals are kept). */
+  refreshOriginalsGauges(): Promise<void> {
+    return refreshOriginalsGauges(this.deps.store, this.deps.metrics)
   }
 
   /** Per provider: limits, circuit state, the caller's usage; the account's usage for admin keys only. */

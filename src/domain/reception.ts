@@ -3,12 +3,16 @@
  * to the provider (X-Content-SHA256 declared, one provider named, a Content-Length that bounds
  * the reservation) or spooled to a temp file under the provider's limit, then uploaded with the
  * fields that came after the file part too. The parser only parses; these choices are made here.
+ * With originals kept, a body that spills to disk is staged in the originals store as it streams
+ * (a tee beside the spool file); one held in memory is staged from memory once a claim needs it.
  */
 import type { Readable } from 'node:stream'
 import type { Config } from '../config.js'
 import { AppError, errors } from '../errors.js'
+import type { OriginalsStore } from '../originals/index.js'
 import { inSpan } from '../spans.js'
-import { removeSpool, type SpooledFile, spoolToFile } from './spool.js'
+import { type OriginalSource, StagingTee } from './original-writes.js'
+import { MirrorClosedError, removeSpool, type SpooledFile, spoolToFile } from './spool.js'
 import type { UploadPlan } from './upload-plan.js'
 import type { FileMeta, UploadResult, Uploads } from './uploads.js'
 
@@ -35,12 +39,15 @@ export type Planner = (request: { provider: string; purpose?: string | undefined
 export class UploadReception {
   private spool: SpooledFile | undefined
   private result: UploadResult | undefined
+  /** The body's staging in the originals store, opened when it spilled to disk. */
+  private tee: StagingTee | undefined
 
   constructor(
     private readonly uploads: Uploads,
     private readonly plan: Planner,
     private readonly config: Pick<Config, 'providers' | 'uploadTmpDir' | 'defaultProvider'>,
     private readonly request: UploadRequest,
+    private readonly originals?: OriginalsStore | undefined,
   ) {}
 
   /** Until the provider is known, the largest limit of any provider bounds the stream. */
@@ -68,17 +75,31 @@ export class UploadReception {
     }
     const maxBytes = plan?.maxBytes ?? this.largestFileBytes
     const limitOwner = plan?.candidates.find((c) => c.maxBytes === maxBytes)?.config.name ?? 'any provider'
-    this.spool = await inSpan(
-      'filegate.upload.receive',
-      {},
-      () =>
-        spoolToFile(stream, {
-          dir: this.config.uploadTmpDir,
-          maxBytes,
-          onLimit: () => errors.fileTooLarge(limitOwner, maxBytes),
-        }),
-      (received) => ({ 'filegate.bytes': received.bytes }),
-    )
+    const { originals } = this
+    const mirror = originals
+      ? () => {
+          this.tee = new StagingTee(originals, tenant)
+          return this.tee.sink
+        }
+      : undefined
+    try {
+      this.spool = await inSpan(
+        'filegate.upload.receive',
+        {},
+        () =>
+          spoolToFile(stream, {
+            dir: this.config.uploadTmpDir,
+            maxBytes,
+            onLimit: () => errors.fileTooLarge(limitOwner, maxBytes),
+            ...(mirror ? { mirror } : {}),
+          }),
+        (received) => ({ 'filegate.bytes': received.bytes }),
+      )
+    } catch (err) {
+      // The originals store stopped taking the staged body: that is the answer (503), not the spool's.
+      if (err instanceof MirrorClosedError) throw (await this.tee?.storeFailure()) ?? errors.originalsUnavailable(err)
+      throw err
+    }
   }
 
   /** The body is in: the streamed answer, or the spooled file checked and uploaded. */
@@ -97,11 +118,17 @@ export class UploadReception {
       purpose: form.purpose,
       filename: form.filename,
     })
-    return this.uploads.uploadSpooled(tenant, plan, form.meta(), stored)
+    return this.uploads.uploadSpooled(tenant, plan, form.meta(), stored, await this.original())
   }
 
-  /** Removes the spool file, whatever happened. */
+  /** The staged original of a body that spilled (throws 503 when the store failed it); undefined otherwise. */
+  private async original(): Promise<OriginalSource | undefined> {
+    if (!this.tee) return undefined
+    return { kind: 'staged', staged: await this.tee.staged }
+  }
+
+  /** Removes the spool file and an original staged and not kept, whatever happened. */
   async dispose(): Promise<void> {
-    await removeSpool(this.spool)
+    await Promise.all([removeSpool(this.spool), this.tee?.discard()])
   }
 }

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { type FileHandle, lstat, mkdir, open, readdir, rm, stat } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { AppError, errors } from '../errors.js'
 
 /**
@@ -146,6 +146,21 @@ export interface SpoolOptions {
   maxBytes: number
   onLimit: () => Error
   memoryBytes?: number
+  /**
+   * A second consumer of a body that spills (the originals store's staging): opened at the spill,
+   * it gets every byte in order and ends with the body; the source waits while it is full, so it
+   * is written as the body streams, without a second pass over the spool file. The spool fails with
+   * MirrorClosedError when it closes early, and destroys it with the cause when the spool fails.
+   */
+  mirror?: () => Writable
+}
+
+/** The mirror of a spool (see SpoolOptions.mirror) closed before the body ended: its consumer failed. */
+export class MirrorClosedError extends Error {
+  constructor() {
+    super('the mirror of the upload body closed before the body ended')
+    this.name = 'MirrorClosedError'
+  }
 }
 
 export function spoolToFile(source: Readable, options: SpoolOptions): Promise<SpooledFile> {
@@ -167,6 +182,9 @@ class Spooler {
   private writing = false
   private ended = false
   private settled = false
+  private mirror: Writable | undefined
+  /** The mirror refused the last chunk: the source waits for its 'drain'. */
+  private mirrorFull = false
 
   constructor(
     private readonly source: Readable,
@@ -215,6 +233,7 @@ class Spooler {
     // Whatever the source still emits (its own destroy error included) must not go unhandled.
     source.on('error', () => {})
     if (!source.destroyed) source.destroy()
+    this.mirror?.destroy(err)
     // The directory vanished under us (a tmp cleaner): make it again for the next upload.
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') madeDirs.delete(this.options.dir)
     // Close before removing, and only after a pending open settled: a file created after the
@@ -230,8 +249,9 @@ class Spooler {
     )
   }
 
-  /** Past the memory threshold: opens the 0600 spill file; what is held goes to it first. */
+  /** Past the memory threshold: opens the 0600 spill file (and the mirror); what is held goes to it first. */
   private spill(): void {
+    this.openMirror()
     const target = join(this.options.dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
     this.path = target
     this.opening = ensureDir(this.options.dir)
@@ -271,7 +291,36 @@ class Spooler {
       }, this.fail)
       return
     }
-    if (!this.ended && this.source.isPaused()) this.source.resume()
+    this.resumeIfFree()
+  }
+
+  /** Resumes the source unless the spill file or the mirror still holds it back. */
+  private resumeIfFree(): void {
+    if (this.ended || this.settled || this.mirrorFull || !this.source.isPaused()) return
+    if (this.heldBytes < spoolWriteBatchBytes) this.source.resume()
+  }
+
+  private openMirror(): void {
+    const mirror = this.options.mirror?.()
+    if (!mirror) return
+    this.mirror = mirror
+    const closedEarly = () => {
+      if (!mirror.writableFinished) this.fail(new MirrorClosedError())
+    }
+    mirror.on('error', closedEarly)
+    mirror.once('close', closedEarly)
+    mirror.on('drain', () => {
+      this.mirrorFull = false
+      this.resumeIfFree()
+    })
+    for (const chunk of this.held) this.toMirror(chunk)
+  }
+
+  private toMirror(chunk: Buffer): void {
+    if (this.mirror && !this.mirror.write(chunk)) {
+      this.mirrorFull = true
+      this.source.pause()
+    }
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -286,7 +335,7 @@ class Spooler {
     if (this.path === undefined) {
       if (this.counter.bytes > this.memoryBytes) this.spill()
       else return
-    }
+    } else this.toMirror(chunk)
     if (this.heldBytes < spoolWriteBatchBytes) return
     // A full batch: write it now if the file is free, and hold the source until it is.
     if (!this.file || this.writing) this.source.pause()
@@ -302,6 +351,7 @@ class Spooler {
       return
     }
     this.ended = true
+    this.mirror?.end()
     if (this.path !== undefined) {
       this.pump()
       return

@@ -13,6 +13,8 @@ export interface ProviderTally {
   candidates: number
   deleted: number
   failed: number
+  /** Reconcile only: rows whose provider copy vanished, uploaded again from their originals. */
+  healed?: number
   candidate_ids?: string[]
 }
 
@@ -39,6 +41,18 @@ export function noteCandidates(tallies: Tallies, rows: Array<{ provider: string;
       if (t.candidate_ids.length < dryRunIdCap) t.candidate_ids.push(row.id)
     }
   }
+}
+
+/** Runs `work` over `items` with at most `concurrency` at once. */
+export async function mapBounded<T>(items: T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T
+      await work(item)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker))
 }
 
 export interface BatchSweepOptions {

@@ -9,6 +9,11 @@
  * the owner renews every third of CLAIM_LEASE_SECONDS while it uploads: when the owner dies, the
  * lease runs out and the next claim takes the row over. A claim lost to a takeover leaves the
  * provider copy recorded as an orphan tombstone, deleted right away.
+ *
+ * With originals kept (ORIGINALS_URL), the original is kept under the claim before the row
+ * completes (domain/original-writes.ts): a spooled body's before the provider put, so a store that
+ * cannot be written fails the upload before anything reaches the provider; a streamed-through
+ * body's after it (the provider had the stream first), its copy deleted when the store fails.
  */
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
@@ -16,6 +21,7 @@ import type { Readable } from 'node:stream'
 import { type Config, tenantQuotaOf } from '../config.js'
 import { AppError, errors, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
+import type { OriginalsStore } from '../originals/index.js'
 import { purposeRule } from '../providers/catalog.js'
 import { isProviderError } from '../providers/errors.js'
 import type { ProviderFile, UploadInput } from '../providers/types.js'
@@ -34,9 +40,12 @@ import {
 import { createDedupProber, type DedupProber } from './dedup-probe.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
+import { type OriginalSource, PendingOriginal, StagingTee } from './original-writes.js'
 import type { SettleWaiters } from './settle-waiters.js'
 import { HashCounter, type SpooledFile } from './spool.js'
 import { type Candidate, candidatesFor, type UploadPlan } from './upload-plan.js'
+
+export type { OriginalSource } from './original-writes.js'
 
 export interface FileMeta {
   filename: string
@@ -70,12 +79,13 @@ type UploadBody =
   | { kind: 'spooled'; spool: SpooledFile }
   | { kind: 'streamed'; stream: Readable; declaredSha256: string }
 
-/** What the provider answered to a put; a streamed body's count and hash come with it. */
+/** What the provider answered to a put; a streamed body's count and hash (and its staged original) come with it. */
 interface Sent {
   id: string
   /** What the provider said of its copy: its own expiry, its processing state. */
   copy: Pick<ProviderFile, 'expiresAt' | 'state' | 'stateMessage'>
   counter?: HashCounter
+  tee?: StagingTee | undefined
 }
 
 type Claimed = Extract<Claim, { outcome: 'claimed' }>
@@ -99,6 +109,8 @@ export interface UploadDeps {
   deletion: DeletionDeps
   /** Hears of each row that settled, so that uploads waiting on it look again at once. */
   waiters: SettleWaiters
+  /** The originals store (ORIGINALS_URL); undefined = originals are not kept. */
+  originals?: OriginalsStore | undefined
 }
 
 export class Uploads {
@@ -108,25 +120,53 @@ export class Uploads {
     this.probe = createDedupProber(deps.store)
   }
 
-  /** Upload from a spooled temp file: retries are possible, and `auto` may fall back. */
-  async uploadSpooled(tenant: string, plan: UploadPlan, meta: FileMeta, spool: SpooledFile): Promise<UploadResult> {
-    if (spool.bytes === 0) throw errors.emptyFile()
-    const candidates = candidatesFor(plan, spool.bytes)
-    // The batched probe first: a hit (the common case for a re-sent file) then costs a share of
-    // one round trip; a miss goes on to claim_upload, which still settles every race.
-    const hit = await this.findLiveDuplicate(tenant, candidates, spool.sha256)
-    if (hit) return this.dedupHit(hit, spool.bytes)
-    let lastError: unknown
-    for (const candidate of candidates) {
-      try {
-        const job = this.job(tenant, candidate, meta, spool.sha256, spool.bytes)
-        return await this.upload(job, { kind: 'spooled', spool })
-      } catch (err) {
-        lastError = err
-        if (!plan.auto || !canFallBack(err)) throw err
+  /**
+   * Upload from a spooled temp file: retries are possible, and `auto` may fall back. With originals
+   * kept, `original` is where the original comes from (undefined: staged from the spool when a claim
+   * needs it); it is kept under the first claim, and a staged one not kept is discarded whatever
+   * happens.
+   */
+  async uploadSpooled(
+    tenant: string,
+    plan: UploadPlan,
+    meta: FileMeta,
+    spool: SpooledFile,
+    original?: OriginalSource,
+  ): Promise<UploadResult> {
+    const kept = this.pendingOriginal(tenant, spool.sha256, spool.bytes, original, spool)
+    try {
+      if (spool.bytes === 0) throw errors.emptyFile()
+      const candidates = candidatesFor(plan, spool.bytes)
+      // The batched probe first: a hit (the common case for a re-sent file) then costs a share of
+      // one round trip; a miss goes on to claim_upload, which still settles every race.
+      const hit = await this.findLiveDuplicate(tenant, candidates, spool.sha256)
+      if (hit) return this.dedupHit(hit, spool.bytes)
+      let lastError: unknown
+      for (const candidate of candidates) {
+        try {
+          const job = this.job(tenant, candidate, meta, spool.sha256, spool.bytes)
+          return await this.upload(job, { kind: 'spooled', spool }, kept)
+        } catch (err) {
+          lastError = err
+          if (!plan.auto || !canFallBack(err)) throw err
+        }
       }
+      throw lastError
+    } finally {
+      await (kept ? kept.discard() : original?.kind === 'staged' ? original.staged.discard() : undefined)
     }
-    throw lastError
+  }
+
+  private pendingOriginal(
+    tenant: string,
+    sha256: string,
+    bytes: number,
+    original: OriginalSource | undefined,
+    spool?: SpooledFile,
+  ): PendingOriginal | undefined {
+    const { originals, store, metrics } = this.deps
+    if (!originals) return undefined
+    return new PendingOriginal({ store, originals, metrics }, tenant, sha256, bytes, original, spool)
   }
 
   /**
@@ -153,23 +193,59 @@ export class Uploads {
       throw errors.fileTooLarge(candidate.config.name, candidate.maxBytes)
     }
     const job = this.job(tenant, candidate, meta, body.declaredSha256, Math.min(body.declaredBytes, candidate.maxBytes))
-    return this.upload(job, { kind: 'streamed', stream: body.stream, declaredSha256: body.declaredSha256 })
+    const kept = this.pendingOriginal(tenant, body.declaredSha256, job.bytes, undefined)
+    try {
+      return await this.upload(
+        job,
+        { kind: 'streamed', stream: body.stream, declaredSha256: body.declaredSha256 },
+        kept,
+      )
+    } finally {
+      await kept?.discard()
+    }
   }
 
   private job(tenant: string, candidate: Candidate, meta: FileMeta, sha256: string, bytes: number): UploadJob {
     return { tenant, candidate, meta, sha256, bytes, deadline: Date.now() + this.deps.config.timeouts.uploadMs }
   }
 
-  /** Claim → put → settle; a claim lost while putting (taken over) is claimed again. */
-  private async upload(job: UploadJob, body: UploadBody): Promise<UploadResult> {
+  /**
+   * Claim → put → settle, the claim's lease renewed throughout; a claim lost while putting (taken
+   * over) is claimed again. A spooled body's original is kept before the put.
+   */
+  private async upload(job: UploadJob, body: UploadBody, original: PendingOriginal | undefined): Promise<UploadResult> {
     for (;;) {
       const claim = await this.claim(job)
       if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, job.bytes || Number(claim.file.bytes))
-      const sent = await this.put(job, claim, body)
-      const settled = await this.settle(job, claim, body, sent)
-      if (settled) return settled
+      const heartbeat = this.renewWhileUploading(claimRef(claim))
+      try {
+        if (original && body.kind === 'spooled') await this.keepBeforePut(job, claim, original)
+        const sent = await this.put(job, claim, body, original !== undefined)
+        const settled = await this.settle(job, claim, body, sent, original)
+        if (settled) return settled
+      } finally {
+        clearInterval(heartbeat)
+      }
       if (Date.now() > job.deadline) throw timeoutWaiting()
     }
+  }
+
+  /** Keeps the original under the claim; when the store fails, the row fails before any provider call. */
+  private async keepBeforePut(job: UploadJob, claim: Claimed, original: PendingOriginal): Promise<void> {
+    try {
+      await original.keep(job.deadline)
+    } catch (err) {
+      await this.failClaim(claimRef(claim), err)
+      throw err
+    }
+  }
+
+  /** Fails the claimed row; a provider copy it already has is tombstoned and deleted. */
+  private async failClaim(ref: ClaimRef, err: unknown, providerFileId?: string): Promise<void> {
+    const error = isAppError(err) ? (err.detail ?? err.code) : describe(err)
+    const tomb = await failUpload(this.deps.store, ref, { error, ...(providerFileId ? { providerFileId } : {}) })
+    this.deps.waiters.notify(ref.id)
+    if (tomb) await deleteAtProvider(this.deps.deletion, tomb)
   }
 
   /** A live copy for any candidate, the first candidate's purpose first; all asked in one batch. */
@@ -232,16 +308,15 @@ export class Uploads {
    * Step 2: sends the content to the provider while the claim's lease is renewed. A failure
    * marks the row failed (the next claim may take it over) and is the upload's answer.
    */
-  private async put(job: UploadJob, claim: Claimed, body: UploadBody): Promise<Sent> {
+  private async put(job: UploadJob, claim: Claimed, body: UploadBody, keepsOriginal: boolean): Promise<Sent> {
     const { metrics, config } = this.deps
     const provider = job.candidate.config.name
     metrics.uploadAttempts.inc({ provider })
     const started = process.hrtime.bigint()
     const observe = () => metrics.uploadDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9)
     const ref = claimRef(claim)
-    const heartbeat = this.renewWhileUploading(ref)
     try {
-      const sent = await this.send(job, body, AbortSignal.timeout(config.timeouts.uploadMs))
+      const sent = await this.send(job, body, AbortSignal.timeout(config.timeouts.uploadMs), keepsOriginal)
       observe()
       return sent
     } catch (err) {
@@ -250,13 +325,14 @@ export class Uploads {
       await failUpload(this.deps.store, ref, { error: describe(err) })
       this.deps.waiters.notify(ref.id)
       throw err
-    } finally {
-      clearInterval(heartbeat)
     }
   }
 
-  /** One provider call: the spooled file as it is, or the body counted and hashed on its way. */
-  private async send(job: UploadJob, body: UploadBody, signal: AbortSignal): Promise<Sent> {
+  /**
+   * One provider call: the spooled file as it is, or the body counted and hashed on its way (and,
+   * with `keepsOriginal`, staged in the originals store as it passes).
+   */
+  private async send(job: UploadJob, body: UploadBody, signal: AbortSignal, keepsOriginal: boolean): Promise<Sent> {
     const { candidate, meta } = job
     const input = (source: UploadInput['source']): UploadInput => ({
       source,
@@ -275,16 +351,19 @@ export class Uploads {
     const limitError = () => errors.fileTooLarge(candidate.config.name, candidate.maxBytes)
     const counter = new HashCounter(candidate.maxBytes, limitError)
     const senderFailure = (attemptTimedOut: boolean) => counter.senderFailure(attemptTimedOut)
+    const tee = keepsOriginal && this.deps.originals ? new StagingTee(this.deps.originals, job.tenant) : undefined
+    const stream = tee ? tee.pass(counter.pass(body.stream)) : counter.pass(body.stream)
     try {
-      const file = await candidate.adapter.upload(
-        input({ kind: 'stream', stream: counter.pass(body.stream), senderFailure }),
-        signal,
-      )
-      return { ...sentOf(file), counter }
+      const file = await candidate.adapter.upload(input({ kind: 'stream', stream, senderFailure }), signal)
+      return { ...sentOf(file), counter, tee }
     } catch (err) {
-      // Our own limit or the client's abort surfaces as the provider call failing: report the
-      // cause (the budget running out may have replaced the attempt's own error).
-      throw counter.senderFailure(isProviderError(err) && err.code === 'PROVIDER_TIMEOUT') ?? err
+      // Our own limit, the client's abort or the originals store failing surfaces as the provider
+      // call failing: report the cause (the budget running out may have replaced the attempt's own error).
+      const cause = counter.senderFailure(isProviderError(err) && err.code === 'PROVIDER_TIMEOUT')
+      tee?.abort()
+      const storeFailure = await tee?.storeFailure()
+      await tee?.discard() // settled and removed before the answer
+      throw cause ?? storeFailure ?? err
     }
   }
 
@@ -298,21 +377,32 @@ export class Uploads {
     claim: Claimed,
     body: UploadBody,
     sent: Sent,
+    original: PendingOriginal | undefined,
   ): Promise<UploadResult | undefined> {
     const { store, metrics, waiters } = this.deps
     const provider = job.candidate.config.name
     const ref = claimRef(claim)
+    if (sent.tee) original?.stagedBy(sent.tee)
     const verdict = body.kind === 'streamed' ? verifyStreamed(job.candidate, body, sent, provider) : job.bytes
     if (verdict instanceof AppError) {
       metrics.uploadBytes.inc({ provider, status: 'failed' }, job.bytes)
-      const tomb = await failUpload(store, ref, { error: verdict.detail, providerFileId: sent.id })
-      waiters.notify(ref.id)
-      if (tomb) await deleteAtProvider(this.deps.deletion, tomb)
+      await this.failClaim(ref, verdict, sent.id)
       throw verdict
+    }
+    if (original && sent.tee) {
+      // Streamed through: the provider has the copy; without its original it must go, like a mismatch.
+      try {
+        await original.keep(job.deadline)
+      } catch (err) {
+        metrics.uploadBytes.inc({ provider, status: 'failed' }, job.bytes)
+        await this.failClaim(ref, err, sent.id)
+        throw err
+      }
     }
     const done = await completeUpload(store, ref, {
       providerFileId: sent.id,
       bytes: verdict,
+      originalStored: original !== undefined,
       providerExpiresAt: typeof sent.copy.expiresAt === 'number' ? new Date(sent.copy.expiresAt * 1000) : undefined,
       providerState: sent.copy.state,
       providerError: sent.copy.stateMessage,

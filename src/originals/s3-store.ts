@@ -2,7 +2,7 @@
  * Originals in an S3-compatible bucket (`ORIGINALS_URL=s3://bucket/prefix`): AWS S3, MinIO,
  * Cloudflare R2, Supabase Storage's S3 endpoint. Objects are `<prefix>/<tenant>/<sha256>`; a body is
  * streamed to `<prefix>/.staging/<uuid>` with a multipart upload (@aws-sdk/lib-storage: parts of
- * 8 MiB, two in flight, so memory stays bounded whatever the size), and on commit copied server-side
+ * 5 MiB, S3's minimum, one in flight, so an upload holds about two parts whatever its size), and on commit copied server-side
  * to its content address (CopyObject: the bytes do not come back through filegate).
  *
  * S3 API reference: https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html,
@@ -44,7 +44,10 @@ export interface S3Options {
   forcePathStyle: boolean
 }
 
-const partBytes = 8 * 1024 * 1024
+// Memory per staged upload is about (queueSize + 1) parts: 8 concurrent 100 MB uploads must stay
+// within the service's 200 MB budget. 5 MiB is S3's smallest part (all but the last):
+// https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
+const partBytes = 5 * 1024 * 1024
 const stagingIdPattern = /^[0-9a-f-]{36}$/
 
 const isNotFound = (err: unknown) => {
@@ -110,7 +113,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       client,
       params: { Bucket, Key, Body: Readable.from(hash.pass(body)) },
       partSize: partBytes,
-      queueSize: 2,
+      queueSize: 1,
       leavePartsOnError: false,
     })
     await upload.done()

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import cron from 'node-cron'
 import type { Config } from '../config.js'
-import { defaultJobs } from '../domain/cleanup.js'
+import { jobsByDefault } from '../domain/cleanup.js'
 import { prepareSpoolDir, removeStaleSpools } from '../domain/spool.js'
 
 export default fp(
@@ -31,7 +31,9 @@ export default fp(
       async () => {
         if (app.readiness.shuttingDown || running) return
         const cleanup =
-          lc.enabled && app.readiness.schemaReady ? app.cleanup.run({ dryRun: false, jobs: defaultJobs }) : undefined
+          lc.enabled && app.readiness.schemaReady
+            ? app.cleanup.run({ dryRun: false, jobs: jobsByDefault(app.originals !== undefined) })
+            : undefined
         running = Promise.all([
           sweepSpools().catch((err) => app.log.error({ err }, 'spool sweep failed')),
           cleanup?.catch((err) => app.log.error({ err }, 'scheduled cleanup failed')),

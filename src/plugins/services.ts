@@ -20,6 +20,7 @@ export default fp(
       providers: app.providers,
       config: opts.config,
       metrics: app.metrics,
+      originals: app.originals,
     })
     app.decorate('files', files)
     app.decorate(
@@ -31,6 +32,8 @@ export default fp(
         metrics: app.metrics,
         deletion: files.deletionDeps,
         log: app.log,
+        originals: app.originals,
+        healer: files.healer,
       }),
     )
 
@@ -40,6 +43,14 @@ export default fp(
     app.metrics.hooks.refreshUsage = atMostEvery(usageRefreshMs, async () => {
       if (app.readiness.schemaReady) await files.refreshUsageGauges().catch(() => {})
     })
+    if (app.originals) {
+      app.metrics.hooks.refreshOriginals = atMostEvery(usageRefreshMs, async () => {
+        if (app.readiness.schemaReady) await files.refreshOriginalsGauges().catch(() => {})
+      })
+    }
   },
-  { name: 'filegate-services', dependencies: ['filegate-store', 'filegate-providers', 'filegate-metrics'] },
+  {
+    name: 'filegate-services',
+    dependencies: ['filegate-store', 'filegate-providers', 'filegate-metrics', 'filegate-originals'],
+  },
 )

@@ -130,6 +130,8 @@ export function completeUpload(
   done: {
     providerFileId: string
     bytes: number
+    /** The original is kept in the originals store. */
+    originalStored?: boolean
     /** The provider's own expiry of its copy: the row expires no later. */
     providerExpiresAt?: Date | undefined
     /** The provider's processing state, where it has one; 'failed' settles the row failed. */
@@ -142,6 +144,7 @@ export function completeUpload(
     p_claim_token: claim.claimToken,
     p_provider_file_id: done.providerFileId,
     p_bytes: done.bytes,
+    p_original_stored: done.originalStored ?? false,
     p_provider_expires_at: done.providerExpiresAt?.toISOString(),
     p_provider_state: done.providerState,
     p_provider_error: done.providerError,
@@ -380,7 +383,15 @@ export function findUnknownProviderFiles(
 /** Live rows whose provider file was not listed (and is older than the listing): tombstoned when `apply`. */
 export function reconcileGoneFiles(
   store: StorePort,
-  a: { provider: string; listedIds: string[]; listedBefore: Date; apply: boolean; limit: number },
+  a: {
+    provider: string
+    listedIds: string[]
+    listedBefore: Date
+    apply: boolean
+    limit: number
+    /** Originals are kept: rows with one are left live (to be healed), not tombstoned. */
+    keepOriginalStored?: boolean
+  },
 ): Promise<FileRow[]> {
   return store.call('reconcile_gone_files', {
     p_provider: a.provider,
@@ -388,5 +399,147 @@ export function reconcileGoneFiles(
     p_listed_before: a.listedBefore,
     p_apply: a.apply,
     p_limit: a.limit,
+    p_keep_original_stored: a.keepOriginalStored ?? false,
   })
+}
+
+// ---- originals -------------------------------------------------------------------------------
+
+export interface OriginalRef {
+  tenantId: string
+  sha256: string
+}
+
+export type OriginalReference = { outcome: 'referenced'; stored: boolean } | { outcome: 'deleting'; until: string }
+
+/**
+ * References (tenant, sha256) for a claimed upload, copy or heal: from then on the originals job
+ * leaves it alone. `deleting`: a delete holds it now; wait until `until`, then reference again.
+ */
+export function referenceOriginal(store: StorePort, ref: OriginalRef, bytes: number): Promise<OriginalReference> {
+  return traced(store, 'filegate.original.reference', outcome, 'reference_original', {
+    p_tenant_id: ref.tenantId,
+    p_sha256: ref.sha256,
+    p_bytes: bytes,
+  })
+}
+
+/** The object is written: it counts in the gauges. False when a delete holds it (reference again). */
+export function markOriginalStored(store: StorePort, ref: OriginalRef): Promise<boolean> {
+  return store.call('mark_original_stored', { p_tenant_id: ref.tenantId, p_sha256: ref.sha256 })
+}
+
+export interface OriginalToDelete {
+  tenant_id: string
+  sha256: string
+  bytes: number
+  /** Whether the object was known to be written (a never-written one may still exist). */
+  stored: boolean
+}
+
+/** Claims up to `limit` originals nothing uses any more, each held for `leaseSeconds`. */
+export function claimOriginalDeletes(
+  store: StorePort,
+  a: { graceSeconds: number; leaseSeconds: number; limit: number },
+): Promise<OriginalToDelete[]> {
+  return traced(store, 'filegate.cleanup.batch', rows, 'claim_original_deletes', {
+    p_grace_seconds: a.graceSeconds,
+    p_lease_seconds: a.leaseSeconds,
+    p_limit: a.limit,
+  })
+}
+
+/** What claimOriginalDeletes would claim now, read only (the dry run). */
+export function findOriginalDeletes(
+  store: StorePort,
+  a: { graceSeconds: number; limit: number },
+): Promise<OriginalToDelete[]> {
+  return store.call('find_original_deletes', { p_grace_seconds: a.graceSeconds, p_limit: a.limit })
+}
+
+/** The object is removed; false when an upload referenced the original again meanwhile. */
+export function finishOriginalDelete(store: StorePort, ref: OriginalRef): Promise<boolean> {
+  return store.call('finish_original_delete', { p_tenant_id: ref.tenantId, p_sha256: ref.sha256 })
+}
+
+export function releaseOriginalDelete(store: StorePort, ref: OriginalRef): Promise<boolean> {
+  return store.call('release_original_delete', { p_tenant_id: ref.tenantId, p_sha256: ref.sha256 })
+}
+
+/** Of the objects listed in the store, those no row knows. */
+export function unknownOriginals(
+  store: StorePort,
+  keys: Array<{ tenant_id: string; sha256: string }>,
+): Promise<Array<{ tenant_id: string; sha256: string }>> {
+  // An object, not an array: the Postgres drivers would send a JS array as a Postgres array.
+  return store.call('unknown_originals', { p_keys: { keys } })
+}
+
+/** Holds an object no row knows for its removal (a row with a delete lease); false when a row exists by now. */
+export function claimUnknownOriginal(
+  store: StorePort,
+  ref: OriginalRef,
+  a: { bytes: number; leaseSeconds: number },
+): Promise<boolean> {
+  return store.call('claim_unknown_original', {
+    p_tenant_id: ref.tenantId,
+    p_sha256: ref.sha256,
+    p_bytes: a.bytes,
+    p_lease_seconds: a.leaseSeconds,
+  })
+}
+
+export const originalsUsage = (store: StorePort): Promise<{ objects: number; bytes: number }> =>
+  store.call('originals_usage')
+
+// ---- healing ---------------------------------------------------------------------------------
+
+export type HealClaim =
+  | { outcome: 'claimed'; heal_token: string; file: FileRow }
+  | { outcome: 'in_progress'; file: FileRow; heal_until: string }
+  | { outcome: 'not_live'; file: FileRow | null }
+
+export interface HealRef {
+  id: string
+  healToken: string
+}
+
+/** Claims the right to check and heal one live completed file of the tenant. */
+export function claimHeal(store: StorePort, tenantId: string, id: string, leaseSeconds: number): Promise<HealClaim> {
+  return traced(store, 'filegate.heal.claim', outcome, 'claim_heal', {
+    p_tenant_id: tenantId,
+    p_id: id,
+    p_lease_seconds: leaseSeconds,
+  })
+}
+
+export function renewHeal(store: StorePort, heal: HealRef, leaseSeconds: number): Promise<boolean> {
+  return store.call('renew_heal', { p_id: heal.id, p_heal_token: heal.healToken, p_lease_seconds: leaseSeconds })
+}
+
+/** Lets go of the heal claim (the provider still had the file, or the heal failed); the row, or null. */
+export function releaseHeal(store: StorePort, heal: HealRef): Promise<FileRow | null> {
+  return store.call('release_heal', { p_id: heal.id, p_heal_token: heal.healToken })
+}
+
+export type HealCompletion = { outcome: 'healed'; file: FileRow } | { outcome: 'lost'; file: FileRow; orphan: FileRow }
+
+/** Records the remade copy (the old provider id joins the history); `lost`: the new copy is an orphan to delete. */
+export function completeHeal(
+  store: StorePort,
+  heal: HealRef,
+  done: { providerFileId: string; expiresAt?: Date | undefined; providerState?: ProviderState | undefined },
+): Promise<HealCompletion> {
+  return traced(store, 'filegate.heal.settle', outcome, 'complete_heal', {
+    p_id: heal.id,
+    p_heal_token: heal.healToken,
+    p_provider_file_id: done.providerFileId,
+    ...(done.expiresAt === undefined ? {} : { p_expires_at: done.expiresAt }),
+    p_provider_state: done.providerState,
+  })
+}
+
+/** The copy is gone and cannot be remade: the row is tombstoned `reconciled` (already gone at the provider). */
+export function reconcileVanishedFile(store: StorePort, heal: HealRef): Promise<FileRow> {
+  return store.call('reconcile_vanished_file', { p_id: heal.id, p_heal_token: heal.healToken })
 }

@@ -8,13 +8,13 @@ import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import postgres from 'postgres'
 import { applyMigrations, latestVersion, loadMigrations } from '../../src/store/migrations.js'
-import { createPgliteStore } from '../../src/store/pglite.js'
 import type { StorePort } from '../../src/store/port.js'
 import { createPostgresStore } from '../../src/store/postgres.js'
 import { schemaVersion } from '../../src/store/queries.js'
 import { createSupabaseStore } from '../../src/store/supabase.js'
 import { startFakePostgrest } from '../fakes/postgrest.js'
 import { createTestDatabase, isCI, postgresAvailable } from '../helper.js'
+import { type Harness, openPglite, openPostgres } from './store-harness.js'
 
 interface FileJson {
   id: string
@@ -62,42 +62,13 @@ const claimArgs = (over: Record<string, unknown> = {}) => ({
   ...over,
 })
 
-interface Harness {
-  store: StorePort
-  /** Runs raw SQL on the same database (to backdate rows); via the migrator session. */
-  close(): Promise<void>
-}
-
 const pgOk = await postgresAvailable()
 if (!pgOk && isCI) throw new Error('CI=true but Postgres is not reachable')
 if (!pgOk) console.log('# NOTICE: Postgres not reachable; the postgres and supabase contract suites are skipped')
 
 const transports: Array<{ name: string; skip: boolean; open: () => Promise<Harness> }> = [
-  {
-    name: 'pglite',
-    skip: false,
-    open: async () => {
-      const store = await createPgliteStore(undefined)
-      await applyMigrations(store.migrator as NonNullable<StorePort['migrator']>, await loadMigrations())
-      return { store, close: () => store.close() }
-    },
-  },
-  {
-    name: 'postgres',
-    skip: !pgOk,
-    open: async () => {
-      const db = await createTestDatabase('filegate_contract_pg')
-      const store = createPostgresStore(db.url)
-      await applyMigrations(store.migrator as NonNullable<StorePort['migrator']>, await loadMigrations())
-      return {
-        store,
-        close: async () => {
-          await store.close()
-          await db.drop()
-        },
-      }
-    },
-  },
+  { name: 'pglite', skip: false, open: openPglite },
+  { name: 'postgres', skip: !pgOk, open: () => openPostgres('filegate_contract_pg') },
   {
     name: 'supabase',
     skip: !pgOk,

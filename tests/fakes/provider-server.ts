@@ -101,6 +101,13 @@ export interface FakeProvider {
   /** Most requests of each operation in progress at once since the last reset. */
   readonly maxInFlight: Record<FakeOp | 'unknown', number>
   addFile(file: Partial<FakeFile> & { filename: string }): FakeFile
+  /**
+   * Drops a file behind filegate's back, as a provider does that purges files on its own: Gemini
+   * deletes every file after 48 hours (ai.google.dev/gemini-api/docs/files), and a Kimi or GLM
+   * account purged or a key moved to another account loses them all. Retrieve then answers 404
+   * and the listing leaves it out, as for any unknown id. False when there was no such file.
+   */
+  forget(id: string): boolean
   reset(): void
   close(): Promise<void>
 }
@@ -791,6 +798,9 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
       }
       records.files.set(id, stored)
       return stored
+    },
+    forget(id) {
+      return records.files.delete(id)
     },
     reset() {
       Object.assign(state, {

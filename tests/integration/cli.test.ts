@@ -17,6 +17,7 @@ import {
   build,
   createTestDatabase,
   fakeKeys,
+  freePort,
   multipart,
   requirePostgres,
   startFakes,
@@ -357,6 +358,7 @@ describe('filegate against Postgres and the fake providers', () => {
         ['OK', 'configuration'],
         ['OK', 'database'],
         ['OK', 'schema'],
+        ['SKIP', 'originals'],
         ['OK', 'provider kimi'],
         ['OK', 'provider glm'],
         ['SKIP', 'provider openai'],
@@ -389,6 +391,22 @@ describe('filegate against Postgres and the fake providers', () => {
     assert.equal(noDb.code, 1)
     assert.match(noDb.stdout, /^FAIL {2}database +postgres: /m)
     assert.match(noDb.stdout, /^OK {4}provider kimi/m)
+
+    const originalsRoot = await tempDir(t, 'fg-doctor-originals-')
+    const withOriginals = await filegate(t, ['doctor'], { ...env, ORIGINALS_URL: `file://${originalsRoot}` })
+    assert.equal(withOriginals.code, 0, withOriginals.stdout)
+    assert.match(withOriginals.stdout, /^OK {4}originals +file:\/\/\/.+ answers$/m)
+    const storeDown = await filegate(t, ['doctor', '--timeout', '5'], {
+      ...env,
+      ORIGINALS_URL: 's3://filegate-originals/x',
+      S3_ENDPOINT: `http://127.0.0.1:${await freePort()}`,
+      S3_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+      S3_SECRET_ACCESS_KEY: 'secret-not-to-print-0123',
+      S3_FORCE_PATH_STYLE: 'true',
+    })
+    assert.equal(storeDown.code, 1, storeDown.stdout)
+    assert.match(storeDown.stdout, /^FAIL {2}originals +s3:\/\/filegate-originals\/x: /m)
+    assert.ok(!storeDown.stdout.includes('secret-not-to-print'), 'no secret in the output')
 
     const badConfig = await filegate(t, ['doctor'], { ...env, CIRCUIT_RESET_MS: 'soon' })
     assert.equal(badConfig.code, 1)

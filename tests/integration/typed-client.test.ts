@@ -1,7 +1,7 @@
 /**
  * A client generated from openapi.yaml (openapi-typescript types, openapi-fetch) drives the
- * running service over real HTTP: upload, dedup, list, get, errors, delete and cleanup. This
- * file typechecks against tests/.generated/filegate-api.d.ts (npm run openapi:types), so a
+ * running service over real HTTP: upload, dedup, list, get, errors, delete, cleanup, copies and
+ * ensure. This file typechecks against tests/.generated/filegate-api.d.ts (npm run openapi:types), so a
  * document that stops matching what clients send or read fails `npm run typecheck` as well.
  */
 import assert from 'node:assert/strict'
@@ -13,6 +13,7 @@ import createClient from 'openapi-fetch'
 import { generateClientTypes, typesPath } from '../../scripts/openapi-types.js'
 import type { components, paths } from '../.generated/filegate-api.js'
 import { build, fileDatabase, requirePostgres, startFakes, tempDir, testKeys } from '../helper.js'
+import { keptApp } from './originals-kept-support.js'
 
 type FileObject = components['schemas']['File']
 type Problem = components['schemas']['Problem']
@@ -32,6 +33,49 @@ describe('typed client generated from openapi.yaml', () => {
   it('has its types generated from the committed document (else run npm run openapi:types)', async () => {
     const onDisk = await readFile(typesPath, 'utf8').catch(() => '')
     assert.equal(onDisk, await generateClientTypes(), `${typesPath} is stale: run npm run openapi:types`)
+  })
+
+  it('copies a file to another provider and ensures it after the provider forgot it (originals kept)', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const ctx = await keptApp(t, await fileDatabase(t))
+    await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+    const baseUrl = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`
+    const alice = createClient<paths>({ baseUrl, headers: { authorization: `Bearer ${testKeys.alice}` } })
+    const content = `typed client copies ${Date.now()}\n`
+    const created = await alice.POST('/v1/files', {
+      body: { provider: 'kimi', file: new File([content], 'notes.txt', { type: 'text/plain' }) },
+      bodySerializer: toFormData,
+    })
+    assert.equal(created.response.status, 201, JSON.stringify(created.error))
+    const file = created.data as FileObject
+    assert.equal(file.original_stored, true)
+
+    const copied = await alice.POST('/v1/files/{id}/copies', {
+      params: { path: { id: file.id } },
+      body: { provider: 'glm', expires_in: 3600 },
+    })
+    assert.equal(copied.response.status, 201, JSON.stringify(copied.error))
+    assert.equal(copied.data?.provider, 'glm')
+    assert.equal(copied.data?.deduplicated, false)
+    assert.ok(copied.data?.expires_at)
+    const again = await alice.POST('/v1/files/{id}/copies', {
+      params: { path: { id: file.id } },
+      body: { provider: 'glm' },
+    })
+    assert.equal(again.response.status, 200)
+    assert.equal(again.data?.deduplicated, true)
+
+    ctx.fakes.kimi.forget(file.provider_file_id as string)
+    const ensured = await alice.POST('/v1/files/{id}/ensure', { params: { path: { id: file.id } } })
+    assert.equal(ensured.response.status, 200, JSON.stringify(ensured.error))
+    assert.equal(ensured.data?.id, file.id)
+    assert.notEqual(ensured.data?.provider_file_id, file.provider_file_id)
+
+    const missing = await alice.POST('/v1/files/{id}/ensure', {
+      params: { path: { id: '00000000-0000-4000-8000-000000000000' } },
+    })
+    assert.equal(missing.response.status, 404)
+    assert.equal(missing.error?.code, 'NOT_FOUND')
   })
 
   it('uploads, dedups, lists, gets, deletes and runs a cleanup against the running service', async (t) => {
@@ -138,5 +182,39 @@ describe('typed client generated from openapi.yaml', () => {
       afterDelete.data?.data.map((f) => [f.id, f.status]),
       [[file.id, 'deleted']],
     )
+  })
+
+  it('fetches an original (GET /v1/files/{id}/original) and reads its 409 as a typed problem', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const db = await fileDatabase(t)
+    const fakes = await startFakes(t)
+    const root = await tempDir(t, 'filegate-originals-')
+    const app = await build(t, {
+      DATABASE_URL: db.url,
+      UPLOAD_TMP_DIR: await tempDir(t, 'filegate-spool-'),
+      ORIGINALS_URL: `file://${root}`,
+      ...fakes.env,
+    })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+    const alice = createClient<paths>({ baseUrl, headers: { authorization: `Bearer ${testKeys.alice}` } })
+    const content = `an original ${Date.now()}\n`
+    const created = await alice.POST('/v1/files', {
+      body: { provider: 'kimi', file: new File([content], 'kept.txt', { type: 'text/plain' }) },
+      bodySerializer: toFormData,
+    })
+    assert.equal(created.response.status, 201, JSON.stringify(created.error))
+    assert.equal(created.data?.original_stored, true)
+    const id = created.data?.id ?? ''
+    const original = await alice.GET('/v1/files/{id}/original', { params: { path: { id } }, parseAs: 'text' })
+    assert.equal(original.response.status, 200)
+    assert.equal(original.data, content)
+    assert.match(original.response.headers.get('content-disposition') ?? '', /^attachment; filename="kept.txt"/)
+
+    await app.originals?.remove({ tenant: 'alice', sha256: created.data?.sha256 ?? '' })
+    const gone = await alice.GET('/v1/files/{id}/original', { params: { path: { id } } })
+    assert.equal(gone.response.status, 409)
+    const problem: Problem | undefined = gone.error
+    assert.equal(problem?.code, 'ORIGINAL_UNAVAILABLE')
   })
 })

@@ -41,6 +41,7 @@ const row: FileRow = {
   deleted_at: null,
   deletion_reason: null,
   provider_deleted: false,
+  original_stored: false,
   provider_deleted_at: null,
   delete_attempts: 3,
   last_delete_error: 'x',

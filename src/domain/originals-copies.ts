@@ -1,0 +1,100 @@
+/**
+ * POST /v1/files/{id}/copies: the same content at another provider (or purpose), made from the
+ * kept original instead of bytes the client sends again. The original is spooled through the
+ * store's verifying read (a corrupt object fails there: nothing is sent), then goes the normal
+ * upload path for the target, limits, dedup, quotas, breaker and retries included. The new row
+ * references the same original (`kept`: nothing is written again).
+ */
+import type { Config } from '../config.js'
+import { errors } from '../errors.js'
+import type { Metrics } from '../metrics.js'
+import type { OriginalsStore } from '../originals/index.js'
+import type { StorePort } from '../store/port.js'
+import type { FileRow } from './file-record.js'
+import { OriginalLostError, spoolOriginal } from './original-spool.js'
+import { readRow } from './reads.js'
+import { removeSpool } from './spool.js'
+import { candidatesFor, type UploadPlan } from './upload-plan.js'
+import type { UploadResult, Uploads } from './uploads.js'
+
+export interface CopyRequest {
+  provider: string
+  purpose?: string | undefined
+  expiresInSeconds?: number | undefined
+}
+
+export interface CopyDeps {
+  store: StorePort
+  originals: OriginalsStore | undefined
+  uploads: Uploads
+  metrics: Metrics
+  config: Pick<Config, 'uploadTmpDir'>
+  plan(request: { provider: string; purpose?: string | undefined; filename: string }): UploadPlan
+}
+
+export async function copyFile(
+  deps: CopyDeps,
+  tenant: string,
+  id: string,
+  request: CopyRequest,
+): Promise<UploadResult> {
+  const source = await readRow(deps.store, tenant, id)
+  checkCopyable(deps.originals, source)
+  const plan = deps.plan({ provider: request.provider, purpose: request.purpose, filename: source.filename })
+  const target = plan.candidates[0]?.config.name ?? request.provider
+  try {
+    // The target's size limit, before a byte is read.
+    candidatesFor(plan, Number(source.bytes))
+    const result = await copyFromOriginal(deps, source, plan, request)
+    deps.metrics.copies.inc({
+      provider: result.file.provider,
+      outcome: result.deduplicated ? 'deduplicated' : 'created',
+    })
+    return result
+  } catch (err) {
+    deps.metrics.copies.inc({ provider: target, outcome: 'failed' })
+    throw err
+  }
+}
+
+/** Only a live completed file whose content is kept can be copied. */
+function checkCopyable(originals: OriginalsStore | undefined, row: FileRow): asserts originals is OriginalsStore {
+  if (!originals) throw errors.originalUnavailable(row.id, 'originals are not kept (ORIGINALS_URL)')
+  if (row.deleted_at !== null) throw errors.originalUnavailable(row.id, 'the file is deleted')
+  if (row.status !== 'completed') throw errors.originalUnavailable(row.id, `the file is ${row.status}`)
+  if (!row.original_stored) throw errors.originalUnavailable(row.id, 'it was not kept when the file was uploaded')
+}
+
+async function copyFromOriginal(deps: CopyDeps, source: FileRow, plan: UploadPlan, request: CopyRequest) {
+  const originals = deps.originals as OriginalsStore
+  let spool: Awaited<ReturnType<typeof spoolOriginal>> | undefined
+  try {
+    spool = await spoolOriginal(
+      originals,
+      { tenant: source.tenant_id, sha256: source.sha256 },
+      {
+        dir: deps.config.uploadTmpDir,
+        maxBytes: plan.maxBytes,
+        onLimit: () => errors.fileTooLarge(plan.candidates[0]?.config.name ?? request.provider, plan.maxBytes),
+      },
+    )
+  } catch (err) {
+    throw err instanceof OriginalLostError ? errors.originalUnavailable(source.id, err.why) : err
+  }
+  try {
+    return await deps.uploads.uploadSpooled(
+      source.tenant_id,
+      plan,
+      {
+        filename: source.filename,
+        mimeType: source.mime_type,
+        metadata: source.metadata ?? {},
+        expiresInSeconds: request.expiresInSeconds,
+      },
+      spool,
+      { kind: 'kept' },
+    )
+  } finally {
+    await removeSpool(spool)
+  }
+}
