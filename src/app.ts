@@ -164,7 +164,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(readinessPlugin)
   await app.register(storePlugin, { config: config.store, ...(overrides.store ? { store: overrides.store } : {}) })
   await app.register(providersPlugin, { config, ...(overrides.providers ? { registry: overrides.providers } : {}) })
-  await app.register(originalsPlugin, { config: config.originals, store: overrides.originals })
+  await app.register(originalsPlugin, {
+    config: config.originals,
+    tmpDir: config.uploadTmpDir,
+    store: overrides.originals,
+  })
   await app.register(servicesPlugin, { config })
   await app.register(schedulerPlugin, { config })
 

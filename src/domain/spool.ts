@@ -127,6 +127,18 @@ const ensureDir = (dir: string) => {
   return made
 }
 
+const spoolName = (dir: string) => join(dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
+
+/**
+ * A fresh path for a temp file of this process under `dir` (prepared as the spool directory), named
+ * like a spool file so that the stale-spool sweep removes it when the process dies holding it: the
+ * originals store buffers an S3 part there.
+ */
+export async function spoolFilePath(dir: string): Promise<string> {
+  await ensureDir(dir)
+  return spoolName(dir)
+}
+
 /**
  * Spill-file writes are batched: the socket delivers 64 KiB chunks and each write is a round trip
  * through libuv's thread pool, so chunks are gathered to this size and written with one writev.
@@ -252,7 +264,7 @@ class Spooler {
   /** Past the memory threshold: opens the 0600 spill file (and the mirror); what is held goes to it first. */
   private spill(): void {
     this.openMirror()
-    const target = join(this.options.dir, `${spoolPrefix}${randomBytes(8).toString('hex')}.part`)
+    const target = spoolName(this.options.dir)
     this.path = target
     this.opening = ensureDir(this.options.dir)
       .then(() => open(target, 'wx', 0o600))

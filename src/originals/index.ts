@@ -14,6 +14,8 @@ export interface OriginalsOptions {
     secretAccessKey?: string | undefined
     forcePathStyle: boolean
   }
+  /** A fresh path for a temp file (an S3 part on its way); unset = S3 parts are held in memory. */
+  partFile?: (() => Promise<string>) | undefined
 }
 
 export type OriginalsLocation = { kind: 'file'; root: string } | { kind: 's3'; bucket: string; prefix: string }
@@ -51,5 +53,10 @@ export async function createOriginalsStore(options: OriginalsOptions): Promise<O
   }
   // The AWS SDK is loaded only when an s3:// store is configured.
   const { createS3OriginalsStore } = await import('./s3-store.js')
-  return createS3OriginalsStore({ ...options.s3, bucket: location.bucket, prefix: location.prefix })
+  return createS3OriginalsStore({
+    ...options.s3,
+    bucket: location.bucket,
+    prefix: location.prefix,
+    partFile: options.partFile,
+  })
 }

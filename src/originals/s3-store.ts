@@ -1,25 +1,32 @@
 /**
  * Originals in an S3-compatible bucket (`ORIGINALS_URL=s3://bucket/prefix`): AWS S3, MinIO,
  * Cloudflare R2, Supabase Storage's S3 endpoint. Objects are `<prefix>/<tenant>/<sha256>`; a body is
- * streamed to `<prefix>/.staging/<uuid>` with a multipart upload (@aws-sdk/lib-storage: parts of
- * 5 MiB, S3's minimum, one in flight, so an upload holds about two parts whatever its size), and on commit copied server-side
- * to its content address (CopyObject: the bytes do not come back through filegate).
+ * streamed to `<prefix>/.staging/<uuid>` (one PutObject, or a multipart upload of 5 MiB parts,
+ * S3's minimum, one at a time, each buffered in a local file: see putStreamed), and on commit copied
+ * server-side to its content address (CopyObject: the bytes do not come back through filegate).
  *
  * S3 API reference: https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html,
  * https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html
  */
 import { randomUUID } from 'node:crypto'
-import { Readable } from 'node:stream'
+import { createReadStream } from 'node:fs'
+import { open, rm } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
 import {
+  AbortMultipartUploadCommand,
+  type CompletedPart,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  PutObjectCommand,
   S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3'
-import { Upload } from '@aws-sdk/lib-storage'
 import {
   checkKey,
   checkTenant,
@@ -42,6 +49,8 @@ export interface S3Options {
   accessKeyId?: string | undefined
   secretAccessKey?: string | undefined
   forcePathStyle: boolean
+  /** A path for a part file (in a private directory, unique, not existing yet); unset = parts in memory. */
+  partFile?: (() => Promise<string>) | undefined
 }
 
 // Memory per staged upload is about (queueSize + 1) parts: 8 concurrent 100 MB uploads must stay
@@ -55,6 +64,53 @@ const isNotFound = (err: unknown) => {
   return e.$metadata?.httpStatusCode === 404 || e.name === 'NotFound' || e.name === 'NoSuchKey'
 }
 
+/** One part on its way to the bucket: filled by `write`, sent as `body()`, then filled again. */
+interface Part {
+  filled: number
+  write(chunk: Uint8Array): Promise<void>
+  body(): { Body: Buffer | Readable; ContentLength: number }
+  close(): Promise<void>
+}
+
+function memoryPart(): Part {
+  const buffer = Buffer.allocUnsafe(partBytes)
+  return {
+    filled: 0,
+    async write(chunk) {
+      buffer.set(chunk, this.filled)
+      this.filled += chunk.byteLength
+    },
+    body() {
+      return { Body: buffer.subarray(0, this.filled), ContentLength: this.filled }
+    },
+    async close() {},
+  }
+}
+
+/** A part in a 0600 file at `path`, removed on close. */
+async function filePart(path: string): Promise<Part> {
+  const file = await open(path, 'wx+', 0o600)
+  const part: Part = {
+    filled: 0,
+    async write(chunk) {
+      let done = 0
+      while (done < chunk.byteLength) {
+        done += (await file.write(chunk, done, chunk.byteLength - done, this.filled + done)).bytesWritten
+      }
+      this.filled += chunk.byteLength
+    },
+    body() {
+      if (this.filled === 0) return { Body: Buffer.alloc(0), ContentLength: 0 }
+      return { Body: createReadStream(path, { start: 0, end: this.filled - 1 }), ContentLength: this.filled }
+    },
+    async close() {
+      await file.close().catch(() => {})
+      await rm(path, { force: true })
+    },
+  }
+  return part
+}
+
 export function createS3OriginalsStore(options: S3Options): OriginalsStore {
   const client = new S3Client({
     region: options.region,
@@ -64,6 +120,12 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     ...(options.accessKeyId && options.secretAccessKey
       ? { credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } }
       : {}),
+    // The SDK's default (WHEN_SUPPORTED) sends a streamed body as aws-chunked with a trailing CRC32,
+    // which not every S3-compatible store decodes (it would store the framing). Integrity does not
+    // rest on it: each object's SHA-256 is checked on commit and on every read (verify.ts).
+    // https://docs.aws.amazon.com/sdkref/latest/guide/feature-dataintegrity.html
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
   })
   const Bucket = options.bucket
   const base = options.prefix ? `${options.prefix}/` : ''
@@ -105,18 +167,59 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     } while (ContinuationToken)
   }
 
+  /**
+   * Streams `body` to `Key` through one reused part: a body within one part is a single PutObject;
+   * a longer one a multipart upload whose part is sent (and awaited) before the part fills again, so
+   * the body waits meanwhile. The part is a local file when `partFile` is given (an upload then holds
+   * a few KiB of memory whatever its size: S3 parts are at least 5 MiB, and eight concurrent uploads'
+   * parts in memory would break the service's memory budget), else a buffer. On any failure the
+   * multipart upload is aborted. API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
+   */
+  async function putStreamed(Key: string, body: AsyncIterable<Uint8Array>): Promise<void> {
+    const part = options.partFile ? await filePart(await options.partFile()) : memoryPart()
+    let uploadId: string | undefined
+    const parts: CompletedPart[] = []
+    const sendPart = async () => {
+      uploadId ??= (await client.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId
+      const PartNumber = parts.length + 1
+      const out = await client.send(
+        new UploadPartCommand({ Bucket, Key, UploadId: uploadId, PartNumber, ...part.body() }),
+      )
+      parts.push({ PartNumber, ETag: out.ETag })
+      part.filled = 0
+    }
+    try {
+      for await (const chunk of body) {
+        for (let offset = 0; offset < chunk.byteLength; ) {
+          const n = Math.min(partBytes - part.filled, chunk.byteLength - offset)
+          await part.write(chunk.subarray(offset, offset + n))
+          offset += n
+          if (part.filled === partBytes) await sendPart()
+        }
+      }
+      if (uploadId === undefined) {
+        await client.send(new PutObjectCommand({ Bucket, Key, ...part.body() }))
+        return
+      }
+      if (part.filled > 0) await sendPart()
+      await client.send(
+        new CompleteMultipartUploadCommand({ Bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+      )
+    } catch (err) {
+      if (uploadId) {
+        await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: uploadId })).catch(() => {})
+      }
+      throw err
+    } finally {
+      await part.close()
+    }
+  }
+
   async function stage(tenant: string, body: Readable | AsyncIterable<Uint8Array>): Promise<StagedOriginal> {
     checkTenant(tenant)
     const Key = `${stagingBase}${randomUUID()}`
     const hash = new StagingHash()
-    const upload = new Upload({
-      client,
-      params: { Bucket, Key, Body: Readable.from(hash.pass(body)) },
-      partSize: partBytes,
-      queueSize: 1,
-      leavePartsOnError: false,
-    })
-    await upload.done()
+    await putStreamed(Key, hash.pass(body))
     const sha256 = hash.digest()
     const discard = async () => {
       await client.send(new DeleteObjectCommand({ Bucket, Key }))

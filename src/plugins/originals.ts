@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
+import { spoolFilePath } from '../domain/spool.js'
 import { createOriginalsStore, type OriginalsStore } from '../originals/index.js'
 
 declare module 'fastify' {
@@ -17,9 +18,11 @@ declare module 'fastify' {
 export default fp(
   async function originalsPlugin(
     app: FastifyInstance,
-    opts: { config: Config['originals']; store?: OriginalsStore | undefined },
+    opts: { config: Config['originals']; tmpDir: string; store?: OriginalsStore | undefined },
   ) {
-    const store = opts.store ?? (opts.config ? await createOriginalsStore(opts.config) : undefined)
+    // An S3 part (5 MiB at least) waits in a file beside the spool files, not in memory.
+    const partFile = () => spoolFilePath(opts.tmpDir)
+    const store = opts.store ?? (opts.config ? await createOriginalsStore({ ...opts.config, partFile }) : undefined)
     app.decorate('originals', store)
     app.addHook('onClose', async () => {
       if (store && !opts.store) await store.close()

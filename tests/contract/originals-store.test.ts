@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, it, type TestContext } from 'node:test'
@@ -71,11 +72,24 @@ const backends: Backend[] = [
       return { store, corrupt: (tenant, sha256, bytes) => writeFile(join(root, tenant, sha256), bytes) }
     },
   },
-  {
-    name: 's3 (s3rver)',
-    async open(t) {
+  ...[false, true].map((partsInFiles) => ({
+    name: partsInFiles ? 's3 (s3rver), parts buffered in files' : 's3 (s3rver)',
+    async open(t: TestContext): ReturnType<Backend['open']> {
       const s3 = await startS3Server(t)
-      const store = await createOriginalsStore({ url: `s3://${s3.bucket}/originals`, s3: s3.options })
+      const partDir = await mkdtemp(join(tmpdir(), 'fg-parts-'))
+      let parts = 0
+      const partFile = async () => join(partDir, `part-${parts++}`)
+      // Every part file is removed, whatever became of the upload.
+      t.after(async () => {
+        const left = await readdir(partDir)
+        await rm(partDir, { recursive: true, force: true })
+        assert.deepEqual(left, [], 'no part file is left')
+      })
+      const store = await createOriginalsStore({
+        url: `s3://${s3.bucket}/originals`,
+        s3: s3.options,
+        ...(partsInFiles ? { partFile } : {}),
+      })
       t.after(() => store.close())
       const raw = new S3Client({
         endpoint: s3.endpoint,
@@ -91,7 +105,7 @@ const backends: Backend[] = [
         },
       }
     },
-  },
+  })),
 ]
 
 for (const backend of backends) {

@@ -62,7 +62,7 @@ for (const backend of backends) {
       const tenant = freshTenant('orig')
       const cases = [
         { name: 'held in memory', content: body(10 * 1024), streamed: false },
-        { name: 'spilled to disk', content: body(3 * 1024 * 1024 + 17), streamed: false },
+        { name: 'spilled to disk (S3: more than one part)', content: body(6 * 1024 * 1024 + 17), streamed: false },
         { name: 'streamed through', content: body(2 * 1024 * 1024 + 5), streamed: true },
       ]
       for (const c of cases) {
@@ -322,7 +322,7 @@ describe('uploads keep originals: the S3 server goes away', () => {
     if (!ctx) return
     const tenant = freshTenant('s3down')
     await ctx.originals.s3?.stop()
-    for (const size of [5000, 2 * 1024 * 1024]) {
+    for (const size of [5000, 7 * 1024 * 1024]) {
       const res = await postFile(ctx.app, tenant, [
         ['provider', 'kimi'],
         ['file', { filename: 'a.pdf', content: body(size) }],
@@ -331,7 +331,7 @@ describe('uploads keep originals: the S3 server goes away', () => {
       assert.ok(Number(res.headers['retry-after']) > 0)
     }
     assert.equal(providerUploads(ctx), 0, 'spooled: nothing reached the provider')
-    const content = body(3 * 1024 * 1024)
+    const content = body(6 * 1024 * 1024)
     const streamed = await postFile(
       ctx.app,
       tenant,
