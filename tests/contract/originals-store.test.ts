@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, it, type TestContext } from 'node:test'
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { createOriginalsStore, parseOriginalsUrl } from '../../src/originals/index.js'
 import { OriginalCorruptError, OriginalMissingError, type OriginalsStore } from '../../src/originals/store.js'
 import { startS3Server } from '../fakes/s3-server.js'
@@ -91,17 +90,10 @@ const backends: Backend[] = [
         ...(partsInFiles ? { partFile } : {}),
       })
       t.after(() => store.close())
-      const raw = new S3Client({
-        endpoint: s3.endpoint,
-        region: 'us-east-1',
-        forcePathStyle: true,
-        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-      })
-      t.after(() => raw.destroy())
       return {
         store,
         corrupt: async (tenant, sha256, bytes) => {
-          await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `originals/${tenant}/${sha256}`, Body: bytes }))
+          await s3.put(`originals/${tenant}/${sha256}`, bytes)
         },
       }
     },

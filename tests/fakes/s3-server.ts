@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import S3rver from 's3rver'
 
 export interface S3Server {
@@ -15,6 +16,8 @@ export interface S3Server {
   /** Options for the originals store (s3rver accepts any signature made with its fixed keys). */
   options: { endpoint: string; region: string; accessKeyId: string; secretAccessKey: string; forcePathStyle: true }
   stop(): Promise<void>
+  /** Writes `bytes` at `key` behind the store's back (a test corrupting an object). */
+  put(key: string, bytes: Buffer): Promise<void>
 }
 
 export async function startS3Server(
@@ -37,7 +40,14 @@ export async function startS3Server(
     stopped = true
     await server.close()
   }
+  const raw = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  })
   t.after(async () => {
+    raw.destroy()
     await stop()
     await rm(directory, { recursive: true, force: true })
   })
@@ -46,5 +56,8 @@ export async function startS3Server(
     bucket,
     options: { endpoint, region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true },
     stop,
+    async put(key, bytes) {
+      await raw.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes }))
+    },
   }
 }

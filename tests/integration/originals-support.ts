@@ -10,7 +10,6 @@ import { readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { TestContext } from 'node:test'
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import type { FastifyInstance } from 'fastify'
 import type { AppOverrides } from '../../src/app.js'
 import { createOriginalsStore, type OriginalsStore } from '../../src/originals/index.js'
@@ -62,13 +61,6 @@ export const backends: Backend[] = [
       const url = `s3://${s3.bucket}/originals`
       const store = await createOriginalsStore({ url, s3: s3.options })
       t.after(() => store.close())
-      const raw = new S3Client({
-        endpoint: s3.endpoint,
-        region: 'us-east-1',
-        forcePathStyle: true,
-        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-      })
-      t.after(() => raw.destroy())
       return {
         kind: 's3',
         env: {
@@ -82,7 +74,7 @@ export const backends: Backend[] = [
         store,
         s3,
         corrupt: async (tenant, sha256, bytes) => {
-          await raw.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `originals/${tenant}/${sha256}`, Body: bytes }))
+          await s3.put(`originals/${tenant}/${sha256}`, bytes)
         },
         staging: async () => (await collect(store.listStaging())).map((o) => o.id),
       }
