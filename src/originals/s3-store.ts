@@ -2,7 +2,7 @@
  * Originals in an S3-compatible bucket (`ORIGINALS_URL=s3://bucket/prefix`): AWS S3, MinIO,
  * Cloudflare R2, Supabase Storage's S3 endpoint. Objects are `<prefix>/<tenant>/<sha256>`; a body is
  * streamed to `<prefix>/.staging/<uuid>` (one PutObject, or a multipart upload of 5 MiB parts,
- * S3's minimum, one at a time, each buffered in a local file: see putStreamed), and on commit copied
+ * S3's minimum, one sent while the next fills, each buffered in a local file: see putStreamed), and on commit copied
  * server-side to its content address (CopyObject: the bytes do not come back through filegate).
  *
  * S3 API reference: https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html,
@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { open, rm } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import {
   AbortMultipartUploadCommand,
   type CompletedPart,
@@ -53,11 +54,23 @@ export interface S3Options {
   partFile?: (() => Promise<string>) | undefined
 }
 
-// Memory per staged upload is about (queueSize + 1) parts: 8 concurrent 100 MB uploads must stay
-// within the service's 200 MB budget. 5 MiB is S3's smallest part (all but the last):
+// Two parts per staged upload (one filling, one sending): in files, a few KiB of memory; in memory
+// (no part directory) 10 MiB. 5 MiB is S3's smallest part (all but the last):
 // https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
 const partBytes = 5 * 1024 * 1024
 const stagingIdPattern = /^[0-9a-f-]{36}$/
+const partAttempts = 3
+const partRetryDelayMs = 100
+
+/** A dropped connection, a 5xx, or S3's SlowDown: worth sending the part again. */
+const isTransient = (err: unknown) => {
+  const e = err as { code?: string; name?: string; $metadata?: { httpStatusCode?: number } }
+  const status = e.$metadata?.httpStatusCode
+  if (status !== undefined) return status >= 500 || status === 429
+  return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'TimeoutError', 'RequestTimeout'].includes(
+    e.code ?? e.name ?? '',
+  )
+}
 
 const isNotFound = (err: unknown) => {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } }
@@ -168,50 +181,83 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
   }
 
   /**
-   * Streams `body` to `Key` through one reused part: a body within one part is a single PutObject;
-   * a longer one a multipart upload whose part is sent (and awaited) before the part fills again, so
-   * the body waits meanwhile. The part is a local file when `partFile` is given (an upload then holds
-   * a few KiB of memory whatever its size: S3 parts are at least 5 MiB, and eight concurrent uploads'
-   * parts in memory would break the service's memory budget), else a buffer. On any failure the
-   * multipart upload is aborted. API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
+   * One part sent, from its buffer or file (a fresh stream each attempt): a part body that is a stream
+   * is one the SDK will not retry itself, so a dropped connection or a 5xx/SlowDown is retried here,
+   * a few times with backoff. API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
+   */
+  async function sendPart(Key: string, UploadId: string, PartNumber: number, part: Part): Promise<CompletedPart> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const out = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, ...part.body() }))
+        return { PartNumber, ETag: out.ETag }
+      } catch (err) {
+        if (attempt >= partAttempts || !isTransient(err)) throw err
+        await sleep(partRetryDelayMs * 2 ** (attempt - 1))
+      }
+    }
+  }
+
+  /**
+   * Streams `body` to `Key`: a body within one part is a single PutObject; a longer one a multipart
+   * upload through two parts that take turns, one filling while the other is sent, so the body waits
+   * only when the store is slower than it. The parts are local files when `partFile` is given (an
+   * upload then holds a few KiB of memory whatever its size: S3 parts are at least 5 MiB, and eight
+   * concurrent uploads' parts in memory would break the service's memory budget), else buffers. On
+   * any failure the multipart upload is aborted.
    */
   async function putStreamed(Key: string, body: AsyncIterable<Uint8Array>): Promise<void> {
-    const part = options.partFile ? await filePart(await options.partFile()) : memoryPart()
+    const makePart = async () => (options.partFile ? filePart(await options.partFile()) : memoryPart())
+    let filling = await makePart()
+    let sending = await makePart().catch(async (err) => {
+      await filling.close()
+      throw err
+    })
     let uploadId: string | undefined
+    let inFlight: Promise<unknown> | undefined
     const parts: CompletedPart[] = []
-    const sendPart = async () => {
-      uploadId ??= (await client.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId
-      const PartNumber = parts.length + 1
-      const out = await client.send(
-        new UploadPartCommand({ Bucket, Key, UploadId: uploadId, PartNumber, ...part.body() }),
-      )
-      parts.push({ PartNumber, ETag: out.ETag })
-      part.filled = 0
+    /** Sends the filled part (once the previous one is out) and swaps the two. */
+    const flush = async () => {
+      await inFlight
+      uploadId ??= (await client.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId as string
+      const part = filling
+      const sent = sendPart(Key, uploadId, parts.length + 1, part).then((done) => {
+        part.filled = 0
+        return done
+      })
+      parts.push({ PartNumber: parts.length + 1 })
+      inFlight = sent.then((done) => {
+        parts[(done.PartNumber as number) - 1] = done
+      })
+      inFlight.catch(() => {}) // awaited by the next flush or the end; this only keeps it from being unhandled
+      ;[filling, sending] = [sending, filling]
     }
     try {
       for await (const chunk of body) {
         for (let offset = 0; offset < chunk.byteLength; ) {
-          const n = Math.min(partBytes - part.filled, chunk.byteLength - offset)
-          await part.write(chunk.subarray(offset, offset + n))
+          const n = Math.min(partBytes - filling.filled, chunk.byteLength - offset)
+          await filling.write(chunk.subarray(offset, offset + n))
           offset += n
-          if (part.filled === partBytes) await sendPart()
+          if (filling.filled === partBytes) await flush()
         }
       }
-      if (uploadId === undefined) {
-        await client.send(new PutObjectCommand({ Bucket, Key, ...part.body() }))
+      if (uploadId === undefined && inFlight === undefined) {
+        await client.send(new PutObjectCommand({ Bucket, Key, ...filling.body() }))
         return
       }
-      if (part.filled > 0) await sendPart()
+      if (filling.filled > 0) await flush()
+      await inFlight
       await client.send(
         new CompleteMultipartUploadCommand({ Bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
       )
     } catch (err) {
+      await inFlight?.catch(() => {})
       if (uploadId) {
         await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: uploadId })).catch(() => {})
       }
       throw err
     } finally {
-      await part.close()
+      await inFlight?.catch(() => {})
+      await Promise.all([filling.close(), sending.close()])
     }
   }
 

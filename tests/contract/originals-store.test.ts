@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -235,4 +236,67 @@ describe('ORIGINALS_URL', () => {
     ])
       assert.throws(() => parseOriginalsUrl(bad), Error, bad)
   })
+})
+
+/**
+ * A TCP proxy in front of s3rver that breaks the connection carrying the first `UploadPart` of part
+ * `partNumber` once its request line went through: a connection dropped mid-part, as a load balancer
+ * or a store restart does.
+ */
+async function cuttingProxy(t: TestContext, upstream: string, partNumber: number) {
+  const target = new URL(upstream)
+  const line = new RegExp(`^PUT [^ ]*[?&]partNumber=${partNumber}(&| )`, 'm')
+  const sockets = new Set<Socket>()
+  let cuts = 0
+  const server = createServer((client) => {
+    const server = connect(Number(target.port), target.hostname)
+    for (const s of [client, server]) {
+      sockets.add(s)
+      s.on('close', () => sockets.delete(s))
+      s.on('error', () => {})
+    }
+    client.on('data', (chunk: Buffer) => {
+      if (cuts === 0 && line.test(chunk.toString('latin1'))) {
+        cuts++
+        server.write(chunk)
+        client.destroy()
+        server.destroy()
+        return
+      }
+      server.write(chunk)
+    })
+    server.pipe(client)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, cuts: () => cuts }
+}
+
+describe('originals store: s3, a part whose connection drops', () => {
+  for (const partsInFiles of [false, true]) {
+    it(`is sent again and the original is whole (parts ${partsInFiles ? 'in files' : 'in memory'})`, async (t) => {
+      const s3 = await startS3Server(t)
+      const proxy = await cuttingProxy(t, s3.endpoint, 2)
+      const partDir = await tempDir(t, 'fg-parts-')
+      let parts = 0
+      const store = await createOriginalsStore({
+        url: `s3://${s3.bucket}/originals`,
+        s3: { ...s3.options, endpoint: proxy.endpoint },
+        ...(partsInFiles ? { partFile: async () => join(partDir, `part-${parts++}`) } : {}),
+      })
+      t.after(() => store.close())
+      const content = randomBytes(12 * 1024 * 1024) // three parts of at most 5 MiB
+      const staged = await store.stage('acme', body(content))
+      assert.equal(await staged.commit(sha(content)), 'created')
+      assert.equal(proxy.cuts(), 1, 'the connection of part 2 was dropped once')
+      const read = await store.read({ tenant: 'acme', sha256: sha(content) })
+      const got = await drain(read.stream)
+      assert.equal(got.error, undefined)
+      assert.equal(got.digest, sha(content))
+      assert.deepEqual(await collect(store.listStaging()), [])
+    })
+  }
 })
