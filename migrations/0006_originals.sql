@@ -77,39 +77,6 @@ language sql set timezone to 'UTC' as $$
   select to_jsonb(exists (select 1 from u))
 $$;
 
--- 0001's complete_upload did not know originals; with a new argument it is another function, and
--- keeping both would make calls by name ambiguous.
-drop function if exists complete_upload(uuid, uuid, text, bigint);
-
-create or replace function complete_upload(
-  p_id uuid, p_claim_token uuid, p_provider_file_id text, p_bytes bigint default null,
-  p_original_stored boolean default false
-) returns jsonb
-language plpgsql set timezone to 'UTC' as $$
-declare r provider_file_uploads; o provider_file_uploads;
-begin
-  update provider_file_uploads
-     set status = 'completed', provider_file_id = p_provider_file_id, updated_at = now(),
-         last_used_at = now(), error = null, claim_token = null, bytes = coalesce(p_bytes, bytes),
-         original_stored = original_stored or p_original_stored
-   where id = p_id and claim_token = p_claim_token and status in ('pending', 'uploading') and deleted_at is null
-  returning * into r;
-  if found then
-    return jsonb_build_object('outcome', 'completed', 'file', filegate_file_json(r));
-  end if;
-  select * into o from provider_file_uploads where id = p_id;
-  insert into provider_file_uploads
-    (tenant_id, provider, purpose, sha256, bytes, filename, mime_type, provider_file_id, status,
-     deleted_at, deletion_reason, error, created_at)
-  values
-    (o.tenant_id, o.provider, o.purpose, o.sha256, coalesce(p_bytes, o.bytes), o.filename, o.mime_type, p_provider_file_id,
-     'deleted', now(), 'orphaned', 'upload claim lost before completion', now())
-  returning * into r;
-  return jsonb_build_object('outcome', 'lost', 'orphan', filegate_file_json(r),
-                            'file', case when o.id is null then null else filegate_file_json(o) end);
-end
-$$;
-
 -- ----------------------------------------------------------------------------------------
 -- Deleting originals (the `originals` job)
 
@@ -265,36 +232,8 @@ language sql set timezone to 'UTC' as $$
   select filegate_file_json(u) from u
 $$;
 
--- The copy is remade: the new provider id replaces the old, which joins the history. When the
--- claim was lost meanwhile (the file deleted, or the lease taken over) the new copy is recorded as
--- an orphan tombstone (`orphan`), which the caller deletes at the provider, like complete_upload's.
-create or replace function complete_heal(
-  p_id uuid, p_heal_token uuid, p_provider_file_id text, p_expires_at timestamptz default null
-) returns jsonb
-language plpgsql set timezone to 'UTC' as $$
-declare r provider_file_uploads; o provider_file_uploads;
-begin
-  update provider_file_uploads
-     set provider_file_id_history = provider_file_id_history || jsonb_build_array(jsonb_build_object(
-           'provider_file_id', provider_file_id, 'replaced_at', now(), 'reason', 'healed')),
-         provider_file_id = p_provider_file_id, expires_at = coalesce(p_expires_at, expires_at),
-         heal_token = null, heal_until = null, updated_at = now(), last_used_at = now(), error = null
-   where id = p_id and heal_token = p_heal_token and deleted_at is null and status = 'completed'
-  returning * into r;
-  if found then
-    return jsonb_build_object('outcome', 'healed', 'file', filegate_file_json(r));
-  end if;
-  select * into o from provider_file_uploads where id = p_id;
-  insert into provider_file_uploads
-    (tenant_id, provider, purpose, sha256, bytes, filename, mime_type, provider_file_id, status,
-     deleted_at, deletion_reason, error, created_at)
-  values
-    (o.tenant_id, o.provider, o.purpose, o.sha256, o.bytes, o.filename, o.mime_type, p_provider_file_id,
-     'deleted', now(), 'orphaned', 'heal claim lost before completion', now())
-  returning * into r;
-  return jsonb_build_object('outcome', 'lost', 'orphan', filegate_file_json(r), 'file', filegate_file_json(o));
-end
-$$;
+-- complete_heal (the copy is remade: the new provider id replaces the old, which joins the history)
+-- is defined by 0007, which adds the provider's state it records.
 
 -- The provider copy is gone and cannot be remade (no original, or it is lost or corrupt): the
 -- row is tombstoned `reconciled`, already deleted at the provider.
@@ -365,7 +304,6 @@ begin
     revoke all on table file_originals from public, anon, authenticated;
     revoke execute on function reference_original(text, text, bigint) from public, anon, authenticated;
     revoke execute on function mark_original_stored(text, text) from public, anon, authenticated;
-    revoke execute on function complete_upload(uuid, uuid, text, bigint, boolean) from public, anon, authenticated;
     revoke execute on function filegate_original_in_use(text, text) from public, anon, authenticated;
     revoke execute on function claim_original_deletes(integer, integer, integer) from public, anon, authenticated;
     revoke execute on function find_original_deletes(integer, integer) from public, anon, authenticated;
@@ -377,7 +315,6 @@ begin
     revoke execute on function claim_heal(text, uuid, integer) from public, anon, authenticated;
     revoke execute on function renew_heal(uuid, uuid, integer) from public, anon, authenticated;
     revoke execute on function release_heal(uuid, uuid) from public, anon, authenticated;
-    revoke execute on function complete_heal(uuid, uuid, text, timestamptz) from public, anon, authenticated;
     revoke execute on function reconcile_vanished_file(uuid, uuid) from public, anon, authenticated;
     revoke execute on function reconcile_gone_files(text, text[], timestamptz, boolean, integer, boolean)
       from public, anon, authenticated;

@@ -10,9 +10,9 @@
 alter table provider_file_uploads add column if not exists provider_state text
   constraint provider_state_valid check (provider_state in ('processing', 'active', 'failed'));
 
--- 0006's complete_upload had neither; with new arguments it is another function, and keeping both
--- would make calls by name ambiguous.
-drop function if exists complete_upload(uuid, uuid, text, bigint, boolean);
+-- 0001's complete_upload knew neither the provider's state and expiry nor originals (0006); with new
+-- arguments it is another function, and keeping both would make calls by name ambiguous.
+drop function if exists complete_upload(uuid, uuid, text, bigint);
 
 -- Completes a claim. If the claim was lost (taken over, or the row deleted meanwhile), the
 -- provider copy just made is recorded as an orphan tombstone so it is deleted, never leaked.
@@ -76,9 +76,10 @@ begin
 end
 $$;
 
--- 0006's complete_heal did not know provider states: a remade copy (Gemini) starts its processing
--- again, and its expiry is the provider's new one.
-drop function if exists complete_heal(uuid, uuid, text, timestamptz);
+-- The heal of 0006 (claim_heal): the remade copy's provider id replaces the old, which joins the
+-- history; a copy (Gemini) starts its processing again, and its expiry is the provider's new one.
+-- When the claim was lost meanwhile (the file deleted, or the lease taken over) the new copy is
+-- recorded as an orphan tombstone (`orphan`), which the caller deletes at the provider.
 
 create or replace function complete_heal(
   p_id uuid, p_heal_token uuid, p_provider_file_id text, p_expires_at timestamptz default null,
