@@ -10,10 +10,15 @@
  * environment carries this run's FILEGATE_TEST_RUN token (children spawned with an environment of
  * their own keep it when the test passes it on). A process is the same one only when its start
  * time matches too, so a reused pid is never blamed, nor killed.
+ *
+ * It also fails the run when a test database is left behind: tests/helper.ts names each
+ * `filegate_test_<pid>_<hex>` after the test process that made it; one whose pid is among this
+ * run's processes and still exists once the command has exited is reported and dropped.
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
+import postgres from 'postgres'
 
 interface ProcInfo {
   ppid: number
@@ -87,6 +92,26 @@ function survivors(seen: Map<number, string>, token: string): number[] {
   return [...alive]
 }
 
+/** Test databases made by this run's processes that still exist (none when Postgres is not reachable). */
+async function leftDatabases(runPids: ReadonlySet<number>): Promise<string[]> {
+  const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+  const sql = postgres(adminUrl, { max: 1, connect_timeout: 3, onnotice: () => {} })
+  try {
+    const rows = await sql<
+      Array<{ datname: string }>
+    >`select datname from pg_database where datname like 'filegate_test_%'`
+    const left = rows
+      .map((r) => r.datname)
+      .filter((name) => runPids.has(Number(/^filegate_test_(\d+)_[0-9a-f]+$/.exec(name)?.[1])))
+    for (const name of left) await sql.unsafe(`drop database if exists ${name} with (force)`)
+    return left
+  } catch {
+    return []
+  } finally {
+    await sql.end({ timeout: 1 }).catch(() => {})
+  }
+}
+
 const [command, ...args] = process.argv.slice(2)
 if (!command) {
   process.stderr.write('usage: test-guard <command> [args…]\n')
@@ -121,6 +146,15 @@ child.on('exit', async (code, signal) => {
         // Gone in between: nothing to kill.
       }
     }
+    process.exit(1)
+  }
+  // The command itself too: a short one may end before the sampler ever saw it.
+  const databases = await leftDatabases(new Set([root, ...seen.keys()]))
+  if (databases.length > 0) {
+    process.stderr.write(
+      `\ntest-guard: ${databases.length} test database(s) were left behind (dropped now): ${databases.join(', ')}\n` +
+        'Every database a test creates must be dropped when its test or file ends.\n',
+    )
     process.exit(1)
   }
   process.exit(code ?? (signal ? 1 : 0))

@@ -5,7 +5,7 @@
  * an upload before any provider call. The active-uploads gauge is 0 after every path.
  */
 import assert from 'node:assert/strict'
-import { after, describe, type TestContext, test } from 'node:test'
+import { describe, type TestContext, test } from 'node:test'
 import type { FakeProvider } from '../fakes/provider-server.js'
 import { createTestDatabase, postgresAvailable } from '../helper.js'
 import {
@@ -171,8 +171,14 @@ describe('provider resilience through uploads', () => {
     // Usage counts every tenant of the provider account: this test needs a database of its own.
     if (!(await postgresAvailable())) return t.skip('Postgres not reachable')
     const db = await createTestDatabase()
-    after(() => db.drop())
-    const ctx = await uploadApp(t, db, { KIMI_MAX_FILES: '2' })
+    // After the app's own cleanup (t.after hooks run in the order registered): a suite-level after()
+    // registered from inside a running test never ran, and every run left this database behind.
+    let ctx: Awaited<ReturnType<typeof uploadApp>>
+    try {
+      ctx = await uploadApp(t, db, { KIMI_MAX_FILES: '2' })
+    } finally {
+      t.after(() => db.drop())
+    }
     const tenant = freshTenant()
     for (const content of ['first', 'second']) {
       const res = await postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(content)])

@@ -1,10 +1,14 @@
 /**
  * scripts/test-guard.ts, which `npm test` runs the tests through: a process the command started
- * and left alive fails the run, is named and is killed; a clean run keeps the command's exit code.
+ * and left alive fails the run, is named and is killed; so does a test database it left behind (and it
+ * is dropped); a clean run keeps the command's exit code.
  */
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { describe, it, type TestContext } from 'node:test'
+import postgres from 'postgres'
+import { adminUrl, requirePostgres } from '../helper.js'
 import { spawnNode, within } from '../process-support.js'
 
 /** Alive, and not a zombie waiting for its new parent to reap it. */
@@ -56,5 +60,22 @@ describe('test guard', { skip: process.platform === 'linux' ? false : 'reads /pr
     )
     assert.equal(clean.code, 3, clean.output)
     assert.doesNotMatch(clean.output, /still alive/)
+  })
+
+  it('fails the run and drops a test database the command left behind', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const hex = randomBytes(4).toString('hex')
+    const left = await guarded(
+      t,
+      `const sql = require('postgres')(${JSON.stringify(adminUrl)}, { max: 1, onnotice: () => {} })
+       const name = 'filegate_test_' + process.pid + '_${hex}'
+       sql.unsafe('create database ' + name).then(() => sql.end()).then(() => process.exit(0))`,
+    )
+    assert.equal(left.code, 1, left.output)
+    assert.match(left.output, new RegExp(`test database\\(s\\) were left behind .*filegate_test_\\d+_${hex}`))
+    const sql = postgres(adminUrl, { max: 1, onnotice: () => {} })
+    t.after(() => sql.end())
+    const rows = await sql`select 1 from pg_database where datname like ${`filegate_test_%_${hex}`}`
+    assert.equal(rows.length, 0, 'the guard dropped it')
   })
 })
