@@ -8,17 +8,10 @@
 import type { Readable } from 'node:stream'
 import type { Agent, Dispatcher } from 'undici'
 import { request } from 'undici'
-import {
-  badResponse,
-  type ErrorDialect,
-  mapUpstreamError,
-  parseErrorBody,
-  parseRetryAfter,
-  sanitizeMessage,
-} from './errors.js'
+import { badResponse, type ErrorDialect, parseErrorBody } from './errors.js'
 import { buildMultipartBody, type FormFields } from './multipart-body.js'
 import type { ProviderContent, ProviderFile, ProviderOp, UploadInput } from './types.js'
-import { closeAgent, ERROR_BODY_CAP, readCapped, readJson, transportError, wireAgent } from './wire-http.js'
+import { closeAgent, ERROR_BODY_CAP, readJson, transportError, upstreamError, wireAgent } from './wire-http.js'
 
 /**
  * How one provider's files API differs from OpenAI's: what the shared client asks before each
@@ -185,21 +178,7 @@ export class FilesClient {
       throw transportError(err, opts.signal, this.provider, this.#options.idleTimeoutMs)
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return res
-    const text = await readCapped(res.body, ERROR_BODY_CAP).catch(() => '')
-    const parsed = parseErrorBody(text)
-    throw mapUpstreamError(
-      {
-        provider: this.provider,
-        op,
-        status: res.statusCode,
-        type: parsed.type,
-        code: parsed.code,
-        message: sanitizeMessage(parsed.message ?? '', [this.#options.apiKey]),
-        retryAfterMs: parseRetryAfter(res.headers['retry-after']),
-        limitBytes: this.#options.limitBytes,
-      },
-      this.#options.dialect.classifyError,
-    )
+    throw await upstreamError(res, op, this.#options, parseErrorBody, this.#options.dialect.classifyError)
   }
 
   #file(raw: unknown): ProviderFile {

@@ -34,10 +34,8 @@ import {
   badResponse,
   type ErrorDialect,
   isProviderError,
-  mapUpstreamError,
   misconfigured,
   ProviderError,
-  parseRetryAfter,
   quotaExceeded,
   rateLimited,
   sanitizeMessage,
@@ -51,7 +49,15 @@ import type {
   UploadInput,
   UploadProgress,
 } from './types.js'
-import { closeAgent, ERROR_BODY_CAP, readCapped, readJson, transportError, wireAgent } from './wire-http.js'
+import {
+  closeAgent,
+  ERROR_BODY_CAP,
+  type ErrorBodyFields,
+  readJson,
+  transportError,
+  upstreamError,
+  wireAgent,
+} from './wire-http.js'
 
 /** The chunk size of the resumable upload: 8 MiB, a multiple of the 256 KiB granularity Google asks for. */
 export const GEMINI_CHUNK_BYTES = 8 * 1024 * 1024
@@ -429,21 +435,7 @@ export class GeminiClient implements ProviderWire {
       throw transportError(err, opts.signal, this.#o.provider, this.#o.idleTimeoutMs)
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return res
-    const text = await readCapped(res.body, ERROR_BODY_CAP).catch(() => '')
-    const parsed = parseStatus(text)
-    throw mapUpstreamError(
-      {
-        provider: this.#o.provider,
-        op,
-        status: res.statusCode,
-        type: parsed.status,
-        code: parsed.code,
-        message: sanitizeMessage(parsed.message ?? '', [this.#o.apiKey]),
-        retryAfterMs: parseRetryAfter(res.headers['retry-after']),
-        limitBytes: this.#o.limitBytes,
-      },
-      geminiErrors,
-    )
+    throw await upstreamError(res, op, this.#o, parseStatus, geminiErrors)
   }
 
   /** A File resource (ai.google.dev/api/files#File) as filegate's ProviderFile. */
@@ -487,14 +479,15 @@ const states: Record<string, ProviderFile['state']> = {
 }
 
 /** google.rpc.Status: `{"error":{"code":429,"message":"…","status":"RESOURCE_EXHAUSTED"}}`. */
-function parseStatus(text: string): { code?: string; message?: string; status?: string } {
+function parseStatus(text: string): ErrorBodyFields {
   try {
     const inner = (JSON.parse(text) as { error?: Record<string, unknown> }).error
     if (typeof inner !== 'object' || inner === null) return text.trim() ? { message: text } : {}
-    const out: { code?: string; message?: string; status?: string } = {}
+    const out: ErrorBodyFields = {}
     if (typeof inner.code === 'number' || typeof inner.code === 'string') out.code = String(inner.code)
     if (typeof inner.message === 'string') out.message = inner.message
-    if (typeof inner.status === 'string') out.status = inner.status
+    // google.rpc.Status's `status` (RESOURCE_EXHAUSTED, …) is the error's type.
+    if (typeof inner.status === 'string') out.type = inner.status
     return out
   } catch {
     return text.trim() ? { message: text } : {}

@@ -5,7 +5,17 @@
  */
 import type { Readable } from 'node:stream'
 import { Agent, type Dispatcher } from 'undici'
-import { badResponse, networkError, timeoutError } from './errors.js'
+import {
+  badResponse,
+  type ErrorDialect,
+  mapUpstreamError,
+  networkError,
+  type ProviderError,
+  parseRetryAfter,
+  sanitizeMessage,
+  timeoutError,
+} from './errors.js'
+import type { ProviderOp } from './types.js'
 
 /** Error bodies are read up to this much; the rest is dropped. */
 export const ERROR_BODY_CAP = 64 * 1024
@@ -65,6 +75,42 @@ export async function readJson(
     if ((err as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') throw err
     throw networkError(provider, err)
   }
+}
+
+/** The error fields a wire finds in an error body, whatever its shape. */
+export interface ErrorBodyFields {
+  type?: string
+  code?: string
+  message?: string
+}
+
+/**
+ * A non-2xx answer as the provider error it is: its body read up to the cap and parsed in the
+ * wire's own error shape, the message cleared of the key, Retry-After honoured, then classified
+ * by the dialect's rules and the shared ones.
+ */
+export async function upstreamError(
+  res: Dispatcher.ResponseData,
+  op: ProviderOp,
+  who: { provider: string; apiKey: string | undefined; limitBytes: number },
+  parse: (text: string) => ErrorBodyFields,
+  classify: ErrorDialect,
+): Promise<ProviderError> {
+  const text = await readCapped(res.body, ERROR_BODY_CAP).catch(() => '')
+  const parsed = parse(text)
+  return mapUpstreamError(
+    {
+      provider: who.provider,
+      op,
+      status: res.statusCode,
+      type: parsed.type,
+      code: parsed.code,
+      message: sanitizeMessage(parsed.message ?? '', [who.apiKey]),
+      retryAfterMs: parseRetryAfter(res.headers['retry-after']),
+      limitBytes: who.limitBytes,
+    },
+    classify,
+  )
 }
 
 /** At most `cap` bytes of a body as text; the rest is not read. */
