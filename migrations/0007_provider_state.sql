@@ -14,6 +14,21 @@ alter table provider_file_uploads add column if not exists provider_state text
 -- arguments it is another function, and keeping both would make calls by name ambiguous.
 drop function if exists complete_upload(uuid, uuid, text, bigint);
 
+-- A provider copy made under a claim that was lost meanwhile (an upload's or a heal's), recorded
+-- as an orphan tombstone of the row it was made for, so the provider delete removes it exactly once.
+create or replace function filegate_orphan_copy(
+  o provider_file_uploads, p_provider_file_id text, p_bytes bigint, p_why text
+) returns provider_file_uploads
+language sql set timezone to 'UTC' as $$
+  insert into provider_file_uploads
+    (tenant_id, provider, purpose, sha256, bytes, filename, mime_type, provider_file_id, status,
+     deleted_at, deletion_reason, error, created_at)
+  values
+    (o.tenant_id, o.provider, o.purpose, o.sha256, p_bytes, o.filename, o.mime_type, p_provider_file_id,
+     'deleted', now(), 'orphaned', p_why, now())
+  returning *
+$$;
+
 -- Completes a claim. If the claim was lost (taken over, or the row deleted meanwhile), the
 -- provider copy just made is recorded as an orphan tombstone so it is deleted, never leaked.
 -- p_provider_expires_at caps expires_at; p_provider_state 'failed' (the provider refused the file
@@ -39,13 +54,7 @@ begin
     return jsonb_build_object('outcome', 'completed', 'file', filegate_file_json(r));
   end if;
   select * into o from provider_file_uploads where id = p_id;
-  insert into provider_file_uploads
-    (tenant_id, provider, purpose, sha256, bytes, filename, mime_type, provider_file_id, status,
-     deleted_at, deletion_reason, error, created_at)
-  values
-    (o.tenant_id, o.provider, o.purpose, o.sha256, coalesce(p_bytes, o.bytes), o.filename, o.mime_type, p_provider_file_id,
-     'deleted', now(), 'orphaned', 'upload claim lost before completion', now())
-  returning * into r;
+  r := filegate_orphan_copy(o, p_provider_file_id, coalesce(p_bytes, o.bytes), 'upload claim lost before completion');
   return jsonb_build_object('outcome', 'lost', 'orphan', filegate_file_json(r),
                             'file', case when o.id is null then null else filegate_file_json(o) end);
 end
@@ -100,13 +109,7 @@ begin
     return jsonb_build_object('outcome', 'healed', 'file', filegate_file_json(r));
   end if;
   select * into o from provider_file_uploads where id = p_id;
-  insert into provider_file_uploads
-    (tenant_id, provider, purpose, sha256, bytes, filename, mime_type, provider_file_id, status,
-     deleted_at, deletion_reason, error, created_at)
-  values
-    (o.tenant_id, o.provider, o.purpose, o.sha256, o.bytes, o.filename, o.mime_type, p_provider_file_id,
-     'deleted', now(), 'orphaned', 'heal claim lost before completion', now())
-  returning * into r;
+  r := filegate_orphan_copy(o, p_provider_file_id, o.bytes, 'heal claim lost before completion');
   return jsonb_build_object('outcome', 'lost', 'orphan', filegate_file_json(r), 'file', filegate_file_json(o));
 end
 $$;
@@ -121,6 +124,8 @@ begin
     revoke execute on function complete_upload(uuid, uuid, text, bigint, boolean, timestamptz, text, text)
       from public, anon, authenticated;
     revoke execute on function record_provider_state(text, uuid, text, text) from public, anon, authenticated;
+    revoke execute on function filegate_orphan_copy(provider_file_uploads, text, bigint, text)
+      from public, anon, authenticated;
     revoke execute on function complete_heal(uuid, uuid, text, timestamptz, text) from public, anon, authenticated;
   end if;
 end
