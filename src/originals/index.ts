@@ -1,5 +1,6 @@
 /** Picks the originals store from `ORIGINALS_URL`: `file:///absolute/path` or `s3://bucket/prefix`. */
 import { fileURLToPath } from 'node:url'
+import type { S3Connection } from './s3-store.js'
 import type { OriginalsStore } from './store.js'
 
 export type { OriginalKey, OriginalsStore, StagedOriginal } from './store.js'
@@ -7,13 +8,7 @@ export { OriginalCorruptError, OriginalMissingError } from './store.js'
 
 export interface OriginalsOptions {
   url: string
-  s3: {
-    endpoint?: string | undefined
-    region: string
-    accessKeyId?: string | undefined
-    secretAccessKey?: string | undefined
-    forcePathStyle: boolean
-  }
+  s3: S3Connection
   /** A fresh path for a temp file (an S3 part on its way); unset = S3 parts are held in memory. */
   partFile?: (() => Promise<string>) | undefined
 }

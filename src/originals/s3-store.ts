@@ -41,15 +41,19 @@ import {
 } from './store.js'
 import { StagingHash, verifyingStream } from './verify.js'
 
-export interface S3Options {
-  bucket: string
-  /** Key prefix, without leading or trailing slash; may be empty. */
-  prefix: string
+/** Where and how to reach the S3-compatible service (S3_ENDPOINT, S3_REGION, S3_*_KEY…, S3_FORCE_PATH_STYLE). */
+export interface S3Connection {
   endpoint?: string | undefined
   region: string
   accessKeyId?: string | undefined
   secretAccessKey?: string | undefined
   forcePathStyle: boolean
+}
+
+export interface S3Options extends S3Connection {
+  bucket: string
+  /** Key prefix, without leading or trailing slash; may be empty. */
+  prefix: string
   /** A path for a part file (in a private directory, unique, not existing yet); unset = parts in memory. */
   partFile?: (() => Promise<string>) | undefined
 }
