@@ -25,6 +25,7 @@ import {
 } from '../store/queries.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
 import type { FileRow } from './file-record.js'
+import { keptOriginal } from './original-reads.js'
 import { OriginalLostError, spoolOriginal } from './original-spool.js'
 import type { SettleWaiters } from './settle-waiters.js'
 import { removeSpool, type SpooledFile } from './spool.js'
@@ -129,14 +130,12 @@ export class Healer {
     if (row.provider_file_id && !isGoneAtProvider(await adapter.retrieve(row.provider_file_id))) {
       return { outcome: 'present', row: (await releaseHeal(store, ref)) ?? row }
     }
-    if (!originals || !row.original_stored) {
-      const why = originals ? 'it was not kept when the file was uploaded' : 'originals are not kept (ORIGINALS_URL)'
-      return { outcome: 'unavailable', row: await reconcileVanishedFile(store, ref), why }
-    }
+    const kept = keptOriginal(originals, row)
+    if ('why' in kept) return { outcome: 'unavailable', row: await reconcileVanishedFile(store, ref), why: kept.why }
     let spool: SpooledFile
     try {
       spool = await spoolOriginal(
-        originals,
+        kept.store,
         { tenant: row.tenant_id, sha256: row.sha256 },
         {
           dir: this.deps.config.uploadTmpDir,

@@ -17,18 +17,35 @@ export interface OriginalBody {
 }
 
 /**
- * The original of a live completed file of the caller. 409 ORIGINAL_UNAVAILABLE when originals are
- * not kept, the file's was not (original_stored false), the file is not live, or the object is gone;
- * 503 ORIGINALS_UNAVAILABLE when the store does not answer.
+ * Where `row`'s original is kept, or why it has none to serve or upload again from, before the store
+ * is asked: originals are not kept, the file is not live and completed, or its content was not kept
+ * when it was uploaded.
+ */
+export function keptOriginal(
+  originals: OriginalsStore | undefined,
+  row: FileRow,
+): { store: OriginalsStore } | { why: string } {
+  if (!originals) return { why: 'originals are not kept (ORIGINALS_URL is not set)' }
+  if (row.status !== 'completed' || row.deleted_at !== null) return { why: `the file is ${row.status}` }
+  if (!row.original_stored) return { why: 'it was not kept when the file was uploaded' }
+  return { store: originals }
+}
+
+/** The originals store, when `row` has an original in it; else 409 ORIGINAL_UNAVAILABLE saying why. */
+export function storeKeeping(originals: OriginalsStore | undefined, row: FileRow): OriginalsStore {
+  const kept = keptOriginal(originals, row)
+  if ('why' in kept) throw errors.originalUnavailable(row.id, kept.why)
+  return kept.store
+}
+
+/**
+ * The original of a live completed file of the caller. 409 ORIGINAL_UNAVAILABLE when it has none
+ * (keptOriginal) or the object is gone; 503 ORIGINALS_UNAVAILABLE when the store does not answer.
  */
 export async function readOriginal(originals: OriginalsStore | undefined, row: FileRow): Promise<OriginalBody> {
-  if (!originals) throw errors.originalUnavailable(row.id, 'originals are not kept (ORIGINALS_URL is not set)')
-  if (row.status !== 'completed' || row.deleted_at !== null) {
-    throw errors.originalUnavailable(row.id, `the file is ${row.status}`)
-  }
-  if (!row.original_stored) throw errors.originalUnavailable(row.id, 'its original was not kept')
+  const store = storeKeeping(originals, row)
   try {
-    return await originals.read({ tenant: row.tenant_id, sha256: row.sha256 })
+    return await store.read({ tenant: row.tenant_id, sha256: row.sha256 })
   } catch (err) {
     if (err instanceof OriginalMissingError) throw errors.originalUnavailable(row.id, 'it is missing from the store')
     throw errors.originalsUnavailable(err)

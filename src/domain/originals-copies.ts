@@ -11,6 +11,7 @@ import type { Metrics } from '../metrics.js'
 import type { OriginalsStore } from '../originals/index.js'
 import type { StorePort } from '../store/port.js'
 import type { FileRow } from './file-record.js'
+import { storeKeeping } from './original-reads.js'
 import { OriginalLostError, spoolOriginal } from './original-spool.js'
 import { readRow } from './reads.js'
 import { removeSpool } from './spool.js'
@@ -39,13 +40,14 @@ export async function copyFile(
   request: CopyRequest,
 ): Promise<UploadResult> {
   const source = await readRow(deps.store, tenant, id)
-  checkCopyable(deps.originals, source)
+  // Only a live completed file whose content is kept can be copied.
+  const originals = storeKeeping(deps.originals, source)
   const plan = deps.plan({ provider: request.provider, purpose: request.purpose, filename: source.filename })
   const target = plan.candidates[0]?.config.name ?? request.provider
   try {
     // The target's size limit, before a byte is read.
     candidatesFor(plan, Number(source.bytes))
-    const result = await copyFromOriginal(deps, source, plan, request)
+    const result = await copyFromOriginal(deps, originals, source, plan, request)
     deps.metrics.copies.inc({
       provider: result.file.provider,
       outcome: result.deduplicated ? 'deduplicated' : 'created',
@@ -57,16 +59,13 @@ export async function copyFile(
   }
 }
 
-/** Only a live completed file whose content is kept can be copied. */
-function checkCopyable(originals: OriginalsStore | undefined, row: FileRow): asserts originals is OriginalsStore {
-  if (!originals) throw errors.originalUnavailable(row.id, 'originals are not kept (ORIGINALS_URL)')
-  if (row.deleted_at !== null) throw errors.originalUnavailable(row.id, 'the file is deleted')
-  if (row.status !== 'completed') throw errors.originalUnavailable(row.id, `the file is ${row.status}`)
-  if (!row.original_stored) throw errors.originalUnavailable(row.id, 'it was not kept when the file was uploaded')
-}
-
-async function copyFromOriginal(deps: CopyDeps, source: FileRow, plan: UploadPlan, request: CopyRequest) {
-  const originals = deps.originals as OriginalsStore
+async function copyFromOriginal(
+  deps: CopyDeps,
+  originals: OriginalsStore,
+  source: FileRow,
+  plan: UploadPlan,
+  request: CopyRequest,
+) {
   let spool: Awaited<ReturnType<typeof spoolOriginal>> | undefined
   try {
     spool = await spoolOriginal(
