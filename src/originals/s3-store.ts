@@ -223,14 +223,11 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     const flush = async () => {
       await inFlight
       uploadId ??= (await client.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId as string
+      // The previous part is done (awaited above), so every part before this one is in `parts`.
       const part = filling
-      const sent = sendPart(Key, uploadId, parts.length + 1, part).then((done) => {
+      inFlight = sendPart(Key, uploadId, parts.length + 1, part).then((done) => {
+        parts.push(done)
         part.filled = 0
-        return done
-      })
-      parts.push({ PartNumber: parts.length + 1 })
-      inFlight = sent.then((done) => {
-        parts[(done.PartNumber as number) - 1] = done
       })
       inFlight.catch(() => {}) // awaited by the next flush or the end; this only keeps it from being unhandled
       ;[filling, sending] = [sending, filling]
