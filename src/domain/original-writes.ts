@@ -34,10 +34,9 @@ export function settleOnce(staged: StagedOriginal): StagedOriginal {
   let settled: Promise<unknown> | undefined
   return {
     bytes: staged.bytes,
-    sha256: staged.sha256,
-    commit(expectedSha256) {
+    commit(content) {
       if (settled) return Promise.reject(new Error('the staged original was already committed or discarded'))
-      const committed = staged.commit(expectedSha256)
+      const committed = staged.commit(content)
       settled = committed.catch(() => {})
       return committed
     },
@@ -157,14 +156,15 @@ export class PendingOriginal {
   /**
    * References the original for the claimed row and makes sure the object is written. Throws 503
    * ORIGINALS_UNAVAILABLE when the store cannot be written (or a delete holds it past `deadline`).
+   * `bytes`: the content's counted size, when it is known only now (a body streamed through).
    */
-  async keep(deadline: number): Promise<void> {
+  async keep(deadline: number, bytes = this.bytes): Promise<void> {
     const ref = { tenantId: this.tenant, sha256: this.sha256 }
+    this.bytes = bytes
     if (this.tee) {
       const staged = await this.tee.staged
       this.tee = undefined
       this.pending = staged
-      this.bytes = staged.bytes
     }
     const stored = await this.reference(deadline)
     if (!this.pending) {
@@ -178,7 +178,7 @@ export class PendingOriginal {
     this.pending = undefined
     let outcome: 'created' | 'existing'
     try {
-      outcome = await staged.commit(ref.sha256)
+      outcome = await staged.commit({ sha256: this.sha256, bytes: this.bytes })
     } catch (err) {
       this.deps.metrics.originalWrites.inc({ outcome: 'failed' })
       throw errors.originalsUnavailable(err)

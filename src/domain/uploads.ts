@@ -392,7 +392,7 @@ export class Uploads {
     if (original && sent.tee) {
       // Streamed through: the provider has the copy; without its original it must go, like a mismatch.
       try {
-        await original.keep(job.deadline)
+        await original.keep(job.deadline, verdict)
       } catch (err) {
         metrics.uploadBytes.inc({ provider, status: 'failed' }, job.bytes)
         await this.failClaim(ref, err, sent.id)

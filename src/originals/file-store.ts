@@ -1,7 +1,7 @@
 /**
  * Originals in a local directory (`ORIGINALS_URL=file:///absolute/path`): `<root>/<tenant>/<sha256>`,
  * staging files under `<root>/.staging/`. Files are 0600 in 0700 directories. A staged file is
- * flushed to disk before it is linked under its content address; `link` fails when the name exists,
+ * flushed to disk before it is linked under its content address (the writer's hash, its size checked); `link` fails when the name exists,
  * so concurrent writers of one content leave exactly one object and each learns which it was.
  */
 import { randomUUID } from 'node:crypto'
@@ -20,8 +20,9 @@ import {
   type StagedOriginal,
   type StagingObject,
   type StoredObject,
+  stagedSizeError,
 } from './store.js'
-import { StagingHash, verifyingStream } from './verify.js'
+import { StagingCount, verifyingStream } from './verify.js'
 
 const stagingDir = '.staging'
 const stagingIdPattern = /^[0-9a-f-]{36}$/
@@ -45,26 +46,25 @@ export function createFileOriginalsStore(root: string): OriginalsStore {
     await ensureRoot()
     const id = randomUUID()
     const path = stagingPath(id)
-    const hash = new StagingHash()
+    const count = new StagingCount()
     try {
       // flush: the data is synced to disk before the file closes, so a committed original survives a crash.
-      await pipeline(hash.pass(body), createWriteStream(path, { flags: 'wx', mode: 0o600, flush: true }))
+      await pipeline(count.pass(body), createWriteStream(path, { flags: 'wx', mode: 0o600, flush: true }))
     } catch (err) {
       await rm(path, { force: true })
       throw err
     }
-    const sha256 = hash.digest()
     const discard = () => rm(path, { force: true })
     return {
-      bytes: hash.bytes,
-      sha256,
+      bytes: count.bytes,
       discard,
-      async commit(expectedSha256) {
-        if (expectedSha256 !== sha256) {
+      async commit(content) {
+        const refused = stagedSizeError(count.bytes, content)
+        if (refused) {
           await discard()
-          throw new Error(`staged original hashes to ${sha256}, expected ${expectedSha256}`)
+          throw refused
         }
-        const target = objectPath({ tenant, sha256 })
+        const target = objectPath({ tenant, sha256: content.sha256 })
         await mkdir(join(root, tenant), { recursive: true, mode: 0o700 })
         try {
           await link(path, target)

@@ -38,8 +38,9 @@ import {
   type StagedOriginal,
   type StagingObject,
   type StoredObject,
+  stagedSizeError,
 } from './store.js'
-import { StagingHash, verifyingStream } from './verify.js'
+import { StagingCount, verifyingStream } from './verify.js'
 
 /** Where and how to reach the S3-compatible service (S3_ENDPOINT, S3_REGION, S3_*_KEY…, S3_FORCE_PATH_STYLE). */
 export interface S3Connection {
@@ -265,21 +266,19 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
   async function stage(tenant: string, body: Readable | AsyncIterable<Uint8Array>): Promise<StagedOriginal> {
     checkTenant(tenant)
     const Key = `${stagingBase}${randomUUID()}`
-    const hash = new StagingHash()
-    await putStreamed(Key, hash.pass(body))
-    const sha256 = hash.digest()
+    const count = new StagingCount()
+    await putStreamed(Key, count.pass(body))
     const discard = async () => {
       await client.send(new DeleteObjectCommand({ Bucket, Key }))
     }
     return {
-      bytes: hash.bytes,
-      sha256,
+      bytes: count.bytes,
       discard,
-      async commit(expectedSha256) {
+      async commit(content) {
         try {
-          if (expectedSha256 !== sha256)
-            throw new Error(`staged original hashes to ${sha256}, expected ${expectedSha256}`)
-          const target = objectKey({ tenant, sha256 })
+          const refused = stagedSizeError(count.bytes, content)
+          if (refused) throw refused
+          const target = objectKey({ tenant, sha256: content.sha256 })
           try {
             if ((await head(target)) !== null) return 'existing'
             await client.send(new CopyObjectCommand({ Bucket, Key: target, CopySource: `${Bucket}/${encodeURI(Key)}` }))
@@ -288,7 +287,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
             // Content-addressed: a writer racing this one puts identical bytes under the same key, and
             // some stores refuse a read or the second write while the first is under way. The content
             // is there either way once that write has settled.
-            if (await settlesAs(target, hash.bytes)) return 'existing'
+            if (await settlesAs(target, count.bytes)) return 'existing'
             throw err
           }
         } finally {

@@ -2,10 +2,12 @@
  * The originals store: each tenant's file bytes kept once per content, under `<tenant>/<sha256>`, in
  * a local directory or an S3-compatible bucket. Provider copies can then be remade from it.
  *
- * Writes are staged: a body streams into a staging object while it is hashed and counted, and only
- * `commit(expectedSha256)` makes it visible under its content address, after the hash matched. Reads
- * verify the hash as they stream and withhold the last chunk until it matched, so a corrupted object
- * is never delivered whole to a client or a provider.
+ * Writes are staged: a body streams into a staging object while it is counted, and only `commit`
+ * makes it visible under its content address. The content's SHA-256 is computed once, by the writer
+ * that hands the store its bytes (an upload hashes its body anyway, the very chunks it stages): the
+ * store checks the count, not the hash again. Reads verify the hash as they stream and withhold the
+ * last chunk until it matched, so an object that does not hash to its key (a writer's mistake, the
+ * disk, the bucket) is never delivered whole to a client or a provider.
  */
 import type { Readable } from 'node:stream'
 
@@ -14,15 +16,21 @@ export interface OriginalKey {
   sha256: string
 }
 
+/** What the writer knows of the content it staged: its hash (computed as it passed) and its size. */
+export interface StagedContent {
+  sha256: string
+  bytes: number
+}
+
 export interface StagedOriginal {
+  /** The bytes the store took. */
   readonly bytes: number
-  readonly sha256: string
   /**
-   * Moves the staged bytes to `<tenant>/<sha256>`. Refuses (and discards) when the staged content does
-   * not hash to `expectedSha256`. `existing` when the content was already stored: the staged copy is
-   * dropped, so N concurrent writers of one content leave one object.
+   * Moves the staged bytes to `<tenant>/<content.sha256>`. Refuses (and discards) when the store took
+   * another number of bytes than `content.bytes`. `existing` when the content was already stored: the
+   * staged copy is dropped, so N concurrent writers of one content leave one object.
    */
-  commit(expectedSha256: string): Promise<'created' | 'existing'>
+  commit(content: StagedContent): Promise<'created' | 'existing'>
   discard(): Promise<void>
 }
 
@@ -39,7 +47,7 @@ export interface StagingObject {
 
 export interface OriginalsStore {
   readonly kind: 'file' | 's3'
-  /** Streams `body` into a staging object of `tenant`, hashing and counting it. */
+  /** Streams `body` into a staging object of `tenant`, counting it (the caller hashes it). */
   stage(tenant: string, body: Readable | AsyncIterable<Uint8Array>): Promise<StagedOriginal>
   /** The object's size, or null when it is not stored. */
   stat(key: OriginalKey): Promise<number | null>
@@ -91,6 +99,12 @@ export function checkKey(key: OriginalKey): OriginalKey {
 export function checkTenant(tenant: string): string {
   if (!tenantPattern.test(tenant)) throw new TypeError(`invalid tenant for an original: ${tenant}`)
   return tenant
+}
+
+/** The error of a commit whose staged size is not the writer's. */
+export function stagedSizeError(staged: number, content: StagedContent): Error | undefined {
+  if (staged === content.bytes) return undefined
+  return new Error(`the store took ${staged} bytes of a ${content.bytes}-byte original`)
 }
 
 export const isContentKey = (tenant: string, sha256: string) => tenantPattern.test(tenant) && sha256Pattern.test(sha256)

@@ -18,6 +18,8 @@ import { startS3Server } from '../fakes/s3-server.js'
 import { tempDir } from '../helper.js'
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+/** What the writer of `b` hands the commit: the hash it computed and the size. */
+const contentOf = (b: Buffer) => ({ sha256: sha(b), bytes: b.length })
 
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = []
@@ -108,9 +110,8 @@ for (const backend of backends) {
       const content = randomBytes(300 * 1024)
       const staged = await store.stage('acme', body(content))
       assert.equal(staged.bytes, content.length)
-      assert.equal(staged.sha256, sha(content))
-      assert.equal(await store.stat({ tenant: 'acme', sha256: staged.sha256 }), null, 'not visible before commit')
-      assert.equal(await staged.commit(sha(content)), 'created')
+      assert.equal(await store.stat({ tenant: 'acme', sha256: sha(content) }), null, 'not visible before commit')
+      assert.equal(await staged.commit(contentOf(content)), 'created')
       assert.equal(await store.stat({ tenant: 'acme', sha256: sha(content) }), content.length)
       const { bytes, stream } = await store.read({ tenant: 'acme', sha256: sha(content) })
       assert.equal(bytes, content.length)
@@ -129,7 +130,7 @@ for (const backend of backends) {
       const { store } = await backend.open(t)
       const content = randomBytes(200 * 1024)
       const outcomes = await Promise.all(
-        Array.from({ length: 20 }, async () => (await store.stage('acme', body(content))).commit(sha(content))),
+        Array.from({ length: 20 }, async () => (await store.stage('acme', body(content))).commit(contentOf(content))),
       )
       assert.ok(outcomes.includes('created'))
       if (store.kind === 'file') assert.equal(outcomes.filter((o) => o === 'created').length, 1)
@@ -144,20 +145,31 @@ for (const backend of backends) {
     it('keeps tenants apart: the same content is one object per tenant', async (t) => {
       const { store } = await backend.open(t)
       const content = randomBytes(1024)
-      await (await store.stage('acme', body(content))).commit(sha(content))
+      await (await store.stage('acme', body(content))).commit(contentOf(content))
       assert.equal(await store.stat({ tenant: 'globex', sha256: sha(content) }), null)
-      await (await store.stage('globex', body(content))).commit(sha(content))
+      await (await store.stage('globex', body(content))).commit(contentOf(content))
       const tenants = (await collect(store.list())).map((o) => o.tenant).sort()
       assert.deepEqual(tenants, ['acme', 'globex'])
     })
 
-    it('refuses a commit whose content does not hash as expected, and leaves nothing', async (t) => {
+    it('refuses a commit whose size is not the bytes it took, and leaves nothing', async (t) => {
       const { store } = await backend.open(t)
       const content = randomBytes(10 * 1024)
       const staged = await store.stage('acme', body(content))
-      await assert.rejects(staged.commit(sha(Buffer.from('something else'))), /expected/)
+      await assert.rejects(staged.commit({ sha256: sha(content), bytes: content.length + 1 }), /took 10240 bytes/)
       assert.deepEqual(await collect(store.list()), [])
       assert.deepEqual(await collect(store.listStaging()), [])
+    })
+
+    it('a commit under a hash its bytes do not have is caught by every read: never served whole', async (t) => {
+      // The store takes the writer's hash (computed once, as the bytes passed); reads check it.
+      const { store } = await backend.open(t)
+      const content = randomBytes(100 * 1024)
+      const claimed = sha(Buffer.from('something else'))
+      await (await store.stage('acme', body(content))).commit({ sha256: claimed, bytes: content.length })
+      const read = await drain((await store.read({ tenant: 'acme', sha256: claimed })).stream)
+      assert.ok(read.error instanceof OriginalCorruptError, `got ${String(read.error)}`)
+      assert.ok(read.received < content.length, `received ${read.received} of ${content.length} bytes`)
     })
 
     it('leaves nothing when the body fails mid-way', async (t) => {
@@ -170,7 +182,7 @@ for (const backend of backends) {
     it('never delivers a corrupted object whole: the read fails before its last byte', async (t) => {
       const { store, corrupt } = await backend.open(t)
       const content = randomBytes(256 * 1024)
-      await (await store.stage('acme', body(content))).commit(sha(content))
+      await (await store.stage('acme', body(content))).commit(contentOf(content))
       const tampered = Buffer.from(content)
       tampered[1000] = (tampered[1000] ?? 0) ^ 0xff
       await corrupt('acme', sha(content), tampered)
@@ -186,7 +198,7 @@ for (const backend of backends) {
       assert.equal(await store.stat(key), null)
       await assert.rejects(store.read(key), OriginalMissingError)
       const content = Buffer.from('stored once')
-      await (await store.stage('acme', body(content))).commit(sha(content))
+      await (await store.stage('acme', body(content))).commit(contentOf(content))
       await store.remove({ tenant: 'acme', sha256: sha(content) })
       await store.remove({ tenant: 'acme', sha256: sha(content) })
       assert.equal(await store.stat({ tenant: 'acme', sha256: sha(content) }), null)
@@ -200,7 +212,7 @@ for (const backend of backends) {
       assert.equal(leftover?.bytes, content.length, 'a staged, uncommitted body is listed for the grace sweep')
       await store.removeStaging(leftover.id)
       assert.deepEqual(await collect(store.listStaging()), [])
-      await assert.rejects(staged.commit(sha(content)))
+      await assert.rejects(staged.commit(contentOf(content)))
     })
 
     it('refuses keys that are not a tenant name and a sha256', async (t) => {
@@ -290,7 +302,7 @@ describe('originals store: s3, a part whose connection drops', () => {
       t.after(() => store.close())
       const content = randomBytes(12 * 1024 * 1024) // three parts of at most 5 MiB
       const staged = await store.stage('acme', body(content))
-      assert.equal(await staged.commit(sha(content)), 'created')
+      assert.equal(await staged.commit(contentOf(content)), 'created')
       assert.equal(proxy.cuts(), 1, 'the connection of part 2 was dropped once')
       const read = await store.read({ tenant: 'acme', sha256: sha(content) })
       const got = await drain(read.stream)

@@ -240,7 +240,7 @@ describe('the originals job', { skip }, () => {
     const orphanOld = content('orphan old')
     const orphanYoung = content('orphan young')
     for (const bytes of [orphanOld, orphanYoung]) {
-      await (await store.stage(tenant, Readable.from([bytes]))).commit(sha256(bytes))
+      await (await store.stage(tenant, Readable.from([bytes]))).commit({ sha256: sha256(bytes), bytes: bytes.length })
     }
     await utimes(join(root, tenant, sha256(orphanOld)), twoHoursAgo, twoHoursAgo)
     // An old object a live row uses.

@@ -186,7 +186,6 @@ export function failingStore(
       return {
         ...staged,
         bytes: staged.bytes,
-        sha256: staged.sha256,
         async commit() {
           await staged.discard()
           throw new Error('injected: the originals store refused the write')
