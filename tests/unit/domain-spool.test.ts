@@ -1,6 +1,7 @@
 /** The upload spool: hashed and counted while written, limited, removed on failure; stale spools swept. */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
+import { readdirSync, statSync } from 'node:fs'
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -73,27 +74,25 @@ describe('spoolToFile', () => {
     let pushed = 0
     let maxAhead = 0
     const total = 200
+    /** The spill file's size right now (synchronously: no write completes while it is read). */
+    const onDisk = () => {
+      const name = readdirSync(sub)[0]
+      return name ? statSync(join(sub, name)).size : 0
+    }
     const source = new Readable({
+      // Each pull is the spool asking for more: what was pushed and is not on disk yet is held in
+      // memory at that moment (a write in progress counts as held, an overestimate).
       read() {
+        maxAhead = Math.max(maxAhead, pushed * chunk.length - onDisk())
         pushed++
         this.push(pushed > total ? null : chunk)
       },
     })
-    const pending = spoolToFile(source, { dir: sub, maxBytes: 1e9, onLimit: () => new Error('limit') })
-    const watcher = setInterval(async () => {
-      const names = await readdir(sub).catch(() => [] as string[])
-      const name = names[0]
-      if (!name) return
-      const onDisk = (await stat(join(sub, name)).catch(() => ({ size: 0 }))).size
-      // `pushed` read after the stat: what arrived while stat ran counts as ahead (an overestimate).
-      maxAhead = Math.max(maxAhead, Math.min(pushed, total) * chunk.length - onDisk)
-    }, 2)
-    const spool = await pending
-    clearInterval(watcher)
+    const spool = await spoolToFile(source, { dir: sub, maxBytes: 1e9, onLimit: () => new Error('limit') })
     assert.equal(spool.bytes, total * chunk.length)
-    // Held: the batch being written and the one filling, plus the source's own buffer; the reading
-    // can be one batch stale (a write may land while stat runs). Without backpressure the source
-    // would run the whole 13 MB ahead of the disk.
+    // Held: the batch being written and the one filling, plus the chunks in the source's own buffer
+    // and the memory threshold's chunk. Without backpressure the source would run the whole 13 MB
+    // ahead of the disk.
     assert.ok(maxAhead <= 4 * spoolWriteBatchBytes, `ahead of the disk: ${maxAhead} bytes`)
     await removeSpool(spool)
   })
