@@ -112,6 +112,72 @@ export async function startRelay(target: string): Promise<{ baseUrl: string; pid
   return { baseUrl, pid: child.pid ?? 0, stop: () => stopChild(child) }
 }
 
+/** Kills the process group led by `child` (SIGTERM, then SIGKILL after 5 s) and waits for the leader's exit. */
+function stopGroup(child: ChildProcess): Promise<void> {
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-(child.pid as number), signal)
+    } catch {
+      // the group is gone already
+    }
+  }
+  const exited =
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const timer = setTimeout(() => signalGroup('SIGKILL'), 5_000)
+  signalGroup('SIGTERM')
+  return exited.finally(() => clearTimeout(timer))
+}
+
+export interface S3rverHandle {
+  endpoint: string
+  bucket: string
+  pid: number
+  stop(): Promise<void>
+}
+
+/**
+ * s3rver serving `bucket` from `directory` (children/s3rver.ts), in a process group of its own: stop()
+ * and any failure to start kill the whole group. Ready when it prints its endpoint on stdout; it
+ * also exits by itself when this process's IPC channel closes (this process died).
+ */
+export async function startS3rver(directory: string, bucket: string): Promise<S3rverHandle> {
+  const child = fork(join(benchDir, 'children', 's3rver.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      S3RVER_DIR: directory,
+      S3RVER_BUCKET: bucket,
+    },
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    detached: true,
+  })
+  try {
+    const endpoint = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('s3rver did not print its endpoint within 30 s')), 30_000)
+      const onExit = (code: number | null) => reject(new Error(`s3rver exited (${code}) before it was ready`))
+      child.once('exit', onExit)
+      let seen = ''
+      child.stdout?.on('data', function onData(chunk: Buffer) {
+        seen += chunk.toString('utf8')
+        const match = /^s3rver listening on (\S+)$/m.exec(seen)
+        if (!match?.[1]) return
+        child.stdout?.off('data', onData)
+        child.stdout?.resume()
+        child.off('exit', onExit)
+        clearTimeout(timer)
+        resolve(match[1])
+      })
+    })
+    return { endpoint, bucket, pid: child.pid ?? 0, stop: () => stopGroup(child) }
+  } catch (err) {
+    await stopGroup(child)
+    throw err
+  }
+}
+
 export async function freePort(): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
