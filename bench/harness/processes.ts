@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs'
 import { copyFile, mkdir, symlink } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { request } from 'undici'
 import type { FakeOp } from '../../tests/fakes/provider-server.js'
 import type { FakeCommand, FakeStats } from '../children/fake-provider.js'
@@ -21,11 +21,16 @@ export const repoRoot = dirname(benchDir)
  */
 export const serviceRoot = process.env.BENCH_SERVICE_DIR || repoRoot
 
+/**
+ * A bench child (children/*.ts) leading a process group of its own, so that stopping it kills all
+ * it started; each child exits by itself when this process's IPC channel closes.
+ */
 const forkTs = (file: string, env: Record<string, string> = {}) =>
   fork(join(benchDir, 'children', file), [], {
     execArgv: ['--import', 'tsx'],
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    detached: true,
   })
 
 function whenReady(child: ChildProcess, what: string): Promise<string> {
@@ -41,16 +46,18 @@ function whenReady(child: ChildProcess, what: string): Promise<string> {
   })
 }
 
+/** Closes the child's IPC channel (it exits by itself), then kills its group if it lingers. */
 function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve()
-    })
-    if (child.connected) child.disconnect()
-    else child.kill('SIGTERM')
+  if (!child.connected) return stopGroup(child)
+  child.disconnect()
+  const exited =
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const timer = setTimeout(() => void stopGroup(child), 5_000)
+  return exited.finally(() => {
+    clearTimeout(timer)
+    signalGroup(child, 'SIGKILL') // anything it started and left behind
   })
 }
 
@@ -113,21 +120,23 @@ export async function startRelay(target: string): Promise<{ baseUrl: string; pid
 }
 
 /** Kills the process group led by `child` (SIGTERM, then SIGKILL after 5 s) and waits for the leader's exit. */
-function stopGroup(child: ChildProcess): Promise<void> {
-  const signalGroup = (signal: NodeJS.Signals) => {
-    try {
-      process.kill(-(child.pid as number), signal)
-    } catch {
-      // the group is gone already
-    }
-  }
+function stopGroup(child: ChildProcess, graceMs = 5_000): Promise<void> {
   const exited =
     child.exitCode !== null || child.signalCode !== null
       ? Promise.resolve()
       : new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const timer = setTimeout(() => signalGroup('SIGKILL'), 5_000)
-  signalGroup('SIGTERM')
+  const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), graceMs)
+  signalGroup(child, 'SIGTERM')
   return exited.finally(() => clearTimeout(timer))
+}
+
+/** Signals the process group `child` leads (forked or spawned with `detached: true`). */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-(child.pid as number), signal)
+  } catch {
+    // the group is gone already
+  }
 }
 
 export interface S3rverHandle {
@@ -227,6 +236,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceHand
   const port = await freePort()
   // Compiled, the service runs with the flags of the image's CMD and `npm start`.
   const execArgv = options.compiledRoot ? productionNodeFlags(options.compiledRoot) : ['--import', 'tsx']
+  execArgv.push('--import', pathToFileURL(join(benchDir, 'children', 'exit-with-runner.mjs')).href)
   execArgv.push(...benchNodeArgs(), ...(options.nodeArgs ?? []))
   const entry = options.compiledRoot ? 'src/server.js' : 'src/server.ts'
   const child = spawn(process.execPath, [...execArgv, entry], {
@@ -249,9 +259,10 @@ export async function startService(options: ServiceOptions): Promise<ServiceHand
       ...(process.env.BENCH_SERVICE_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVICE_NODE_OPTIONS } : {}),
       ...options.env,
     },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    // Its own process group (stopped with it); the IPC channel only tells it when this process is gone.
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    detached: true,
   })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const baseUrl = `http://127.0.0.1:${port}`
   const deadline = Date.now() + 60_000
   for (;;) {
@@ -264,7 +275,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceHand
       // not listening yet
     }
     if (Date.now() > deadline) {
-      child.kill('SIGKILL')
+      signalGroup(child, 'SIGKILL')
       throw new Error('filegate did not become ready within 60 s')
     }
     await new Promise((r) => setTimeout(r, 100))
@@ -273,11 +284,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceHand
     baseUrl,
     pid: child.pid ?? 0,
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-      child.kill('SIGTERM')
-      await exited
-      clearTimeout(timer)
+      await stopGroup(child, 30_000)
     },
   }
 }

@@ -159,7 +159,6 @@ export class PendingOriginal {
    * `bytes`: the content's counted size, when it is known only now (a body streamed through).
    */
   async keep(deadline: number, bytes = this.bytes): Promise<void> {
-    const ref = { tenantId: this.tenant, sha256: this.sha256 }
     this.bytes = bytes
     if (this.tee) {
       const staged = await this.tee.staged
