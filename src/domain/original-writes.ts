@@ -60,8 +60,10 @@ export class StagingTee {
   /** The store's own failure (it stopped reading), as 503 ORIGINALS_UNAVAILABLE. */
   #storeFailure: Error | undefined
 
-  constructor(store: OriginalsStore, tenant: string) {
-    this.staged = store.stage(tenant, this.sink).then(settleOnce, (err: unknown) => {
+  /** `declaredSha256`: the content's hash as the client declared it, before the body (X-Content-SHA256). */
+  constructor(store: OriginalsStore, tenant: string, declaredSha256?: string) {
+    const declared = declaredSha256 ? { sha256: declaredSha256 } : undefined
+    this.staged = store.stage(tenant, this.sink, declared).then(settleOnce, (err: unknown) => {
       const failure = errors.originalsUnavailable(err)
       if (!this.#aborted) this.#storeFailure = failure
       this.sink.destroy()

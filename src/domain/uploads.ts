@@ -351,7 +351,10 @@ export class Uploads {
     const limitError = () => errors.fileTooLarge(candidate.config.name, candidate.maxBytes)
     const counter = new HashCounter(candidate.maxBytes, limitError)
     const senderFailure = (attemptTimedOut: boolean) => counter.senderFailure(attemptTimedOut)
-    const tee = keepsOriginal && this.deps.originals ? new StagingTee(this.deps.originals, job.tenant) : undefined
+    const tee =
+      keepsOriginal && this.deps.originals
+        ? new StagingTee(this.deps.originals, job.tenant, body.declaredSha256)
+        : undefined
     const stream = tee ? tee.pass(counter.pass(body.stream)) : counter.pass(body.stream)
     try {
       const file = await candidate.adapter.upload(input({ kind: 'stream', stream, senderFailure }), signal)

@@ -47,8 +47,17 @@ export interface StagingObject {
 
 export interface OriginalsStore {
   readonly kind: 'file' | 's3'
-  /** Streams `body` into a staging object of `tenant`, counting it (the caller hashes it). */
-  stage(tenant: string, body: Readable | AsyncIterable<Uint8Array>): Promise<StagedOriginal>
+  /**
+   * Streams `body` into a staging object of `tenant`, counting it (the caller hashes it). `declared`:
+   * the hash the content should have, known before the body (X-Content-SHA256): a store may then
+   * write it straight under its content address, still invisible until `commit`, which refuses any
+   * other hash.
+   */
+  stage(
+    tenant: string,
+    body: Readable | AsyncIterable<Uint8Array>,
+    declared?: { sha256: string },
+  ): Promise<StagedOriginal>
   /** The object's size, or null when it is not stored. */
   stat(key: OriginalKey): Promise<number | null>
   /** The object's bytes, verified against its key as they stream (see `verifyingStream`). */
