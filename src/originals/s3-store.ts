@@ -1,17 +1,19 @@
 /**
  * Originals in an S3-compatible bucket (`ORIGINALS_URL=s3://bucket/prefix`): AWS S3, MinIO,
  * Cloudflare R2, Supabase Storage's S3 endpoint. Objects are `<prefix>/<tenant>/<sha256>`; a body is
- * streamed to `<prefix>/.staging/<uuid>` (one PutObject, or a multipart upload of 5 MiB parts,
- * S3's minimum, one sent while the next fills, each buffered in a local file: see putStreamed), and on commit copied
- * server-side to its content address (CopyObject: the bytes do not come back through filegate).
+ * streamed to `<prefix>/.staging/<uuid>` (one PutObject, or a multipart upload of 5 MiB parts, S3's
+ * minimum, those after the first sent as they fill, each kept in a local file until the bucket has
+ * it: see putStreamed), and on commit copied server-side to its content address (CopyObject: the
+ * bytes do not come back through filegate).
  *
  * S3 API reference: https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html,
  * https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html
  */
 import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
 import { createReadStream } from 'node:fs'
 import { open, rm } from 'node:fs/promises'
-import type { Readable } from 'node:stream'
+import { PassThrough, type Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   AbortMultipartUploadCommand,
@@ -59,10 +61,12 @@ export interface S3Options extends S3Connection {
   partFile?: (() => Promise<string>) | undefined
 }
 
-// Two parts per staged upload (one filling, one sending): in files, a few KiB of memory; in memory
-// (no part directory) 10 MiB. 5 MiB is S3's smallest part (all but the last):
-// https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
+// Two part reserves per staged upload (the part filling, the part before it until the bucket has
+// it): in files, a few chunks of memory; in memory (no part directory) 10 MiB. 5 MiB is S3's smallest
+// part (all but the last): https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html
 const partBytes = 5 * 1024 * 1024
+/** What a part's streamed request body holds before the upload's body waits for it (a chunk or two). */
+const streamedBodyBytes = 64 * 1024
 const stagingIdPattern = /^[0-9a-f-]{36}$/
 const partAttempts = 3
 const partRetryDelayMs = 100
@@ -77,17 +81,33 @@ const isTransient = (err: unknown) => {
   )
 }
 
+const silentLogger = { debug() {}, info() {}, warn() {}, error() {} }
+
 const isNotFound = (err: unknown) => {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } }
   return e.$metadata?.httpStatusCode === 404 || e.name === 'NotFound' || e.name === 'NoSuchKey'
 }
 
-/** One part on its way to the bucket: filled by `write`, sent as `body()`, then filled again. */
+/**
+ * A part's reserve, its bytes kept until the bucket has the part: filled by `write`, sent (again) as
+ * `body()`, then filled again by a later part.
+ */
 interface Part {
   filled: number
   write(chunk: Uint8Array): Promise<void>
   body(): { Body: Buffer | Readable; ContentLength: number }
   close(): Promise<void>
+}
+
+/** A part's `UploadPart` request whose body is written as the part fills (see streamPart). */
+interface StreamedPart {
+  /** The part as the bucket took it; undefined when it is to be sent again from its reserve. */
+  readonly result: Promise<CompletedPart | undefined>
+  write(chunk: Uint8Array): Promise<void>
+  /** The part is full: the request body ends. */
+  end(): void
+  /** Stops the request unless it has ended already, and waits until it has. */
+  cancel(): Promise<void>
 }
 
 function memoryPart(): Part {
@@ -144,6 +164,10 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     // https://docs.aws.amazon.com/sdkref/latest/guide/feature-dataintegrity.html
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // Without a logger the SDK still writes one line to the console for every failed request whose
+    // body is a stream. Here those failures are expected (a short last part's request is stopped) or
+    // handled (the part is sent again from its reserve), and a final one reaches the caller.
+    logger: silentLogger,
   })
   const Bucket = options.bucket
   const base = options.prefix ? `${options.prefix}/` : ''
@@ -186,9 +210,9 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
   }
 
   /**
-   * One part sent, from its buffer or file (a fresh stream each attempt): a part body that is a stream
-   * is one the SDK will not retry itself, so a dropped connection or a 5xx/SlowDown is retried here,
-   * a few times with backoff. API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
+   * One part sent from its reserve (a fresh stream each attempt): a part body that is a stream is one
+   * the SDK will not retry itself, so a dropped connection or a 5xx/SlowDown is retried here, a few
+   * times with backoff. API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
    */
   async function sendPart(Key: string, UploadId: string, PartNumber: number, part: Part): Promise<CompletedPart> {
     for (let attempt = 1; ; attempt++) {
@@ -203,12 +227,80 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
   }
 
   /**
-   * Streams `body` to `Key`: a body within one part is a single PutObject; a longer one a multipart
-   * upload through two parts that take turns, one filling while the other is sent, so the body waits
-   * only when the store is slower than it. The parts are local files when `partFile` is given (an
-   * upload then holds a few KiB of memory whatever its size: S3 parts are at least 5 MiB, and eight
-   * concurrent uploads' parts in memory would break the service's memory budget), else buffers. On
-   * any failure the multipart upload is aborted.
+   * A part's `UploadPart`, opened as the part begins, its body written with the chunks the upload's
+   * body delivers. It promises a whole part (`Content-Length` of 5 MiB), so it completes once the part
+   * is full; a short last part's request is cancelled. `write` waits while the request body holds
+   * `streamedBodyBytes`, until it drains or the request ends: a dead request never holds the upload's
+   * body. A failure worth a resend (isTransient) leaves `result` undefined (so does a cancel): the part
+   * is then sent again from its reserve; any other failure is thrown by the next `write`.
+   *
+   * The SDK adds `Expect: 100-continue` to a body of 2 MiB or more; @smithy/node-http-handler then
+   * opens a fresh connection and pipes the body only after the server's 100 Continue, or never when
+   * the server answers (or the connection fails) first, which the race against the request's end
+   * covers. A failed request is stopped (its socket destroyed) and its body discarded. The SDK never
+   * retries a stream body (it cannot be read twice): sendPart's retries do.
+   */
+  function streamPart(Key: string, UploadId: string, PartNumber: number): StreamedPart {
+    const Body = new PassThrough({ highWaterMark: streamedBodyBytes })
+    const stop = new AbortController()
+    let open = true
+    let cancelled = false
+    let failure: { error: unknown } | undefined
+    const sent = client.send(
+      new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body, ContentLength: partBytes }),
+      { abortSignal: stop.signal },
+    )
+    const settled = sent.then(
+      () => {
+        open = false
+      },
+      (error: unknown) => {
+        open = false
+        failure = { error }
+        stop.abort()
+        Body.destroy()
+      },
+    )
+    const result = sent.then(
+      (out): CompletedPart => ({ PartNumber, ETag: out.ETag }),
+      (error: unknown) => {
+        if (cancelled || isTransient(error)) return undefined
+        throw error
+      },
+    )
+    result.catch(() => {}) // awaited once the part is whole; this only keeps it from being unhandled
+    return {
+      result,
+      async write(chunk) {
+        if (open && !Body.write(chunk)) await Promise.race([once(Body, 'drain'), settled])
+        if (failure && !isTransient(failure.error)) throw failure.error
+      },
+      end() {
+        if (open) Body.end()
+      },
+      async cancel() {
+        if (open) {
+          cancelled = true
+          stop.abort()
+          Body.destroy()
+        }
+        await settled
+      },
+    }
+  }
+
+  /**
+   * Streams `body` to `Key`. A body within one part (5 MiB) is a single PutObject from its reserve: the
+   * multipart upload is created only once a byte beyond the first part arrives, and part 1 is then
+   * sent from its reserve. Every later part is sent as it fills, from the chunks the body delivers
+   * (streamPart), and kept in its reserve until the bucket has it: a part whose request failed in a way
+   * worth a resend is sent again from there (sendPart), and so is a short last part, whose request
+   * promised a whole part and is cancelled. A part begins with its first byte, so a body of whole parts
+   * leaves no empty part. At most two parts are in flight, the part filling and the one before it until
+   * the bucket has answered, and the two reserves take turns. The reserves are local files when
+   * `partFile` is given (an upload then holds a few chunks of memory whatever its size: S3 parts are at
+   * least 5 MiB, and eight concurrent uploads' parts in memory would break the service's memory
+   * budget), else buffers. On any failure the multipart upload is aborted.
    */
   async function putStreamed(Key: string, body: AsyncIterable<Uint8Array>): Promise<void> {
     const makePart = async () => (options.partFile ? filePart(await options.partFile()) : memoryPart())
@@ -218,46 +310,58 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       throw err
     })
     let uploadId: string | undefined
+    let partNumber = 1
+    /** The filling part's own request (parts 2 on). */
+    let streaming: StreamedPart | undefined
+    /** The part before the filling one, until the bucket has it. */
     let inFlight: Promise<unknown> | undefined
     const parts: CompletedPart[] = []
-    /** Sends the filled part (once the previous one is out) and swaps the two. */
-    const flush = async () => {
+    /** Part `PartNumber`, whole, once the bucket has it: as it was streamed, else sent from its reserve. */
+    const complete = async (UploadId: string, PartNumber: number, part: Part, streamed?: StreamedPart) => {
+      // The part before is done (awaited first), so every part before this one is in `parts`.
+      parts.push((await streamed?.result) ?? (await sendPart(Key, UploadId, PartNumber, part)))
+    }
+    /** The filled part goes on its way (once the one before it is done) and the next part begins. */
+    const nextPart = async () => {
       await inFlight
       uploadId ??= (await client.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId as string
-      // The previous part is done (awaited above), so every part before this one is in `parts`.
-      const part = filling
-      inFlight = sendPart(Key, uploadId, parts.length + 1, part).then((done) => {
-        parts.push(done)
-        part.filled = 0
-      })
-      inFlight.catch(() => {}) // awaited by the next flush or the end; this only keeps it from being unhandled
+      inFlight = complete(uploadId, partNumber, filling, streaming)
+      inFlight.catch(() => {}) // awaited by the next part or the end; this only keeps it from being unhandled
       ;[filling, sending] = [sending, filling]
+      filling.filled = 0
+      partNumber++
+      streaming = streamPart(Key, uploadId, partNumber)
     }
     try {
       for await (const chunk of body) {
         for (let offset = 0; offset < chunk.byteLength; ) {
-          const n = Math.min(partBytes - filling.filled, chunk.byteLength - offset)
-          await filling.write(chunk.subarray(offset, offset + n))
-          offset += n
-          if (filling.filled === partBytes) await flush()
+          if (filling.filled === partBytes) await nextPart()
+          const piece = chunk.subarray(offset, offset + Math.min(partBytes - filling.filled, chunk.byteLength - offset))
+          await filling.write(piece)
+          await streaming?.write(piece)
+          offset += piece.byteLength
+          if (filling.filled === partBytes) streaming?.end()
         }
       }
-      if (uploadId === undefined && inFlight === undefined) {
+      if (uploadId === undefined) {
         await client.send(new PutObjectCommand({ Bucket, Key, ...filling.body() }))
         return
       }
-      if (filling.filled > 0) await flush()
+      if (filling.filled < partBytes) await streaming?.cancel()
       await inFlight
+      await complete(uploadId, partNumber, filling, streaming)
       await client.send(
         new CompleteMultipartUploadCommand({ Bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
       )
     } catch (err) {
+      await streaming?.cancel()
       await inFlight?.catch(() => {})
       if (uploadId) {
         await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: uploadId })).catch(() => {})
       }
       throw err
     } finally {
+      await streaming?.cancel()
       await inFlight?.catch(() => {})
       await Promise.all([filling.close(), sending.close()])
     }

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, it, type TestContext } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createOriginalsStore, parseOriginalsUrl } from '../../src/originals/index.js'
 import { OriginalCorruptError, OriginalMissingError, type OriginalsStore } from '../../src/originals/store.js'
 import { startS3Server } from '../fakes/s3-server.js'
@@ -54,6 +55,18 @@ function body(content: Buffer, failAfter?: number): Readable {
   )
 }
 
+/** Fresh part file paths in a directory that must be empty after the test, whatever became of the upload. */
+async function partFiles(t: TestContext): Promise<() => Promise<string>> {
+  const partDir = await mkdtemp(join(tmpdir(), 'fg-parts-'))
+  let parts = 0
+  t.after(async () => {
+    const left = await readdir(partDir)
+    await rm(partDir, { recursive: true, force: true })
+    assert.deepEqual(left, [], 'no part file is left')
+  })
+  return async () => join(partDir, `part-${parts++}`)
+}
+
 interface Backend {
   name: string
   open(
@@ -78,15 +91,7 @@ const backends: Backend[] = [
     name: partsInFiles ? 's3 (s3rver), parts buffered in files' : 's3 (s3rver)',
     async open(t: TestContext): ReturnType<Backend['open']> {
       const s3 = await startS3Server(t)
-      const partDir = await mkdtemp(join(tmpdir(), 'fg-parts-'))
-      let parts = 0
-      const partFile = async () => join(partDir, `part-${parts++}`)
-      // Every part file is removed, whatever became of the upload.
-      t.after(async () => {
-        const left = await readdir(partDir)
-        await rm(partDir, { recursive: true, force: true })
-        assert.deepEqual(left, [], 'no part file is left')
-      })
+      const partFile = await partFiles(t)
       const store = await createOriginalsStore({
         url: `s3://${s3.bucket}/originals`,
         s3: s3.options,
@@ -251,14 +256,18 @@ describe('ORIGINALS_URL', () => {
 })
 
 /**
- * A TCP proxy in front of s3rver that breaks the connection carrying the first `UploadPart` of part
- * `partNumber` once its request line went through: a connection dropped mid-part, as a load balancer
- * or a store restart does.
+ * A TCP proxy in front of s3rver that notes every request line it forwards and the body bytes of
+ * each part's `UploadPart` requests, and breaks the connection carrying the first `UploadPart` of part
+ * `partNumber` (unless it is unset) once its request line and `afterBodyBytes` of its body went
+ * through: a connection dropped mid-part, as a load balancer or a store restart does. A connection
+ * closed on one side is closed on the other, as by any TCP proxy.
  */
-async function cuttingProxy(t: TestContext, upstream: string, partNumber: number) {
+async function cuttingProxy(t: TestContext, upstream: string, partNumber?: number, afterBodyBytes = 0) {
   const target = new URL(upstream)
-  const line = new RegExp(`^PUT [^ ]*[?&]partNumber=${partNumber}(&| )`, 'm')
+  const requestLine = /^(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP\/1\.1\r$/gm
   const sockets = new Set<Socket>()
+  const requests: string[] = []
+  const partBodyBytes = new Map<number, number>()
   let cuts = 0
   const server = createServer((client) => {
     const server = connect(Number(target.port), target.hostname)
@@ -267,15 +276,29 @@ async function cuttingProxy(t: TestContext, upstream: string, partNumber: number
       s.on('close', () => sockets.delete(s))
       s.on('error', () => {})
     }
+    client.on('close', () => server.destroy())
+    server.on('close', () => client.destroy())
+    /** The part whose request body this connection carries, if any, and whether it is to be cut. */
+    let part: { number: number; cutting: boolean } | undefined
     client.on('data', (chunk: Buffer) => {
-      if (cuts === 0 && line.test(chunk.toString('latin1'))) {
-        cuts++
-        server.write(chunk)
-        client.destroy()
-        server.destroy()
-        return
+      const text = chunk.toString('latin1')
+      let body = chunk.length
+      for (const [, method, path] of text.matchAll(requestLine)) {
+        requests.push(`${method} ${path}`)
+        const number = Number(new URL(path ?? '', 'http://x').searchParams.get('partNumber') ?? Number.NaN)
+        part = Number.isNaN(number) ? undefined : { number, cutting: cuts === 0 && number === partNumber }
+        if (part?.cutting) cuts++
+        const head = text.indexOf('\r\n\r\n', text.indexOf(`${method} ${path}`))
+        body = head < 0 ? 0 : chunk.length - head - 4
       }
       server.write(chunk)
+      if (!part) return
+      const passed = (partBodyBytes.get(part.number) ?? 0) + body
+      partBodyBytes.set(part.number, passed)
+      if (part.cutting && passed >= afterBodyBytes) {
+        client.destroy()
+        server.destroy()
+      }
     })
     server.pipe(client)
   })
@@ -284,7 +307,14 @@ async function cuttingProxy(t: TestContext, upstream: string, partNumber: number
     for (const s of sockets) s.destroy()
     await new Promise<void>((resolve) => server.close(() => resolve()))
   })
-  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, cuts: () => cuts }
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    cuts: () => cuts,
+    /** `METHOD /bucket/key?query` of every request so far. */
+    requests: () => [...requests],
+    /** Body bytes forwarded so far in `UploadPart` requests of part `n` (all attempts). */
+    partBodyBytes: (n: number) => partBodyBytes.get(n) ?? 0,
+  }
 }
 
 describe('originals store: s3, a part whose connection drops', () => {
@@ -312,3 +342,136 @@ describe('originals store: s3, a part whose connection drops', () => {
     })
   }
 })
+
+const MiB = 1024 * 1024
+
+/**
+ * An s3 store behind a cuttingProxy, its part files (when `partsInFiles`) in a directory that must be
+ * empty after the test whatever became of the upload.
+ */
+async function proxiedS3Store(
+  t: TestContext,
+  partsInFiles: boolean,
+  cut?: { partNumber: number; afterBodyBytes: number },
+) {
+  const s3 = await startS3Server(t)
+  const proxy = await cuttingProxy(t, s3.endpoint, cut?.partNumber, cut?.afterBodyBytes)
+  const store = await createOriginalsStore({
+    url: `s3://${s3.bucket}/originals`,
+    s3: { ...s3.options, endpoint: proxy.endpoint },
+    ...(partsInFiles ? { partFile: await partFiles(t) } : {}),
+  })
+  t.after(() => store.close())
+  /** The requests of each kind that reached the bucket, in order (see cuttingProxy). */
+  const calls = () => {
+    const requests = proxy.requests().map((line) => {
+      const [method = '', path = ''] = line.split(' ')
+      return { method, query: new URL(path, 'http://x').searchParams }
+    })
+    const puts = requests.filter((r) => r.method === 'PUT')
+    return {
+      putObjects: puts.filter((r) => !r.query.has('uploadId')).length,
+      uploadParts: puts.filter((r) => r.query.has('partNumber')).map((r) => Number(r.query.get('partNumber'))),
+      creates: requests.filter((r) => r.method === 'POST' && r.query.has('uploads')).length,
+      completes: requests.filter((r) => r.method === 'POST' && r.query.has('uploadId')).length,
+      aborts: requests.filter((r) => r.method === 'DELETE' && r.query.has('uploadId')).length,
+    }
+  }
+  return { store, proxy, calls }
+}
+
+/** Stages and commits `content` and reads it back whole. */
+async function roundTrip(store: OriginalsStore, source: Readable, content: Buffer) {
+  const staged = await store.stage('acme', source)
+  assert.equal(staged.bytes, content.length)
+  assert.equal(await staged.commit(sha(content)), 'created')
+  const read = await drain((await store.read({ tenant: 'acme', sha256: sha(content) })).stream)
+  assert.equal(read.error, undefined)
+  assert.equal(read.digest, sha(content))
+  assert.deepEqual(await collect(store.listStaging()), [])
+}
+
+// s3rver implements neither ListMultipartUploads nor AbortMultipartUpload, so "no multipart upload is
+// left" is checked on the requests the store made: every upload created was completed.
+for (const partsInFiles of [false, true]) {
+  const reserves = partsInFiles ? 'parts in files' : 'parts in memory'
+  describe(`originals store: s3, part boundaries (${reserves})`, () => {
+    for (const bytes of [300 * 1024, 5 * MiB]) {
+      it(`sends a body of ${bytes} bytes (within one part) as one PutObject, no multipart upload`, async (t) => {
+        const { store, calls } = await proxiedS3Store(t, partsInFiles)
+        const content = randomBytes(bytes)
+        await roundTrip(store, body(content), content)
+        const made = calls()
+        assert.equal(made.creates, 0, 'no multipart upload was created')
+        assert.deepEqual(made.uploadParts, [])
+        // The staging PutObject, then the commit's CopyObject (a PUT too).
+        assert.equal(made.putObjects, 2)
+      })
+    }
+
+    it('sends a body of exactly two parts as two parts, no empty third', async (t) => {
+      const { store, calls } = await proxiedS3Store(t, partsInFiles)
+      const content = randomBytes(10 * MiB)
+      await roundTrip(store, body(content), content)
+      const made = calls()
+      assert.deepEqual(made.uploadParts, [1, 2], 'each part sent once, as it was streamed or from its reserve')
+      assert.equal(made.creates, 1)
+      assert.equal(made.completes, 1, 'the multipart upload was completed')
+      assert.equal(made.aborts, 0)
+    })
+
+    it('sends a body of one part and a byte: the short last part from its reserve', async (t) => {
+      const { store, calls } = await proxiedS3Store(t, partsInFiles)
+      const content = randomBytes(5 * MiB + 1)
+      await roundTrip(store, body(content), content)
+      const made = calls()
+      assert.deepEqual([...new Set(made.uploadParts)], [1, 2])
+      assert.equal(made.creates, 1)
+      assert.equal(made.completes, 1, 'the multipart upload was completed')
+    })
+
+    it('sends part 2 while it fills, from the chunks of the body', { timeout: 60_000 }, async (t) => {
+      const { store, proxy } = await proxiedS3Store(t, partsInFiles)
+      const content = randomBytes(12 * MiB)
+      const paused = 7 * MiB
+      let streamedBeforeRest = 0
+      const source = Readable.from(
+        (async function* () {
+          for (let i = 0; i < content.length; i += 64 * 1024) {
+            if (i === paused) {
+              // The body stops 2 MiB into part 2 until 1 MiB of part 2 has gone through to the bucket.
+              while (proxy.partBodyBytes(2) < MiB && !t.signal.aborted) await sleep(10)
+              streamedBeforeRest = proxy.partBodyBytes(2)
+            }
+            yield content.subarray(i, i + 64 * 1024)
+          }
+        })(),
+      )
+      await roundTrip(store, source, content)
+      assert.ok(streamedBeforeRest >= MiB && streamedBeforeRest <= 2 * MiB, `part 2: ${streamedBeforeRest} bytes`)
+    })
+
+    it('aborts the multipart upload when the body fails in a streamed part, and leaves nothing', async (t) => {
+      const { store, calls } = await proxiedS3Store(t, partsInFiles)
+      // 120 chunks of 64 KiB: the body fails 2.5 MiB into part 2.
+      await assert.rejects(store.stage('acme', body(randomBytes(12 * MiB), 120)), /client went away/)
+      const made = calls()
+      assert.equal(made.creates, 1)
+      assert.equal(made.completes, 0)
+      assert.equal(made.aborts, 1, 'the multipart upload was aborted')
+      assert.deepEqual(await collect(store.listStaging()), [])
+    })
+
+    it('sends a streamed part whose connection drops mid-way again from its reserve', async (t) => {
+      const { store, proxy, calls } = await proxiedS3Store(t, partsInFiles, { partNumber: 3, afterBodyBytes: MiB })
+      const content = randomBytes(17 * MiB) // parts of 5, 5, 5 and 2 MiB
+      await roundTrip(store, body(content), content)
+      assert.equal(proxy.cuts(), 1, 'the connection of part 3 was dropped once, 1 MiB into its body')
+      const made = calls()
+      assert.equal(made.uploadParts.filter((n) => n === 3).length, 2, 'part 3 was sent again')
+      assert.equal(made.creates, 1)
+      assert.equal(made.completes, 1, 'the multipart upload was completed')
+      assert.equal(made.aborts, 0)
+    })
+  })
+}
