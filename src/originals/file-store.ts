@@ -20,7 +20,7 @@ import {
   type StagedOriginal,
   type StagingObject,
   type StoredObject,
-  stagedSizeError,
+  stagedContentError,
 } from './store.js'
 import { StagingCount, verifyingStream } from './verify.js'
 
@@ -79,7 +79,11 @@ export function createFileOriginalsStore(root: string): OriginalsStore {
     return rootReady
   }
 
-  async function stage(tenant: string, body: Readable | AsyncIterable<Uint8Array>): Promise<StagedOriginal> {
+  async function stage(
+    tenant: string,
+    body: Readable | AsyncIterable<Uint8Array>,
+    declared?: { sha256: string },
+  ): Promise<StagedOriginal> {
     checkTenant(tenant)
     await ensureRoot()
     const id = randomUUID()
@@ -101,7 +105,7 @@ export function createFileOriginalsStore(root: string): OriginalsStore {
       bytes: count.bytes,
       discard,
       async commit(content) {
-        const refused = stagedSizeError(count.bytes, content)
+        const refused = stagedContentError(count.bytes, content, declared)
         if (refused) {
           await discard()
           throw refused

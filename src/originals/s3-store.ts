@@ -4,7 +4,8 @@
  * streamed to `<prefix>/.staging/<uuid>` (one PutObject, or a multipart upload of 5 MiB parts, S3's
  * minimum, those after the first sent as they fill, each kept in a local file until the bucket has
  * it: see putStreamed), and on commit copied server-side to its content address (CopyObject: the
- * bytes do not come back through filegate).
+ * bytes do not come back through filegate). A multipart body whose hash was declared before it goes
+ * straight to its content address instead, completed only by the commit (stagedInPlace).
  *
  * S3 API reference: https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html,
  * https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html
@@ -40,7 +41,7 @@ import {
   type StagedOriginal,
   type StagingObject,
   type StoredObject,
-  stagedSizeError,
+  stagedContentError,
 } from './store.js'
 import { StagingCount, verifyingStream } from './verify.js'
 
@@ -97,6 +98,12 @@ interface Part {
   write(chunk: Uint8Array): Promise<void>
   body(): { Body: Buffer | Readable; ContentLength: number }
   close(): Promise<void>
+}
+
+/** A multipart upload with all its parts in the bucket, not completed yet: no object exists until `complete`. */
+interface DeferredUpload {
+  complete(): Promise<void>
+  abort(): Promise<void>
 }
 
 /** A part's `UploadPart` request whose body is written as the part fills (see streamPart). */
@@ -301,8 +308,16 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
    * `partFile` is given (an upload then holds a few chunks of memory whatever its size: S3 parts are at
    * least 5 MiB, and eight concurrent uploads' parts in memory would break the service's memory
    * budget), else buffers. On any failure the multipart upload is aborted.
+   *
+   * With a `multipartKey` other than `Key`, a body longer than one part goes to `multipartKey` and its
+   * upload is left uncompleted: the caller completes it (the object appears, whole, only then) or
+   * aborts it. A body within one part is still one PutObject to `Key`.
    */
-  async function putStreamed(Key: string, body: AsyncIterable<Uint8Array>): Promise<void> {
+  async function putStreamed(
+    Key: string,
+    body: AsyncIterable<Uint8Array>,
+    multipartKey = Key,
+  ): Promise<DeferredUpload | undefined> {
     const makePart = async () => (options.partFile ? filePart(await options.partFile()) : memoryPart())
     let filling = await makePart()
     let sending = await makePart().catch(async (err) => {
@@ -319,18 +334,19 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     /** Part `PartNumber`, whole, once the bucket has it: as it was streamed, else sent from its reserve. */
     const complete = async (UploadId: string, PartNumber: number, part: Part, streamed?: StreamedPart) => {
       // The part before is done (awaited first), so every part before this one is in `parts`.
-      parts.push((await streamed?.result) ?? (await sendPart(Key, UploadId, PartNumber, part)))
+      parts.push((await streamed?.result) ?? (await sendPart(multipartKey, UploadId, PartNumber, part)))
     }
     /** The filled part goes on its way (once the one before it is done) and the next part begins. */
     const nextPart = async () => {
       await inFlight
-      uploadId ??= (await client.send(new CreateMultipartUploadCommand({ Bucket, Key }))).UploadId as string
+      uploadId ??= (await client.send(new CreateMultipartUploadCommand({ Bucket, Key: multipartKey })))
+        .UploadId as string
       inFlight = complete(uploadId, partNumber, filling, streaming)
       inFlight.catch(() => {}) // awaited by the next part or the end; this only keeps it from being unhandled
       ;[filling, sending] = [sending, filling]
       filling.filled = 0
       partNumber++
-      streaming = streamPart(Key, uploadId, partNumber)
+      streaming = streamPart(multipartKey, uploadId, partNumber)
     }
     try {
       for await (const chunk of body) {
@@ -345,19 +361,30 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       }
       if (uploadId === undefined) {
         await client.send(new PutObjectCommand({ Bucket, Key, ...filling.body() }))
-        return
+        return undefined
       }
       if (filling.filled < partBytes) await streaming?.cancel()
       await inFlight
       await complete(uploadId, partNumber, filling, streaming)
-      await client.send(
-        new CompleteMultipartUploadCommand({ Bucket, Key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
-      )
+      const upload = { Bucket, Key: multipartKey, UploadId: uploadId }
+      const deferred: DeferredUpload = {
+        complete: async () => {
+          await client.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } }))
+        },
+        abort: async () => {
+          await client.send(new AbortMultipartUploadCommand(upload))
+        },
+      }
+      if (multipartKey !== Key) return deferred
+      await deferred.complete()
+      return undefined
     } catch (err) {
       await streaming?.cancel()
       await inFlight?.catch(() => {})
       if (uploadId) {
-        await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: uploadId })).catch(() => {})
+        await client
+          .send(new AbortMultipartUploadCommand({ Bucket, Key: multipartKey, UploadId: uploadId }))
+          .catch(() => {})
       }
       throw err
     } finally {
@@ -367,11 +394,54 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     }
   }
 
-  async function stage(tenant: string, body: Readable | AsyncIterable<Uint8Array>): Promise<StagedOriginal> {
+  /**
+   * A body whose hash was declared before it (X-Content-SHA256) and longer than one part is uploaded
+   * straight to its content address and left uncompleted, so nothing is visible there until the
+   * commit completes it (no server-side copy: the bucket assembles the parts where they belong). A
+   * commit of any other content aborts it, as does a discard. A bucket lifecycle rule aborting
+   * incomplete multipart uploads clears what a crash leaves (docs/originals.md).
+   * API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html
+   */
+  function stagedInPlace(target: string, declared: { sha256: string }, bytes: number, upload: DeferredUpload) {
+    const abort = () => upload.abort().catch(() => {})
+    const staged: StagedOriginal = {
+      bytes,
+      discard: abort,
+      async commit(content) {
+        const refused = stagedContentError(bytes, content, declared)
+        if (refused) {
+          await abort()
+          throw refused
+        }
+        try {
+          if ((await head(target)) !== null) {
+            await abort()
+            return 'existing'
+          }
+          await upload.complete()
+          return 'created'
+        } catch (err) {
+          // As in a staged copy's commit: a racing writer of the same content settles it either way.
+          await abort()
+          if (await settlesAs(target, bytes)) return 'existing'
+          throw err
+        }
+      },
+    }
+    return staged
+  }
+
+  async function stage(
+    tenant: string,
+    body: Readable | AsyncIterable<Uint8Array>,
+    declared?: { sha256: string },
+  ): Promise<StagedOriginal> {
     checkTenant(tenant)
     const Key = `${stagingBase}${randomUUID()}`
+    const target = declared ? objectKey({ tenant, sha256: declared.sha256 }) : undefined
     const count = new StagingCount()
-    await putStreamed(Key, count.pass(body))
+    const deferred = await putStreamed(Key, count.pass(body), target)
+    if (deferred && target && declared) return stagedInPlace(target, declared, count.bytes, deferred)
     const discard = async () => {
       await client.send(new DeleteObjectCommand({ Bucket, Key }))
     }
@@ -380,7 +450,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       discard,
       async commit(content) {
         try {
-          const refused = stagedSizeError(count.bytes, content)
+          const refused = stagedContentError(count.bytes, content, declared)
           if (refused) throw refused
           const target = objectKey({ tenant, sha256: content.sha256 })
           try {

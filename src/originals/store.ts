@@ -27,7 +27,7 @@ export interface StagedOriginal {
   readonly bytes: number
   /**
    * Moves the staged bytes to `<tenant>/<content.sha256>`. Refuses (and discards) when the store took
-   * another number of bytes than `content.bytes`. `existing` when the content was already stored: the
+   * another number of bytes than `content.bytes`, or the hash is not the one declared to `stage`. `existing` when the content was already stored: the
    * staged copy is dropped, so N concurrent writers of one content leave one object.
    */
   commit(content: StagedContent): Promise<'created' | 'existing'>
@@ -110,10 +110,18 @@ export function checkTenant(tenant: string): string {
   return tenant
 }
 
-/** The error of a commit whose staged size is not the writer's. */
-export function stagedSizeError(staged: number, content: StagedContent): Error | undefined {
-  if (staged === content.bytes) return undefined
-  return new Error(`the store took ${staged} bytes of a ${content.bytes}-byte original`)
+/**
+ * Why a commit must be refused: the store took another number of bytes than the writer counted, or
+ * the content is not the one declared before the body (see `stage`); undefined when it may proceed.
+ */
+export function stagedContentError(
+  staged: number,
+  content: StagedContent,
+  declared?: { sha256: string },
+): Error | undefined {
+  if (staged !== content.bytes) return new Error(`the store took ${staged} bytes of a ${content.bytes}-byte original`)
+  if (declared && declared.sha256 !== content.sha256) return new Error('the content is not the one declared')
+  return undefined
 }
 
 export const isContentKey = (tenant: string, sha256: string) => tenantPattern.test(tenant) && sha256Pattern.test(sha256)

@@ -177,6 +177,18 @@ for (const backend of backends) {
       assert.ok(read.received < content.length, `received ${read.received} of ${content.length} bytes`)
     })
 
+    it('refuses to commit content other than the hash declared before the body, and leaves nothing', async (t) => {
+      const { store } = await backend.open(t)
+      for (const content of [randomBytes(100 * 1024), randomBytes(12 * 1024 * 1024)]) {
+        const declared = sha(Buffer.from('the declared content'))
+        const staged = await store.stage('acme', body(content), { sha256: declared })
+        await assert.rejects(staged.commit(contentOf(content)), /not the one declared/)
+        assert.equal(await store.stat({ tenant: 'acme', sha256: declared }), null)
+        assert.equal(await store.stat({ tenant: 'acme', sha256: sha(content) }), null)
+        assert.deepEqual(await collect(store.listStaging()), [])
+      }
+    })
+
     it('leaves nothing when the body fails mid-way', async (t) => {
       const { store } = await backend.open(t)
       await assert.rejects(store.stage('acme', body(randomBytes(512 * 1024), 3)), /client went away/)
@@ -475,3 +487,49 @@ for (const partsInFiles of [false, true]) {
     })
   })
 }
+
+describe('originals store: s3, a body whose hash was declared before it', () => {
+  const inPlace = async (t: TestContext, bytes: number) => {
+    const { store, proxy, calls } = await proxiedS3Store(t, true)
+    const content = randomBytes(bytes)
+    const staged = await store.stage('acme', body(content), { sha256: sha(content) })
+    return { store, proxy, calls, content, staged }
+  }
+
+  it('goes straight to its content address, invisible until the commit completes it: no copy', async (t) => {
+    const { store, proxy, calls, content, staged } = await inPlace(t, 12 * MiB)
+    assert.equal(await store.stat({ tenant: 'acme', sha256: sha(content) }), null, 'not visible before commit')
+    assert.deepEqual(await collect(store.listStaging()), [], 'no staging object')
+    assert.equal(await staged.commit(contentOf(content)), 'created')
+    const read = await drain((await store.read({ tenant: 'acme', sha256: sha(content) })).stream)
+    assert.equal(read.digest, sha(content))
+    const made = calls()
+    assert.equal(made.creates, 1)
+    assert.equal(made.completes, 1)
+    assert.equal(made.putObjects, 0, 'no PutObject and no CopyObject')
+    const created = proxy.requests().find((line) => line.startsWith('POST ') && line.includes('?uploads'))
+    assert.ok(created?.includes(`/originals/acme/${sha(content)}?`), created)
+  })
+
+  it('a discard aborts it, and a second writer of the content finds it there', async (t) => {
+    const { store, calls, content, staged } = await inPlace(t, 6 * MiB)
+    await staged.discard()
+    assert.equal(await store.stat({ tenant: 'acme', sha256: sha(content) }), null)
+    assert.equal(calls().aborts, 1)
+    assert.equal(calls().completes, 0)
+    const first = await store.stage('acme', body(content), { sha256: sha(content) })
+    const second = await store.stage('acme', body(content), { sha256: sha(content) })
+    assert.equal(await first.commit(contentOf(content)), 'created')
+    assert.equal(await second.commit(contentOf(content)), 'existing')
+    assert.equal(calls().completes, 1, 'the second upload was not completed over the first')
+    assert.equal(calls().aborts, 2)
+  })
+
+  it('a body within one part is staged and copied as without a declared hash', async (t) => {
+    const { store, calls, content, staged } = await inPlace(t, 300 * 1024)
+    assert.equal(await staged.commit(contentOf(content)), 'created')
+    assert.equal(calls().creates, 0)
+    assert.equal(calls().putObjects, 2, 'the staging PutObject and the commit CopyObject')
+    assert.deepEqual(await collect(store.listStaging()), [])
+  })
+})
