@@ -4,6 +4,8 @@
  * with no filegate in between: a multipart upload of 5 MiB parts to a staging key, one part sent
  * while the next is read, HeadObject of the content-addressed key, CopyObject to it, DeleteObject of
  * the staging key. What the store itself can take on this machine: the bound under any S3 figure.
+ * In place (the path of a body streamed through with its hash declared): the multipart upload goes
+ * straight to the content-addressed key, HeadObject first, and no copy follows.
  *
  * API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html,
  * https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html
@@ -99,25 +101,33 @@ async function multipartFromFile(client: S3Client, Bucket: string, Key: string, 
  * address and deletes the staging object, timed from the first request to the last answer. Its CPU
  * is the bench runner's own (the SDK client runs here). `close()` releases the client's sockets.
  */
-export function storeAloneTarget(s3: S3Endpoint): LargeTarget & { close(): void } {
+export function storeAloneTarget(s3: S3Endpoint, inPlace = false): LargeTarget & { close(): void } {
   const client = storeClient(s3)
   const Bucket = s3.bucket
+  const refuseExisting = async (target: string) => {
+    const exists = await client.send(new HeadObjectCommand({ Bucket, Key: target })).then(
+      () => true,
+      (err: { $metadata?: { httpStatusCode?: number } }) => {
+        if (err.$metadata?.httpStatusCode === 404) return false
+        throw err
+      },
+    )
+    if (exists) throw new Error(`store alone: ${target} exists already; every run must send new content`)
+  }
   return {
-    name: 'store alone',
+    name: inPlace ? 'store alone in place' : 'store alone',
     pids: [process.pid],
     async send(file, sha256) {
       const started = process.hrtime.bigint()
-      const staging = `${s3.prefix}/.staging/${randomUUID()}`
       const target = `${s3.prefix}/store-alone/${sha256}`
+      if (inPlace) {
+        await refuseExisting(target)
+        await multipartFromFile(client, Bucket, target, file)
+        return Number(process.hrtime.bigint() - started) / 1e9
+      }
+      const staging = `${s3.prefix}/.staging/${randomUUID()}`
       await multipartFromFile(client, Bucket, staging, file)
-      const exists = await client.send(new HeadObjectCommand({ Bucket, Key: target })).then(
-        () => true,
-        (err: { $metadata?: { httpStatusCode?: number } }) => {
-          if (err.$metadata?.httpStatusCode === 404) return false
-          throw err
-        },
-      )
-      if (exists) throw new Error(`store alone: ${target} exists already; every run must send new content`)
+      await refuseExisting(target)
       await client.send(new CopyObjectCommand({ Bucket, Key: target, CopySource: `${Bucket}/${encodeURI(staging)}` }))
       await client.send(new DeleteObjectCommand({ Bucket, Key: staging }))
       return Number(process.hrtime.bigint() - started) / 1e9
