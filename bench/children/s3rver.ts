@@ -5,21 +5,14 @@
  * generator. Ready when it prints `s3rver listening on <endpoint>` on stdout; it exits when the
  * parent's IPC channel closes (the parent exited or stopped it).
  */
-import S3rver from 's3rver'
+import { runS3rver } from '../../tests/fakes/s3-server.js'
 
 const directory = process.env.S3RVER_DIR
 const bucket = process.env.S3RVER_BUCKET
 if (!directory || !bucket) throw new Error('S3RVER_DIR and S3RVER_BUCKET are required')
 
-const server = new S3rver({
-  address: '127.0.0.1',
-  port: 0,
-  silent: true,
-  directory,
-  configureBuckets: [{ name: bucket }],
-})
-const { port } = await server.run()
+const { server, endpoint } = await runS3rver(directory, bucket)
 process.on('disconnect', () => {
   void server.close().finally(() => process.exit(0))
 })
-process.stdout.write(`s3rver listening on http://127.0.0.1:${port}\n`)
+process.stdout.write(`s3rver listening on ${endpoint}\n`)

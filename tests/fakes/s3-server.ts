@@ -20,11 +20,8 @@ export interface S3Server {
   put(key: string, bytes: Buffer): Promise<void>
 }
 
-export async function startS3Server(
-  t: TestContext | { after(fn: () => Promise<void>): void },
-  bucket = 'filegate-originals',
-): Promise<S3Server> {
-  const directory = await mkdtemp(join(tmpdir(), 'fg-s3rver-'))
+/** s3rver on a free loopback port over `directory`, with `bucket` made (the tests' and the bench's). */
+export async function runS3rver(directory: string, bucket: string): Promise<{ server: S3rver; endpoint: string }> {
   const server = new S3rver({
     address: '127.0.0.1',
     port: 0,
@@ -33,7 +30,15 @@ export async function startS3Server(
     configureBuckets: [{ name: bucket }],
   })
   const { port } = await server.run()
-  const endpoint = `http://127.0.0.1:${port}`
+  return { server, endpoint: `http://127.0.0.1:${port}` }
+}
+
+export async function startS3Server(
+  t: TestContext | { after(fn: () => Promise<void>): void },
+  bucket = 'filegate-originals',
+): Promise<S3Server> {
+  const directory = await mkdtemp(join(tmpdir(), 'fg-s3rver-'))
+  const { server, endpoint } = await runS3rver(directory, bucket)
   let stopped = false
   const stop = async () => {
     if (stopped) return
