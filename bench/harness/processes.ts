@@ -25,13 +25,19 @@ export const serviceRoot = process.env.BENCH_SERVICE_DIR || repoRoot
  * A bench child (children/*.ts) leading a process group of its own, so that stopping it kills all
  * it started; each child exits by itself when this process's IPC channel closes.
  */
-const forkTs = (file: string, env: Record<string, string> = {}) =>
+const forkTs = (file: string, env: Record<string, string> = {}, stdout: 'inherit' | 'pipe' = 'inherit') =>
   fork(join(benchDir, 'children', file), [], {
     execArgv: ['--import', 'tsx'],
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    stdio: ['ignore', stdout, 'inherit', 'ipc'],
     detached: true,
   })
+
+/** Settles when `child` has exited (at once if it has already). */
+const exitOf = (child: ChildProcess): Promise<void> =>
+  child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((resolve) => child.once('exit', () => resolve()))
 
 function whenReady(child: ChildProcess, what: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -50,12 +56,8 @@ function whenReady(child: ChildProcess, what: string): Promise<string> {
 function stopChild(child: ChildProcess): Promise<void> {
   if (!child.connected) return stopGroup(child)
   child.disconnect()
-  const exited =
-    child.exitCode !== null || child.signalCode !== null
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const timer = setTimeout(() => void stopGroup(child), 5_000)
-  return exited.finally(() => {
+  return exitOf(child).finally(() => {
     clearTimeout(timer)
     signalGroup(child, 'SIGKILL') // anything it started and left behind
   })
@@ -121,10 +123,7 @@ export async function startRelay(target: string): Promise<{ baseUrl: string; pid
 
 /** Kills the process group led by `child` (SIGTERM, then SIGKILL after 5 s) and waits for the leader's exit. */
 function stopGroup(child: ChildProcess, graceMs = 5_000): Promise<void> {
-  const exited =
-    child.exitCode !== null || child.signalCode !== null
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const exited = exitOf(child)
   const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), graceMs)
   signalGroup(child, 'SIGTERM')
   return exited.finally(() => clearTimeout(timer))
@@ -152,17 +151,7 @@ export interface S3rverHandle {
  * also exits by itself when this process's IPC channel closes (this process died).
  */
 export async function startS3rver(directory: string, bucket: string): Promise<S3rverHandle> {
-  const child = fork(join(benchDir, 'children', 's3rver.ts'), [], {
-    execArgv: ['--import', 'tsx'],
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
-      S3RVER_DIR: directory,
-      S3RVER_BUCKET: bucket,
-    },
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    detached: true,
-  })
+  const child = forkTs('s3rver.ts', { S3RVER_DIR: directory, S3RVER_BUCKET: bucket }, 'pipe')
   try {
     const endpoint = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('s3rver did not print its endpoint within 30 s')), 30_000)

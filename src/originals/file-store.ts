@@ -1,8 +1,9 @@
 /**
  * Originals in a local directory (`ORIGINALS_URL=file:///absolute/path`): `<root>/<tenant>/<sha256>`,
  * staging files under `<root>/.staging/`. Files are 0600 in 0700 directories. A staged file is
- * flushed to disk before it is linked under its content address (the writer's hash, its size checked); `link` fails when the name exists,
- * so concurrent writers of one content leave exactly one object and each learns which it was.
+ * flushed to disk before it is linked under its content address (the writer's hash, its size
+ * checked); `link` fails when the name exists, so concurrent writers of one content leave exactly
+ * one object and each learns which it was.
  */
 import { randomUUID } from 'node:crypto'
 import { createReadStream, createWriteStream, fdatasync, type WriteStream } from 'node:fs'

@@ -27,8 +27,9 @@ export interface StagedOriginal {
   readonly bytes: number
   /**
    * Moves the staged bytes to `<tenant>/<content.sha256>`. Refuses (and discards) when the store took
-   * another number of bytes than `content.bytes`, or the hash is not the one declared to `stage`. `existing` when the content was already stored: the
-   * staged copy is dropped, so N concurrent writers of one content leave one object.
+   * another number of bytes than `content.bytes`, or the hash is not the one declared to `stage`.
+   * `existing` when the content was already stored: the staged copy is dropped, so N concurrent
+   * writers of one content leave one object.
    */
   commit(content: StagedContent): Promise<'created' | 'existing'>
   discard(): Promise<void>
