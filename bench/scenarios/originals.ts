@@ -40,8 +40,6 @@ function meteringProcess(target: LargeTarget, pid: number, into: Map<string, num
 }
 
 export async function originals(ctx: BenchContext, template: string): Promise<ScenarioResult> {
-  const bytes = largeFileBytes()
-  const runs = envNumber('BENCH_ORIGINALS_RUNS', 3)
   const fileRoot = join(ctx.workDir, 'originals')
   const s3Dir = join(ctx.workDir, 's3rver')
   const s3 = await startS3rver(s3Dir, bucket)
@@ -62,95 +60,19 @@ export async function originals(ctx: BenchContext, template: string): Promise<Sc
       },
     },
   ]
-  const services = []
   const figures: Figure[] = []
   const notes: string[] = []
-  // CPU ms of the s3rver process during each send of the targets that write to it (warm-up first).
-  const s3rverCpuMs = new Map<string, number[]>()
-  const storeAlone = storeAloneTarget({ endpoint: s3.endpoint, bucket, prefix, ...s3rverKeys })
-  // The same content twice in a round would collide at its content address: in place writes under another prefix.
-  const storeInPlace = storeAloneTarget(
-    { endpoint: s3.endpoint, bucket, prefix: `${prefix}-in-place`, ...s3rverKeys },
-    true,
-  )
-  let measured: Awaited<ReturnType<typeof largeRounds>>
-  let roundsCpu: CpuSplit
   try {
-    try {
-      for (const kind of kinds) services.push(await ctx.startService(`6-originals-${kind.key}`, kind.env))
-      const targets: LargeTarget[] = services.flatMap((service, i) => serviceTargets(service, `${kinds[i]?.key} `))
-      targets.push(storeAlone, storeInPlace)
-      const metered = targets.map((t) =>
-        t.name.startsWith('s3 ') || t === storeAlone || t === storeInPlace
-          ? meteringProcess(t, s3.pid, s3rverCpuMs)
-          : t,
-      )
-      const meter = await cpuMeter({ s3rver: [s3.pid] }, 1)
-      measured = await largeRounds(metered, { template, workDir: ctx.workDir, runs, log: ctx.log })
-      roundsCpu = await meter.stop()
-    } finally {
-      storeAlone.close()
-      storeInPlace.close()
-      await Promise.all(services.map((s) => s.stop()))
+    // BENCH_ORIGINALS_THROUGHPUT=0 skips the rounds (the memory variants alone), as BENCH_ORIGINALS_MEMORY=0 skips those.
+    if (process.env.BENCH_ORIGINALS_THROUGHPUT !== '0') {
+      const result = await throughputRounds(ctx, template, s3, kinds)
+      figures.push(...result.figures)
+      notes.push(...result.notes)
     }
-    const size = `${round(bytes / MB, 1)} MB`
-    const list = (xs: number[]) => xs.map((x) => round(x, 1)).join(', ')
-    const alone = measured.mbps.get(storeAlone.name) ?? []
-    const inPlace = measured.mbps.get(storeInPlace.name) ?? []
-    for (const path of ['store-and-forward', 'stream-through']) {
-      const off = measured.mbps.get(`off ${path}`) ?? []
-      // Streamed through with X-Content-SHA256, the S3 store writes in place (no copy): its own bound.
-      const bound =
-        path === 'stream-through'
-          ? { mbps: inPlace, label: 'the store alone in place' }
-          : { mbps: alone, label: 'the store alone' }
-      for (const kind of kinds.slice(1)) {
-        const on = measured.mbps.get(`${kind.key} ${path}`) ?? []
-        const vsAlone =
-          kind.key === 's3'
-            ? `; ${round(median(on) / median(bound.mbps), 2)} of ${bound.label} (${round(median(bound.mbps), 1)} MB/s)`
-            : ''
-        figures.push({
-          scenario: 6,
-          name: `Large upload ${size}, ${path}, ${kind.label}`,
-          value: median(on),
-          unit: 'MB/s',
-          baseline: { name: 'originals off', value: median(off), unit: 'MB/s' },
-          ratio: median(on) / median(off),
-          target: 'ratio ≥ 0.8',
-          met: median(on) / median(off) >= 0.8,
-          detail: `median of ${runs}; runs ${list(on)} MB/s; off ${list(off)} MB/s${vsAlone}`,
-        })
-      }
-    }
-    figures.push({
-      scenario: 6,
-      name: `Large upload ${size} straight to s3rver, the store alone (SDK multipart 5 MiB parts, copy, delete)`,
-      value: median(alone),
-      unit: 'MB/s',
-      target: 'informative: the bound on the s3rver figures',
-      met: null,
-      detail: `median of ${runs}; runs ${list(alone)} MB/s; sent by the bench runner, no filegate in between`,
-    })
-    figures.push({
-      scenario: 6,
-      name: `Large upload ${size} straight to s3rver, the store alone in place (SDK multipart 5 MiB parts to the content address)`,
-      value: median(inPlace),
-      unit: 'MB/s',
-      target: 'informative: the bound on the s3rver stream-through figure',
-      met: null,
-      detail: `median of ${runs}; runs ${list(inPlace)} MB/s; sent by the bench runner, no filegate in between`,
-    })
-    notes.push(scenarioNote(runs, size))
-    notes.push(
-      cpuNote(roundsCpu, s3rverCpuMs, runs, bytes, {
-        runnerMs: measured.cpuMs.get(storeAlone.name) ?? [],
-        offMs: measured.cpuMs.get('off store-and-forward') ?? [],
-        s3Ms: measured.cpuMs.get('s3 store-and-forward') ?? [],
-      }),
-    )
     if (process.env.BENCH_ORIGINALS_MEMORY !== '0') {
-      for (const kind of kinds.slice(1)) {
+      // BENCH_ORIGINALS_STORES=s3 (or file): the memory variants of that store only.
+      const stores = (process.env.BENCH_ORIGINALS_STORES ?? 'file,s3').split(',')
+      for (const kind of kinds.slice(1).filter((k) => stores.includes(k.key))) {
         for (const streamThrough of [false, true]) {
           const meter = await cpuMeter({ s3rver: [s3.pid] }, 1)
           figures.push(
@@ -169,6 +91,104 @@ export async function originals(ctx: BenchContext, template: string): Promise<Sc
     await rm(fileRoot, { recursive: true, force: true })
     await rm(s3Dir, { recursive: true, force: true })
   }
+  return { figures, notes }
+}
+
+type Kind = { key: string; label: string; env: Record<string, string> }
+
+/** The rounds: the same new content through the services and straight to s3rver, in turns. */
+async function throughputRounds(
+  ctx: BenchContext,
+  template: string,
+  s3: { pid: number; endpoint: string },
+  kinds: Kind[],
+): Promise<ScenarioResult> {
+  const bytes = largeFileBytes()
+  const runs = envNumber('BENCH_ORIGINALS_RUNS', 3)
+  const figures: Figure[] = []
+  const notes: string[] = []
+  const services = []
+  // CPU ms of the s3rver process during each send of the targets that write to it (warm-up first).
+  const s3rverCpuMs = new Map<string, number[]>()
+  const storeAlone = storeAloneTarget({ endpoint: s3.endpoint, bucket, prefix, ...s3rverKeys })
+  // The same content twice in a round would collide at its content address: in place writes under another prefix.
+  const storeInPlace = storeAloneTarget(
+    { endpoint: s3.endpoint, bucket, prefix: `${prefix}-in-place`, ...s3rverKeys },
+    true,
+  )
+  let measured: Awaited<ReturnType<typeof largeRounds>>
+  let roundsCpu: CpuSplit
+  try {
+    for (const kind of kinds) services.push(await ctx.startService(`6-originals-${kind.key}`, kind.env))
+    const targets: LargeTarget[] = services.flatMap((service, i) => serviceTargets(service, `${kinds[i]?.key} `))
+    targets.push(storeAlone, storeInPlace)
+    const metered = targets.map((t) =>
+      t.name.startsWith('s3 ') || t === storeAlone || t === storeInPlace ? meteringProcess(t, s3.pid, s3rverCpuMs) : t,
+    )
+    const meter = await cpuMeter({ s3rver: [s3.pid] }, 1)
+    measured = await largeRounds(metered, { template, workDir: ctx.workDir, runs, log: ctx.log })
+    roundsCpu = await meter.stop()
+  } finally {
+    storeAlone.close()
+    storeInPlace.close()
+    await Promise.all(services.map((s) => s.stop()))
+  }
+  const size = `${round(bytes / MB, 1)} MB`
+  const list = (xs: number[]) => xs.map((x) => round(x, 1)).join(', ')
+  const alone = measured.mbps.get(storeAlone.name) ?? []
+  const inPlace = measured.mbps.get(storeInPlace.name) ?? []
+  for (const path of ['store-and-forward', 'stream-through']) {
+    const off = measured.mbps.get(`off ${path}`) ?? []
+    // Streamed through with X-Content-SHA256, the S3 store writes in place (no copy): its own bound.
+    const bound =
+      path === 'stream-through'
+        ? { mbps: inPlace, label: 'the store alone in place' }
+        : { mbps: alone, label: 'the store alone' }
+    for (const kind of kinds.slice(1)) {
+      const on = measured.mbps.get(`${kind.key} ${path}`) ?? []
+      const vsAlone =
+        kind.key === 's3'
+          ? `; ${round(median(on) / median(bound.mbps), 2)} of ${bound.label} (${round(median(bound.mbps), 1)} MB/s)`
+          : ''
+      figures.push({
+        scenario: 6,
+        name: `Large upload ${size}, ${path}, ${kind.label}`,
+        value: median(on),
+        unit: 'MB/s',
+        baseline: { name: 'originals off', value: median(off), unit: 'MB/s' },
+        ratio: median(on) / median(off),
+        target: 'ratio ≥ 0.8',
+        met: median(on) / median(off) >= 0.8,
+        detail: `median of ${runs}; runs ${list(on)} MB/s; off ${list(off)} MB/s${vsAlone}`,
+      })
+    }
+  }
+  figures.push({
+    scenario: 6,
+    name: `Large upload ${size} straight to s3rver, the store alone (SDK multipart 5 MiB parts, copy, delete)`,
+    value: median(alone),
+    unit: 'MB/s',
+    target: 'informative: the bound on the s3rver figures',
+    met: null,
+    detail: `median of ${runs}; runs ${list(alone)} MB/s; sent by the bench runner, no filegate in between`,
+  })
+  figures.push({
+    scenario: 6,
+    name: `Large upload ${size} straight to s3rver, the store alone in place (SDK multipart 5 MiB parts to the content address)`,
+    value: median(inPlace),
+    unit: 'MB/s',
+    target: 'informative: the bound on the s3rver stream-through figure',
+    met: null,
+    detail: `median of ${runs}; runs ${list(inPlace)} MB/s; sent by the bench runner, no filegate in between`,
+  })
+  notes.push(scenarioNote(runs, size))
+  notes.push(
+    cpuNote(roundsCpu, s3rverCpuMs, runs, bytes, {
+      runnerMs: measured.cpuMs.get(storeAlone.name) ?? [],
+      offMs: measured.cpuMs.get('off store-and-forward') ?? [],
+      s3Ms: measured.cpuMs.get('s3 store-and-forward') ?? [],
+    }),
+  )
   return { figures, notes }
 }
 

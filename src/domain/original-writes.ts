@@ -24,7 +24,7 @@ import type { SpooledFile } from './spool.js'
 export type OriginalSource = { kind: 'staged'; staged: StagedOriginal } | { kind: 'kept' }
 
 /** What the tee holds between the body and a slower store before the body waits. */
-const teeBufferBytes = 256 * 1024
+const teeBufferBytes = 64 * 1024
 
 /** Longest single wait for a delete that holds an original; the upload's deadline bounds the total. */
 const deletingPollMs = 1_000

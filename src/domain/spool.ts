@@ -147,6 +147,17 @@ export async function spoolFilePath(dir: string): Promise<string> {
 export const spoolWriteBatchBytes = 256 * 1024
 
 /**
+ * Batch buffers of finished spools, for the next ones (a few: enough for the uploads of a busy
+ * moment, a few MiB at most).
+ */
+const batchPool: Buffer[] = []
+const batchPoolMax = 16
+const takeBatch = () => batchPool.pop() ?? Buffer.allocUnsafe(spoolWriteBatchBytes)
+const returnBatch = (buffer: Buffer | undefined) => {
+  if (buffer && batchPool.length < batchPoolMax) batchPool.push(buffer)
+}
+
+/**
  * Reads `source` to its end, hashing and counting as it arrives: up to `memoryBytes` it is held in
  * memory; past that everything so far and the rest go to a 0600 temp file in batched writes, with
  * backpressure. Plain 'data' listeners and a FileHandle, not stream.pipeline into a WriteStream:
@@ -183,9 +194,21 @@ export function spoolToFile(source: Readable, options: SpoolOptions): Promise<Sp
 class Spooler {
   private readonly counter: HashCounter
   private readonly memoryBytes: number
-  /** What arrived and is not on disk yet: the whole body while in memory, then the filling batch. */
+  /**
+   * What arrived and is not on disk yet: the whole body while in memory; once spilled, the filling
+   * batch is `fill` (its first `fillBytes`) followed by `held` (chunks that did not fit).
+   */
   private held: Buffer[] = []
   private heldBytes = 0
+  /**
+   * Once spilled, chunks are copied into `fill` and the socket's own buffers are let go at once: a
+   * chunk held until its batch is written (a thread-pool round trip, longer under load) outlives the
+   * young generation's collections and is kept until a full collection, and eight concurrent large
+   * uploads' worth of those is tens of MiB. The two buffers take turns: one filling, one being written.
+   */
+  private fill: Buffer | undefined
+  private spare: Buffer | undefined
+  private fillBytes = 0
   private path: string | undefined
   /** Set once the spill file is being opened; resolves to its handle (or undefined if that failed). */
   private opening: Promise<FileHandle | undefined> | undefined
@@ -264,6 +287,12 @@ class Spooler {
   /** Past the memory threshold: opens the 0600 spill file (and the mirror); what is held goes to it first. */
   private spill(): void {
     this.openMirror()
+    const before = this.held
+    this.held = []
+    this.heldBytes = 0
+    this.fill = takeBatch()
+    this.spare = takeBatch()
+    for (const chunk of before) this.hold(chunk)
     const target = spoolName(this.options.dir)
     this.path = target
     this.opening = ensureDir(this.options.dir)
@@ -285,9 +314,14 @@ class Spooler {
   private pump(): void {
     const { file } = this
     if (this.settled || !file || this.writing) return
-    if (this.heldBytes >= spoolWriteBatchBytes || (this.ended && this.heldBytes > 0)) {
-      const batch = this.held
+    // A batch is written once full, at the end, or as soon as the source waits for the mirror: the
+    // chunks are written while it waits instead of sitting in memory until the batch fills.
+    if (this.heldBytes >= spoolWriteBatchBytes || ((this.ended || this.mirrorFull) && this.heldBytes > 0)) {
+      const batch = this.fill && this.fillBytes > 0 ? [this.fill.subarray(0, this.fillBytes), ...this.held] : this.held
       const size = this.heldBytes
+      // The batch being written keeps its buffer until the write is done; the other one fills meanwhile.
+      ;[this.fill, this.spare] = [this.spare, this.fill]
+      this.fillBytes = 0
       this.held = []
       this.heldBytes = 0
       this.writing = true
@@ -297,6 +331,10 @@ class Spooler {
         this.pump()
       }, this.fail)
     } else if (this.ended) {
+      // Nothing is being written: the batch buffers can serve the next spool.
+      returnBatch(this.fill)
+      returnBatch(this.spare)
+      this.fill = this.spare = undefined
       const sha256 = this.counter.digest()
       file.close().then(() => {
         if (!this.settled) this.settle({ path: this.path as string, bytes: this.counter.bytes, sha256 })
@@ -332,7 +370,18 @@ class Spooler {
     if (this.mirror && !this.mirror.write(chunk)) {
       this.mirrorFull = true
       this.source.pause()
+      this.pump()
     }
+  }
+
+  /** Keeps `chunk` until it is written: copied into the filling batch where it fits, else as it is. */
+  private hold(chunk: Buffer): void {
+    const { fill } = this
+    if (fill && this.held.length === 0 && this.fillBytes + chunk.length <= fill.length) {
+      chunk.copy(fill, this.fillBytes)
+      this.fillBytes += chunk.length
+    } else this.held.push(chunk)
+    this.heldBytes += chunk.length
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -342,8 +391,7 @@ class Spooler {
       this.fail(failure)
       return
     }
-    this.held.push(chunk)
-    this.heldBytes += chunk.length
+    this.hold(chunk)
     if (this.path === undefined) {
       if (this.counter.bytes > this.memoryBytes) this.spill()
       else return

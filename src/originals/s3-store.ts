@@ -91,12 +91,15 @@ const isNotFound = (err: unknown) => {
 
 /**
  * A part's reserve, its bytes kept until the bucket has the part: filled by `write`, sent (again) as
- * `body()`, then filled again by a later part.
+ * `body()`, then emptied by `reset` for a later part.
  */
 interface Part {
-  filled: number
+  readonly filled: number
   write(chunk: Uint8Array): Promise<void>
-  body(): { Body: Buffer | Readable; ContentLength: number }
+  /** The whole reserve as a request body (once every write to it has landed). */
+  body(): Promise<{ Body: Buffer | Readable; ContentLength: number }>
+  /** Empties the reserve for the next part (once every write to it has landed). */
+  reset(): Promise<void>
   close(): Promise<void>
 }
 
@@ -119,41 +122,93 @@ interface StreamedPart {
 
 function memoryPart(): Part {
   const buffer = Buffer.allocUnsafe(partBytes)
+  let filled = 0
   return {
-    filled: 0,
-    async write(chunk) {
-      buffer.set(chunk, this.filled)
-      this.filled += chunk.byteLength
+    get filled() {
+      return filled
     },
-    body() {
-      return { Body: buffer.subarray(0, this.filled), ContentLength: this.filled }
+    async write(chunk) {
+      buffer.set(chunk, filled)
+      filled += chunk.byteLength
+    },
+    async body() {
+      return { Body: buffer.subarray(0, filled), ContentLength: filled }
+    },
+    async reset() {
+      filled = 0
     },
     async close() {},
   }
 }
 
-/** A part in a 0600 file at `path`, removed on close. */
+/** What a part file's reserve copies before writing it to the file in one go. */
+const reserveBatchBytes = 256 * 1024
+
+/**
+ * A part in a 0600 file at `path`, removed on close. Pieces are copied into one of two batch buffers
+ * and written from there, a batch while the other fills: the body's own chunk is free as soon as it
+ * is copied (it never waits on the thread pool, where eight uploads' writes queue), so it dies young
+ * and the garbage collector's cheap pass reclaims it; and the file takes one write per 256 KiB.
+ */
 async function filePart(path: string): Promise<Part> {
   const file = await open(path, 'wx+', 0o600)
-  const part: Part = {
-    filled: 0,
-    async write(chunk) {
-      let done = 0
-      while (done < chunk.byteLength) {
-        done += (await file.write(chunk, done, chunk.byteLength - done, this.filled + done)).bytesWritten
-      }
-      this.filled += chunk.byteLength
+  let filled = 0
+  let [batch, spare] = [Buffer.allocUnsafe(reserveBatchBytes), Buffer.allocUnsafe(reserveBatchBytes)]
+  let batchBytes = 0
+  /** The spare batch's write, if one is under way (it holds the spare until it lands). */
+  let writing: Promise<void> | undefined
+  const writeFully = async (buffer: Buffer, bytes: number, position: number) => {
+    for (let done = 0; done < bytes; ) {
+      done += (await file.write(buffer, done, bytes - done, position + done)).bytesWritten
+    }
+  }
+  /** Starts writing the filling batch and takes the spare to fill (once the spare's own write landed). */
+  const flush = async () => {
+    await writing
+    const started = writeFully(batch, batchBytes, filled - batchBytes)
+    started.catch(() => {}) // awaited by the next flush or `landed`; this only keeps it from being unhandled
+    writing = started
+    ;[batch, spare] = [spare, batch]
+    batchBytes = 0
+  }
+  /** Every byte written so far is in the file. */
+  const landed = async () => {
+    if (batchBytes > 0) await flush()
+    await writing
+    writing = undefined
+  }
+  return {
+    get filled() {
+      return filled
     },
-    body() {
-      if (this.filled === 0) return { Body: Buffer.alloc(0), ContentLength: 0 }
-      return { Body: createReadStream(path, { start: 0, end: this.filled - 1 }), ContentLength: this.filled }
+    async write(chunk) {
+      for (let offset = 0; offset < chunk.byteLength; ) {
+        const n = Math.min(chunk.byteLength - offset, reserveBatchBytes - batchBytes)
+        batch.set(chunk.subarray(offset, offset + n), batchBytes)
+        batchBytes += n
+        filled += n
+        offset += n
+        if (batchBytes === reserveBatchBytes) await flush()
+      }
+    },
+    async body() {
+      await landed()
+      if (filled === 0) return { Body: Buffer.alloc(0), ContentLength: 0 }
+      return { Body: createReadStream(path, { start: 0, end: filled - 1 }), ContentLength: filled }
+    },
+    async reset() {
+      // The part the bucket has: what is still in the batch need not reach the file, nor a write that failed.
+      await writing?.catch(() => {})
+      writing = undefined
+      batchBytes = 0
+      filled = 0
     },
     async close() {
+      await writing?.catch(() => {})
       await file.close().catch(() => {})
       await rm(path, { force: true })
     },
   }
-  return part
 }
 
 export function createS3OriginalsStore(options: S3Options): OriginalsStore {
@@ -175,6 +230,14 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     // body is a stream. Here those failures are expected (a short last part's request is stopped) or
     // handled (the part is sent again from its reserve), and a final one reaches the caller.
     logger: silentLogger,
+    // The SDK's default sends `Expect: 100-continue` with every body of 2 MiB or more, and
+    // @smithy/node-http-handler then gives each such request a fresh connection and holds the body
+    // until the server's 100 Continue: a connect and a round trip at the start of every streamed
+    // part, while the upload's body waits. Without it parts go on the client's keep-alive
+    // connections at once. A store that refuses the request (credentials, bucket) has refused
+    // CreateMultipartUpload before any part is sent; a part refused mid-body is sent again from its
+    // reserve and its error reaches the caller.
+    expectContinueHeader: false,
   })
   const Bucket = options.bucket
   const base = options.prefix ? `${options.prefix}/` : ''
@@ -224,7 +287,9 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
   async function sendPart(Key: string, UploadId: string, PartNumber: number, part: Part): Promise<CompletedPart> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const out = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, ...part.body() }))
+        const out = await client.send(
+          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, ...(await part.body()) }),
+        )
         return { PartNumber, ETag: out.ETag }
       } catch (err) {
         if (attempt >= partAttempts || !isTransient(err)) throw err
@@ -344,7 +409,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       inFlight = complete(uploadId, partNumber, filling, streaming)
       inFlight.catch(() => {}) // awaited by the next part or the end; this only keeps it from being unhandled
       ;[filling, sending] = [sending, filling]
-      filling.filled = 0
+      await filling.reset()
       partNumber++
       streaming = streamPart(multipartKey, uploadId, partNumber)
     }
@@ -353,14 +418,15 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
         for (let offset = 0; offset < chunk.byteLength; ) {
           if (filling.filled === partBytes) await nextPart()
           const piece = chunk.subarray(offset, offset + Math.min(partBytes - filling.filled, chunk.byteLength - offset))
-          await filling.write(piece)
-          await streaming?.write(piece)
+          // The reserve and the streamed request take the piece at once: it is held no longer than
+          // the slower of the two needs it.
+          await Promise.all([filling.write(piece), streaming?.write(piece)])
           offset += piece.byteLength
           if (filling.filled === partBytes) streaming?.end()
         }
       }
       if (uploadId === undefined) {
-        await client.send(new PutObjectCommand({ Bucket, Key, ...filling.body() }))
+        await client.send(new PutObjectCommand({ Bucket, Key, ...(await filling.body()) }))
         return undefined
       }
       if (filling.filled < partBytes) await streaming?.cancel()

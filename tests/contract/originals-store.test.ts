@@ -281,7 +281,10 @@ async function cuttingProxy(t: TestContext, upstream: string, partNumber?: numbe
   const requests: string[] = []
   const partBodyBytes = new Map<number, number>()
   let cuts = 0
+  let connections = 0
+  let expects = 0
   const server = createServer((client) => {
+    connections++
     const server = connect(Number(target.port), target.hostname)
     for (const s of [client, server]) {
       sockets.add(s)
@@ -300,7 +303,9 @@ async function cuttingProxy(t: TestContext, upstream: string, partNumber?: numbe
         const number = Number(new URL(path ?? '', 'http://x').searchParams.get('partNumber') ?? Number.NaN)
         part = Number.isNaN(number) ? undefined : { number, cutting: cuts === 0 && number === partNumber }
         if (part?.cutting) cuts++
-        const head = text.indexOf('\r\n\r\n', text.indexOf(`${method} ${path}`))
+        const start = text.indexOf(`${method} ${path}`)
+        const head = text.indexOf('\r\n\r\n', start)
+        if (/\r\nexpect:/i.test(text.slice(start, head < 0 ? undefined : head))) expects++
         body = head < 0 ? 0 : chunk.length - head - 4
       }
       server.write(chunk)
@@ -322,6 +327,9 @@ async function cuttingProxy(t: TestContext, upstream: string, partNumber?: numbe
   return {
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     cuts: () => cuts,
+    /** Connections the store opened, and requests that carried an `Expect` header. */
+    connections: () => connections,
+    expects: () => expects,
     /** `METHOD /bucket/key?query` of every request so far. */
     requests: () => [...requests],
     /** Body bytes forwarded so far in `UploadPart` requests of part `n` (all attempts). */
@@ -384,6 +392,14 @@ async function proxiedS3Store(
     return {
       putObjects: puts.filter((r) => !r.query.has('uploadId')).length,
       uploadParts: puts.filter((r) => r.query.has('partNumber')).map((r) => Number(r.query.get('partNumber'))),
+      /**
+       * The part numbers sent, in ascending order: a part sent from its reserve and the streamed part
+       * after it are under way at once, and either request may reach the bucket first (S3 assembles
+       * the parts by number, not by arrival).
+       */
+      partNumbers() {
+        return [...this.uploadParts].sort((a, b) => a - b)
+      },
       creates: requests.filter((r) => r.method === 'POST' && r.query.has('uploads')).length,
       completes: requests.filter((r) => r.method === 'POST' && r.query.has('uploadId')).length,
       aborts: requests.filter((r) => r.method === 'DELETE' && r.query.has('uploadId')).length,
@@ -426,10 +442,23 @@ for (const partsInFiles of [false, true]) {
       const content = randomBytes(10 * MiB)
       await roundTrip(store, body(content), content)
       const made = calls()
-      assert.deepEqual(made.uploadParts, [1, 2], 'each part sent once, as it was streamed or from its reserve')
+      assert.deepEqual(made.partNumbers(), [1, 2], 'each part sent once, as it was streamed or from its reserve')
       assert.equal(made.creates, 1)
       assert.equal(made.completes, 1, 'the multipart upload was completed')
       assert.equal(made.aborts, 0)
+    })
+
+    it('sends the parts at once on kept-alive connections, without Expect: 100-continue', async (t) => {
+      const { store, proxy, calls } = await proxiedS3Store(t, partsInFiles)
+      const content = randomBytes(20 * MiB)
+      await roundTrip(store, body(content), content)
+      const made = calls()
+      assert.deepEqual(made.partNumbers(), [1, 2, 3, 4], 'each part sent once')
+      assert.equal(proxy.expects(), 0, 'no request waited for a 100 Continue')
+      // With Expect the SDK opens a fresh connection for every part; here at most the two parts in
+      // flight at a time need one each, and every other request reuses them.
+      const requests = proxy.requests().length
+      assert.ok(proxy.connections() <= 3, `${proxy.connections()} connections for ${requests} requests`)
     })
 
     it('sends a body of one part and a byte: the short last part from its reserve', async (t) => {
@@ -437,7 +466,7 @@ for (const partsInFiles of [false, true]) {
       const content = randomBytes(5 * MiB + 1)
       await roundTrip(store, body(content), content)
       const made = calls()
-      assert.deepEqual([...new Set(made.uploadParts)], [1, 2])
+      assert.deepEqual([...new Set(made.partNumbers())], [1, 2])
       assert.equal(made.creates, 1)
       assert.equal(made.completes, 1, 'the multipart upload was completed')
     })

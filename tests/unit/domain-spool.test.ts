@@ -5,7 +5,7 @@ import { readdirSync, statSync } from 'node:fs'
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough, Readable } from 'node:stream'
+import { PassThrough, Readable, Writable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import {
   HashCounter,
@@ -95,6 +95,64 @@ describe('spoolToFile', () => {
     // ahead of the disk.
     assert.ok(maxAhead <= 4 * spoolWriteBatchBytes, `ahead of the disk: ${maxAhead} bytes`)
     await removeSpool(spool)
+  })
+
+  test('while the mirror is full, what the spool holds goes to disk at once, not when its batch fills', async () => {
+    const sub = await mkdtemp(join(dir, 'mirror-'))
+    const data = randomBytes(memorySpoolBytes + 6 * 16_384)
+    const source = new PassThrough()
+    // A mirror that takes nothing until released: its buffer fills after a few chunks.
+    const held: (() => void)[] = []
+    const mirrored: Buffer[] = []
+    const mirror = new Writable({
+      highWaterMark: 32_768,
+      write(chunk: Buffer, _enc, done) {
+        mirrored.push(chunk)
+        held.push(done)
+      },
+    })
+    const spooling = spoolToFile(source, {
+      dir: sub,
+      maxBytes: 1e9,
+      onLimit: () => new Error('limit'),
+      mirror: () => mirror,
+    })
+    // Written chunk by chunk until the spool stops reading (the mirror refused more).
+    let written = 0
+    while (written < data.length && !source.isPaused()) {
+      source.write(data.subarray(written, written + 16_384))
+      written = Math.min(data.length, written + 16_384)
+      await new Promise((r) => setImmediate(r))
+    }
+    /** The spill file's size, once it stops changing (the spool waits for the mirror meanwhile). */
+    const onDisk = async () => {
+      for (let last = -1; ; ) {
+        await new Promise((r) => setTimeout(r, 20))
+        const name = readdirSync(sub)[0]
+        const size = name ? statSync(join(sub, name)).size : 0
+        if (size === last) return size
+        last = size
+      }
+    }
+    assert.ok(source.isPaused() && held.length > 0, 'the mirror refused more and the spool waits for it')
+    const read = written - source.readableLength
+    assert.ok(read > memorySpoolBytes && read < spoolWriteBatchBytes, `read ${read}`)
+    // Less than a batch was read, and all of it is on disk while the spool waits for the mirror.
+    assert.equal(await onDisk(), read)
+    const sent = written
+    source.end(data.subarray(sent))
+    const release = setInterval(() => {
+      for (const done of held.splice(0)) done()
+    }, 5)
+    try {
+      const spool = await spooling
+      assert.ok(spool.path)
+      assert.deepEqual(await readFile(spool.path), data)
+      assert.deepEqual(Buffer.concat(mirrored), data)
+      await removeSpool(spool)
+    } finally {
+      clearInterval(release)
+    }
   })
 
   test('keeps a body up to memorySpoolBytes in memory: no file at all', async () => {
