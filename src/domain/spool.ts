@@ -9,6 +9,7 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { AppError, errors } from '../errors.js'
+import { fileBatchBytes, returnBatch, takeBatch, writeAll } from '../file-batches.js'
 
 /**
  * A received body: small ones stay in memory (a dedup hit then never touches the disk), larger
@@ -144,18 +145,7 @@ export async function spoolFilePath(dir: string): Promise<string> {
  * through libuv's thread pool, so chunks are gathered to this size and written with one writev.
  * At most two batches are held per upload (one being written, one filling) before the source pauses.
  */
-export const spoolWriteBatchBytes = 256 * 1024
-
-/**
- * Batch buffers of finished spools, for the next ones (a few: enough for the uploads of a busy
- * moment, a few MiB at most).
- */
-const batchPool: Buffer[] = []
-const batchPoolMax = 16
-const takeBatch = () => batchPool.pop() ?? Buffer.allocUnsafe(spoolWriteBatchBytes)
-const returnBatch = (buffer: Buffer | undefined) => {
-  if (buffer && batchPool.length < batchPoolMax) batchPool.push(buffer)
-}
+export const spoolWriteBatchBytes = fileBatchBytes
 
 /**
  * Reads `source` to its end, hashing and counting as it arrives: up to `memoryBytes` it is held in
@@ -201,10 +191,8 @@ class Spooler {
   private held: Buffer[] = []
   private heldBytes = 0
   /**
-   * Once spilled, chunks are copied into `fill` and the socket's own buffers are let go at once: a
-   * chunk held until its batch is written (a thread-pool round trip, longer under load) outlives the
-   * young generation's collections and is kept until a full collection, and eight concurrent large
-   * uploads' worth of those is tens of MiB. The two buffers take turns: one filling, one being written.
+   * Once spilled, chunks are copied into `fill` and the socket's own buffers are let go at once
+   * (src/file-batches.ts says why). The two buffers take turns: one filling, one being written.
    */
   private fill: Buffer | undefined
   private spare: Buffer | undefined
@@ -427,22 +415,6 @@ class Spooler {
   private readonly onClose = (): void => {
     if (!this.source.readableEnded) this.onSourceError(new Error('the body ended before the file part did'))
   }
-}
-
-/**
- * One writev of `batch` at `position`, continued if only part of it was written (libuv reports a
- * short count, not the error, when e.g. the disk fills after some bytes; the retry surfaces it).
- */
-export async function writeAll(
-  file: Pick<FileHandle, 'writev' | 'write'>,
-  batch: Buffer[],
-  size: number,
-  position: number,
-): Promise<void> {
-  let done = (await file.writev(batch, position)).bytesWritten
-  if (done >= size) return
-  const whole = Buffer.concat(batch, size)
-  while (done < size) done += (await file.write(whole, done, size - done, position + done)).bytesWritten
 }
 
 export const removeSpool = (file: SpooledFile | undefined) =>

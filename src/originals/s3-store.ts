@@ -31,6 +31,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3'
+import { fileBatchBytes, returnBatch, takeBatch, writeAll } from '../file-batches.js'
 import {
   checkKey,
   checkTenant,
@@ -141,31 +142,24 @@ function memoryPart(): Part {
   }
 }
 
-/** What a part file's reserve copies before writing it to the file in one go. */
-const reserveBatchBytes = 256 * 1024
-
 /**
  * A part in a 0600 file at `path`, removed on close. Pieces are copied into one of two batch buffers
- * and written from there, a batch while the other fills: the body's own chunk is free as soon as it
- * is copied (it never waits on the thread pool, where eight uploads' writes queue), so it dies young
- * and the garbage collector's cheap pass reclaims it; and the file takes one write per 256 KiB.
+ * and written from there, a batch while the other fills (src/file-batches.ts says why): the file
+ * takes one write per 256 KiB, and the body's own chunk never waits on the thread pool.
  */
 async function filePart(path: string): Promise<Part> {
   const file = await open(path, 'wx+', 0o600)
   let filled = 0
-  let [batch, spare] = [Buffer.allocUnsafe(reserveBatchBytes), Buffer.allocUnsafe(reserveBatchBytes)]
+  let [batch, spare] = [takeBatch(), takeBatch()]
   let batchBytes = 0
   /** The spare batch's write, if one is under way (it holds the spare until it lands). */
   let writing: Promise<void> | undefined
-  const writeFully = async (buffer: Buffer, bytes: number, position: number) => {
-    for (let done = 0; done < bytes; ) {
-      done += (await file.write(buffer, done, bytes - done, position + done)).bytesWritten
-    }
-  }
+  /** The last `write` call: a caller that failed elsewhere may close the part while it is under way. */
+  let lastWrite: Promise<void> = Promise.resolve()
   /** Starts writing the filling batch and takes the spare to fill (once the spare's own write landed). */
   const flush = async () => {
     await writing
-    const started = writeFully(batch, batchBytes, filled - batchBytes)
+    const started = writeAll(file, [batch.subarray(0, batchBytes)], batchBytes, filled - batchBytes)
     started.catch(() => {}) // awaited by the next flush or `landed`; this only keeps it from being unhandled
     writing = started
     ;[batch, spare] = [spare, batch]
@@ -181,15 +175,18 @@ async function filePart(path: string): Promise<Part> {
     get filled() {
       return filled
     },
-    async write(chunk) {
-      for (let offset = 0; offset < chunk.byteLength; ) {
-        const n = Math.min(chunk.byteLength - offset, reserveBatchBytes - batchBytes)
-        batch.set(chunk.subarray(offset, offset + n), batchBytes)
-        batchBytes += n
-        filled += n
-        offset += n
-        if (batchBytes === reserveBatchBytes) await flush()
-      }
+    write(chunk) {
+      lastWrite = (async () => {
+        for (let offset = 0; offset < chunk.byteLength; ) {
+          const n = Math.min(chunk.byteLength - offset, fileBatchBytes - batchBytes)
+          batch.set(chunk.subarray(offset, offset + n), batchBytes)
+          batchBytes += n
+          filled += n
+          offset += n
+          if (batchBytes === fileBatchBytes) await flush()
+        }
+      })()
+      return lastWrite
     },
     async body() {
       await landed()
@@ -204,8 +201,12 @@ async function filePart(path: string): Promise<Part> {
       filled = 0
     },
     async close() {
+      await lastWrite.catch(() => {})
       await writing?.catch(() => {})
       await file.close().catch(() => {})
+      // No write uses the buffers any more: they can serve the next file.
+      returnBatch(batch)
+      returnBatch(spare)
       await rm(path, { force: true })
     },
   }

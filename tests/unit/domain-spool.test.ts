@@ -15,9 +15,9 @@ import {
   removeStaleSpools,
   spoolToFile,
   spoolWriteBatchBytes,
-  writeAll,
 } from '../../src/domain/spool.js'
 import { errors, isAppError } from '../../src/errors.js'
+import { writeAll } from '../../src/file-batches.js'
 
 let dir: string
 before(async () => {
@@ -139,8 +139,7 @@ describe('spoolToFile', () => {
     assert.ok(read > memorySpoolBytes && read < spoolWriteBatchBytes, `read ${read}`)
     // Less than a batch was read, and all of it is on disk while the spool waits for the mirror.
     assert.equal(await onDisk(), read)
-    const sent = written
-    source.end(data.subarray(sent))
+    source.end(data.subarray(written))
     const release = setInterval(() => {
       for (const done of held.splice(0)) done()
     }, 5)
