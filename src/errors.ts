@@ -52,11 +52,25 @@ const defaultRetryAfterSeconds: Partial<Record<ErrorCode, number>> = {
   ORIGINALS_UNAVAILABLE: 10,
 }
 
+/** Answers that waiting cures, whoever raised them: overload, an open circuit, shutdown, the database. */
+const transientCodes = new Set<ErrorCode>([
+  'RATE_LIMITED',
+  'PROVIDER_RATE_LIMITED',
+  'PROVIDER_UNAVAILABLE',
+  'PROVIDER_TIMEOUT',
+  'SHUTTING_DOWN',
+  'DATABASE_UNAVAILABLE',
+  // The client sent too slowly this time; the same request sent briskly succeeds.
+  'REQUEST_TIMEOUT',
+])
+
 export interface AppErrorOptions {
   detail?: string
   /** Extra problem members, e.g. `provider`, `limit_bytes`. Never secrets. */
   extensions?: Record<string, unknown>
   retryAfterSeconds?: number
+  /** Whether the same request may succeed later; by default, for the codes that waiting cures. */
+  clientMayRetry?: boolean
   cause?: unknown
 }
 
@@ -67,6 +81,13 @@ export class AppError extends Error {
   readonly detail: string
   readonly extensions: Record<string, unknown>
   readonly retryAfterSeconds: number | undefined
+  /**
+   * Sending the same request again later can succeed (the OpenAI facade's `x-should-retry`). Whoever
+   * raised the error decides (a provider failure knows whether it was transient); the faces only read it.
+   */
+  readonly clientMayRetry: boolean
+  /** The account's allowance, the provider's or this tenant's share of it, is used up: waiting does not help. */
+  readonly quotaExhausted: boolean
 
   constructor(code: ErrorCode, options: AppErrorOptions = {}) {
     const entry = errorCatalog[code]
@@ -78,6 +99,8 @@ export class AppError extends Error {
     this.detail = options.detail ?? entry.title
     this.extensions = options.extensions ?? {}
     this.retryAfterSeconds = options.retryAfterSeconds ?? defaultRetryAfterSeconds[code]
+    this.clientMayRetry = options.clientMayRetry ?? transientCodes.has(code)
+    this.quotaExhausted = code === 'PROVIDER_QUOTA_EXCEEDED' || code === 'TENANT_QUOTA_EXCEEDED'
   }
 }
 

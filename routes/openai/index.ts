@@ -14,7 +14,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.js'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { type AppError, type ErrorCode, errorHeaders, errors } from '../../src/errors.js'
-import { classifyFailure } from '../../src/providers/errors.js'
 import { sendContent } from '../files/content-reply.js'
 import { handleUpload, openAiExpires, openAiFields, skipBodyValidation } from '../intake.js'
 import { SafeText } from '../schemas.js'
@@ -102,21 +101,20 @@ const paramOf: Partial<Record<ErrorCode, string>> = {
  * /providers/): the error as OpenAI's body, with the headers src/errors.ts decides.
  */
 export function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: AppError) {
-  const failure = classifyFailure(err)
   // OpenAI answers an exhausted quota with 429 insufficient_quota (platform.openai.com/docs/guides/error-codes).
-  const status = failure.quotaExhausted ? 429 : err.status
+  const status = err.quotaExhausted ? 429 : err.status
   reply
     .code(status)
     .header('content-type', 'application/json; charset=utf-8')
     .header('x-request-id', request.id)
-    .header('x-should-retry', failure.clientMayRetry ? 'true' : 'false')
+    .header('x-should-retry', err.clientMayRetry ? 'true' : 'false')
     .headers(errorHeaders(err, status))
   return reply.send({
     error: {
       message: err.detail,
-      type: openAiType(status, failure.quotaExhausted),
+      type: openAiType(status, err.quotaExhausted),
       param: paramOf[err.code] ?? null,
-      code: failure.quotaExhausted ? 'insufficient_quota' : err.code.toLowerCase(),
+      code: err.quotaExhausted ? 'insufficient_quota' : err.code.toLowerCase(),
     },
   })
 }

@@ -35,6 +35,9 @@ export class ProviderError extends AppError {
     super(code, {
       ...(options.detail !== undefined ? { detail: options.detail } : {}),
       ...(options.retryAfterSeconds !== undefined ? { retryAfterSeconds: options.retryAfterSeconds } : {}),
+      // What filegate would retry, the client may retry later; an open circuit or a spent budget
+      // clears with time. Refusals, bad keys, locked accounts, daily caps and malformed replies do not.
+      clientMayRetry: options.retryable || code === 'PROVIDER_UNAVAILABLE' || code === 'PROVIDER_TIMEOUT',
       extensions: { ...options.extensions, provider: options.provider },
       cause: options.cause,
     })
@@ -258,7 +261,9 @@ export const badResponse = (provider: string, what: string) =>
 
 /**
  * The one classification of a failure, read by the resilience layer (retries, breaker), the sweeps
- * (which record the code and back off) and both HTTP faces (problem+json and the OpenAI facade).
+ * (which record the code and back off) and the providers' error table (docs/providers.md). Its
+ * client-facing half (clientMayRetry, quotaExhausted) is carried by the AppError itself
+ * (src/errors.ts): that is what the HTTP faces read.
  */
 export interface FailureClass {
   code: ErrorCode
@@ -272,37 +277,13 @@ export interface FailureClass {
   quotaExhausted: boolean
 }
 
-/** Answers that waiting cures, whoever raised them: overload, an open circuit, shutdown, the database. */
-const transientCodes = new Set<ErrorCode>([
-  'RATE_LIMITED',
-  'PROVIDER_RATE_LIMITED',
-  'PROVIDER_UNAVAILABLE',
-  'PROVIDER_TIMEOUT',
-  'SHUTTING_DOWN',
-  'DATABASE_UNAVAILABLE',
-  // The client sent too slowly this time; the same request sent briskly succeeds.
-  'REQUEST_TIMEOUT',
-])
-
 export function classifyFailure(err: AppError): FailureClass {
-  // A provider's allowance or this tenant's share of it: used up either way, waiting does not help.
-  const quotaExhausted = err.code === 'PROVIDER_QUOTA_EXCEEDED' || err.code === 'TENANT_QUOTA_EXCEEDED'
-  if (isProviderError(err)) {
-    return {
-      code: err.code,
-      retryable: err.retryable,
-      countsTowardBreaker: err.providerFault,
-      // What filegate would retry, the client may retry later; an open circuit or a spent budget
-      // clears with time. Refusals, bad keys, locked accounts, daily caps and malformed replies do not.
-      clientMayRetry: err.retryable || err.code === 'PROVIDER_UNAVAILABLE' || err.code === 'PROVIDER_TIMEOUT',
-      quotaExhausted,
-    }
-  }
+  const provider = isProviderError(err)
   return {
     code: err.code,
-    retryable: false,
-    countsTowardBreaker: false,
-    clientMayRetry: transientCodes.has(err.code),
-    quotaExhausted,
+    retryable: provider && err.retryable,
+    countsTowardBreaker: provider && err.providerFault,
+    clientMayRetry: err.clientMayRetry,
+    quotaExhausted: err.quotaExhausted,
   }
 }

@@ -35,13 +35,20 @@ describe('one classification for every face', () => {
       ['Kimi 403 insufficient balance', kimiError(403, '', 'insufficient balance'), false],
       ['Kimi 429 engine overloaded', kimiError(429, 'engine_overloaded_error'), true],
     ]
-    for (const [what, err, retry] of cases) assert.equal(classifyFailure(err).clientMayRetry, retry, what)
+    for (const [what, err, retry] of cases) {
+      assert.equal(classifyFailure(err).clientMayRetry, retry, what)
+      // The faces read it off the error itself (src/errors.ts), never from the providers' module.
+      assert.equal(err.clientMayRetry, retry, `${what}: carried by the AppError`)
+    }
   })
 
   test('quota exhaustion is one flag, whoever noticed it (provider or our cap)', () => {
     assert.equal(classifyFailure(glmError(429, '1309')).quotaExhausted, true)
     assert.equal(classifyFailure(new AppError('PROVIDER_QUOTA_EXCEEDED')).quotaExhausted, true)
     assert.equal(classifyFailure(glmError(429, '1302')).quotaExhausted, false)
+    assert.equal(glmError(429, '1309').quotaExhausted, true)
+    assert.equal(new AppError('TENANT_QUOTA_EXCEEDED').quotaExhausted, true)
+    assert.equal(glmError(429, '1302').quotaExhausted, false)
   })
 
   test('the breaker counts provider faults only', () => {
