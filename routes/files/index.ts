@@ -3,9 +3,9 @@ import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typ
 import type { FileRow } from '../../src/domain/file-record.js'
 import { toFileObject } from '../../src/domain/file-record.js'
 import { FileStatusSchema } from '../../src/schemas.js'
+import { sendContent, sendOriginal } from '../content-reply.js'
 import { handleUpload, skipBodyValidation } from '../intake.js'
 import { FileRef, FileSchema, problems, SafeText } from '../schemas.js'
-import { sendContent, sendOriginal } from './content-reply.js'
 import originalsRoutes from './originals.js'
 
 const UploadBody = Type.Object(

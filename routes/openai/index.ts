@@ -14,7 +14,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../src/config.js'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { type AppError, type ErrorCode, errorHeaders, errors } from '../../src/errors.js'
-import { sendContent } from '../files/content-reply.js'
+import { sendContent } from '../content-reply.js'
 import { handleUpload, openAiExpires, openAiFields, skipBodyValidation } from '../intake.js'
 import { SafeText } from '../schemas.js'
 

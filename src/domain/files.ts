@@ -9,7 +9,6 @@ import type { Metrics } from '../metrics.js'
 import type { OriginalsStore } from '../originals/index.js'
 import { isProviderError } from '../providers/errors.js'
 import type { ProviderRegistry } from '../providers/registry.js'
-import type { ProviderContent } from '../providers/types.js'
 import type { ProviderLimits } from '../schemas.js'
 import type { StorePort } from '../store/port.js'
 import { type DeletionDeps, deleteFile } from './deletion.js'
@@ -19,6 +18,7 @@ import { type LimitsDeps, providerLimits, refreshUsageGauges } from './limits.js
 import { type OriginalBody, readOriginal, refreshOriginalsGauges } from './original-reads.js'
 import { type CopyRequest, copyFile } from './originals-copies.js'
 import {
+  type FileContent,
   type FilePage,
   type ListQuery,
   listPage,
@@ -32,7 +32,7 @@ import { SettleWaiters } from './settle-waiters.js'
 import { planUpload, type UploadPlan } from './upload-plan.js'
 import { type UploadResult, Uploads } from './uploads.js'
 
-export type { ListQuery } from './reads.js'
+export type { FileContent, ListQuery } from './reads.js'
 export type { FileMeta, UploadResult } from './uploads.js'
 
 export interface FileServiceDeps {
@@ -128,11 +128,11 @@ export class FileService {
     return deleteFile(this.deletion, row, (id) => this.waiters.notify(id))
   }
 
-  async content(tenant: string, id: string): Promise<{ row: FileRow; content: ProviderContent }> {
+  async content(tenant: string, id: string): Promise<{ row: FileRow; content: FileContent }> {
     return this.contentOf(await this.getRow(tenant, id))
   }
 
-  contentOf(row: FileRow): Promise<{ row: FileRow; content: ProviderContent }> {
+  contentOf(row: FileRow): Promise<{ row: FileRow; content: FileContent }> {
     return readContent(this.deps.config.providers, this.deps.providers, row)
   }
 

@@ -21,6 +21,9 @@ export interface ListQuery {
   order?: 'asc' | 'desc'
 }
 
+/** A file's content as the provider serves it: its bytes, labelled as it labels them. */
+export type FileContent = ProviderContent
+
 export interface FilePage {
   rows: FileRow[]
   hasMore: boolean
@@ -66,7 +69,7 @@ export async function readContent(
   providerConfigs: ProviderConfig[],
   providers: ProviderRegistry,
   row: FileRow,
-): Promise<{ row: FileRow; content: ProviderContent }> {
+): Promise<{ row: FileRow; content: FileContent }> {
   if (row.status !== 'completed' || !row.provider_file_id) {
     throw new AppError('CONTENT_UNAVAILABLE', {
       detail: `File ${row.id} is ${row.status}; no content at the provider`,

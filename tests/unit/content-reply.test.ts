@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { validateHeaderValue } from 'node:http'
 import { describe, test } from 'node:test'
-import { attachmentDisposition } from '../../routes/files/content-reply.js'
+import { attachmentDisposition } from '../../routes/content-reply.js'
 
 const extended = (value: string) => decodeURIComponent(/filename\*=UTF-8''(.+)$/.exec(value)?.[1] ?? '')
 

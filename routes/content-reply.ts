@@ -1,15 +1,15 @@
 /**
- * How file bytes leave filegate, on every route that streams them (/v1/files/{id}/content and the
- * OpenAI facade's content). The provider labels the bytes (a `text/html` page with a script is
+ * How file bytes leave filegate, on every route that streams them (/v1/files/{id}/content, its
+ * original, and the OpenAI facade's content): both HTTP faces share it. The provider labels the bytes (a `text/html` page with a script is
  * possible), and they would be served on the same origin as /docs: so the browser is told to
  * download rather than render (Content-Disposition: attachment, RFC 6266), not to guess another
  * type (X-Content-Type-Options: nosniff), and, should it render anyway, to run nothing and load
  * nothing (Content-Security-Policy: default-src 'none'; sandbox).
  */
 import type { FastifyReply } from 'fastify'
-import type { FileRow } from '../../src/domain/file-record.js'
-import type { OriginalBody } from '../../src/domain/original-reads.js'
-import type { ProviderContent } from '../../src/providers/types.js'
+import type { FileRow } from '../src/domain/file-record.js'
+import type { FileContent } from '../src/domain/files.js'
+import type { OriginalBody } from '../src/domain/original-reads.js'
 
 export const contentSecurityPolicy = "default-src 'none'; sandbox"
 
@@ -26,7 +26,7 @@ export function attachmentDisposition(filename: string): string {
   return `attachment; filename="${fallback}"; filename*=UTF-8''${extended}`
 }
 
-export function sendContent(reply: FastifyReply, filename: string, content: ProviderContent) {
+export function sendContent(reply: FastifyReply, filename: string, content: FileContent) {
   reply
     .header('content-type', content.contentType)
     .header('content-disposition', attachmentDisposition(filename))
