@@ -21,6 +21,19 @@ export type DeletionReason = Static<typeof DeletionReasonSchema>
 export const ProviderStateSchema = Type.Union((['processing', 'active', 'failed'] as const).map((s) => Type.Literal(s)))
 export type ProviderState = Static<typeof ProviderStateSchema>
 
+/** One check of GET /readyz: whether it passed, and why not. */
+export const ReadinessCheckSchema = Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type.String()) })
+export type ReadinessCheck = Static<typeof ReadinessCheckSchema>
+
+/** Why the service is not ready: the first that applies, in this order. */
+export const NotReadyReasonSchema = Type.Union(
+  (['starting', 'shutting down', 'database unavailable', 'schema not ready', 'originals unavailable'] as const).map(
+    (r) => Type.Literal(r),
+  ),
+  { description: 'Why the service is not ready (absent when ready)' },
+)
+export type NotReadyReason = Static<typeof NotReadyReasonSchema>
+
 /** One provider in GET /v1/limits: what it accepts, its circuit, the caller's (and for admins the account's) usage. */
 export const ProviderLimitsSchema = Type.Object({
   provider: Type.String(),

@@ -10,20 +10,57 @@
  *   missing function and fail as a bare 500; it is 503 DATABASE_UNAVAILABLE instead, before any
  *   body is read.
  * The store plugin reports the database's state here; the shutdown flag is set only here.
+ * What /readyz answers is decided here too (`Readiness.check`): the database answers with the
+ * code's schema, the originals store (when kept) answers, the process is not shutting down. Provider
+ * outages never fail readiness: a provider down is that provider's problem (its circuit answers
+ * fast), not a reason to take this replica out of the load balancer.
  */
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { errors } from '../errors.js'
-
-export interface CheckFacts {
-  ok: boolean
-  detail?: string
-}
+import type { OriginalsStore } from '../originals/index.js'
+import type { NotReadyReason, ReadinessCheck } from '../schemas.js'
+import type { StorePort } from '../store/port.js'
+import { schemaVersion } from '../store/queries.js'
 
 /** What the last attempt to open and migrate the store found. */
 export interface NotReadyFacts {
-  database: CheckFacts
-  schema: CheckFacts
+  database: ReadinessCheck
+  schema: ReadinessCheck
+}
+
+/** What /readyz reports: each check, and (when not ready) the first reason. */
+export interface ReadinessReport {
+  ready: boolean
+  reason?: NotReadyReason
+  checks: { database: ReadinessCheck; schema: ReadinessCheck; shutdown: ReadinessCheck; originals?: ReadinessCheck }
+}
+
+/** What readiness asks: the database, the schema version the code expects, the originals store when kept. */
+export interface ReadinessSources {
+  store: StorePort
+  expectedSchemaVersion: number
+  originals: Pick<OriginalsStore, 'kind' | 'ping'> | undefined
+  /** The store's own message may name the bucket or the path: it goes to the log, not the report. */
+  log: { warn(fields: object, message: string): void }
+}
+
+/** How long a readiness check waits for the database or the originals store. */
+const readinessTimeoutMs = 2_000
+
+/** `work`, or a rejection once `readinessTimeoutMs` has passed. */
+async function withinTimeout<T>(work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timed out')), readinessTimeoutMs)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 export class Readiness {
@@ -90,6 +127,62 @@ export class Readiness {
   /** The store reports: start-up failed for good. */
   startUpFailed(err: unknown): void {
     this.#markFailed(err)
+  }
+
+  /** Asks the database and the originals store now, and reports whether the service is ready. */
+  async check(sources: ReadinessSources): Promise<ReadinessReport> {
+    const [{ database, schema }, originals] = await Promise.all([
+      this.#databaseChecks(sources),
+      originalsCheck(sources),
+    ])
+    const shutdown = this.#shuttingDown ? { ok: false, detail: 'shutting down' } : { ok: true }
+    const checks = { database, schema, shutdown, ...(originals ? { originals } : {}) }
+    if (database.ok && schema.ok && shutdown.ok && (originals?.ok ?? true)) return { ready: true, checks }
+    const reason: NotReadyReason = this.#starting
+      ? 'starting'
+      : !shutdown.ok
+        ? 'shutting down'
+        : !database.ok
+          ? 'database unavailable'
+          : !schema.ok
+            ? 'schema not ready'
+            : 'originals unavailable'
+    return { ready: false, reason, checks }
+  }
+
+  /** Does the database answer, with the code's schema? Not asked while start-up is still at it. */
+  async #databaseChecks(sources: ReadinessSources): Promise<NotReadyFacts> {
+    if (this.#starting) {
+      return {
+        database: { ok: false, detail: 'starting: opening the database and applying migrations' },
+        schema: { ok: false, detail: 'starting' },
+      }
+    }
+    // Not migrated yet: the start-up loop is retrying; report what its last attempt found.
+    if (!this.#schemaReady && this.#notReady) return this.#notReady
+    let version: number
+    try {
+      version = await withinTimeout(schemaVersion(sources.store))
+    } catch {
+      return { database: { ok: false, detail: 'database did not answer' }, schema: { ok: false, detail: 'unknown' } }
+    }
+    if (version === 0) return { database: { ok: true }, schema: { ok: false, detail: 'migrations not applied' } }
+    const expected = sources.expectedSchemaVersion
+    const ok = this.#schemaReady && version >= expected
+    return { database: { ok: true }, schema: ok ? { ok } : { ok, detail: `schema ${version}, expected ${expected}` } }
+  }
+}
+
+/** Does the originals store answer? One cheap round trip (a bucket HEAD, a directory access). */
+async function originalsCheck(sources: ReadinessSources): Promise<ReadinessCheck | undefined> {
+  const store = sources.originals
+  if (!store) return undefined
+  try {
+    await withinTimeout(store.ping())
+    return { ok: true }
+  } catch (err) {
+    sources.log.warn({ err }, 'readiness: the originals store did not answer')
+    return { ok: false, detail: `the ${store.kind} originals store did not answer` }
   }
 }
 
