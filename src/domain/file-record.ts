@@ -1,38 +1,12 @@
 /**
- * The API's File object (docs/api.md) and its mapping from the store's jsonb rows. Bookkeeping columns
- * (delete attempts, claim tokens) stay inside; timestamps leave as RFC 3339 UTC.
+ * The API's File object (docs/api.md) and its mapping from the store's rows (src/store/rows.ts).
+ * Bookkeeping columns (delete attempts, claim tokens) stay inside; timestamps leave as RFC 3339 UTC.
  */
 import { AppError } from '../errors.js'
-import type { DeletionReason, FileStatus, ProviderState } from '../schemas.js'
+import type { ProviderState } from '../schemas.js'
+import type { FileRow } from '../store/rows.js'
 
-/** A row as the SQL functions return it (filegate_file_json). */
-export interface FileRow {
-  id: string
-  tenant_id: string
-  provider: string
-  provider_file_id: string | null
-  purpose: string
-  filename: string
-  mime_type: string
-  bytes: number
-  sha256: string
-  status: FileStatus
-  error: string | null
-  metadata: Record<string, unknown>
-  created_at: string
-  updated_at: string
-  last_used_at: string
-  expires_at: string | null
-  deleted_at: string | null
-  deletion_reason: DeletionReason | null
-  provider_deleted: boolean
-  /** Rows written before schema 7 have no such field. */
-  provider_state?: ProviderState | null
-  original_stored: boolean
-  provider_deleted_at: string | null
-  delete_attempts: number
-  last_delete_error: string | null
-}
+export type { FileRow } from '../store/rows.js'
 
 /** The API's File: the row without its bookkeeping, plus `deduplicated` on upload responses. */
 export type FileObject = Omit<

@@ -5,10 +5,10 @@
  * SQL function as `db.operation.name`.
  */
 import type { Attributes } from '@opentelemetry/api'
-import type { FileRow } from '../domain/file-record.js'
 import type { DeletionReason, ProviderState } from '../schemas.js'
 import { inSpan } from '../spans.js'
 import type { CallArgs, StorePort } from './port.js'
+import type { FileRow } from './rows.js'
 
 type Row = Record<string, unknown>
 type Describe = (result: unknown) => Attributes
