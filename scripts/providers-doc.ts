@@ -371,8 +371,11 @@ start-up, reported with every other configuration problem.
   \`GEMINI_MAX_TOTAL_BYTES\` itself and refuses with 507 before calling, and takes a \`RESOURCE_EXHAUSTED\`
   whose message names storage as the project being full: \`PROVIDER_QUOTA_EXCEEDED\`, not retried.
 - **Gemini purpose.** Gemini has none; filegate files every Gemini upload under \`file\`, as Anthropic's.
-- **OpenAI content.** The reference documents the content endpoint for every file; OpenAI refuses it for
-  some purposes (e.g. \`assistants\`) with a 400, which filegate answers as 422 \`PROVIDER_REJECTED\`.
+- **OpenAI content.** The reference documents the content endpoint for every file but names no purpose
+  it serves. OpenAI answers 400 "Not allowed to download files of purpose: user_data" for \`user_data\`,
+  \`assistants\`, \`fine-tune\` and \`evals\` files and serves \`batch\` and \`vision\` ones, as developers
+  report on its forum (the last page listed above); filegate answers the others 409
+  \`CONTENT_UNAVAILABLE\` without a call, as for Kimi images and Anthropic, rather than pass on a 422.
 
 ## Provider errors: one classification
 

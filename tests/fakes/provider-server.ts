@@ -154,6 +154,15 @@ const PURPOSES: Record<Exclude<FakeKind, 'openai'>, Record<string, PurposeDoc>> 
   },
 }
 
+/**
+ * The OpenAI purposes whose files its content endpoint serves. OpenAI's reference documents the
+ * endpoint for any file id; its answers per purpose, as developers report them
+ * (community.openai.com/t/file-uploads-error-why-can-t-i-download-files-with-purpose-user-data/1357013):
+ * batch and vision files come back as uploaded, any other purpose is a 400 "Not allowed to download
+ * files of purpose: <purpose>".
+ */
+const OPENAI_DOWNLOADABLE = new Set(['batch', 'vision'])
+
 const extensionOf = (filename: string) => {
   const dot = filename.lastIndexOf('.')
   return dot > 0 ? filename.slice(dot + 1).toLowerCase() : ''
@@ -611,13 +620,22 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
   }
 
   const contentKind = (purpose: string): PurposeDoc['content'] => {
-    if (kind === 'openai') return 'raw'
+    if (kind === 'openai') return OPENAI_DOWNLOADABLE.has(purpose) ? 'raw' : 'none'
     return Object.hasOwn(PURPOSES[kind], purpose) ? (PURPOSES[kind][purpose] as PurposeDoc).content : 'none'
   }
 
   const handleContent = (id: string, res: ServerResponse) => {
     const file = records.files.get(id)
     if (!file) return fail(res, notFoundSpec(id))
+    // A purpose OpenAI does not serve: its own refusal (OPENAI_DOWNLOADABLE).
+    if (kind === 'openai' && contentKind(file.purpose) === 'none') {
+      return fail(res, {
+        status: 400,
+        type: 'invalid_request_error',
+        code: null,
+        message: `Not allowed to download files of purpose: ${file.purpose}`,
+      })
+    }
     // A purpose without documented content: what the providers answer is not documented; a 400
     // refusal is what Kimi sends for an image (filegate must not ask at all).
     if (contentKind(file.purpose) === 'none' || !file.content) {

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, type TestContext, test } from 'node:test'
+import { startFakeProvider } from '../fakes/provider-server.js'
 import { fileDatabase, requirePostgres } from '../helper.js'
 import {
   as,
@@ -174,6 +175,61 @@ describe('content only where the provider documents it (row 8)', () => {
     assert.equal(text.statusCode, 200, text.body)
     assert.equal(JSON.parse(text.body).content, 'a,b\n1,2')
     assert.equal(ctx.fakes.glm.requests.content, 2)
+  })
+})
+
+describe('OpenAI content only for the purposes OpenAI lets download', () => {
+  test('user_data, assistants, fine-tune, evals: 409 CONTENT_UNAVAILABLE without a call; batch and vision: the bytes', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const openai = await startFakeProvider({ kind: 'openai', apiKey: 'sk-fake-openai-0123456789' })
+    t.after(() => openai.close())
+    const ctx = await setup(t, { OPENAI_API_KEY: 'sk-fake-openai-0123456789', OPENAI_BASE_URL: openai.baseUrl })
+    if (!ctx) return
+    const tenant = freshTenant()
+    const up = async (purpose: string, name: string, content: string) => {
+      const res = await postFile(ctx.app, tenant, [
+        ['provider', 'openai'],
+        ['purpose', purpose],
+        filePart(content, name),
+      ])
+      assert.equal(res.statusCode, 201, res.body)
+      return res.json() as { id: string; provider_file_id: string }
+    }
+    const refused = [
+      await up('user_data', 'notes.txt', 'user notes'),
+      await up('assistants', 'manual.pdf', 'a manual'),
+      await up('fine-tune', 'train.jsonl', '{"messages":[]}\n'),
+      await up('evals', 'cases.jsonl', '{"item":{}}\n'),
+    ]
+    for (const file of refused) {
+      const problem = assertProblem(await get(ctx, tenant, `/v1/files/${file.id}/content`), 409, 'CONTENT_UNAVAILABLE')
+      assert.equal(problem.provider, 'openai')
+    }
+    const facade = await ctx.app.inject({
+      method: 'GET',
+      url: `/providers/openai/v1/files/${refused[0]?.provider_file_id}/content`,
+      headers: as(tenant),
+    })
+    assert.equal(facade.statusCode, 409, facade.body)
+    assert.equal(facade.json().error.code, 'content_unavailable')
+    assert.equal(openai.requests.content, 0, 'filegate did not ask OpenAI')
+    // What OpenAI itself answers, had filegate asked (the fake follows it).
+    const direct = await fetch(`${openai.baseUrl}/files/${refused[0]?.provider_file_id}/content`, {
+      headers: { authorization: 'Bearer sk-fake-openai-0123456789' },
+    })
+    assert.equal(direct.status, 400)
+    assert.equal(
+      ((await direct.json()) as { error: { message: string } }).error.message,
+      'Not allowed to download files of purpose: user_data',
+    )
+
+    const batch = await up('batch', 'requests.jsonl', '{"custom_id":"r1"}\n')
+    const raw = await get(ctx, tenant, `/v1/files/${batch.id}/content`)
+    assert.equal(raw.statusCode, 200, raw.body)
+    assert.equal(raw.body, '{"custom_id":"r1"}\n')
+    const image = await up('vision', 'pic.png', 'not really a png')
+    assert.equal((await get(ctx, tenant, `/v1/files/${image.id}/content`)).body, 'not really a png')
+    assert.equal(openai.requests.content, 3, 'two reads, and the direct call above')
   })
 })
 

@@ -144,7 +144,7 @@ function geminiHandle(fake: FakeGemini): FakeHandle {
 export const kinds: KindEntry[] = [
   { name: 'kimi', purpose: 'file-extract', content: true, start: openAiStyle('kimi', 'KIMI') },
   { name: 'glm', purpose: 'agent', content: false, start: openAiStyle('glm', 'GLM') },
-  { name: 'openai', purpose: 'user_data', content: true, start: openAiStyle('openai', 'OPENAI') },
+  { name: 'openai', purpose: 'user_data', content: false, start: openAiStyle('openai', 'OPENAI') },
   {
     name: 'anthropic',
     purpose: 'file',
