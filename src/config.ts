@@ -25,6 +25,14 @@ const ProviderInt = (min: number, description: string) =>
   Type.Optional(Type.Integer({ minimum: min, description: `${description}; unset: the documented value` }))
 const ProviderPurpose = Type.Optional(Type.String({ minLength: 1, description: "unset: the provider's default" }))
 
+/** The OTLP transports the OpenTelemetry spec names (protocol/exporter.md); filegate speaks the HTTP ones. */
+const otlpProtocols = ['http/protobuf', 'http/json', 'grpc'] as const
+const OtlpProtocol = (description: string) =>
+  Type.Union(
+    otlpProtocols.map((p) => Type.Literal(p)),
+    { description: `${description}: http/protobuf (default) or http/json; grpc is refused` },
+  )
+
 export const EnvSchema = Type.Object({
   HOST: Type.String({ default: '127.0.0.1', description: 'Address to bind' }),
   PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535 }),
@@ -116,6 +124,10 @@ export const EnvSchema = Type.Object({
     Type.String({ pattern: '^https?://', description: 'OTLP/HTTP base URL; tracing is off without it' }),
   ),
   OTEL_SERVICE_NAME: Type.String({ default: 'filegate', minLength: 1 }),
+  OTEL_EXPORTER_OTLP_PROTOCOL: Type.Optional(OtlpProtocol('the OTLP transport of every signal')),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: Type.Optional(
+    OtlpProtocol('the OTLP transport of traces (wins over the general one)'),
+  ),
   TENANT_MAX_FILES: Int(0, 0, 'files one tenant may occupy on each provider account; 0 = no cap'),
   TENANT_MAX_BYTES: Int(0, 0, 'bytes one tenant may occupy on each provider account; 0 = no cap'),
   TENANT_QUOTAS: Type.Optional(
@@ -206,8 +218,8 @@ export interface Config {
   metricsTokenSha256: string | undefined
   rateLimitPerMinute: number
   shutdownDrainMs: number
-  /** OpenTelemetry traces, exported over OTLP/HTTP to `endpoint` (off when undefined). */
-  tracing: { endpoint: string | undefined; serviceName: string }
+  /** OpenTelemetry traces, exported over OTLP/HTTP to `endpoint` (off when undefined) in `protocol`. */
+  tracing: { endpoint: string | undefined; serviceName: string; protocol: 'http/protobuf' | 'http/json' }
   tenantQuotas: TenantQuotas
   /** ORIGINALS_URL and its S3 settings; undefined = originals are not kept. */
   originals: (OriginalsOptions & { graceMinutes: number }) | undefined
@@ -371,6 +383,22 @@ function crossFieldProblems(env: Env, problems: string[]): void {
   }
 }
 
+/**
+ * The traces' OTLP transport: the signal's own variable wins over the general one, as the
+ * OpenTelemetry spec has every option ("Each configuration option MUST be overridable by a signal
+ * specific option", opentelemetry.io/docs/specs/otel/protocol/exporter/); http/protobuf by default.
+ * gRPC is not spoken here: a start-up error naming the variable, not traces silently lost.
+ */
+function tracesProtocolOf(env: Env, problems: string[]): Config['tracing']['protocol'] {
+  const variable = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+    ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'
+    : 'OTEL_EXPORTER_OTLP_PROTOCOL'
+  const protocol = env[variable] ?? 'http/protobuf'
+  if (protocol !== 'grpc') return protocol
+  problems.push(`${variable}: grpc is not supported; filegate exports OTLP over HTTP: use http/protobuf or http/json`)
+  return 'http/protobuf'
+}
+
 function originalsOf(env: Env): Config['originals'] {
   if (env.ORIGINALS_URL === undefined) return undefined
   return {
@@ -416,6 +444,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
   const providers = resolveProviders(env, problems)
   const autoProviders = resolveAutoProviders(env.AUTO_PROVIDERS, providers, problems)
   const tenantQuotas = parseTenantQuotas(env, problems)
+  const tracesProtocol = tracesProtocolOf(env, problems)
   if (env.DEFAULT_PROVIDER !== 'auto' && !providers.some((p) => p.name === env.DEFAULT_PROVIDER)) {
     problems.push(`DEFAULT_PROVIDER: "${env.DEFAULT_PROVIDER}" is not auto nor a known provider`)
   }
@@ -468,7 +497,11 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     metricsTokenSha256: env.METRICS_TOKEN === undefined ? undefined : apiKeyDigest(env.METRICS_TOKEN),
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     shutdownDrainMs: env.SHUTDOWN_DRAIN_MS,
-    tracing: { endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: env.OTEL_SERVICE_NAME },
+    tracing: {
+      endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
+      serviceName: env.OTEL_SERVICE_NAME,
+      protocol: tracesProtocol,
+    },
     tenantQuotas,
     originals: originalsOf(env),
   }

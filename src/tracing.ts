@@ -9,7 +9,8 @@
  */
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import { trace } from '@opentelemetry/api'
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto'
+import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { OTLPTraceExporter as OtlpProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import {
   BatchSpanProcessor,
@@ -34,6 +35,16 @@ export interface Tracing {
 export const tracesUrl = (endpoint: string) => `${endpoint.replace(/\/+$/, '')}/v1/traces`
 
 /**
+ * The OTLP/HTTP exporter of the configured protocol (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else
+ * OTEL_EXPORTER_OTLP_PROTOCOL): protobuf bodies (`application/x-protobuf`) or JSON ones
+ * (`application/json`), both to `<endpoint>/v1/traces`.
+ */
+export function traceExporter(config: Config['tracing'] & { endpoint: string }): SpanExporter {
+  const options = { url: tracesUrl(config.endpoint) }
+  return config.protocol === 'http/json' ? new OtlpJsonExporter(options) : new OtlpProtobufExporter(options)
+}
+
+/**
  * Starts tracing when an endpoint is configured (or, in tests, with the given exporter); undefined
  * otherwise. The OTLP exporter reads its other standard variables itself
  * (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE).
@@ -45,7 +56,7 @@ export function startTracing(
   if (config.endpoint === undefined && options.exporter === undefined) return undefined
   const processor = options.exporter
     ? new SimpleSpanProcessor(options.exporter)
-    : new BatchSpanProcessor(new OTLPTraceExporter({ url: tracesUrl(config.endpoint as string) }))
+    : new BatchSpanProcessor(traceExporter({ ...config, endpoint: config.endpoint as string }))
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({
       [ATTR_SERVICE_NAME]: config.serviceName,

@@ -11,9 +11,15 @@ import { createServer } from 'node:http'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-node'
+import {
+  InMemorySpanExporter,
+  NodeTracerProvider,
+  type ReadableSpan,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-node'
 import type { FastifyInstance } from 'fastify'
-import { startTracing, type Tracing, tracesUrl } from '../../src/tracing.js'
+import { loadConfig } from '../../src/config.js'
+import { startTracing, type Tracing, traceExporter, tracesUrl } from '../../src/tracing.js'
 import {
   auth,
   build,
@@ -36,14 +42,17 @@ describe('tracing', () => {
   let tracing: Tracing
   before(() => {
     // One global tracer provider per process, as in the server.
-    const started = startTracing({ endpoint: undefined, serviceName: 'filegate-test' }, { exporter })
+    const started = startTracing(
+      { endpoint: undefined, serviceName: 'filegate-test', protocol: 'http/protobuf' },
+      { exporter },
+    )
     assert.ok(started)
     tracing = started
   })
   after(() => tracing.shutdown())
 
   it('is off without OTEL_EXPORTER_OTLP_ENDPOINT, and exports to <endpoint>/v1/traces', () => {
-    assert.equal(startTracing({ endpoint: undefined, serviceName: 'filegate' }), undefined)
+    assert.equal(startTracing({ endpoint: undefined, serviceName: 'filegate', protocol: 'http/protobuf' }), undefined)
     assert.equal(tracesUrl('http://collector:4318/'), 'http://collector:4318/v1/traces')
   })
 
@@ -164,6 +173,62 @@ describe('tracing', () => {
       const job = jobs.find((j) => j.spanContext().spanId === batch.parentSpanContext?.spanId)
       assert.ok(job, 'each batch span is a child of its job span')
       assert.equal(batch.attributes['filegate.rows'], 0)
+    }
+  })
+
+  it('OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL choose the body: a JSON collector on loopback receives OTLP/JSON spans', async (t) => {
+    const received: Array<{ path: string; type: string; body: Buffer }> = []
+    const collector = createServer((req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (chunk: Buffer) => chunks.push(chunk))
+      req.on('end', () => {
+        const type = req.headers['content-type'] ?? ''
+        received.push({ path: req.url ?? '', type, body: Buffer.concat(chunks) })
+        // An empty ExportTraceServiceResponse in the request's own encoding (OTLP/HTTP spec).
+        res.writeHead(200, { 'content-type': type }).end(type === 'application/json' ? '{}' : undefined)
+      })
+    })
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve))
+    t.after(() => new Promise<void>((resolve) => collector.close(() => resolve())))
+    const endpoint = `http://127.0.0.1:${(collector.address() as { port: number }).port}`
+    const cases: Array<[Record<string, string>, string]> = [
+      [{ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }, 'application/json'],
+      [
+        { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' },
+        'application/json',
+      ],
+      [
+        { OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' },
+        'application/x-protobuf',
+      ],
+      [{}, 'application/x-protobuf'],
+    ]
+    for (const [i, [env, type]] of cases.entries()) {
+      const config = loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, ...env }).tracing
+      // A provider of its own (the global one is this file's in-memory one), with the service's exporter.
+      const provider = new NodeTracerProvider({
+        spanProcessors: [new SimpleSpanProcessor(traceExporter({ ...config, endpoint }))],
+      })
+      const span = provider.getTracer('filegate-test').startSpan(`exported-${i}`)
+      span.end()
+      await provider.shutdown()
+      const last = received.at(-1)
+      const what = JSON.stringify(env)
+      assert.equal(received.length, i + 1, `${what}: one export`)
+      assert.equal(last?.path, '/v1/traces', what)
+      assert.equal(last?.type, type, what)
+      if (type === 'application/json') {
+        // OTLP/JSON: resourceSpans → scopeSpans → spans, ids as hex strings.
+        const body = JSON.parse(String(last?.body)) as {
+          resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<{ name: string; traceId: string }> }> }>
+        }
+        const [sent] = body.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans))
+        assert.equal(sent?.name, `exported-${i}`, what)
+        assert.equal(sent?.traceId, span.spanContext().traceId, what)
+      } else {
+        assert.ok(last?.body.includes(`exported-${i}`), `${what}: the span name in the protobuf body`)
+        assert.throws(() => JSON.parse(String(last?.body)), what)
+      }
     }
   })
 

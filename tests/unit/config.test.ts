@@ -81,6 +81,40 @@ describe('config', () => {
     }
   })
 
+  it('OTLP protocol: the traces variable wins over the general one; http/protobuf by default; grpc is refused by name', () => {
+    const protocolOf = (env: Record<string, string>) => loadConfig(env).tracing.protocol
+    assert.equal(protocolOf({}), 'http/protobuf')
+    assert.equal(protocolOf({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }), 'http/json')
+    assert.equal(
+      protocolOf({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' }),
+      'http/json',
+    )
+    assert.equal(
+      protocolOf({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' }),
+      'http/protobuf',
+    )
+    // The general variable may say grpc for other signals: traces follow their own.
+    assert.equal(
+      protocolOf({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' }),
+      'http/json',
+    )
+    const grpc = problemsOf({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' })
+    assert.deepEqual(
+      grpc.filter((p) => p.includes('OTEL')),
+      [
+        'OTEL_EXPORTER_OTLP_PROTOCOL: grpc is not supported; filegate exports OTLP over HTTP: use http/protobuf or http/json',
+      ],
+    )
+    assert.match(
+      problemsOf({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' }).join('\n'),
+      /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: grpc/m,
+    )
+    // A value the spec does not name is refused like any bad variable, in the one message.
+    const text = problemsOf({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'json', PORT: 'eighty' }).join('\n')
+    assert.match(text, /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL:/m)
+    assert.match(text, /^PORT:/m)
+  })
+
   it('refuses timeouts that do not nest', () => {
     const problems = problemsOf({
       PROVIDER_TIMEOUT_MS: '5000',
