@@ -78,7 +78,9 @@ export class FileService {
 
   /** Takes in one upload body: the intake hands it the file part and the fields as it reads them. */
   receive(request: UploadRequest): UploadReception {
-    return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request, this.deps.originals)
+    const { originals, metrics } = this.deps
+    const keeping = originals ? { originals, metrics } : undefined
+    return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request, keeping)
   }
 
   /** Counts a refusal made before any provider was involved (a validation failure, by its code). */

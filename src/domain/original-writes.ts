@@ -5,11 +5,14 @@
  * content address (the store checks its hash), mark it stored; only then may the row complete with
  * `original_stored`. A staged object that is not committed is discarded on every path, so a request
  * that fails leaves nothing in the store's staging area.
+ * `filegate_original_writes_total` counts each write once: `created` or `existing` once it is
+ * committed and marked, `failed` when the store refused or did not answer at any step (the staging,
+ * a stat, the commit, the mark). A body that failed on the client's side is no write of the store's.
  */
 import { createReadStream } from 'node:fs'
 import { PassThrough, Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { errors } from '../errors.js'
+import { errors, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import type { OriginalsStore, StagedOriginal } from '../originals/index.js'
 import type { StorePort } from '../store/port.js'
@@ -47,29 +50,49 @@ export function settleOnce(staged: StagedOriginal): StagedOriginal {
   }
 }
 
+/** What a staging needs: the store, and the counter of its failed writes. */
+export interface StagingDeps {
+  originals: OriginalsStore
+  metrics: Pick<Metrics, 'originalWrites'>
+}
+
 /**
  * A tee into the originals store's staging: `sink` takes the body's bytes (its 'drain' is the
- * backpressure), `staged` settles when the store has them all. A store failure destroys the sink,
- * so whoever feeds it stops at once; `failure` is then the upload's answer (503).
+ * backpressure), `stagedOriginal()` settles when the store has them all. A store failure destroys
+ * the sink, so whoever feeds it stops at once; `failure` is then the upload's answer (503), counted
+ * as a failed write when it is reported (once, however often it is asked for).
  */
 export class StagingTee {
   readonly sink = new PassThrough({ highWaterMark: teeBufferBytes })
-  readonly staged: Promise<StagedOriginal>
+  readonly #staged: Promise<StagedOriginal>
+  readonly #metrics: StagingDeps['metrics']
   /** Set when the feeding side stopped the staging (its body failed), not the store. */
   #aborted = false
   /** The store's own failure (it stopped reading), as 503 ORIGINALS_UNAVAILABLE. */
   #storeFailure: Error | undefined
+  #failureCounted = false
 
   /** `declaredSha256`: the content's hash as the client declared it, before the body (X-Content-SHA256). */
-  constructor(store: OriginalsStore, tenant: string, declaredSha256?: string) {
+  constructor(deps: StagingDeps, tenant: string, declaredSha256?: string) {
+    this.#metrics = deps.metrics
     const declared = declaredSha256 ? { sha256: declaredSha256 } : undefined
-    this.staged = store.stage(tenant, this.sink, declared).then(settleOnce, (err: unknown) => {
+    this.#staged = deps.originals.stage(tenant, this.sink, declared).then(settleOnce, (err: unknown) => {
       const failure = errors.originalsUnavailable(err)
       if (!this.#aborted) this.#storeFailure = failure
       this.sink.destroy()
       throw failure
     })
-    this.staged.catch(() => {})
+    this.#staged.catch(() => {})
+  }
+
+  /** The staged object once the store has the whole body; the store's failure (503) otherwise. */
+  async stagedOriginal(): Promise<StagedOriginal> {
+    try {
+      return await this.#staged
+    } catch (err) {
+      this.#countStoreFailure()
+      throw err
+    }
   }
 
   /** `source`, unchanged, with every chunk also written to the sink (waiting while it is full). */
@@ -99,14 +122,21 @@ export class StagingTee {
 
   /** Once the staging settled: the store's own failure, if it failed by itself. */
   async storeFailure(): Promise<Error | undefined> {
-    await this.staged.catch(() => {})
+    await this.#staged.catch(() => {})
+    this.#countStoreFailure()
     return this.#storeFailure
   }
 
   /** Waits until the store is done with the staging, and removes what it staged. */
   async discard(): Promise<void> {
-    const staged = await this.staged.catch(() => undefined)
+    const staged = await this.#staged.catch(() => undefined)
     await staged?.discard().catch(() => {})
+  }
+
+  #countStoreFailure(): void {
+    if (!this.#storeFailure || this.#failureCounted) return
+    this.#failureCounted = true
+    this.#metrics.originalWrites.inc({ outcome: 'failed' })
   }
 }
 
@@ -163,15 +193,32 @@ export class PendingOriginal {
   async keep(deadline: number, bytes = this.bytes): Promise<void> {
     this.bytes = bytes
     if (this.tee) {
-      const staged = await this.tee.staged
+      // Its staging failing is counted by the tee.
+      const staged = await this.tee.stagedOriginal()
       this.tee = undefined
       this.pending = staged
     }
+    try {
+      const outcome = await this.write(deadline)
+      if (outcome) this.deps.metrics.originalWrites.inc({ outcome })
+    } catch (err) {
+      if (isAppError(err) && err.code === 'ORIGINALS_UNAVAILABLE') {
+        this.deps.metrics.originalWrites.inc({ outcome: 'failed' })
+      }
+      throw err
+    }
+  }
+
+  /** Reference, then stage or stat, commit and mark; what was written (undefined: nothing was). */
+  private async write(deadline: number): Promise<'created' | 'existing' | undefined> {
     const stored = await this.reference(deadline)
     if (!this.pending) {
       // Kept already: by another upload, by this one for an earlier candidate, or by the caller.
-      if (stored) return
-      if (this.source?.kind === 'kept' && (await this.stat()) === this.bytes) return this.mark()
+      if (stored) return undefined
+      if (this.source?.kind === 'kept' && (await this.stat()) === this.bytes) {
+        await this.mark()
+        return undefined
+      }
       if (!this.spool) throw errors.originalsUnavailable(new Error('the original is not in the store'))
       this.pending = await this.stageFromSpool(this.spool)
     }
@@ -181,11 +228,10 @@ export class PendingOriginal {
     try {
       outcome = await staged.commit({ sha256: this.sha256, bytes: this.bytes })
     } catch (err) {
-      this.deps.metrics.originalWrites.inc({ outcome: 'failed' })
       throw errors.originalsUnavailable(err)
     }
-    this.deps.metrics.originalWrites.inc({ outcome })
     await this.mark()
+    return outcome
   }
 
   /** Removes a staged object that was not committed (a dedup hit, a failure); safe to call always. */
@@ -232,7 +278,6 @@ export class PendingOriginal {
     try {
       return settleOnce(await this.deps.originals.stage(this.tenant, body))
     } catch (err) {
-      this.deps.metrics.originalWrites.inc({ outcome: 'failed' })
       throw errors.originalsUnavailable(err)
     }
   }

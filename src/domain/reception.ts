@@ -9,9 +9,8 @@
 import type { Readable } from 'node:stream'
 import type { Config } from '../config.js'
 import { AppError, errors } from '../errors.js'
-import type { OriginalsStore } from '../originals/index.js'
 import { inSpan } from '../spans.js'
-import { type OriginalSource, StagingTee } from './original-writes.js'
+import { type OriginalSource, type StagingDeps, StagingTee } from './original-writes.js'
 import { MirrorClosedError, removeSpool, type SpooledFile, spoolToFile } from './spool.js'
 import type { UploadPlan } from './upload-plan.js'
 import type { FileMeta, UploadResult, Uploads } from './uploads.js'
@@ -47,7 +46,8 @@ export class UploadReception {
     private readonly plan: Planner,
     private readonly config: Pick<Config, 'providers' | 'uploadTmpDir' | 'defaultProvider'>,
     private readonly request: UploadRequest,
-    private readonly originals?: OriginalsStore | undefined,
+    /** The originals store and its write counter; undefined = originals are not kept. */
+    private readonly originals?: StagingDeps | undefined,
   ) {}
 
   /** Until the provider is known, the largest limit of any provider bounds the stream. */
@@ -124,7 +124,7 @@ export class UploadReception {
   /** The staged original of a body that spilled (throws 503 when the store failed it); undefined otherwise. */
   private async original(): Promise<OriginalSource | undefined> {
     if (!this.tee) return undefined
-    return { kind: 'staged', staged: await this.tee.staged }
+    return { kind: 'staged', staged: await this.tee.stagedOriginal() }
   }
 
   /** Removes the spool file and an original staged and not kept, whatever happened. */

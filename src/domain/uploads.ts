@@ -353,7 +353,11 @@ export class Uploads {
     const senderFailure = (attemptTimedOut: boolean) => counter.senderFailure(attemptTimedOut)
     const tee =
       keepsOriginal && this.deps.originals
-        ? new StagingTee(this.deps.originals, job.tenant, body.declaredSha256)
+        ? new StagingTee(
+            { originals: this.deps.originals, metrics: this.deps.metrics },
+            job.tenant,
+            body.declaredSha256,
+          )
         : undefined
     const stream = tee ? tee.pass(counter.pass(body.stream)) : counter.pass(body.stream)
     try {

@@ -159,15 +159,19 @@ export async function assertStagingEmpty(originals: OriginalsUnderTest, what = '
 /**
  * An originals store that fails where told, around a real one: `stage` breaks off after
  * `stageFailsAfter` bytes (the real store cleans up its staging, as it does for a dead disk or
- * bucket), `commit` refuses, `ping` fails.
+ * bucket), `commit` refuses, `stat` and `ping` fail.
  */
 export function failingStore(
   real: OriginalsStore,
-  fail: { stageFailsAfter?: number; commit?: boolean; ping?: boolean },
+  fail: { stageFailsAfter?: number; commit?: boolean; stat?: boolean; ping?: boolean },
 ): OriginalsStore {
   return {
     ...real,
     kind: real.kind,
+    async stat(key) {
+      if (fail.stat) throw new Error('injected: the originals store did not answer')
+      return real.stat(key)
+    },
     async stage(tenant, body) {
       const limit = fail.stageFailsAfter
       const source =

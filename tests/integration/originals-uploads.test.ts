@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { describe, it, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import postgres from 'postgres'
 import type { OriginalsStore } from '../../src/originals/index.js'
 import {
   assertStagingEmpty,
@@ -247,6 +248,7 @@ for (const backend of backends) {
       assert.equal(providerFiles(ctx), 0, 'nothing kept at the provider')
       assert.equal((await objectsOf(ctx.originals.store, tenant)).length, 0, 'no original was committed')
       assert.equal(await writes(ctx, 'created'), 0)
+      assert.equal(await writes(ctx, 'failed'), 0, "the client's failures are not the store's")
     })
 
     it('the store cannot be written: 503 ORIGINALS_UNAVAILABLE with Retry-After, nothing reaches the provider (spooled)', async (t) => {
@@ -280,7 +282,7 @@ for (const backend of backends) {
       const rows = await rowsOf(ctx.app, tenant)
       assert.equal(rows.length, 2)
       assert.ok(rows.every((r) => r.status === 'failed' && !r.original_stored && r.provider_file_id === null))
-      assert.equal(await writes(ctx, 'failed'), 2)
+      assert.equal(await writes(ctx, 'failed'), 3, 'the staging cut short and the two refused commits')
       assert.equal((await objectsOf(ctx.originals.store, tenant)).length, 0)
       await assertStagingEmpty(ctx.originals)
       assert.deepEqual(await spoolEntries(ctx.spoolDir), [])
@@ -344,8 +346,71 @@ describe('uploads keep originals: the S3 server goes away', () => {
       },
     )
     assertProblem(streamed, 503, 'ORIGINALS_UNAVAILABLE')
+    assert.equal(await writes(ctx, 'failed'), 3, 'each failed write counted once: held in memory, spilled, streamed')
     await eventually('the provider holds nothing', () => providerFiles(ctx) === 0)
     assert.ok((await rowsOf(ctx.app, tenant)).every((r) => r.deleted_at !== null || r.status === 'failed'))
     assert.deepEqual(await spoolEntries(ctx.spoolDir), [])
+  })
+})
+
+describe('the originals store refusing: every failed write counts once under outcome="failed"', () => {
+  it('staging (held in memory, spilled, streamed through), commit, stat: 503 ORIGINALS_UNAVAILABLE and the counter moves by one each', async (t) => {
+    const fail: { stageFailsAfter?: number; commit?: boolean; stat?: boolean } = {}
+    const local = backends.find((b) => b.name === 'local directory') as Backend
+    const ctx = await setup(t, local, {}, (store) => failingStore(store, fail))
+    if (!ctx) return
+    const tenant = freshTenant('count')
+    let counted = 0
+    const refused = async (what: string, res: Awaited<ReturnType<typeof postFile>>) => {
+      assertProblem(res, 503, 'ORIGINALS_UNAVAILABLE')
+      counted++
+      assert.equal(await writes(ctx, 'failed'), counted, `${what}: counted once`)
+    }
+    const upload = (content: Buffer, streamed = false) =>
+      postFile(
+        ctx.app,
+        tenant,
+        [
+          ['provider', 'kimi'],
+          ['file', { filename: 'a.pdf', content }],
+        ],
+        streamed ? { 'x-content-sha256': sha256(content) } : {},
+      )
+
+    fail.stageFailsAfter = 1000
+    await refused('staging a body held in memory', await upload(body(2000)))
+    fail.stageFailsAfter = 200_000
+    await refused('staging a body that spilled to disk', await upload(body(1024 * 1024)))
+    await refused('staging a body streamed through', await upload(body(700 * 1024), true))
+    fail.stageFailsAfter = undefined
+    fail.commit = true
+    await refused('the commit, held in memory', await upload(body(2000)))
+    await refused('the commit, spilled', await upload(body(300 * 1024)))
+    await refused('the commit, streamed through', await upload(body(300 * 1024), true))
+    fail.commit = false
+
+    // stat: a copy keeps the original it was made from, and asks the store whether the object is
+    // there when the database no longer says it is (a delete of it was claimed and abandoned).
+    const kept = await upload(body(4000))
+    assert.equal(kept.statusCode, 201, kept.body)
+    const source = kept.json() as { id: string; sha256: string }
+    const sql = postgres(database()?.url as string, { max: 1, onnotice: () => {} })
+    t.after(() => sql.end({ timeout: 1 }))
+    await sql`update file_originals set deleting_until = now() - interval '1 second'
+               where tenant_id = ${tenant} and sha256 = ${source.sha256}`
+    fail.stat = true
+    await refused(
+      'stat, on a copy',
+      await ctx.app.inject({
+        method: 'POST',
+        url: `/v1/files/${source.id}/copies`,
+        headers: { ...as(tenant), 'content-type': 'application/json' },
+        payload: { provider: 'glm' },
+      }),
+    )
+    fail.stat = false
+    assert.equal(await writes(ctx, 'created'), 1, 'the one write that succeeded')
+    await eventually('the provider keeps only the file whose original was kept', () => providerFiles(ctx) === 1)
+    await assertStagingEmpty(ctx.originals)
   })
 })
