@@ -9,7 +9,9 @@
  * - a request parameter or body property with a default is optional for the client (the server
  *   fills the default), whatever TypeBox put in `required`;
  * - a union of string literals is one `enum` (what client generators turn into a union type);
- * - every operation has an operationId and an explicit `security` (`[]` for the open probes).
+ * - every operation has an explicit `security` (`[]` for the open probes). Its operationId is the
+ *   route's own: none is made up here, so a route without one fails the OpenAPI lint
+ *   (redocly.yaml) instead of naming a generated client's method after its path.
  * Only the document changes: validation and serialization still use the route schemas as written.
  */
 import { STATUS_CODES } from 'node:http'
@@ -107,14 +109,6 @@ function relaxDefaultedProperties(schema: unknown): void {
   if ((schema.required as unknown[]).length === 0) delete schema.required
 }
 
-const operationIdFor = (method: string, path: string) =>
-  method +
-  path
-    .split(/[^A-Za-z0-9]+/)
-    .filter(Boolean)
-    .map((part) => part[0]?.toUpperCase() + part.slice(1))
-    .join('')
-
 /** `Bad Request` → `BadRequest`: the name of a shared problem response in components/responses. */
 const responseName = (status: number) => (STATUS_CODES[status] ?? `Status${status}`).replace(/[^A-Za-z0-9]/g, '')
 
@@ -196,12 +190,11 @@ export function finishDocument<T>(doc: T): T {
   const components = isObject(d.components) ? d.components : {}
   d.components = components
   const shared = { responses: {} as Json, examples: {} as Json }
-  for (const [path, item] of Object.entries(paths)) {
+  for (const item of Object.values(paths)) {
     if (!isObject(item)) continue
     for (const method of httpMethods) {
       const operation = item[method]
       if (!isObject(operation)) continue
-      operation.operationId ??= operationIdFor(method, path)
       operation.security ??= []
       if (Array.isArray(operation.parameters)) {
         for (const parameter of operation.parameters) {

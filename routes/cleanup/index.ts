@@ -60,6 +60,7 @@ const cleanupRoutes: FastifyPluginAsyncTypebox = async (app) => {
     '/v1/cleanup',
     {
       schema: {
+        operationId: 'runCleanup',
         tags: ['admin'],
         summary: 'Run cleanup sweeps now (admin key). dry_run defaults to true',
         security: [{ bearerAuth: [] }],

@@ -4,11 +4,15 @@
  * every response with its schema, problem+json errors with examples, the bearer scheme.
  */
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { before, describe, it } from 'node:test'
-import { parse } from 'yaml'
+import { parse, stringify } from 'yaml'
 import { generateOpenApiYaml, openApiPath, toYaml, withDocumentApp } from '../../scripts/openapi-export.js'
 import { errorCatalog } from '../../src/errors.js'
+import { finishDocument } from '../../src/openapi.js'
+import { tempDir } from '../helper.js'
+import { spawnNode } from '../process-support.js'
 
 // biome-ignore lint/suspicious/noExplicitAny: the parsed document is walked freely; the assertions check its shapes
 type Json = Record<string, any>
@@ -223,5 +227,37 @@ describe('openapi.yaml', () => {
   it('round-trips through the generator without anchors or folded lines', async () => {
     assert.doesNotMatch(committed, /[&*]a\d+\b/, 'no YAML anchors')
     assert.equal(generated, await generateOpenApiYaml(), 'generation is deterministic')
+  })
+})
+
+describe('every operation has an operationId of its own', () => {
+  it("the document invents none: an operation whose route declares no operationId keeps none (the lint's to refuse)", () => {
+    const doc = finishDocument<Json>({ paths: { '/v1/example': { post: { summary: 'no id', responses: {} } } } })
+    assert.equal(doc.paths['/v1/example'].post.operationId, undefined)
+  })
+
+  it('npm run openapi:lint (redocly.yaml) refuses a missing operationId and a duplicate one', async (t) => {
+    const doc = parse(await readFile(openApiPath, 'utf8')) as Json
+    delete doc.paths['/v1/cleanup'].post.operationId
+    doc.paths['/v1/limits'].get.operationId = doc.paths['/healthz'].get.operationId
+    const file = join(await tempDir(t, 'filegate-openapi-'), 'openapi.yaml')
+    await writeFile(file, stringify(doc))
+    const lint = spawnNode(
+      t,
+      'node_modules/@redocly/cli/bin/cli.js',
+      { REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+      [],
+      ['lint', file, '--config', 'redocly.yaml', '--format', 'json'],
+    )
+    assert.equal(await lint.exited, 1, lint.output())
+    const { problems } = JSON.parse(lint.stdout()) as {
+      problems: Array<{ ruleId: string; severity: string; location: Array<{ pointer: string }> }>
+    }
+    const found = problems.map((p) => `${p.severity} ${p.ruleId} ${p.location[0]?.pointer}`)
+    assert.ok(found.includes('error operation-operationId #/paths/~1v1~1cleanup/post/operationId'), found.join('\n'))
+    assert.ok(
+      found.some((f) => f.startsWith('error operation-operationId-unique #/paths/~1v1~1limits/get')),
+      found.join('\n'),
+    )
   })
 })
