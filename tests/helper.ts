@@ -4,7 +4,7 @@
  * With CI=true the Postgres-backed suites are mandatory; elsewhere they skip with a notice.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { cp, mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,6 +13,8 @@ import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
 import { type AppOverrides, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
+import { createPgliteStore } from '../src/store/pglite.js'
+import type { StorePort } from '../src/store/port.js'
 import { type FakeProvider, startFakeProvider } from './fakes/provider-server.js'
 
 /** A TCP port free on loopback right now (for a child process that cannot report its own). */
@@ -98,6 +100,36 @@ export async function tempDir(t: { after(fn: () => Promise<void>): void }, prefi
   const dir = await mkdtemp(join(tmpdir(), prefix))
   t.after(() => rm(dir, { recursive: true, force: true }))
   return dir
+}
+
+/**
+ * A PGlite data directory for one test, removed after it: a copy of the run's template when there
+ * is one (an initialised cluster with the schema applied, made once per run by
+ * scripts/run-tests.ts: creating a cluster costs seconds of CPU each time), else empty, and PGlite
+ * creates the cluster itself. A test about a first start on a fresh DATA_DIR uses tempDir instead.
+ */
+export async function pgliteDataDir(t: { after(fn: () => Promise<void>): void }, prefix = 'filegate-pglite-') {
+  const dir = await tempDir(t, prefix)
+  await copyPgliteTemplate(dir)
+  return dir
+}
+
+async function copyPgliteTemplate(dir: string): Promise<void> {
+  const template = process.env.FILEGATE_TEST_PGLITE_TEMPLATE
+  if (template) await cp(template, dir, { recursive: true })
+}
+
+/** A PGlite store in this process on a data directory of its own (as pgliteDataDir); closed, then removed, after the test. */
+export async function pgliteStore(t: { after(fn: () => Promise<void>): void }): Promise<StorePort> {
+  const dir = await mkdtemp(join(tmpdir(), 'filegate-pglite-'))
+  await copyPgliteTemplate(dir)
+  const store = await createPgliteStore(dir)
+  // One hook, in this order: PGlite writes its files as it closes.
+  t.after(async () => {
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  return store
 }
 
 export const testKeys = {

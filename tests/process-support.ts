@@ -4,6 +4,7 @@
  * its own process group (and session); after the test the whole group is killed, so nothing the
  * child started outlives the test; its stdout and stderr are captured.
  */
+import assert from 'node:assert/strict'
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process'
 import { request } from 'node:http'
 import { dirname, join } from 'node:path'
@@ -213,4 +214,26 @@ export async function serverEnv(t: Pick<TestContext, 'after'>, port: number, env
     CLEANUP_ENABLED: 'false',
     ...env,
   }
+}
+
+/** Polls liveness and readiness side by side until readiness is 200; what was seen on the way. */
+export async function watchStartUp(child: Child, port: number, timeoutMs: number) {
+  const seen = { liveBeforeReady: false, starting: false, readyAfterMs: 0 }
+  const started = Date.now()
+  const deadline = started + timeoutMs
+  while (Date.now() < deadline) {
+    if (child.proc.exitCode !== null) assert.fail(`the process exited (${child.proc.exitCode}):\n${child.output()}`)
+    const [live, ready] = await Promise.all([
+      httpRequest(port, '/healthz', { timeoutMs: 5_000 }).catch(() => undefined),
+      httpRequest(port, '/readyz', { timeoutMs: 5_000 }).catch(() => undefined),
+    ])
+    if (ready?.status === 200) {
+      seen.readyAfterMs = Date.now() - started
+      return seen
+    }
+    if (live?.status === 200) seen.liveBeforeReady = true
+    if (ready?.status === 503 && JSON.parse(ready.body).reason === 'starting') seen.starting = true
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.fail(`not ready within ${timeoutMs} ms:\n${child.output()}`)
 }

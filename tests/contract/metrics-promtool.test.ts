@@ -6,15 +6,13 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { createPgliteStore } from '../../src/store/pglite.js'
-import { auth, build, multipart, startFakes, tempDir, testKeys } from '../helper.js'
+import { auth, build, multipart, pgliteStore, startFakes, tempDir, testKeys } from '../helper.js'
 import { requirePromtool, runPromtool } from '../tools.js'
 
 describe('/metrics', () => {
   it('passes promtool check metrics', async (t) => {
     if (!requirePromtool(t)) return
-    const store = await createPgliteStore(undefined)
-    t.after(() => store.close())
+    const store = await pgliteStore(t)
     const fakes = await startFakes(t)
     const app = await build(
       t,

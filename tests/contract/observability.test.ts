@@ -12,8 +12,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
-import { createPgliteStore } from '../../src/store/pglite.js'
-import { auth, build, multipart, startFakes, tempDir, testKeys } from '../helper.js'
+import { auth, build, multipart, pgliteStore, startFakes, tempDir, testKeys } from '../helper.js'
 import { requirePromtool, runPromtool } from '../tools.js'
 
 const dir = fileURLToPath(new URL('../../deploy/observability/', import.meta.url))
@@ -105,8 +104,7 @@ export function declaredNames(exposition: string): Set<string> {
 
 /** A scrape of the running service (a real listener) after uploads, a dedup, refusals, a delete and a sweep. */
 async function scrapeRunningService(t: { after(fn: () => Promise<void>): void }): Promise<string> {
-  const store = await createPgliteStore(undefined)
-  t.after(() => store.close())
+  const store = await pgliteStore(t)
   const fakes = await startFakes(t)
   const app = await build(t, { ...fakes.env, UPLOAD_TMP_DIR: await tempDir(t, 'filegate-spool-') }, { store })
   const base = await app.listen({ host: '127.0.0.1', port: 0 })

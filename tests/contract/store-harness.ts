@@ -3,20 +3,26 @@
  * database on the machine's Postgres (dropped on close).
  */
 import { applyMigrations, loadMigrations } from '../../src/store/migrations.js'
-import { createPgliteStore } from '../../src/store/pglite.js'
 import type { StorePort } from '../../src/store/port.js'
 import { createPostgresStore } from '../../src/store/postgres.js'
-import { createTestDatabase } from '../helper.js'
+import { createTestDatabase, pgliteStore } from '../helper.js'
 
 export interface Harness {
   store: StorePort
   close(): Promise<void>
 }
 
+/** PGlite in a data directory of its own (a copy of the run's template, when there is one), removed on close. */
 export async function openPglite(): Promise<Harness> {
-  const store = await createPgliteStore(undefined)
+  const cleanups: Array<() => Promise<void>> = []
+  const store = await pgliteStore({ after: (fn) => cleanups.push(fn) })
   await applyMigrations(store.migrator as NonNullable<StorePort['migrator']>, await loadMigrations())
-  return { store, close: () => store.close() }
+  return {
+    store,
+    close: async () => {
+      for (const cleanup of cleanups) await cleanup()
+    },
+  }
 }
 
 export async function openPostgres(prefix: string): Promise<Harness> {

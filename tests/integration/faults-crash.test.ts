@@ -13,9 +13,9 @@ import {
   createTestDatabase,
   freePort,
   multipart,
+  pgliteDataDir,
   postgresSuiteSkip,
   startFakes,
-  tempDir,
   testKeys,
 } from '../helper.js'
 import {
@@ -139,7 +139,7 @@ describe('crash mid-upload', () => {
   })
 
   it('on PGlite: the restarted process takes over its own dead claim; two retries cause one provider upload', async (t) => {
-    const dataDir = await tempDir(t, 'filegate-crash-pglite-')
+    const dataDir = await pgliteDataDir(t, 'filegate-crash-pglite-')
     const fakes = await startFakes(t)
     fakes.kimi.hang = true
     fakes.kimi.ops = ['upload']

@@ -14,9 +14,9 @@ import {
   createTestDatabase,
   freePort,
   multipart,
+  pgliteDataDir,
   postgresSuiteSkip,
   startFakes,
-  tempDir,
   testKeys,
 } from '../helper.js'
 import { serverEnv, spawnNode, waitForStatus, waitUntil, within } from '../process-support.js'
@@ -119,6 +119,6 @@ describe('rolling restart with keep-alive clients', () => {
   })
 
   it('on PGlite: exits 0 right after its last in-flight response', async (t) => {
-    await rollingRestart(t, { DATA_DIR: await tempDir(t, 'filegate-restart-pglite-') })
+    await rollingRestart(t, { DATA_DIR: await pgliteDataDir(t, 'filegate-restart-pglite-') })
   })
 })

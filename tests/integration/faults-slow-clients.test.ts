@@ -14,9 +14,9 @@ import {
   createTestDatabase,
   freePort,
   multipart,
+  pgliteDataDir,
   postgresSuiteSkip,
   startFakes,
-  tempDir,
   testKeys,
 } from '../helper.js'
 import { apiKeys, eventually, httpRequest, serverEnv, spawnNode, waitForStatus } from '../process-support.js'
@@ -194,6 +194,6 @@ describe('slow clients', () => {
   })
 
   it('on PGlite: cut at REQUEST_TIMEOUT_MS, resources freed, other tenants unaffected, connections capped', async (t) => {
-    await slowClients(t, { DATA_DIR: await tempDir(t, 'filegate-slow-pglite-') })
+    await slowClients(t, { DATA_DIR: await pgliteDataDir(t, 'filegate-slow-pglite-') })
   })
 })

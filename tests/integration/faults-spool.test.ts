@@ -11,7 +11,15 @@ import { connect } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
-import { createTestDatabase, freePort, postgresSuiteSkip, startFakes, tempDir, testKeys } from '../helper.js'
+import {
+  createTestDatabase,
+  freePort,
+  pgliteDataDir,
+  postgresSuiteSkip,
+  startFakes,
+  tempDir,
+  testKeys,
+} from '../helper.js'
 import { eventually, killGroup, serverEnv, spawnChild, spawnNode, waitForStatus, within } from '../process-support.js'
 
 const needsPostgres = await postgresSuiteSkip()
@@ -91,7 +99,7 @@ async function refusedSpoolDir(t: TestContext, dir: string, why: RegExp) {
   const child = spawnNode(
     t,
     'src/server.ts',
-    await serverEnv(t, port, { UPLOAD_TMP_DIR: dir, DATA_DIR: await tempDir(t) }),
+    await serverEnv(t, port, { UPLOAD_TMP_DIR: dir, DATA_DIR: await pgliteDataDir(t) }),
   )
   assert.equal(await within(60_000, 'the refused start-up to exit', child.exited, child.output), 1, child.output())
   assert.match(child.output(), /UPLOAD_TMP_DIR .* refusing it/)
@@ -108,7 +116,7 @@ describe('spool files of dead processes', () => {
   })
 
   it('on PGlite: removed at start whatever their age, and by the periodic sweep', async (t) => {
-    await deadProcessSpools(t, { DATA_DIR: await tempDir(t, 'filegate-spool-pglite-') })
+    await deadProcessSpools(t, { DATA_DIR: await pgliteDataDir(t, 'filegate-spool-pglite-') })
   })
 })
 
@@ -119,7 +127,7 @@ describe('UPLOAD_TMP_DIR', () => {
     const child = spawnNode(
       t,
       'src/server.ts',
-      await serverEnv(t, port, { UPLOAD_TMP_DIR: dir, DATA_DIR: await tempDir(t) }),
+      await serverEnv(t, port, { UPLOAD_TMP_DIR: dir, DATA_DIR: await pgliteDataDir(t) }),
     )
     await waitForStatus(child, port, '/healthz', 200, 60_000)
     assert.equal((await stat(dir)).mode & 0o777, 0o700)

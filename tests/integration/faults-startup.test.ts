@@ -1,17 +1,17 @@
 /**
  * Cold start against the real process: a store that takes 15 s to open (Postgres behind a proxy
- * that holds every connection for 15 s), and a fresh PGlite DATA_DIR while every core is busy.
+ * that holds every connection for 15 s: longer than Fastify's 10 s plugin timeout). The cold start
+ * of a fresh PGlite DATA_DIR with every core busy is faults-startup-busy.test.ts (it runs alone).
  * The process listens at once (liveness 200, readiness 503 "starting"), requests that need the
  * database answer 503 DATABASE_UNAVAILABLE with Retry-After, and readiness turns 200 when the
  * store is ready; it never dies of Fastify's plugin timeout. A broken migration still stops it.
  */
 import assert from 'node:assert/strict'
 import { connect, createServer, type Socket } from 'node:net'
-import { availableParallelism } from 'node:os'
 import { describe, it, type TestContext } from 'node:test'
 import postgres from 'postgres'
-import { adminUrl, auth, createTestDatabase, freePort, postgresSuiteSkip, tempDir, testKeys } from '../helper.js'
-import { type Child, httpRequest, serverEnv, spawnChild, spawnNode, waitForStatus, within } from '../process-support.js'
+import { adminUrl, auth, createTestDatabase, freePort, postgresSuiteSkip, testKeys } from '../helper.js'
+import { httpRequest, serverEnv, spawnNode, waitForStatus, watchStartUp, within } from '../process-support.js'
 
 const needsPostgres = await postgresSuiteSkip()
 
@@ -49,37 +49,6 @@ async function delayingProxy(t: TestContext, releaseAt: number): Promise<number>
   return (server.address() as { port: number }).port
 }
 
-/** One busy loop per core (probed), each in its own process group, killed after the test. */
-function busyCores(t: TestContext): number {
-  const cores = availableParallelism()
-  for (let i = 0; i < cores; i++) {
-    spawnChild(t, process.execPath, ['-e', 'for (;;) {}'])
-  }
-  return cores
-}
-
-/** Polls liveness and readiness side by side until readiness is 200; what was seen on the way. */
-async function watchStartUp(child: Child, port: number, timeoutMs: number) {
-  const seen = { liveBeforeReady: false, starting: false, readyAfterMs: 0 }
-  const started = Date.now()
-  const deadline = started + timeoutMs
-  while (Date.now() < deadline) {
-    if (child.proc.exitCode !== null) assert.fail(`the process exited (${child.proc.exitCode}):\n${child.output()}`)
-    const [live, ready] = await Promise.all([
-      httpRequest(port, '/healthz', { timeoutMs: 5_000 }).catch(() => undefined),
-      httpRequest(port, '/readyz', { timeoutMs: 5_000 }).catch(() => undefined),
-    ])
-    if (ready?.status === 200) {
-      seen.readyAfterMs = Date.now() - started
-      return seen
-    }
-    if (live?.status === 200) seen.liveBeforeReady = true
-    if (ready?.status === 503 && JSON.parse(ready.body).reason === 'starting') seen.starting = true
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  assert.fail(`not ready within ${timeoutMs} ms:\n${child.output()}`)
-}
-
 describe('cold start', () => {
   it('a Postgres that takes 15 s to answer: listens at once, 503 meanwhile, ready after', {
     skip: needsPostgres,
@@ -110,18 +79,6 @@ describe('cold start', () => {
     t.diagnostic(`ready ${seen.readyAfterMs} ms after polling began`)
     const after = await httpRequest(port, '/v1/files', { headers: auth(testKeys.alice) })
     assert.equal(after.status, 200, after.body)
-  })
-
-  it('a fresh PGlite DATA_DIR with every core busy: listens at once, "starting", then ready', async (t) => {
-    const cores = busyCores(t)
-    const port = await freePort()
-    const dataDir = await tempDir(t, 'filegate-cold-pglite-')
-    const started = Date.now()
-    const child = spawnNode(t, 'src/server.ts', await serverEnv(t, port, { DATA_DIR: dataDir }))
-    const seen = await watchStartUp(child, port, 240_000)
-    t.diagnostic(`${cores} cores busy: ready ${Date.now() - started} ms after spawn`)
-    assert.ok(seen.liveBeforeReady, 'liveness answered before readiness')
-    assert.ok(seen.starting, 'readiness said "starting" meanwhile')
   })
 
   it('a broken migration stops the process with a message naming it', { skip: needsPostgres }, async (t) => {

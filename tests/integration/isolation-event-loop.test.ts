@@ -5,6 +5,8 @@
  * strings and headers) are each handled in linear time, and `/healthz`, polled by a real HTTP
  * client throughout, answers every time within 100 ms. The event-loop delay while each input
  * is handled is printed beside its answer.
+ *
+ * @alone it times /healthz while hostile inputs are sent: another file beside it would add delay of its own
  */
 import assert from 'node:assert/strict'
 import { Agent, request as httpRequest } from 'node:http'

@@ -27,6 +27,7 @@ import {
   fileDatabase,
   freePort,
   multipart,
+  pgliteDataDir,
   requirePostgres,
   startFakes,
   tempDir,
@@ -255,7 +256,7 @@ describe('tracing', () => {
       env: {
         PATH: process.env.PATH ?? '',
         PORT: String(port),
-        DATA_DIR: await tempDir(t, 'filegate-trace-data-'),
+        DATA_DIR: await pgliteDataDir(t, 'filegate-trace-data-'),
         UPLOAD_TMP_DIR: await tempDir(t, 'filegate-trace-spool-'),
         CLEANUP_ENABLED: 'false',
         OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,

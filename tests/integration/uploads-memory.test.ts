@@ -15,6 +15,8 @@
  * file is read with positioned reads straight into the one 8 MiB chunk buffer (no read-stream
  * buffers): +15 to +16 MB in three runs alone, +55 MB once in the full suite under load, before that
  * change.
+ *
+ * @alone it measures the resident memory of the test process: another file beside it would add to it
  */
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'

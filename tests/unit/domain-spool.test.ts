@@ -124,21 +124,26 @@ describe('spoolToFile', () => {
       written = Math.min(data.length, written + 16_384)
       await new Promise((r) => setImmediate(r))
     }
-    /** The spill file's size, once it stops changing (the spool waits for the mirror meanwhile). */
-    const onDisk = async () => {
-      for (let last = -1; ; ) {
+    /**
+     * The spill file's size once it holds `expected` bytes, or after two seconds: the writes go
+     * through the thread pool, so on a loaded machine they may land a little after the spool asked.
+     * While the spool waits for the mirror nothing else can write them: without the early write
+     * the file stays empty however long this waits.
+     */
+    const onDisk = async (expected: number) => {
+      let size = 0
+      for (const deadline = Date.now() + 2_000; size !== expected && Date.now() < deadline; ) {
         await new Promise((r) => setTimeout(r, 20))
         const name = readdirSync(sub)[0]
-        const size = name ? statSync(join(sub, name)).size : 0
-        if (size === last) return size
-        last = size
+        size = name ? statSync(join(sub, name)).size : 0
       }
+      return size
     }
     assert.ok(source.isPaused() && held.length > 0, 'the mirror refused more and the spool waits for it')
     const read = written - source.readableLength
     assert.ok(read > memorySpoolBytes && read < spoolWriteBatchBytes, `read ${read}`)
     // Less than a batch was read, and all of it is on disk while the spool waits for the mirror.
-    assert.equal(await onDisk(), read)
+    assert.equal(await onDisk(read), read)
     source.end(data.subarray(written))
     const release = setInterval(() => {
       for (const done of held.splice(0)) done()

@@ -1,0 +1,88 @@
+/**
+ * `npm run test:unit` runs every test file through this script, in two passes:
+ *
+ * 1. together: the files that do not need the machine to themselves, TEST_CONCURRENCY at a time
+ *    (default twice the cores: most of a file's time is spent waiting on timers, child processes and sockets,
+ *    so more files than cores keeps both cores busy), each in its own process with its own database;
+ * 2. alone: the files whose header carries the marker `@alone <why>` (they measure resident memory
+ *    or event-loop delay, or load every core on purpose), one at a time, with nothing else running.
+ *
+ * Both passes run whatever happens to the first; the exit code is non-zero when either failed.
+ * The test files run with the Node flags of `npm start` (the memory tests measure what production
+ * runs). Arguments narrow the run to the files given: `npm run test:unit -- tests/unit/x.test.ts`.
+ * At the end the slowest files are listed (tests/reporters/slowest-files.ts).
+ *
+ * Before the passes it makes one PGlite data directory with the schema applied, the template that
+ * tests/helper.ts copies for every test that needs a PGlite store but not a first start (creating a
+ * cluster costs a few seconds of CPU; a copy costs milliseconds). It is removed at the end.
+ */
+import { spawn } from 'node:child_process'
+import { globSync, readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { migrateStore } from '../src/store/index.js'
+import { createPgliteStore } from '../src/store/pglite.js'
+
+/** The V8 flags `npm start` and the image run the service with. */
+const productionFlags = ['--max-semi-space-size=1', '--single-threaded-gc']
+const alonePattern = /^\s*\*?\s*@alone\s+\S/m
+
+const requested = process.argv.slice(2)
+const files = requested.length > 0 ? requested : globSync('tests/*/*.test.ts').sort()
+const runsAlone = (file: string) => alonePattern.test(readFileSync(file, 'utf8').slice(0, 8192))
+const alone = files.filter(runsAlone)
+const together = files.filter((file) => !alone.includes(file))
+const concurrency = Number(process.env.TEST_CONCURRENCY ?? Math.max(2, 2 * availableParallelism()))
+
+function runPass(passFiles: string[], passConcurrency: number): Promise<number> {
+  if (passFiles.length === 0) return Promise.resolve(0)
+  const args = [
+    ...productionFlags,
+    '--import',
+    'tsx',
+    '--test',
+    `--test-concurrency=${passConcurrency}`,
+    '--test-reporter=spec',
+    '--test-reporter-destination=stdout',
+    '--test-reporter=./tests/reporters/slowest-files.ts',
+    '--test-reporter-destination=stdout',
+    ...passFiles,
+  ]
+  const child = spawn(process.execPath, args, { stdio: 'inherit' })
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => child.kill(signal))
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))))
+}
+
+/** An initialised PGlite cluster with the schema applied, for tests/helper.ts to copy. */
+async function pgliteTemplate(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'filegate-pglite-template-'))
+  const store = await createPgliteStore(dir)
+  try {
+    await migrateStore(store)
+  } finally {
+    await store.close()
+  }
+  return dir
+}
+
+const started = Date.now()
+const template = await pgliteTemplate()
+process.env.FILEGATE_TEST_PGLITE_TEMPLATE = template
+console.log(`# ${together.length} test files ${concurrency} at a time, then ${alone.length} alone`)
+let togetherCode: number
+let aloneCode: number
+let aloneStarted = Date.now()
+try {
+  togetherCode = await runPass(together, concurrency)
+  aloneStarted = Date.now()
+  aloneCode = await runPass(alone, 1)
+} finally {
+  await rm(template, { recursive: true, force: true })
+}
+const seconds = (ms: number) => `${(ms / 1000).toFixed(0)} s`
+console.log(
+  `# test files: ${seconds(aloneStarted - started)} together, ${seconds(Date.now() - aloneStarted)} alone` +
+    ` (${alone.join(', ') || 'none'})`,
+)
+process.exitCode = togetherCode || aloneCode
