@@ -30,10 +30,10 @@ import {
 import { UploadReception, type UploadRequest } from './reception.js'
 import { SettleWaiters } from './settle-waiters.js'
 import { planUpload, type UploadPlan } from './upload-plan.js'
-import { type UploadResult, Uploads } from './uploads.js'
+import { type FileMeta, type StagedBody, type UploadResult, Uploads } from './uploads.js'
 
 export type { ListQuery } from './reads.js'
-export type { FileMeta, UploadResult } from './uploads.js'
+export type { FileMeta, StagedBody, UploadResult } from './uploads.js'
 
 export interface FileServiceDeps {
   store: StorePort
@@ -79,6 +79,11 @@ export class FileService {
   /** Takes in one upload body: the intake hands it the file part and the fields as it reads them. */
   receive(request: UploadRequest): UploadReception {
     return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request, this.deps.originals)
+  }
+
+  /** Uploads a resumable upload's staged bytes the way every upload goes (domain/resumable.ts). */
+  uploadStaged(tenant: string, plan: UploadPlan, meta: FileMeta, body: StagedBody): Promise<UploadResult> {
+    return this.trackActive(() => this.uploads.uploadStaged(tenant, plan, meta, body))
   }
 
   /** Counts a refusal made before any provider was involved (a validation failure, by its code). */

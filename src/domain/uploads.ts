@@ -41,11 +41,13 @@ import { createDedupProber, type DedupProber } from './dedup-probe.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
 import { type OriginalSource, PendingOriginal, StagingTee } from './original-writes.js'
+import { receiveStaged, type StagedBody } from './resumable-body.js'
 import type { SettleWaiters } from './settle-waiters.js'
-import { HashCounter, type SpooledFile } from './spool.js'
+import { HashCounter, removeSpool, type SpooledFile } from './spool.js'
 import { type Candidate, candidatesFor, type UploadPlan } from './upload-plan.js'
 
 export type { OriginalSource } from './original-writes.js'
+export type { StagedBody } from './resumable-body.js'
 
 export interface FileMeta {
   filename: string
@@ -104,7 +106,7 @@ export const multipartFramingAllowance = 256 * 1024
 
 export interface UploadDeps {
   store: StorePort
-  config: Pick<Config, 'timeouts' | 'tenantQuotas' | 'cleanup' | 'claimLeaseSeconds'>
+  config: Pick<Config, 'timeouts' | 'tenantQuotas' | 'cleanup' | 'claimLeaseSeconds' | 'uploadTmpDir'>
   metrics: Metrics
   deletion: DeletionDeps
   /** Hears of each row that settled, so that uploads waiting on it look again at once. */
@@ -154,6 +156,35 @@ export class Uploads {
       throw lastError
     } finally {
       await (kept ? kept.discard() : original?.kind === 'staged' ? original.staged.discard() : undefined)
+    }
+  }
+
+  /**
+   * Upload from bytes staged in pieces (a resumable upload). With its hash declared, a live duplicate
+   * answers before a byte is read. Otherwise the staged bytes are read once, in order, into a spool
+   * (hashed, counted against the limit, the declared hashes checked, the original staged beside it
+   * when originals are kept) and go the spooled way: dedup, claim, put, settle.
+   */
+  async uploadStaged(tenant: string, plan: UploadPlan, meta: FileMeta, body: StagedBody): Promise<UploadResult> {
+    const candidates = candidatesFor(plan, body.bytes)
+    if (body.sha256) {
+      const hit = await this.findLiveDuplicate(tenant, candidates, body.sha256)
+      if (hit) {
+        body.stream.destroy()
+        return this.dedupHit(hit, body.bytes)
+      }
+    }
+    const largest = candidates.reduce((a, b) => (b.maxBytes > a.maxBytes ? b : a))
+    const { spool, original } = await receiveStaged(body, {
+      tenant,
+      dir: this.deps.config.uploadTmpDir,
+      limit: { provider: largest.config.name, maxBytes: largest.maxBytes },
+      originals: this.deps.originals,
+    })
+    try {
+      return await this.uploadSpooled(tenant, plan, meta, spool, original)
+    } finally {
+      await removeSpool(spool)
     }
   }
 
@@ -477,7 +508,7 @@ function verifyStreamed(
   return counter.bytes
 }
 
-const tenantQuotaExceeded = (provider: string, usage: QuotaUsage, bytes: number) =>
+export const tenantQuotaExceeded = (provider: string, usage: QuotaUsage, bytes: number) =>
   new AppError('TENANT_QUOTA_EXCEEDED', {
     detail: `This upload (${bytes} bytes) would exceed your quota at ${provider} (${usage.max_files ?? '∞'} files, ${usage.max_bytes ?? '∞'} bytes); delete files to make room`,
     extensions: {
