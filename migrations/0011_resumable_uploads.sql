@@ -83,15 +83,14 @@ language sql stable set timezone to 'UTC' as $$
        else '{}'::jsonb end
 $$;
 
--- A receiving upload past its expiry is expired (the caller's view and the sweep agree).
-create or replace function filegate_resumable_expire(p_id uuid) returns resumable_uploads
-language plpgsql set timezone to 'UTC' as $$
-declare u resumable_uploads;
+-- A receiving upload past its expiry reads as expired (only the sweep writes the status, and
+-- counts it); the caller's view and the sweep's agree.
+create or replace function filegate_resumable_seen(u resumable_uploads) returns resumable_uploads
+language plpgsql stable set timezone to 'UTC' as $$
 begin
-  update resumable_uploads set status = 'expired', updated_at = now(), lock_token = null, locked_until = null
-   where id = p_id and status = 'receiving' and expires_at <= now()
-  returning * into u;
-  if not found then select * into u from resumable_uploads where id = p_id; end if;
+  if u.status = 'receiving' and u.expires_at <= now() then
+    u.status := 'expired';
+  end if;
   return u;
 end
 $$;
@@ -103,8 +102,9 @@ $$;
 -- claim_upload counts it) plus the declared bytes of its uploads still receiving or processing
 -- there, plus this one, must fit: else `tenant_quota_exceeded` (same advisory lock as claim_upload).
 create or replace function create_resumable_upload(
-  p_tenant_id text, p_protocol text, p_provider text, p_purpose text, p_filename text, p_mime_type text,
-  p_bytes bigint, p_metadata jsonb, p_file_expires_in integer, p_sha256 text, p_ttl_seconds integer,
+  p_tenant_id text, p_protocol text, p_provider text, p_filename text, p_mime_type text, p_bytes bigint,
+  p_ttl_seconds integer, p_purpose text default null, p_metadata jsonb default '{}'::jsonb,
+  p_file_expires_in integer default null, p_sha256 text default null,
   p_tenant_max_files integer default null, p_tenant_max_bytes bigint default null
 ) returns jsonb
 language plpgsql set timezone to 'UTC' as $$
@@ -148,7 +148,7 @@ declare u resumable_uploads;
 begin
   select * into u from resumable_uploads where id = p_id and tenant_id = p_tenant_id;
   if not found then return null; end if;
-  u := filegate_resumable_expire(p_id);
+  u := filegate_resumable_seen(u);
   return filegate_resumable_json(u, true);
 end
 $$;
@@ -172,7 +172,7 @@ declare
 begin
   select * into u from resumable_uploads where id = p_id and tenant_id = p_tenant_id for update;
   if not found then return null; end if;
-  u := filegate_resumable_expire(p_id);
+  u := filegate_resumable_seen(u);
   if u.status not in ('receiving', 'processing') then
     return jsonb_build_object('outcome', 'settled', 'upload', filegate_resumable_json(u));
   end if;
@@ -259,7 +259,7 @@ declare
 begin
   select * into u from resumable_uploads where id = p_id and tenant_id = p_tenant_id for update;
   if not found then return null; end if;
-  u := filegate_resumable_expire(p_id);
+  u := filegate_resumable_seen(u);
   if u.status <> 'receiving' then
     return jsonb_build_object('outcome', case when u.status = 'processing' then 'processing' else 'settled' end,
                               'upload', filegate_resumable_json(u));
@@ -366,7 +366,7 @@ declare u resumable_uploads;
 begin
   select * into u from resumable_uploads where id = p_id and tenant_id = p_tenant_id for update;
   if not found then return null; end if;
-  u := filegate_resumable_expire(p_id);
+  u := filegate_resumable_seen(u);
   if u.status = 'processing' then
     return jsonb_build_object('outcome', 'processing', 'upload', filegate_resumable_json(u));
   end if;
@@ -471,7 +471,7 @@ begin
     for f in
       select p.oid::regprocedure as sig from pg_proc p join pg_namespace n on n.oid = p.pronamespace
        where n.nspname = current_schema() and p.proname in (
-         'filegate_resumable_json', 'filegate_resumable_expire', 'create_resumable_upload', 'get_resumable_upload',
+         'filegate_resumable_json', 'filegate_resumable_seen', 'create_resumable_upload', 'get_resumable_upload',
          'lock_resumable_upload', 'renew_resumable_lock', 'release_resumable_lock', 'append_resumable_segment',
          'add_resumable_part', 'begin_resumable_completion', 'finish_resumable_upload', 'fail_resumable_upload',
          'cancel_resumable_upload', 'claim_resumable_removals', 'forget_resumable_segments',

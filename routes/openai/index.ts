@@ -18,6 +18,7 @@ import { classifyFailure } from '../../src/providers/errors.js'
 import { sendContent } from '../files/content-reply.js'
 import { handleUpload, openAiExpires, openAiFields, skipBodyValidation } from '../intake.js'
 import { SafeText } from '../schemas.js'
+import openAiUploadsRoutes from './uploads.js'
 
 const OpenAiFile = Type.Object(
   {
@@ -295,6 +296,8 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
       return sendContent(reply, row.filename, content)
     },
   )
+
+  await app.register(openAiUploadsRoutes, opts)
 }
 
 export default openAiRoutes

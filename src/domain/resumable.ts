@@ -172,7 +172,7 @@ export class ResumableUploads {
   /** OpenAI part: one segment of at most 64 MB, recorded once stored; no lease (parts are independent). */
   async addPart(tenant: string, id: string, body: AsyncIterable<Buffer>): Promise<SegmentRow & { created_at: string }> {
     const upload = await this.row(tenant, id)
-    if (upload.status !== 'receiving') throw notReceiving(upload)
+    if (upload.status !== 'receiving') throw uploadClosed(upload)
     const segmentId = randomUUID()
     const limit = Math.min(partMaxBytes, upload.bytes - upload.received)
     const bytes = await this.deps.staging.write(
@@ -184,7 +184,7 @@ export class ResumableUploads {
     // A part not recorded stays in the upload's staging prefix, removed with it when the upload settles.
     if (!added) throw uploadNotFound(id)
     if (added.outcome === 'too_large') throw partTooLarge(added.upload, added.upload.bytes - added.upload.received)
-    if (added.outcome !== 'added') throw notReceiving(added.upload)
+    if (added.outcome !== 'added') throw uploadClosed(added.upload)
     return added.part
   }
 
@@ -209,7 +209,7 @@ export class ResumableUploads {
       }
       if (lock.outcome === 'settled') {
         if (lock.upload.status === 'completed') return this.withFile(lock.upload)
-        throw notReceiving(lock.upload)
+        throw uploadClosed(lock.upload)
       }
       if (Date.now() > deadline) {
         throw new AppError('PROVIDER_TIMEOUT', { detail: 'The upload is still being completed; retry the complete' })
@@ -223,9 +223,9 @@ export class ResumableUploads {
     const cancelled = isUuid(id) ? await cancelResumableUpload(this.deps.store, tenant, id) : null
     if (!cancelled) throw uploadNotFound(id)
     const { upload } = cancelled
-    if (cancelled.outcome === 'processing') throw notReceiving(upload)
+    if (cancelled.outcome === 'processing') throw uploadClosed(upload)
     if (cancelled.outcome === 'cancelled') this.count(upload.protocol, 'cancelled')
-    else if (!forget && upload.status !== 'cancelled') throw notReceiving(upload)
+    else if (!forget && upload.status !== 'cancelled') throw uploadClosed(upload)
     await this.removeStaged(id)
     if (forget) await deleteSettledResumableUploads(this.deps.store, 1, id)
     return upload
@@ -307,7 +307,7 @@ export class ResumableUploads {
         extensions: { offset: Number(lock.upload.received) },
       })
     }
-    throw notReceiving(lock.upload)
+    throw uploadClosed(lock.upload)
   }
 
   /** One segment at the upload's offset, recorded under the lease (a body past the declared length is 413). */
@@ -439,15 +439,15 @@ const metaOf = (upload: ResumableRow): FileMeta => ({
 
 const uploadNotFound = (id: string) => errors.notFound(`No upload ${id.slice(0, 64)}`)
 
-/** Why an upload takes no more bytes: gone (410) when it expired or was cancelled, else 409. */
-function notReceiving(upload: ResumableRow): AppError {
-  if (upload.status === 'expired' || upload.status === 'cancelled') {
-    return new AppError('UPLOAD_GONE', {
+/** Why an upload takes no more bytes: 409 once completed; gone (410) when expired, cancelled or failed. */
+export function uploadClosed(upload: Pick<ResumableRow, 'status' | 'error'>): AppError {
+  if (upload.status === 'completed' || upload.status === 'processing') {
+    return new AppError('UPLOAD_NOT_PENDING', {
       detail: `The upload is ${upload.status}`,
       extensions: { status: upload.status },
     })
   }
-  return new AppError('UPLOAD_NOT_PENDING', {
+  return new AppError('UPLOAD_GONE', {
     detail: `The upload is ${upload.status}${upload.error ? ` (${upload.error})` : ''}`,
     extensions: { status: upload.status },
   })
