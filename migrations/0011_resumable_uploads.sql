@@ -210,6 +210,7 @@ language sql set timezone to 'UTC' as $$
     update resumable_uploads
        set lock_token = null, locked_until = null, updated_at = now(),
            status = case when status = 'processing' then 'receiving' else status end,
+           part_order = case when status = 'processing' then null else part_order end,
            error = coalesce(p_error, error), error_code = coalesce(p_error_code, error_code)
      where id = p_id and lock_token = p_token
     returning *
