@@ -52,6 +52,17 @@ function tusState(reply: FastifyReply, state: ResumableState): FastifyReply {
   return reply.header('cache-control', 'no-store')
 }
 
+/** The upload as JSON (POST's body, GET /v1/uploads/{id}). */
+const statusOf = ({ upload, file }: ResumableState) => ({
+  id: upload.id,
+  offset: Number(upload.received),
+  length: Number(upload.bytes),
+  status: upload.status as 'receiving' | 'processing' | 'completed' | 'failed',
+  file,
+  error: upload.error,
+  expires_at: new Date(upload.expires_at).toISOString(),
+})
+
 /** Expired, terminated or failed: no request can take the upload further (HEAD answers 410). */
 const isGone = ({ upload }: ResumableState) => !['receiving', 'processing', 'completed'].includes(upload.status)
 
@@ -82,12 +93,16 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
   app.options(
     '/v1/uploads',
     {
+      // tus discovery, behind the key like every /v1 route (tus clients do not need it; a browser's
+      // CORS preflight is answered before routing).
       schema: {
         operationId: 'tusOptions',
         tags: ['uploads'],
         summary: 'tus discovery: the version, extensions and largest size this server takes',
-        response: { 204: NoContent },
+        security: [{ bearerAuth: [] }],
+        response: { 204: NoContent, ...problems(401, 403, 429) },
       },
+      config: { auth: 'tenant' }, // scope: files:write (issue 30)
     },
     async (_request, reply) =>
       reply
@@ -115,7 +130,10 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
           'upload-length': Offset,
           'upload-metadata': Type.Optional(Type.String({ maxLength: 16 * 1024 })),
         }),
-        response: { 201: NoContent, ...problems(400, 401, 403, 404, 409, 412, 413, 415, 422, 429, 502, 503, 504, 507) },
+        response: {
+          201: { ...Type.Ref(UploadStatus), description: 'Created; the same upload as GET /v1/uploads/{id} answers' },
+          ...problems(400, 401, 403, 404, 409, 412, 413, 415, 422, 429, 502, 503, 504, 507),
+        },
       },
       config: { auth: 'tenant', tus: true }, // scope: files:write (issue 30)
     },
@@ -222,17 +240,8 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
     },
     async (request) => {
       const state = await app.resumable.get(request.auth.tenant, request.params.id)
-      const { upload, file } = state
-      if (isGone(state) && upload.status !== 'failed') throw uploadClosed(upload)
-      return {
-        id: upload.id,
-        offset: Number(upload.received),
-        length: Number(upload.bytes),
-        status: upload.status,
-        file,
-        error: upload.error,
-        expires_at: new Date(upload.expires_at).toISOString(),
-      }
+      if (isGone(state) && state.upload.status !== 'failed') throw uploadClosed(state.upload)
+      return statusOf(state)
     },
   )
 }

@@ -6,7 +6,7 @@
  * expiry, limits at creation, another tenant's 404, and nothing staged left behind.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, it, type TestContext } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import OpenAI, { toFile } from 'openai'
 import { auth, createTestDatabase, multipart, postgresSuiteSkip, type TestDatabase, testKeys } from '../helper.js'
 import {

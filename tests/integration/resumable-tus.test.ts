@@ -175,7 +175,7 @@ describe('tus uploads', { skip }, () => {
     })
     assert.equal(old.status, 412)
     assert.equal(old.headers.get('tus-version'), '1.0.0')
-    const options = await fetch(`${s.base}/v1/uploads`, { method: 'OPTIONS' })
+    const options = await fetch(`${s.base}/v1/uploads`, { method: 'OPTIONS', headers: auth(testKeys.alice) })
     assert.equal(options.status, 204)
     assert.match(String(options.headers.get('tus-extension')), /creation-with-upload/)
   })
