@@ -6,9 +6,9 @@
  * expiry, limits at creation, another tenant's 404, and nothing staged left behind.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import OpenAI, { toFile } from 'openai'
-import { auth, createTestDatabase, multipart, postgresSuiteSkip, type TestDatabase, testKeys } from '../helper.js'
+import { auth, multipart, postgresSuiteSkip, testKeys } from '../helper.js'
 import {
   content,
   md5,
@@ -18,16 +18,11 @@ import {
   serve,
   sha256,
   stagedSegments,
+  suiteDatabase,
 } from './resumable-support.js'
 
 const skip = await postgresSuiteSkip()
-let db: TestDatabase
-before(async () => {
-  if (!skip) db = await createTestDatabase()
-})
-after(async () => {
-  await db?.drop()
-})
+const db = suiteDatabase(skip)
 
 const clientOf = (s: Served, key: string, provider = 'kimi') =>
   new OpenAI({ apiKey: key, baseURL: `${s.base}/providers/${provider}/v1`, maxRetries: 0 })
@@ -62,7 +57,7 @@ async function staged(openai: OpenAI, bytes: Buffer, partBytes: number, filename
 
 describe('OpenAI Uploads on the facade', { skip }, () => {
   it('create, parts in any order, complete with md5: the bytes intact at the provider, the File answered', async (t) => {
-    const s = await serve(t, {}, db)
+    const s = await serve(t, {}, db())
     const openai = clientOf(s, testKeys.alice)
     const bytes = content(300 * 1024 + 11, 'openai-basic')
     const { upload, partIds } = await staged(openai, bytes, 100 * 1024)
@@ -92,7 +87,7 @@ describe('OpenAI Uploads on the facade', { skip }, () => {
   })
 
   it('N concurrent completes make one provider upload and answer the same File', async (t) => {
-    const s = await serve(t, {}, db)
+    const s = await serve(t, {}, db())
     const openai = clientOf(s, testKeys.alice)
     const bytes = content(200 * 1024, 'openai-concurrent')
     const { upload, partIds } = await staged(openai, bytes, 64 * 1024)
@@ -106,7 +101,7 @@ describe('OpenAI Uploads on the facade', { skip }, () => {
   })
 
   it('GET lists the parts received; parts whose total is not bytes, or a wrong md5, are 400 and the Upload stays pending', async (t) => {
-    const s = await serve(t, {}, db)
+    const s = await serve(t, {}, db())
     const openai = clientOf(s, testKeys.alice)
     const bytes = content(150 * 1024, 'openai-mismatch')
     const { upload, partIds } = await staged(openai, bytes, 50 * 1024)
@@ -133,7 +128,7 @@ describe('OpenAI Uploads on the facade', { skip }, () => {
   })
 
   it('dedup holds between POST /v1/files and an Upload', async (t) => {
-    const s = await serve(t, {}, db)
+    const s = await serve(t, {}, db())
     const openai = clientOf(s, testKeys.alice)
     const bytes = content(80 * 1024, 'openai-dedup')
     const form = multipart([
@@ -159,7 +154,7 @@ describe('OpenAI Uploads on the facade', { skip }, () => {
   })
 
   it('cancel: status cancelled, the parts removed, no part accepted after', async (t) => {
-    const s = await serve(t, {}, db)
+    const s = await serve(t, {}, db())
     const openai = clientOf(s, testKeys.alice)
     const { upload } = await staged(openai, content(100 * 1024, 'openai-cancel'), 60 * 1024)
     assert.equal((await stagedSegments(s.tmpDir)).length, 2)
@@ -173,7 +168,7 @@ describe('OpenAI Uploads on the facade', { skip }, () => {
   })
 
   it('refuses at create: over the provider cap (413, OpenAI error shape), over 8 GB always', async (t) => {
-    const s = await serve(t, {}, db)
+    const s = await serve(t, {}, db())
     const openai = clientOf(s, testKeys.alice, 'glm')
     const big = await failureOf(
       openai.uploads.create({
@@ -198,7 +193,7 @@ describe('OpenAI Uploads on the facade', { skip }, () => {
   })
 
   it("another tenant's Upload is 404 (parts, complete, cancel, get); a part past the declared bytes is 413", async (t) => {
-    const s = await serve(t, {}, db)
+    const s = await serve(t, {}, db())
     const { upload, partIds } = await staged(clientOf(s, testKeys.alice), content(1000, 'openai-tenant'), 1000)
     const bob = clientOf(s, testKeys.bob)
     assert.equal(
@@ -238,7 +233,7 @@ describe('OpenAI Uploads on the facade', { skip }, () => {
   })
 
   it('a failed provider upload leaves the Upload pending, and a retried complete succeeds', async (t) => {
-    const s = await serve(t, { RETRY_MAX_ATTEMPTS: '1' }, db)
+    const s = await serve(t, { RETRY_MAX_ATTEMPTS: '1' }, db())
     const openai = clientOf(s, testKeys.alice)
     const bytes = content(70 * 1024, 'openai-retry')
     const { upload, partIds } = await staged(openai, bytes, 70 * 1024)

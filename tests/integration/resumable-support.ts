@@ -7,11 +7,19 @@ import { createHash } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import type { TestContext } from 'node:test'
+import { after, before, type TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
 import * as tus from 'tus-js-client'
-import { build, type Fakes, fileDatabase, startFakes, type TestDatabase, tempDir } from '../helper.js'
+import {
+  build,
+  createTestDatabase,
+  type Fakes,
+  fileDatabase,
+  startFakes,
+  type TestDatabase,
+  tempDir,
+} from '../helper.js'
 
 export const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
 export const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex')
@@ -25,6 +33,18 @@ export function content(size: number, seed: string): Buffer {
     block = createHash('sha256').update(block).digest()
   }
   return out
+}
+
+/** One database for a test file (made before its tests, dropped after them); none while `skip`. */
+export function suiteDatabase(skip: false | string): () => TestDatabase {
+  let db: TestDatabase | undefined
+  before(async () => {
+    if (!skip) db = await createTestDatabase()
+  })
+  after(async () => {
+    await db?.drop()
+  })
+  return () => db as TestDatabase
 }
 
 export interface Served {

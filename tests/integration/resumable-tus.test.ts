@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict'
 import { request } from 'node:http'
-import { after, before, describe, it, type TestContext } from 'node:test'
-import { auth, createTestDatabase, multipart, postgresSuiteSkip, type TestDatabase, testKeys } from '../helper.js'
+import { describe, it, type TestContext } from 'node:test'
+import { auth, multipart, postgresSuiteSkip, testKeys } from '../helper.js'
 import {
   content,
   metricValue,
@@ -17,21 +17,16 @@ import {
   serve,
   sha256,
   stagedSegments,
+  suiteDatabase,
   tusHeaders,
   tusMetadata,
   tusUpload,
 } from './resumable-support.js'
 
 const skip = await postgresSuiteSkip()
-let db: TestDatabase
-before(async () => {
-  if (!skip) db = await createTestDatabase()
-})
-after(async () => {
-  await db?.drop()
-})
+const db = suiteDatabase(skip)
 
-const served = (t: TestContext, env: Record<string, string> = {}) => serve(t, env, db)
+const served = (t: TestContext, env: Record<string, string> = {}) => serve(t, env, db())
 
 async function create(s: Served, key: string, length: number, fields: Record<string, string>) {
   const res = await fetch(`${s.base}/v1/uploads`, {
