@@ -34,7 +34,7 @@ export const layerRules: ReadonlyArray<{ layer: Layer; match: RegExp }> = [
   { layer: 'domain', match: /^src\/domain\// },
   { layer: 'store', match: /^src\/store\// },
   { layer: 'providers', match: /^src\/providers\// },
-  { layer: 'originals', match: /^src\/originals\// },
+  { layer: 'originals', match: /^src\/(originals|staging)\// },
   { layer: 'config', match: /^src\/config\.ts$/ },
   { layer: 'kernel', match: /^src\/(errors|schemas|spans|metrics|file-batches)\.ts$/ },
   { layer: 'tools', match: /^(scripts|bench)\// },

@@ -17,6 +17,7 @@ import limitsRoutes from '../routes/limits/index.js'
 import metricsRoutes from '../routes/metrics/index.js'
 import openAiRoutes, { sendOpenAiError } from '../routes/openai/index.js'
 import { ProblemSchema } from '../routes/schemas.js'
+import uploadsRoutes from '../routes/uploads/index.js'
 import type { Config } from './config.js'
 import { errors } from './errors.js'
 import { createMetrics, type Metrics } from './metrics.js'
@@ -177,6 +178,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(healthRoutes)
   await app.register(metricsRoutes)
   await app.register(filesRoutes, { config })
+  await app.register(uploadsRoutes, { config })
   await app.register(limitsRoutes)
   await app.register(cleanupRoutes)
   await app.register(openAiRoutes, { config })

@@ -144,6 +144,11 @@ export const EnvSchema = Type.Object({
   S3_SECRET_ACCESS_KEY: OptionalString('secret of S3_ACCESS_KEY_ID'),
   S3_FORCE_PATH_STYLE: Type.Boolean({ default: false, description: 'bucket in the path (MinIO, Supabase)' }),
   ORIGINALS_GRACE_MINUTES: Int(60, 0, 'an unreferenced original or staging object is removed after this long'),
+  RESUMABLE_TTL_SECONDS: Int(
+    86_400,
+    1,
+    'an unfinished resumable upload (tus, OpenAI Uploads) expires this long after its creation; OpenAI Uploads after one hour at most',
+  ),
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -223,6 +228,8 @@ export interface Config {
   tenantQuotas: TenantQuotas
   /** ORIGINALS_URL and its S3 settings; undefined = originals are not kept. */
   originals: (OriginalsOptions & { graceMinutes: number }) | undefined
+  /** Resumable uploads: how long an unfinished one lives (RESUMABLE_TTL_SECONDS). */
+  resumable: { ttlSeconds: number }
 }
 
 export class ConfigError extends Error {
@@ -504,5 +511,6 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     },
     tenantQuotas,
     originals: originalsOf(env),
+    resumable: { ttlSeconds: env.RESUMABLE_TTL_SECONDS },
   }
 }

@@ -18,6 +18,11 @@ export const errorCatalog = {
   FORBIDDEN: { status: 403, title: 'Not allowed for this key' },
   NOT_FOUND: { status: 404, title: 'Not found' },
   REQUEST_TIMEOUT: { status: 408, title: 'The request was not received in time' },
+  UPLOAD_OFFSET_MISMATCH: { status: 409, title: "The offset is not the upload's current offset" },
+  UPLOAD_NOT_PENDING: { status: 409, title: 'The upload takes no more bytes' },
+  UPLOAD_GONE: { status: 410, title: 'The upload expired or was terminated' },
+  TUS_VERSION_UNSUPPORTED: { status: 412, title: 'The tus protocol version is not supported' },
+  UPLOAD_LOCKED: { status: 423, title: 'Another request is writing to this upload' },
   CONTENT_UNAVAILABLE: { status: 409, title: 'The provider has no content for this file' },
   ORIGINAL_UNAVAILABLE: { status: 409, title: 'The original of this file is not kept' },
   FILE_TOO_LARGE: { status: 413, title: 'File exceeds the provider limit' },
@@ -45,6 +50,7 @@ export type ErrorCode = keyof typeof errorCatalog
  */
 const defaultRetryAfterSeconds: Partial<Record<ErrorCode, number>> = {
   RATE_LIMITED: 60,
+  UPLOAD_LOCKED: 1,
   PROVIDER_RATE_LIMITED: 5,
   PROVIDER_UNAVAILABLE: 30,
   SHUTTING_DOWN: 5,

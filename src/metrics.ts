@@ -20,6 +20,8 @@ export type OriginalWriteOutcome = 'created' | 'existing' | 'failed'
 /** A heal (`ensure`, reconcile): the copy was still there, was remade, could not be (no original), or failed. */
 export type HealOutcome = 'present' | 'healed' | 'unavailable' | 'failed'
 export type CopyOutcome = 'created' | 'deduplicated' | 'failed'
+/** What became of a resumable upload (tus, OpenAI Uploads): each counted once, when it happens. */
+export type ResumableOutcome = 'created' | 'completed' | 'deduplicated' | 'failed' | 'cancelled' | 'expired'
 
 /** The live-usage gauges are read from the database at most this often, whatever the scrape rate. */
 export const usageRefreshMs = 5_000
@@ -186,6 +188,12 @@ export function createMetrics() {
       name: 'filegate_copies_total',
       help: 'Copies of a file made at another provider from its original, by target provider and outcome',
       labelNames: ['provider', 'outcome'] as const,
+      registers: r,
+    }),
+    resumableUploads: new Counter({
+      name: 'filegate_resumable_uploads_total',
+      help: 'Resumable uploads by protocol (tus, openai) and outcome (created, completed, deduplicated, failed, cancelled, expired)',
+      labelNames: ['protocol', 'outcome'] as const,
       registers: r,
     }),
     httpDuration: new Histogram({

@@ -33,6 +33,14 @@ export const openApiDocument = {
   tags: [
     { name: 'files', description: 'Upload, list, read and delete files' },
     { name: 'limits', description: 'Provider limits and usage' },
+    {
+      name: 'uploads',
+      description:
+        'Resumable uploads over tus 1.0 (tus.io/protocols/resumable-upload: creation, creation-with-upload, ' +
+        'expiration, termination). Each request but OPTIONS sends Tus-Resumable: 1.0.0; the state travels in ' +
+        'headers (Upload-Offset, Upload-Length, Upload-Expires, Location, Filegate-File-Id), which the operations ' +
+        'below describe. GET /v1/uploads/{id} is the same upload as JSON. docs/uploads.md has examples.',
+    },
     { name: 'admin', description: 'Admin-only operations' },
     { name: 'probes', description: 'Health, readiness and metrics' },
     {

@@ -17,6 +17,7 @@ import { type AppError, type ErrorCode, errorHeaders, errors } from '../../src/e
 import { sendContent } from '../content-reply.js'
 import { handleUpload, openAiExpires, openAiFields, skipBodyValidation } from '../intake.js'
 import { SafeText } from '../schemas.js'
+import openAiUploadsRoutes from './uploads.js'
 
 const OpenAiFile = Type.Object(
   {
@@ -293,6 +294,8 @@ const openAiRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app, 
       return sendContent(reply, row.filename, content)
     },
   )
+
+  await app.register(openAiUploadsRoutes, opts)
 }
 
 export default openAiRoutes

@@ -7,6 +7,7 @@ import pino from 'pino'
 import type { Config } from '../config.js'
 import { CleanupService } from '../domain/cleanup.js'
 import { FileService } from '../domain/files.js'
+import { createResumableUploads } from '../domain/resumable.js'
 import { createMetrics } from '../metrics.js'
 import { createOriginalsStore, type OriginalsStore } from '../originals/index.js'
 import { createProviderRegistry, type ProviderRegistry } from '../providers/registry.js'
@@ -46,6 +47,7 @@ export async function openServices(config: Config, logLevel: string): Promise<Cl
       log,
       originals,
       healer: files.healer,
+      resumable: createResumableUploads({ store, originals, files, metrics, config, log }),
     })
     const registry = providers
     const kept = originals

@@ -24,6 +24,7 @@ import type { DeletionDeps } from './deletion.js'
 import type { FileRow } from './file-record.js'
 import type { Healer } from './heal.js'
 import { OriginalsSweep } from './originals-sweep.js'
+import type { ResumableUploads } from './resumable.js'
 import { BatchSweep, dryRunIdCap, mapBounded, noteCandidates, type ProviderTally, tally } from './sweep-batches.js'
 
 export type { ProviderTally } from './sweep-batches.js'
@@ -33,9 +34,17 @@ export { mapBounded } from './sweep-batches.js'
  * In the order they run: stuck feeds orphaned (failed rows), every job feeds provider_deletes, and
  * originals last (an original goes once its rows' provider deletes are done).
  */
-export const cleanupJobs = ['stuck', 'expired', 'orphaned', 'reconcile', 'provider_deletes', 'originals'] as const
+export const cleanupJobs = [
+  'stuck',
+  'expired',
+  'orphaned',
+  'reconcile',
+  'provider_deletes',
+  'originals',
+  'resumable',
+] as const
 export type CleanupJob = (typeof cleanupJobs)[number]
-export const defaultJobs: CleanupJob[] = ['stuck', 'expired', 'orphaned', 'provider_deletes']
+export const defaultJobs: CleanupJob[] = ['stuck', 'expired', 'orphaned', 'provider_deletes', 'resumable']
 
 /** The jobs the scheduler (and POST /v1/cleanup without `jobs`) runs: `originals` too when they are kept. */
 export const jobsByDefault = (originalsKept: boolean): CleanupJob[] =>
@@ -78,6 +87,8 @@ export interface CleanupDeps {
   originals?: OriginalsStore | undefined
   /** Heals rows whose provider copy vanished, when their original is kept (reconcile). */
   healer?: Healer | undefined
+  /** Resumable uploads: the `resumable` job expires them and removes their staged bytes. */
+  resumable?: ResumableUploads | undefined
 }
 
 const leaseTtlSeconds = 120
@@ -155,6 +166,7 @@ export class CleanupService {
   private async sweep(job: CleanupJob, options: CleanupOptions, report: JobReport, leaseName: string): Promise<void> {
     if (job === 'reconcile') return this.reconcile(options, report)
     if (job === 'originals') return this.sweepOriginals(options, report, leaseName)
+    if (job === 'resumable') return this.sweepResumable(options, report, leaseName)
     const { store, config, metrics, deletion } = this.deps
     if (options.dryRun) {
       const candidates = await findSweepCandidates(store, job, config.cleanup, options.limit ?? dryRunIdCap)
@@ -191,6 +203,21 @@ export class CleanupService {
       },
       options,
     ).run(report.providers)
+  }
+
+  /** Expired resumable uploads, and the staged bytes and rows of settled ones (tallied per protocol). */
+  private async sweepResumable(options: CleanupOptions, report: JobReport, leaseName: string): Promise<void> {
+    const { store, config, resumable } = this.deps
+    if (!resumable) return
+    await resumable.sweep(
+      {
+        dryRun: options.dryRun,
+        limit: options.limit,
+        batchSize: config.cleanup.batchSize,
+        renewLease: () => acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds),
+      },
+      (protocol) => tally(report.providers, protocol),
+    )
   }
 
   /**

@@ -3,8 +3,10 @@
  * domain/reception.ts), reads (domain/reads.ts), deletes (domain/deletion.ts) and limits
  * (domain/limits.ts), over one store, one provider registry and one set of settle waiters.
  */
+import { createHash, type Hash } from 'node:crypto'
+import { Readable } from 'node:stream'
 import type { Config } from '../config.js'
-import { errors, isAppError } from '../errors.js'
+import { AppError, errors, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import type { OriginalsStore } from '../originals/index.js'
 import { isProviderError } from '../providers/errors.js'
@@ -27,12 +29,13 @@ import {
   readRowByProviderId,
   refreshProviderState,
 } from './reads.js'
-import { UploadReception, type UploadRequest } from './reception.js'
+import { type StagedBody, type UploadForm, UploadReception, type UploadRequest } from './reception.js'
 import { SettleWaiters } from './settle-waiters.js'
 import { planUpload, type UploadPlan } from './upload-plan.js'
-import { type UploadResult, Uploads } from './uploads.js'
+import { type FileMeta, type UploadResult, Uploads } from './uploads.js'
 
 export type { FileContent, ListQuery } from './reads.js'
+export type { StagedBody } from './reception.js'
 export type { FileMeta, UploadResult } from './uploads.js'
 
 export interface FileServiceDeps {
@@ -81,6 +84,46 @@ export class FileService {
     const { originals, metrics } = this.deps
     const keeping = originals ? { originals, metrics } : undefined
     return new UploadReception(this.uploads, (r) => this.plan(r), this.deps.config, request, keeping)
+  }
+
+  /**
+   * Uploads a resumable upload's staged bytes the way a multipart body goes: with its SHA-256
+   * declared, a live duplicate answers before a byte is read; otherwise the bytes are taken in by
+   * the same reception (spooled under the provider's limit, hashed, the declared hash checked, the
+   * original staged beside them), OpenAI's md5 checked before any provider hears of them, then
+   * claimed, put and settled.
+   */
+  uploadStaged(tenant: string, upload: StagedUpload, body: StagedBody): Promise<UploadResult> {
+    return this.trackActive(async () => {
+      const { meta } = upload
+      const plan = this.plan({ provider: upload.provider, purpose: upload.purpose, filename: meta.filename })
+      const hit = body.sha256 ? await this.uploads.liveDuplicate(tenant, plan, body.sha256, body.bytes) : undefined
+      if (hit) {
+        body.stream.destroy()
+        return hit
+      }
+      const form: UploadForm = {
+        provider: upload.provider,
+        purpose: upload.purpose,
+        filename: meta.filename,
+        meta: () => meta,
+      }
+      const reception = this.receive({ tenant, declaredSha256: body.sha256, contentLength: undefined })
+      const md5 = body.md5 ? createHash('md5') : undefined
+      try {
+        await reception.takeFile(form, md5 ? Readable.from(hashedBy(md5, body.stream)) : body.stream)
+        const actual = md5?.digest('hex')
+        if (body.md5 && actual !== body.md5.toLowerCase()) {
+          throw new AppError('CHECKSUM_MISMATCH', {
+            detail: 'The parts, in the order given, do not match the md5',
+            extensions: { declared: body.md5, actual },
+          })
+        }
+        return await reception.finish(form)
+      } finally {
+        await reception.dispose()
+      }
+    })
   }
 
   /** Counts a refusal made before any provider was involved (a validation failure, by its code). */
@@ -184,5 +227,20 @@ export class FileService {
   /** Refreshes the live-usage gauges (called on scrape). */
   refreshUsageGauges(): Promise<void> {
     return refreshUsageGauges(this.limitsDeps, this.deps.metrics)
+  }
+}
+
+/** What a resumable upload was created with: where it goes and the file's metadata. */
+export interface StagedUpload {
+  provider: string
+  purpose: string | undefined
+  meta: FileMeta
+}
+
+/** `source`, unchanged, each chunk also fed to `hash`. */
+async function* hashedBy(hash: Hash, source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    hash.update(chunk)
+    yield chunk
   }
 }

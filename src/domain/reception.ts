@@ -24,6 +24,18 @@ export interface UploadForm {
   meta(): FileMeta
 }
 
+/** The bytes of a resumable upload, as its staging area yields them, and what the client declared of them. */
+export interface StagedBody {
+  /** The segments in order, as one stream (read once). */
+  stream: Readable
+  /** The declared size, which the segments add up to. */
+  bytes: number
+  /** Declared before the bytes (tus metadata `sha256`): a live duplicate answers unread; checked once read. */
+  sha256?: string | undefined
+  /** OpenAI's `md5` on complete: checked once read, before any provider hears of the upload. */
+  md5?: string | undefined
+}
+
 /** What the request says about its body before the form is read. */
 export interface UploadRequest {
   tenant: string
@@ -109,7 +121,7 @@ export class UploadReception {
     const { declaredSha256, tenant } = this.request
     if (declaredSha256 && stored.sha256 !== declaredSha256) {
       throw new AppError('CHECKSUM_MISMATCH', {
-        detail: 'The content does not match X-Content-SHA256',
+        detail: "The content does not match its declared sha256 (X-Content-SHA256, or the upload's sha256)",
         extensions: { declared: declaredSha256, actual: stored.sha256 },
       })
     }

@@ -157,6 +157,20 @@ export class Uploads {
     }
   }
 
+  /**
+   * A live copy of `sha256` for the plan's candidates, answered as a dedup hit (counted), or
+   * undefined: a body whose hash is declared up front need not be read when one exists.
+   */
+  async liveDuplicate(
+    tenant: string,
+    plan: UploadPlan,
+    sha256: string,
+    bytes: number,
+  ): Promise<UploadResult | undefined> {
+    const hit = await this.findLiveDuplicate(tenant, candidatesFor(plan, bytes), sha256)
+    return hit ? this.dedupHit(hit, bytes) : undefined
+  }
+
   private pendingOriginal(
     tenant: string,
     sha256: string,
@@ -481,7 +495,7 @@ function verifyStreamed(
   return counter.bytes
 }
 
-const tenantQuotaExceeded = (provider: string, usage: QuotaUsage, bytes: number) =>
+export const tenantQuotaExceeded = (provider: string, usage: QuotaUsage, bytes: number) =>
   new AppError('TENANT_QUOTA_EXCEEDED', {
     detail: `This upload (${bytes} bytes) would exceed your quota at ${provider} (${usage.max_files ?? '∞'} files, ${usage.max_bytes ?? '∞'} bytes); delete files to make room`,
     extensions: {

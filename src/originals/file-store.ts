@@ -11,6 +11,7 @@ import { access, constants, link, mkdir, readdir, rm, stat } from 'node:fs/promi
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { directorySegments } from '../staging/segments.js'
 import {
   checkKey,
   checkTenant,
@@ -175,6 +176,7 @@ export function createFileOriginalsStore(root: string): OriginalsStore {
       if (!stagingIdPattern.test(id)) throw new TypeError('invalid staging id')
       await rm(stagingPath(id), { force: true })
     },
+    segments: directorySegments(join(root, '.resumable')),
     async ping() {
       await ensureRoot()
       await access(root, constants.W_OK)

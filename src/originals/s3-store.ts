@@ -32,6 +32,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3'
 import { fileBatchBytes, returnBatch, takeBatch, writeAll } from '../file-batches.js'
+import { checkSegmentKey, checkSegmentPrefix } from '../staging/segments.js'
 import {
   checkKey,
   checkTenant,
@@ -243,6 +244,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
   const Bucket = options.bucket
   const base = options.prefix ? `${options.prefix}/` : ''
   const stagingBase = `${base}.staging/`
+  const segmentsBase = `${base}.resumable/`
   const objectKey = (key: OriginalKey) => `${base}${checkKey(key).tenant}/${key.sha256}`
 
   async function head(Key: string): Promise<number | null> {
@@ -572,6 +574,23 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     async removeStaging(id) {
       if (!stagingIdPattern.test(id)) throw new TypeError('invalid staging id')
       await client.send(new DeleteObjectCommand({ Bucket, Key: `${stagingBase}${id}` }))
+    },
+    segments: {
+      async put(key, body) {
+        const count = new StagingCount()
+        await putStreamed(`${segmentsBase}${checkSegmentKey(key)}`, count.pass(body))
+        return count.bytes
+      },
+      async get(key) {
+        const out = await client.send(new GetObjectCommand({ Bucket, Key: `${segmentsBase}${checkSegmentKey(key)}` }))
+        return out.Body as Readable
+      },
+      async removeAll(prefix) {
+        const under = `${segmentsBase}${checkSegmentPrefix(prefix)}/`
+        for await (const item of listKeys(under)) {
+          await client.send(new DeleteObjectCommand({ Bucket, Key: `${under}${item.key}` }))
+        }
+      },
     },
     async ping() {
       await client.send(new HeadBucketCommand({ Bucket }))

@@ -10,6 +10,7 @@
  * disk, the bucket) is never delivered whole to a client or a provider.
  */
 import type { Readable } from 'node:stream'
+import type { SegmentObjects } from '../staging/segments.js'
 
 export interface OriginalKey {
   tenant: string
@@ -70,6 +71,11 @@ export interface OriginalsStore {
   /** Staging objects (a crash between write and commit leaves them), removed after a grace. */
   listStaging(): AsyncIterable<StagingObject>
   removeStaging(id: string): Promise<void>
+  /**
+   * The pieces of resumable uploads while they arrive (`.resumable/<upload>/<segment>`), so that an
+   * upload begun on one replica continues on another.
+   */
+  readonly segments: SegmentObjects
   /** A cheap round trip that proves the store answers (readiness). */
   ping(): Promise<void>
   close(): Promise<void>

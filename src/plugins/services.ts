@@ -4,12 +4,15 @@ import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
 import { CleanupService } from '../domain/cleanup.js'
 import { FileService } from '../domain/files.js'
+import { createResumableUploads, type ResumableUploads } from '../domain/resumable.js'
 import { atMostEvery, usageRefreshMs } from '../metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     files: FileService
     cleanup: CleanupService
+    /** Resumable uploads (tus at /v1/uploads, OpenAI Uploads on the facade). */
+    resumable: ResumableUploads
   }
 }
 
@@ -23,6 +26,15 @@ export default fp(
       originals: app.originals,
     })
     app.decorate('files', files)
+    const resumable = createResumableUploads({
+      store: app.store,
+      originals: app.originals,
+      files,
+      metrics: app.metrics,
+      config: opts.config,
+      log: app.log,
+    })
+    app.decorate('resumable', resumable)
     app.decorate(
       'cleanup',
       new CleanupService({
@@ -34,6 +46,7 @@ export default fp(
         log: app.log,
         originals: app.originals,
         healer: files.healer,
+        resumable,
       }),
     )
 

@@ -12,6 +12,7 @@
 import { DOCS_READ_ON, MB, type ProviderFacts } from './catalog.js'
 
 const CREATE = 'https://platform.openai.com/docs/api-reference/files/create'
+const UPLOADS = 'https://platform.openai.com/docs/api-reference/uploads/create'
 const CONTENT = 'https://platform.openai.com/docs/api-reference/files/retrieve-contents'
 const VISION_FT = 'https://platform.openai.com/docs/guides/vision-fine-tuning'
 const ERRORS = 'https://platform.openai.com/docs/guides/error-codes'
@@ -30,9 +31,10 @@ export function openAiFacts(baseUrl = 'https://api.openai.com/v1'): ProviderFact
   return {
     kind: 'openai',
     baseUrl,
-    // "Individual files can be up to 512 MB."
-    maxFileBytes: 512 * MB,
-    documentedMaxFileBytes: 512 * MB,
+    // "Individual files can be up to 512 MB" in one request; larger ones go through the Uploads API
+    // (openai-uploads.ts): "an Upload can accept at most 8 GB in total" (API reference, Uploads: create).
+    maxFileBytes: 8 * 1024 * MB,
+    documentedMaxFileBytes: 8 * 1024 * MB,
     maxFiles: null,
     // "Each project can store up to 2.5 TB of files in total" (an API key belongs to one project).
     maxTotalBytes: 2.5 * 1024 * 1024 * MB,
@@ -56,7 +58,11 @@ export function openAiFacts(baseUrl = 'https://api.openai.com/v1'): ProviderFact
       },
       evals: { extensions: ['jsonl'], content: false, source: CREATE, note: notDownloadable('evals') },
     },
-    docs: { region: 'api.openai.com', readOn: DOCS_READ_ON, sources: [CREATE, CONTENT, VISION_FT, ERRORS, DOWNLOADS] },
+    docs: {
+      region: 'api.openai.com',
+      readOn: DOCS_READ_ON,
+      sources: [CREATE, UPLOADS, CONTENT, VISION_FT, ERRORS, DOWNLOADS],
+    },
     // "The number of seconds after the anchor time that the file will expire. Must be between 3600
     // (1 hour) and 2592000 (30 days)."
     expiresAfter: { minSeconds: 3600, maxSeconds: 2_592_000, source: CREATE },

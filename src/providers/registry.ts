@@ -17,6 +17,7 @@ import { geminiWire } from './gemini.js'
 import { glmDialect } from './glm.js'
 import { kimiDialect } from './kimi.js'
 import { openAiCompatibleDialect, openAiNativeDialect } from './openai-compatible.js'
+import { openAiUploadsWire } from './openai-uploads.js'
 import type { ProviderAdapter, ProviderConfig, ProviderEvents } from './types.js'
 
 export interface ProviderRegistry {
@@ -46,6 +47,9 @@ export function dialectOf(config: ProviderConfig & { kind: keyof typeof provider
 /** The wire of one provider: Gemini's own client, else the shared files client in the provider's dialect. */
 export function wireOf(config: ProviderConfig): WireKind {
   if (config.kind === 'gemini') return geminiWire
+  // OpenAI's own API (the kind with its documented expiry): files over 512 MB go through its Uploads API.
+  if (config.kind === 'openai' && config.expiresAfter)
+    return openAiUploadsWire(openAiNativeDialect(config.expiresAfter))
   return filesClientWire(dialectOf({ ...config, kind: config.kind }))
 }
 

@@ -543,3 +543,239 @@ export function completeHeal(
 export function reconcileVanishedFile(store: StorePort, heal: HealRef): Promise<FileRow> {
   return store.call('reconcile_vanished_file', { p_id: heal.id, p_heal_token: heal.healToken })
 }
+
+// ---- resumable uploads -----------------------------------------------------------------------
+
+export type ResumableProtocol = 'tus' | 'openai'
+export type ResumableStatus = 'receiving' | 'processing' | 'completed' | 'failed' | 'cancelled' | 'expired'
+
+/** A segment of a resumable upload's staged bytes: a tus PATCH's, or an OpenAI part's. */
+export interface SegmentRow {
+  id: string
+  bytes: number
+  /** tus: the offset it starts at; null for OpenAI parts (ordered by the complete call). */
+  position?: number | null
+  created_at?: string
+}
+
+/** One resumable upload as the database keeps it (migration 0011). */
+export interface ResumableRow {
+  id: string
+  tenant_id: string
+  protocol: ResumableProtocol
+  provider: string
+  purpose: string | null
+  filename: string
+  mime_type: string
+  bytes: number
+  received: number
+  metadata: Record<string, unknown>
+  file_expires_in: number | null
+  sha256: string | null
+  status: ResumableStatus
+  file_id: string | null
+  error: string | null
+  error_code: string | null
+  created_at: string
+  updated_at: string
+  expires_at: string
+  /** Another holder's lease (a PATCH, a completion) is live. */
+  locked: boolean
+  locked_until: string | null
+  segments?: SegmentRow[]
+}
+
+export interface ResumableCreateArgs {
+  tenantId: string
+  protocol: ResumableProtocol
+  provider: string
+  purpose: string | undefined
+  filename: string
+  mimeType: string
+  bytes: number
+  metadata: Record<string, unknown>
+  fileExpiresIn: number | undefined
+  sha256: string | undefined
+  ttlSeconds: number
+  tenantMaxFiles: number | null
+  tenantMaxBytes: number | null
+}
+
+export type ResumableCreation =
+  | { outcome: 'created'; upload: ResumableRow }
+  | ({ outcome: 'tenant_quota_exceeded' } & QuotaUsage)
+
+/** Creates a resumable upload, its declared bytes counted against the tenant's quota with what it has staged. */
+export function createResumableUpload(store: StorePort, a: ResumableCreateArgs): Promise<ResumableCreation> {
+  return traced(store, 'filegate.resumable.create', outcome, 'create_resumable_upload', {
+    p_tenant_id: a.tenantId,
+    p_protocol: a.protocol,
+    p_provider: a.provider,
+    p_purpose: a.purpose,
+    p_filename: a.filename,
+    p_mime_type: a.mimeType,
+    p_bytes: a.bytes,
+    p_metadata: a.metadata,
+    p_file_expires_in: a.fileExpiresIn,
+    p_sha256: a.sha256,
+    p_ttl_seconds: a.ttlSeconds,
+    p_tenant_max_files: a.tenantMaxFiles ?? undefined,
+    p_tenant_max_bytes: a.tenantMaxBytes ?? undefined,
+  })
+}
+
+/** The tenant's upload with its segments; null when it has none of that id. */
+export function getResumableUpload(store: StorePort, tenantId: string, id: string): Promise<ResumableRow | null> {
+  return store.call('get_resumable_upload', { p_tenant_id: tenantId, p_id: id })
+}
+
+export type ResumableLock =
+  | { outcome: 'locked'; token: string; upload: ResumableRow }
+  | { outcome: 'busy' | 'offset_mismatch' | 'settled'; upload: ResumableRow }
+
+/** Takes the upload's lease (a tus PATCH at `offset`, or a completion); null when the tenant has no such upload. */
+export function lockResumableUpload(
+  store: StorePort,
+  a: { tenantId: string; id: string; leaseSeconds: number; offset?: number },
+): Promise<ResumableLock | null> {
+  return traced(store, 'filegate.resumable.lock', outcome, 'lock_resumable_upload', {
+    p_tenant_id: a.tenantId,
+    p_id: a.id,
+    p_lease_seconds: a.leaseSeconds,
+    p_offset: a.offset,
+  })
+}
+
+export interface ResumableLease {
+  id: string
+  token: string
+}
+
+export function renewResumableLock(store: StorePort, lease: ResumableLease, leaseSeconds: number): Promise<boolean> {
+  return store.call('renew_resumable_lock', { p_id: lease.id, p_token: lease.token, p_lease_seconds: leaseSeconds })
+}
+
+/** Lets go of the lease; a completion that failed goes back to receiving, its error noted. */
+export function releaseResumableLock(
+  store: StorePort,
+  lease: ResumableLease,
+  failure?: { error: string; code: string },
+): Promise<ResumableRow | null> {
+  return store.call('release_resumable_lock', {
+    p_id: lease.id,
+    p_token: lease.token,
+    p_error: failure?.error,
+    p_error_code: failure?.code,
+  })
+}
+
+/** Records a tus segment at the current offset under the lease; null when the lease was lost. */
+export function appendResumableSegment(
+  store: StorePort,
+  lease: ResumableLease,
+  segment: { id: string; bytes: number },
+  keepLock: boolean,
+): Promise<ResumableRow | null> {
+  return traced(store, 'filegate.resumable.append', rows, 'append_resumable_segment', {
+    p_id: lease.id,
+    p_token: lease.token,
+    p_segment_id: segment.id,
+    p_bytes: segment.bytes,
+    p_keep_lock: keepLock,
+  })
+}
+
+export type PartAddition =
+  | { outcome: 'added'; part: SegmentRow & { created_at: string } }
+  | { outcome: 'too_large' | 'processing' | 'settled'; upload: ResumableRow }
+
+/** Records an OpenAI part; null when the tenant has no such upload. */
+export function addResumablePart(
+  store: StorePort,
+  a: { tenantId: string; id: string; segmentId: string; bytes: number },
+): Promise<PartAddition | null> {
+  return traced(store, 'filegate.resumable.part', outcome, 'add_resumable_part', {
+    p_tenant_id: a.tenantId,
+    p_id: a.id,
+    p_segment_id: a.segmentId,
+    p_bytes: a.bytes,
+  })
+}
+
+export type CompletionStart =
+  | { outcome: 'processing'; segments: SegmentRow[]; upload: ResumableRow }
+  | { outcome: 'invalid'; reason: string }
+  | { outcome: 'lost' }
+
+/** Under the lease: the segments to read in order (OpenAI: `partIds`' order), the upload processing. */
+export function beginResumableCompletion(
+  store: StorePort,
+  lease: ResumableLease,
+  partIds: string[] | undefined,
+): Promise<CompletionStart> {
+  return traced(store, 'filegate.resumable.complete', outcome, 'begin_resumable_completion', {
+    p_id: lease.id,
+    p_token: lease.token,
+    // An object, not an array: the Postgres drivers would send a JS array as a Postgres array.
+    p_part_ids: partIds === undefined ? undefined : { ids: partIds },
+  })
+}
+
+export function finishResumableUpload(
+  store: StorePort,
+  lease: ResumableLease,
+  fileId: string,
+): Promise<ResumableRow | null> {
+  return store.call('finish_resumable_upload', { p_id: lease.id, p_token: lease.token, p_file_id: fileId })
+}
+
+export function failResumableUpload(
+  store: StorePort,
+  lease: ResumableLease,
+  failure: { error: string; code: string },
+): Promise<ResumableRow | null> {
+  return store.call('fail_resumable_upload', {
+    p_id: lease.id,
+    p_token: lease.token,
+    p_error: failure.error,
+    p_error_code: failure.code,
+  })
+}
+
+export type ResumableCancel = { outcome: 'cancelled' | 'processing' | 'settled'; upload: ResumableRow }
+
+export function cancelResumableUpload(store: StorePort, tenantId: string, id: string): Promise<ResumableCancel | null> {
+  return store.call('cancel_resumable_upload', { p_tenant_id: tenantId, p_id: id })
+}
+
+export interface ResumableRemovals {
+  /** The protocol of each upload the claim expired. */
+  expired: ResumableProtocol[]
+  claimed: Array<{ id: string; token: string; protocol: ResumableProtocol; status: ResumableStatus }>
+}
+
+/** Expires what ran out and claims settled uploads whose staged bytes are still there. */
+export function claimResumableRemovals(
+  store: StorePort,
+  a: { limit: number; leaseSeconds: number },
+): Promise<ResumableRemovals> {
+  return store.call('claim_resumable_removals', { p_limit: a.limit, p_lease_seconds: a.leaseSeconds })
+}
+
+/** What the resumable job would remove now, read only (the dry run). */
+export function findResumableRemovals(
+  store: StorePort,
+  limit: number,
+): Promise<Array<{ id: string; protocol: ResumableProtocol; status: ResumableStatus }>> {
+  return store.call('find_resumable_removals', { p_limit: limit })
+}
+
+/** The upload's staged bytes are removed: its segments are forgotten. False when it is not settled. */
+export function forgetResumableSegments(store: StorePort, lease: { id: string; token?: string }): Promise<boolean> {
+  return store.call('forget_resumable_segments', { p_id: lease.id, p_token: lease.token })
+}
+
+/** Drops settled rows past their expiry whose staged bytes are gone (or `id` at once); how many. */
+export function deleteSettledResumableUploads(store: StorePort, limit: number, id?: string): Promise<number> {
+  return store.call('delete_settled_resumable_uploads', { p_limit: limit, p_id: id })
+}

@@ -668,8 +668,122 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     })
   }
 
+  /**
+   * OpenAI's Uploads API (platform.openai.com/docs/api-reference/uploads): create
+   * `{bytes, filename, mime_type, purpose}` → the Upload (`status: "pending"`); add part (multipart
+   * field `data`, at most 64 MB) → `{id, object: "upload.part", created_at, upload_id}`; complete
+   * `{part_ids, md5?}`: "The number of bytes uploaded upon completion must match the number of bytes
+   * initially specified" → the Upload `completed` with its `file`; cancel → `cancelled`. Parts are
+   * kept in memory: the tests send small files with a small part size.
+   */
+  const uploadsApi = new Map<
+    string,
+    { bytes: number; filename: string; purpose: string; status: string; parts: Map<string, Buffer>; created: number }
+  >()
+  const uploadObject = (id: string, file: FakeFile | null = null) => {
+    const u = uploadsApi.get(id) as NonNullable<ReturnType<typeof uploadsApi.get>>
+    return {
+      id,
+      object: 'upload',
+      bytes: u.bytes,
+      created_at: u.created,
+      expires_at: u.created + 3600,
+      filename: u.filename,
+      purpose: u.purpose,
+      status: u.status,
+      file: file ? view(file) : null,
+    }
+  }
+  const readBody = async (req: IncomingMessage) => {
+    const chunks: Buffer[] = []
+    for await (const chunk of req) chunks.push(chunk as Buffer)
+    return Buffer.concat(chunks)
+  }
+  const readPart = (req: IncomingMessage) =>
+    new Promise<Buffer | undefined>((resolve, reject) => {
+      const bb = Busboy({ headers: req.headers as { 'content-type': string } })
+      let data: Buffer | undefined
+      bb.on('file', (name, stream) => {
+        const chunks: Buffer[] = []
+        stream.on('data', (c: Buffer) => chunks.push(c))
+        stream.on('end', () => {
+          if (name === 'data') data = Buffer.concat(chunks)
+        })
+      })
+      bb.on('finish', () => resolve(data))
+      bb.on('error', reject)
+      req.pipe(bb)
+    })
+  const invalid = (message: string): ErrorSpec => ({ status: 400, type: 'invalid_request_error', code: null, message })
+  const handleUploadsApi = async (req: IncomingMessage, res: ServerResponse, path: string) => {
+    records.log.push({ op: 'unknown', method: req.method ?? 'POST', path, at: Date.now() })
+    const m = /^\/v1\/uploads(?:\/([^/]+)(?:\/(parts|complete|cancel))?)?$/.exec(path)
+    if (!m || req.method !== 'POST') return fail(res, notFoundSpec(path))
+    const [, id, action] = m
+    if (!id) {
+      const body = JSON.parse((await readBody(req)).toString('utf8') || '{}')
+      const uploadId = `upload_${randomBytes(12).toString('hex')}`
+      uploadsApi.set(uploadId, {
+        bytes: body.bytes,
+        filename: body.filename,
+        purpose: body.purpose,
+        status: 'pending',
+        parts: new Map(),
+        created: Math.floor(Date.now() / 1000),
+      })
+      return send(res, 200, uploadObject(uploadId))
+    }
+    const upload = uploadsApi.get(id)
+    if (!upload) {
+      await drain(req)
+      return fail(res, notFoundSpec(id))
+    }
+    if (action === 'parts') {
+      const data = await readPart(req)
+      if (!data) return fail(res, invalid('data is required'))
+      if (data.length > 64 * MB) return fail(res, invalid('Each Part can be at most 64 MB'))
+      const partId = `part_${randomBytes(12).toString('hex')}`
+      upload.parts.set(partId, data)
+      return send(res, 200, { id: partId, object: 'upload.part', created_at: upload.created, upload_id: id })
+    }
+    const body = JSON.parse((await readBody(req)).toString('utf8') || '{}')
+    if (action === 'cancel') {
+      upload.status = 'cancelled'
+      return send(res, 200, uploadObject(id))
+    }
+    const parts = (body.part_ids as string[]).map((p) => upload.parts.get(p))
+    if (parts.some((p) => !p)) return fail(res, invalid('unknown part id'))
+    const whole = Buffer.concat(parts as Buffer[])
+    if (whole.length !== upload.bytes) return fail(res, invalid('The number of bytes uploaded does not match'))
+    if (body.md5 && createHash('md5').update(whole).digest('hex') !== body.md5)
+      return fail(res, invalid('md5 mismatch'))
+    const fileId = newId()
+    const stored: FakeFile = {
+      id: fileId,
+      object: 'file',
+      bytes: whole.length,
+      created_at: Math.floor(Date.now() / 1000),
+      filename: upload.filename,
+      purpose: upload.purpose,
+      status: 'processed',
+      status_details: '',
+      expires_at: null,
+    }
+    records.files.set(fileId, stored)
+    records.uploads.push({
+      id: fileId,
+      filename: upload.filename,
+      purpose: upload.purpose,
+      bytes: whole.length,
+      sha256: createHash('sha256').update(whole).digest('hex'),
+    })
+    upload.status = 'completed'
+    return send(res, 200, uploadObject(id, stored))
+  }
+
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://fake')
+    if (kind === 'openai' && url.pathname.startsWith('/v1/uploads')) return handleUploadsApi(req, res, url.pathname)
     const { op, id } = route(req.method ?? 'GET', url.pathname)
     records.requests[op]++
     inFlight[op]++

@@ -317,9 +317,9 @@ describe('filegate against Postgres and the fake providers', () => {
       env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, TERM: 'dumb' },
     })
     assert.equal(await child.exited, 0, child.stdout() + child.stderr())
-    assert.match(child.stdout(), /\r\[-{20}\] 0\/4 stuck…/)
-    assert.match(child.stdout(), /\r\[#{5}-{15}\] 1\/4 expired…/)
-    assert.match(child.stdout(), /\r\[#{20}\] 4\/4 done/)
+    assert.match(child.stdout(), /\r\[-{20}\] 0\/5 stuck…/)
+    assert.match(child.stdout(), /\r\[#{4}-{16}\] 1\/5 expired…/)
+    assert.match(child.stdout(), /\r\[#{20}\] 5\/5 done/)
     assert.match(child.stdout(), /expired: completed, 0 candidates \(dry run\)/)
   })
 

@@ -108,7 +108,11 @@ describe('lifecycle sweeps', () => {
         jobs: Record<string, { providers: Record<string, { candidate_ids?: string[] }> }>
       }
       assert.equal(report.dry_run, true, name)
-      assert.deepEqual(Object.keys(report.jobs).sort(), ['expired', 'orphaned', 'provider_deletes', 'stuck'], name)
+      assert.deepEqual(
+        Object.keys(report.jobs).sort(),
+        ['expired', 'orphaned', 'provider_deletes', 'resumable', 'stuck'],
+        name,
+      )
       assert.deepEqual(report.jobs.expired?.providers.kimi?.candidate_ids, [up.body.id], name)
     }
     assert.equal(fakes.kimi.deletes.length, 0, 'a dry run deletes nothing')

@@ -30,7 +30,7 @@ describe('resolveProviders', () => {
     assert.equal(openai?.configured, false)
     assert.deepEqual(openai?.expiresAfter, openAiFacts().expiresAfter)
     assert.equal(openai?.defaultPurpose, 'user_data')
-    assert.equal(openai?.maxFileBytes, 512 * MB)
+    assert.equal(openai?.maxFileBytes, 8 * 1024 * MB, '512 MB in one request, to 8 GB through the Uploads API')
     assert.equal(anthropic?.name, 'anthropic')
     assert.equal(anthropic?.baseUrl, 'https://api.anthropic.com/v1')
     assert.equal(anthropic?.defaultPurpose, 'file')
