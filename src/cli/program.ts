@@ -1,16 +1,14 @@
 /**
  * The `filegate` command line (commander): one sub-command per operator job. runCli returns the
  * exit code instead of exiting, so the executable (main.ts) and `npm run db:migrate` share it.
+ * Each command's module (and the configuration's) is loaded when the command runs: `--help`, a
+ * usage error or `keys hash` answer without loading the store, the providers and the S3 client.
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import { type Config, ConfigError, loadConfig } from '../config.js'
-import { cleanupJobs, defaultJobs } from '../domain/cleanup.js'
-import { cleanupCommand } from './cleanup.js'
-import { doctorCommand } from './doctor.js'
+import type { Config } from '../config.js'
+import { cleanupJobs, defaultJobs } from '../domain/cleanup-jobs.js'
 import { CliError, type CliIo, exitCodes } from './io.js'
-import { keysHashCommand, keysNewCommand } from './keys.js'
-import { migrateCommand } from './migrate.js'
 
 const exitCodeHelp = `
 Exit codes:
@@ -41,7 +39,8 @@ function positiveSeconds(raw: string): string {
 
 export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<Buffer | string> }): Promise<number> {
   let code: number = exitCodes.ok
-  const config = (): Config => {
+  const config = async (): Promise<Config> => {
+    const { ConfigError, loadConfig } = await import('../config.js')
     try {
       return loadConfig(io.env)
     } catch (err) {
@@ -66,7 +65,8 @@ export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<
     .description('apply pending database migrations (what the service does at start), then exit')
     .addOption(jsonOption())
     .action(async (opts) => {
-      code = await migrateCommand(config(), io, opts)
+      const { migrateCommand } = await import('./migrate.js')
+      code = await migrateCommand(await config(), io, opts)
     })
 
   program
@@ -82,7 +82,8 @@ export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<
     .addOption(jsonOption())
     .addHelpText('after', '\nA terminal gets a progress bar on stderr; otherwise one line per job on stdout.')
     .action(async (opts) => {
-      code = await cleanupCommand(config(), io, opts)
+      const { cleanupCommand } = await import('./cleanup.js')
+      code = await cleanupCommand(await config(), io, opts)
     })
 
   const keys = program.command('keys').description('API_KEYS entries')
@@ -92,6 +93,7 @@ export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<
     .argument('<key>', 'the key, or - to read it from stdin (keeps it out of shell history)')
     .addOption(jsonOption())
     .action(async (key: string, opts) => {
+      const { keysHashCommand } = await import('./keys.js')
       code = await keysHashCommand(key, io, opts)
     })
   keys
@@ -99,7 +101,8 @@ export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<
     .description('make a strong random key (256 bits) for a tenant and print its API_KEYS entry')
     .argument('<tenant>', 'the tenant, or * for an admin key')
     .addOption(jsonOption())
-    .action((tenant: string, opts) => {
+    .action(async (tenant: string, opts) => {
+      const { keysNewCommand } = await import('./keys.js')
       code = keysNewCommand(tenant, io, opts)
     })
 
@@ -112,6 +115,7 @@ export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<
     .option('--timeout <seconds>', 'per check', positiveSeconds, '10')
     .addOption(jsonOption())
     .action(async (opts) => {
+      const { doctorCommand } = await import('./doctor.js')
       code = await doctorCommand(io, opts)
     })
 

@@ -30,25 +30,9 @@ import { BatchSweep, dryRunIdCap, mapBounded, noteCandidates, type ProviderTally
 export type { ProviderTally } from './sweep-batches.js'
 export { mapBounded } from './sweep-batches.js'
 
-/**
- * In the order they run: stuck feeds orphaned (failed rows), every job feeds provider_deletes, and
- * originals last (an original goes once its rows' provider deletes are done).
- */
-export const cleanupJobs = [
-  'stuck',
-  'expired',
-  'orphaned',
-  'reconcile',
-  'provider_deletes',
-  'originals',
-  'resumable',
-] as const
-export type CleanupJob = (typeof cleanupJobs)[number]
-export const defaultJobs: CleanupJob[] = ['stuck', 'expired', 'orphaned', 'provider_deletes', 'resumable']
+import { type CleanupJob, cleanupJobs } from './cleanup-jobs.js'
 
-/** The jobs the scheduler (and POST /v1/cleanup without `jobs`) runs: `originals` too when they are kept. */
-export const jobsByDefault = (originalsKept: boolean): CleanupJob[] =>
-  originalsKept ? [...defaultJobs, 'originals'] : defaultJobs
+export { type CleanupJob, cleanupJobs, defaultJobs, jobsByDefault } from './cleanup-jobs.js'
 
 export interface JobReport {
   status: 'completed' | 'skipped' | 'failed'
