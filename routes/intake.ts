@@ -13,6 +13,7 @@ import type { FileMeta, FileService, UploadResult } from '../src/domain/files.js
 import type { UploadForm, UploadReception } from '../src/domain/reception.js'
 import { clientBodyError } from '../src/domain/spool.js'
 import { AppError, asAppError } from '../src/errors.js'
+import { maxExpiresInSeconds } from '../src/schemas.js'
 
 const maxMetadataBytes = 4096
 /** Nesting deeper than this is refused: metadata is labels, not documents. */
@@ -25,8 +26,12 @@ export interface ExpiresRange {
   max: number
 }
 
-const filegateExpires: ExpiresRange = { field: 'expires_in', min: 1, max: 10 * 365 * 24 * 3600 }
-/** OpenAI: "Must be between 3600 (1 hour) and 2592000 (30 days)" (API reference, Files: create). */
+/** filegate's own `expires_in` form field: the one TTL bound every route shares (src/schemas.ts). */
+export const filegateExpires: ExpiresRange = { field: 'expires_in', min: 1, max: maxExpiresInSeconds }
+/**
+ * OpenAI: "Must be between 3600 (1 hour) and 2592000 (30 days)" (API reference, Files: create): the
+ * facade's dialect, narrower than the shared bound.
+ */
 export const openAiExpires: ExpiresRange = { field: 'expires_after[seconds]', min: 3600, max: 2_592_000 }
 interface Fields {
   provider?: string

@@ -25,6 +25,7 @@ import type { OriginalsStore } from '../originals/index.js'
 import { purposeRule } from '../providers/catalog.js'
 import { isProviderError } from '../providers/errors.js'
 import type { ProviderFile, UploadInput } from '../providers/types.js'
+import { maxExpiresInSeconds } from '../schemas.js'
 import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
 import {
@@ -285,8 +286,7 @@ export class Uploads {
         filename: meta.filename,
         mimeType: meta.mimeType,
         metadata: meta.metadata,
-        expiresAt:
-          meta.expiresInSeconds === undefined ? undefined : new Date(Date.now() + meta.expiresInSeconds * 1000),
+        expiresAt: expiryAfter(meta.expiresInSeconds),
         stuckMinutes: config.cleanup.stuckUploadMinutes,
         maxFiles: candidate.config.maxFiles,
         maxBytes: candidate.config.maxTotalBytes,
@@ -523,6 +523,18 @@ function quotaRefusal(provider: string, claim: QuotaUsage): AppError {
 function describe(err: unknown): string {
   if (isAppError(err)) return `${err.code}: ${err.detail}`
   return err instanceof Error ? err.message : String(err)
+}
+
+/**
+ * A row's expiry from a TTL. The routes bound every TTL (maxExpiresInSeconds); one past it reaching
+ * the domain anyway is still the client's 400, never a date the store cannot hold.
+ */
+function expiryAfter(seconds: number | undefined): Date | undefined {
+  if (seconds === undefined) return undefined
+  if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > maxExpiresInSeconds) {
+    throw errors.validationFailed(`expires_in must be whole seconds from 1 to ${maxExpiresInSeconds}`)
+  }
+  return new Date(Date.now() + seconds * 1000)
 }
 
 const timeoutWaiting = () =>
