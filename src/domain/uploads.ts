@@ -322,8 +322,15 @@ export class Uploads {
     } catch (err) {
       observe()
       metrics.uploadBytes.inc({ provider, status: 'failed' }, job.bytes)
-      await failUpload(this.deps.store, ref, { error: describe(err) })
+      // A copy the provider made before its reply failed (and that could not be deleted at once)
+      // is recorded on the failed row's tombstone and deleted like any other.
+      const copyId = isProviderError(err) ? err.copyId : undefined
+      const tomb = await failUpload(this.deps.store, ref, {
+        error: describe(err),
+        ...(copyId ? { providerFileId: copyId } : {}),
+      })
       this.deps.waiters.notify(ref.id)
+      if (tomb && copyId) await deleteAtProvider(this.deps.deletion, tomb)
       throw err
     }
   }

@@ -4,7 +4,7 @@
  * the breaker, the retries and the timeouts. The policy is the same whatever the wire: the
  * OpenAI-style FilesClient (Kimi, GLM, OpenAI-compatible) and the Gemini client plug in alike.
  */
-import { isProviderError } from './errors.js'
+import { isProviderError, type ProviderError } from './errors.js'
 import { FilesClient, type ProviderDialect } from './files-client.js'
 import { ProviderResilience, type ResilienceSettings } from './resilience.js'
 import type {
@@ -16,6 +16,7 @@ import type {
   UploadInput,
   UploadProgress,
 } from './types.js'
+import { providerIdPattern } from './wire-http.js'
 
 /** The settings every adapter shares: retries, the breaker, the timeouts and the upload bulkhead. */
 export interface AdapterSettings {
@@ -96,6 +97,22 @@ export function createProviderAdapter(
 
   const isNotFound = (err: unknown) => isProviderError(err) && err.notFound
 
+  /**
+   * A failed upload that made a copy anyway (its reply was malformed): the copy is deleted now, by
+   * the id the reply gave it. When that fails, an id filegate can record stays on the error for the
+   * caller to record and delete through the sweeps; one it cannot record (a NUL in it) is left to
+   * reconcile.
+   */
+  async function deleteStrayCopy(err: ProviderError): Promise<void> {
+    const id = err.copyId as string
+    try {
+      await resilience.run({ op: 'delete' }, (s) => wire.delete(id, s))
+      err.copyId = undefined
+    } catch (deleteErr) {
+      if (isNotFound(deleteErr) || !providerIdPattern.test(id)) err.copyId = undefined
+    }
+  }
+
   async function* listAll(opts: { purpose?: string } = {}): AsyncGenerator<ProviderFile> {
     yield* wire.listAll({ ...opts, pageSize: PAGE_SIZE }, (fn) => resilience.run({ op: 'list' }, fn))
   }
@@ -104,15 +121,20 @@ export function createProviderAdapter(
     name,
     config,
 
-    upload(input: UploadInput, signal?: AbortSignal) {
+    async upload(input: UploadInput, signal?: AbortSignal) {
       const { source } = input
       const stream = source.kind === 'stream' ? source : undefined
       // One per call: a retried attempt resumes where the earlier ones got to, where the wire can.
       const progress: UploadProgress = {}
-      return resilience.run(
-        { op: 'upload', bulkhead: true, oneShot: stream !== undefined, signal, senderFailure: stream?.senderFailure },
-        (s) => wire.upload(input, s, progress),
-      )
+      try {
+        return await resilience.run(
+          { op: 'upload', bulkhead: true, oneShot: stream !== undefined, signal, senderFailure: stream?.senderFailure },
+          (s) => wire.upload(input, s, progress),
+        )
+      } catch (err) {
+        if (isProviderError(err) && err.copyId !== undefined) await deleteStrayCopy(err)
+        throw err
+      }
     },
 
     async retrieve(id: string) {
