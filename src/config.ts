@@ -118,6 +118,12 @@ export const EnvSchema = Type.Object({
   OTEL_SERVICE_NAME: Type.String({ default: 'filegate', minLength: 1 }),
   TENANT_MAX_FILES: Int(0, 0, 'files one tenant may occupy on each provider account; 0 = no cap'),
   TENANT_MAX_BYTES: Int(0, 0, 'bytes one tenant may occupy on each provider account; 0 = no cap'),
+  TENANT_MAX_SHARE: Type.Number({
+    default: 0.5,
+    exclusiveMinimum: 0,
+    maximum: 1,
+    description: "the share of a provider's upload slots one tenant's streamed-through bodies may hold; 1 = all",
+  }),
   TENANT_QUOTAS: Type.Optional(
     Type.String({ description: 'JSON per-tenant overrides: {"acme": {"max_files": 100, "max_bytes": 1073741824}}' }),
   ),
@@ -156,6 +162,8 @@ export interface TenantQuotas {
   default: TenantQuota
   /** TENANT_QUOTAS: per tenant; a field it leaves out falls back to the default. */
   overrides: ReadonlyMap<string, TenantQuota>
+  /** TENANT_MAX_SHARE, in (0, 1]: the share of a provider's upload slots one tenant's streamed bodies may hold. */
+  share: number
 }
 
 export interface ApiKeyEntry {
@@ -273,18 +281,19 @@ const capOrNull = (n: number) => (n > 0 ? n : null)
 function parseTenantQuotas(env: Env, problems: string[]): TenantQuotas {
   const fallback: TenantQuota = { maxFiles: capOrNull(env.TENANT_MAX_FILES), maxBytes: capOrNull(env.TENANT_MAX_BYTES) }
   const overrides = new Map<string, TenantQuota>()
+  const quotas = { default: fallback, overrides, share: env.TENANT_MAX_SHARE }
   if (env.TENANT_QUOTAS?.trim()) {
     let parsed: unknown
     try {
       parsed = JSON.parse(env.TENANT_QUOTAS)
     } catch {
       problems.push('TENANT_QUOTAS: not valid JSON')
-      return { default: fallback, overrides }
+      return quotas
     }
     if (!Value.Check(TenantQuotasSchema, parsed)) {
       const first = [...Value.Errors(TenantQuotasSchema, parsed)].slice(0, 5)
       for (const e of first) problems.push(`TENANT_QUOTAS${e.path.replaceAll('/', '.')}: ${e.message}`)
-      return { default: fallback, overrides }
+      return quotas
     }
     for (const [tenant, quota] of Object.entries(parsed)) {
       overrides.set(tenant, {
@@ -293,7 +302,7 @@ function parseTenantQuotas(env: Env, problems: string[]): TenantQuotas {
       })
     }
   }
-  return { default: fallback, overrides }
+  return quotas
 }
 
 /** The caps of `tenant` on each provider account. */

@@ -24,7 +24,7 @@ import type { Metrics } from '../metrics.js'
 import type { OriginalsStore } from '../originals/index.js'
 import { purposeRule } from '../providers/catalog.js'
 import { isProviderError } from '../providers/errors.js'
-import type { ProviderFile, UploadInput } from '../providers/types.js'
+import type { ProviderFile, SlotLease, UploadInput } from '../providers/types.js'
 import { maxExpiresInSeconds } from '../schemas.js'
 import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
@@ -38,6 +38,7 @@ import {
   type QuotaUsage,
   renewUploadClaim,
 } from '../store/queries.js'
+import { keepPace, streamPace } from './body-pace.js'
 import { createDedupProber, type DedupProber } from './dedup-probe.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
@@ -216,16 +217,31 @@ export class Uploads {
    */
   private async upload(job: UploadJob, body: UploadBody, original: PendingOriginal | undefined): Promise<UploadResult> {
     for (;;) {
-      const claim = await this.claim(job)
-      if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, job.bytes || Number(claim.file.bytes))
-      const heartbeat = this.renewWhileUploading(claimRef(claim))
+      // The provider slot first: a request waiting for one holds nothing, no claim, no reservation.
+      // It waits while one provider attempt still fits in what is left of UPLOAD_TIMEOUT_MS.
+      const attemptMs = this.deps.config.timeouts.providerAttemptMs
+      const slot = new HeldSlot(() =>
+        job.candidate.adapter.uploadSlot({
+          tenant: job.tenant,
+          clientPaced: body.kind === 'streamed',
+          waitMs: Math.max(0, job.deadline - Date.now() - attemptMs),
+        }),
+      )
+      await slot.take()
       try {
-        if (original && body.kind === 'spooled') await this.keepBeforePut(job, claim, original)
-        const sent = await this.put(job, claim, body, original !== undefined)
-        const settled = await this.settle(job, claim, body, sent, original)
-        if (settled) return settled
+        const claim = await this.claim(job, slot)
+        if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, job.bytes || Number(claim.file.bytes))
+        const heartbeat = this.renewWhileUploading(claimRef(claim))
+        try {
+          if (original && body.kind === 'spooled') await this.keepBeforePut(job, claim, original)
+          const sent = await this.put(job, claim, body, original !== undefined, slot.lease)
+          const settled = await this.settle(job, claim, body, sent, original)
+          if (settled) return settled
+        } finally {
+          clearInterval(heartbeat)
+        }
       } finally {
-        clearInterval(heartbeat)
+        slot.release()
       }
       if (Date.now() > job.deadline) throw timeoutWaiting()
     }
@@ -271,7 +287,7 @@ export class Uploads {
    * Step 1: claims the row, waiting out a concurrent uploader of the same content. Ends in the
    * claim or a duplicate; a cap that would be broken is refused here, before any provider call.
    */
-  private async claim(job: UploadJob): Promise<Claimed | Extract<Claim, { outcome: 'duplicate' }>> {
+  private async claim(job: UploadJob, slot: HeldSlot): Promise<Claimed | Extract<Claim, { outcome: 'duplicate' }>> {
     const { config } = this.deps
     const { candidate, meta } = job
     const provider = candidate.config.name
@@ -300,7 +316,10 @@ export class Uploads {
       if (claim.outcome === 'tenant_quota_exceeded') throw tenantQuotaExceeded(provider, claim, job.bytes)
       if (claim.outcome === 'quota_exceeded') throw quotaRefusal(provider, claim)
       if (claim.outcome !== 'in_progress') return claim
+      // Waiting on a concurrent uploader of the same content: its slot serves another meanwhile.
+      slot.release()
       await this.waitForSettle(job.tenant, claim.file.id, job.deadline)
+      await slot.take()
     }
   }
 
@@ -308,15 +327,23 @@ export class Uploads {
    * Step 2: sends the content to the provider while the claim's lease is renewed. A failure
    * marks the row failed (the next claim may take it over) and is the upload's answer.
    */
-  private async put(job: UploadJob, claim: Claimed, body: UploadBody, keepsOriginal: boolean): Promise<Sent> {
-    const { metrics, config } = this.deps
+  private async put(
+    job: UploadJob,
+    claim: Claimed,
+    body: UploadBody,
+    keepsOriginal: boolean,
+    slot: SlotLease | undefined,
+  ): Promise<Sent> {
+    const { metrics } = this.deps
     const provider = job.candidate.config.name
     metrics.uploadAttempts.inc({ provider })
     const started = process.hrtime.bigint()
     const observe = () => metrics.uploadDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9)
     const ref = claimRef(claim)
     try {
-      const sent = await this.send(job, body, AbortSignal.timeout(config.timeouts.uploadMs), keepsOriginal)
+      // UPLOAD_TIMEOUT_MS bounds the whole upload, its wait for a slot included.
+      const signal = AbortSignal.timeout(Math.max(1, job.deadline - Date.now()))
+      const sent = await this.send(job, body, signal, keepsOriginal, slot)
       observe()
       return sent
     } catch (err) {
@@ -339,7 +366,13 @@ export class Uploads {
    * One provider call: the spooled file as it is, or the body counted and hashed on its way (and,
    * with `keepsOriginal`, staged in the originals store as it passes).
    */
-  private async send(job: UploadJob, body: UploadBody, signal: AbortSignal, keepsOriginal: boolean): Promise<Sent> {
+  private async send(
+    job: UploadJob,
+    body: UploadBody,
+    signal: AbortSignal,
+    keepsOriginal: boolean,
+    slot: SlotLease | undefined,
+  ): Promise<Sent> {
     const { candidate, meta } = job
     const input = (source: UploadInput['source']): UploadInput => ({
       source,
@@ -353,7 +386,7 @@ export class Uploads {
       const source: UploadInput['source'] = spool.buffer
         ? { kind: 'buffer', buffer: spool.buffer, bytes: spool.bytes }
         : { kind: 'file', path: spool.path, bytes: spool.bytes }
-      return sentOf(await candidate.adapter.upload(input(source), signal))
+      return sentOf(await candidate.adapter.upload(input(source), signal, slot))
     }
     const limitError = () => errors.fileTooLarge(candidate.config.name, candidate.maxBytes)
     const counter = new HashCounter(candidate.maxBytes, limitError)
@@ -362,9 +395,11 @@ export class Uploads {
       keepsOriginal && this.deps.originals
         ? new StagingTee(this.deps.originals, job.tenant, body.declaredSha256)
         : undefined
-    const stream = tee ? tee.pass(counter.pass(body.stream)) : counter.pass(body.stream)
+    // The client sets this body's pace while it holds a slot and a reservation: it must keep a useful one.
+    const paced = keepPace(body.stream, streamPace(job.bytes, this.deps.config.timeouts.providerAttemptMs))
+    const stream = tee ? tee.pass(counter.pass(paced)) : counter.pass(paced)
     try {
-      const file = await candidate.adapter.upload(input({ kind: 'stream', stream, senderFailure }), signal)
+      const file = await candidate.adapter.upload(input({ kind: 'stream', stream, senderFailure }), signal, slot)
       return { ...sentOf(file), counter, tee }
     } catch (err) {
       // Our own limit, the client's abort or the originals store failing surfaces as the provider
@@ -455,6 +490,22 @@ export class Uploads {
   }
 }
 
+/**
+ * The provider upload slot one upload holds from its claim to its settle; let go while it waits
+ * for a concurrent uploader of the same content, taken again after.
+ */
+class HeldSlot {
+  lease: SlotLease | undefined
+  constructor(private readonly acquire: () => Promise<SlotLease>) {}
+  async take(): Promise<void> {
+    this.lease = await this.acquire()
+  }
+  release(): void {
+    this.lease?.release()
+    this.lease = undefined
+  }
+}
+
 const sentOf = (file: ProviderFile): Sent => ({
   id: file.id,
   copy: { expiresAt: file.expiresAt, state: file.state, stateMessage: file.stateMessage },
@@ -498,7 +549,15 @@ const tenantQuotaExceeded = (provider: string, usage: QuotaUsage, bytes: number)
 
 /** `auto` moves on to the next provider when this one is unavailable, failing, or full. */
 function canFallBack(err: unknown): boolean {
-  if (isProviderError(err)) return err.retryable || err.providerFault || err.code === 'PROVIDER_QUOTA_EXCEEDED'
+  if (isProviderError(err)) {
+    return (
+      err.retryable ||
+      err.providerFault ||
+      err.code === 'PROVIDER_QUOTA_EXCEEDED' ||
+      // Its circuit opened meanwhile, or none of its upload slots came free.
+      err.code === 'PROVIDER_UNAVAILABLE'
+    )
+  }
   return (
     isAppError(err) &&
     [

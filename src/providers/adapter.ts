@@ -13,6 +13,7 @@ import type {
   ProviderEvents,
   ProviderFile,
   ProviderWire,
+  SlotLease,
   UploadInput,
   UploadProgress,
 } from './types.js'
@@ -25,6 +26,8 @@ export interface AdapterSettings {
   /** PROVIDER_TIMEOUT_MS (one attempt) and UPLOAD_TIMEOUT_MS (all attempts of one call). */
   timeouts: { providerAttemptMs: number; uploadMs: number }
   providerMaxConcurrentUploads: number
+  /** TENANT_MAX_SHARE: the share of the upload slots one tenant's client-paced uploads may hold. */
+  tenantQuotas: { share: number }
 }
 
 /** What a wire is built with, beside its provider's config. */
@@ -92,6 +95,7 @@ export function createProviderAdapter(
     attemptTimeoutMs: settings.timeouts.providerAttemptMs,
     budgetMs: settings.timeouts.uploadMs,
     maxConcurrentUploads: settings.providerMaxConcurrentUploads,
+    tenantShare: settings.tenantQuotas.share,
     events,
   })
 
@@ -121,14 +125,23 @@ export function createProviderAdapter(
     name,
     config,
 
-    async upload(input: UploadInput, signal?: AbortSignal) {
+    uploadSlot: (request) => resilience.acquireUploadSlot(request),
+
+    async upload(input: UploadInput, signal?: AbortSignal, slot?: SlotLease) {
       const { source } = input
       const stream = source.kind === 'stream' ? source : undefined
       // One per call: a retried attempt resumes where the earlier ones got to, where the wire can.
       const progress: UploadProgress = {}
       try {
         return await resilience.run(
-          { op: 'upload', bulkhead: true, oneShot: stream !== undefined, signal, senderFailure: stream?.senderFailure },
+          {
+            op: 'upload',
+            bulkhead: true,
+            slot,
+            oneShot: stream !== undefined,
+            signal,
+            senderFailure: stream?.senderFailure,
+          },
           (s) => wire.upload(input, s, progress),
         )
       } catch (err) {
