@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Readable } from 'node:stream'
-import { type Config, tenantQuotaOf } from '../config.js'
+import type { Config } from '../config.js'
 import { AppError, errors, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import type { OriginalsStore } from '../originals/index.js'
@@ -42,6 +42,7 @@ import { keepPace, streamPace } from './body-pace.js'
 import { createDedupProber, type DedupProber } from './dedup-probe.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
+import { tenantCapsAt } from './limits.js'
 import { type OriginalSource, PendingOriginal, StagingTee } from './original-writes.js'
 import type { SettleWaiters } from './settle-waiters.js'
 import { HashCounter, type SpooledFile } from './spool.js'
@@ -291,7 +292,9 @@ export class Uploads {
     const { config } = this.deps
     const { candidate, meta } = job
     const provider = candidate.config.name
-    const quota = tenantQuotaOf(config.tenantQuotas, job.tenant)
+    // A purpose with a documented file count (GLM) is counted in the same locked claim.
+    const maxPurposeFiles = purposeRule(candidate.config, candidate.purpose)?.maxFiles
+    const caps = tenantCapsAt(config.tenantQuotas, job.tenant, candidate.config, maxPurposeFiles)
     for (;;) {
       const claim = await claimUpload(this.deps.store, {
         tenantId: job.tenant,
@@ -306,12 +309,15 @@ export class Uploads {
         stuckMinutes: config.cleanup.stuckUploadMinutes,
         maxFiles: candidate.config.maxFiles,
         maxBytes: candidate.config.maxTotalBytes,
-        // A purpose with a documented file count (GLM) is counted in the same locked claim.
-        maxPurposeFiles: purposeRule(candidate.config, candidate.purpose)?.maxFiles,
+        maxPurposeFiles,
         owner: claimOwner,
         leaseSeconds: config.claimLeaseSeconds,
-        tenantMaxFiles: quota.maxFiles,
-        tenantMaxBytes: quota.maxBytes,
+        tenantMaxFiles: caps.maxFiles,
+        tenantMaxBytes: caps.maxBytes,
+        shareMaxFiles: caps.shareMaxFiles,
+        shareMaxBytes: caps.shareMaxBytes,
+        shareMaxPurposeFiles: caps.shareMaxPurposeFiles,
+        sharedByConfig: config.tenantQuotas.sharedByConfig,
       })
       if (claim.outcome === 'tenant_quota_exceeded') throw tenantQuotaExceeded(provider, claim, job.bytes)
       if (claim.outcome === 'quota_exceeded') throw quotaRefusal(provider, claim)
@@ -535,17 +541,34 @@ function verifyStreamed(
   return counter.bytes
 }
 
-const tenantQuotaExceeded = (provider: string, usage: QuotaUsage, bytes: number) =>
-  new AppError('TENANT_QUOTA_EXCEEDED', {
+/**
+ * The tenant's own refusal: its caps (its own, or its share of the account) and its own usage,
+ * never the account's figures, from which other tenants' usage could be worked out.
+ */
+function tenantQuotaExceeded(provider: string, usage: QuotaUsage, bytes: number): AppError {
+  if (usage.scope === 'purpose') {
+    return new AppError('TENANT_QUOTA_EXCEEDED', {
+      detail: `You hold ${usage.files} files of purpose "${usage.purpose}" at ${provider}, your share of ${usage.max_files}; delete some first`,
+      extensions: {
+        provider,
+        purpose: usage.purpose,
+        limit_files: usage.max_files,
+        limit_bytes: null,
+        used_files: Number(usage.files),
+      },
+    })
+  }
+  return new AppError('TENANT_QUOTA_EXCEEDED', {
     detail: `This upload (${bytes} bytes) would exceed your quota at ${provider} (${usage.max_files ?? '∞'} files, ${usage.max_bytes ?? '∞'} bytes); delete files to make room`,
     extensions: {
       provider,
-      limit_files: usage.max_files,
-      limit_bytes: usage.max_bytes,
+      limit_files: usage.max_files === null ? null : Number(usage.max_files),
+      limit_bytes: usage.max_bytes === null ? null : Number(usage.max_bytes),
       used_files: Number(usage.files),
       used_bytes: Number(usage.bytes),
     },
   })
+}
 
 /** `auto` moves on to the next provider when this one is unavailable, failing, or full. */
 function canFallBack(err: unknown): boolean {
