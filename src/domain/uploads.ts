@@ -1,7 +1,9 @@
 /**
  * The upload protocol, in three named steps: claim the row for (tenant, provider, purpose,
  * sha256), put the content at the provider, settle the row (complete, or fail and delete the
- * provider's copy). It knows the store and the providers, never HTTP.
+ * provider's copy). It knows the store and the providers, never HTTP. One of the provider's upload
+ * slots is taken before the claim, so that a request waiting for one holds no claim and reserves
+ * nothing on the account; a body streamed through keeps it only while it keeps pace (body-pace.ts).
  *
  * Dedup holds under concurrency and across replicas (SQL claim_upload): the first caller claims
  * the row and uploads; concurrent callers see `in_progress` and wait for it to settle, then claim

@@ -1,6 +1,6 @@
 /**
  * A ProviderAdapter: the wire of one provider (its HTTP shapes), each call run through that
- * provider's resilience policy. Uploads also take a bulkhead slot; the other operations only share
+ * provider's resilience policy. Uploads also take an upload slot; the other operations only share
  * the breaker, the retries and the timeouts. The policy is the same whatever the wire: the
  * OpenAI-style FilesClient (Kimi, GLM, OpenAI-compatible) and the Gemini client plug in alike.
  */
@@ -19,7 +19,7 @@ import type {
 } from './types.js'
 import { providerIdPattern } from './wire-http.js'
 
-/** The settings every adapter shares: retries, the breaker, the timeouts and the upload bulkhead. */
+/** The settings every adapter shares: retries, the breaker, the timeouts and the upload slots. */
 export interface AdapterSettings {
   retry: ResilienceSettings['retry']
   circuit: ResilienceSettings['circuit']
@@ -136,7 +136,7 @@ export function createProviderAdapter(
         return await resilience.run(
           {
             op: 'upload',
-            bulkhead: true,
+            upload: true,
             slot,
             oneShot: stream !== undefined,
             signal,

@@ -52,8 +52,8 @@ export interface RunOptions {
   op: ProviderOp
   /** The input cannot be replayed (a one-shot stream): exactly one attempt. */
   oneShot?: boolean
-  /** Take an upload slot (unless `slot` is one the caller already holds). */
-  bulkhead?: boolean
+  /** An upload: it takes an upload slot (unless `slot` is one the caller already holds). */
+  upload?: boolean
   /** An upload slot the caller took (acquireUploadSlot) and releases itself. */
   slot?: SlotLease | undefined
   /** Whom the upload is for: slots are shared fairly between tenants. */
@@ -205,7 +205,7 @@ export class ProviderResilience {
       )
 
     const work = async () => {
-      if (!opts.bulkhead || opts.slot) return retryPolicy.execute(tracedAttempt, outer.signal)
+      if (!opts.upload || opts.slot) return retryPolicy.execute(tracedAttempt, outer.signal)
       waitingForSlot = true
       let slot: SlotLease
       try {
@@ -227,7 +227,7 @@ export class ProviderResilience {
     }
 
     try {
-      // Cockatiel's bulkhead queue and backoff sleeps do not watch the signal; the race does.
+      // Cockatiel's backoff sleeps do not watch the signal; the race does.
       return await raceAbort(work(), outer.signal)
     } catch (err) {
       throw outer.signal.aborted && !isProviderError(err) ? outer.signal.reason : err

@@ -1,6 +1,6 @@
 /**
  * The port the domain sees: one ProviderAdapter per configured provider, whatever its dialect.
- * Adapters already apply timeouts, retries, the circuit breaker and the upload bulkhead.
+ * Adapters already apply timeouts, retries, the circuit breaker and the upload slots.
  */
 import type { Readable } from 'node:stream'
 import type { ProviderFacts, ProviderKind } from './catalog.js'
