@@ -17,7 +17,7 @@ import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
 import { errorCatalog } from '../../src/errors.js'
 import { maxExpiresInSeconds } from '../../src/schemas.js'
-import { tempDir, testKeys } from '../helper.js'
+import { createTestDatabase, requirePostgres, tempDir, testKeys } from '../helper.js'
 import {
   filePart,
   metric,
@@ -610,10 +610,14 @@ function checkTtlBound(c: Case, res: Awaited<ReturnType<FastifyInstance['inject'
 
 describe('hostile JSON bodies, generated for every route that takes one', () => {
   test('every JSON body route from the OpenAPI document: no 5xx, catalogue errors, one TTL bound, nothing left', async (t) => {
+    // A database of its own: "nothing left" compares every row with what these fakes hold.
+    if (!(await requirePostgres(t))) return
+    const db = await createTestDatabase()
+    t.after(() => db.drop())
     const originals = await tempDir(t, 'fg-prop-originals-')
-    const ctx = await setupUploads(t, database, { ORIGINALS_URL: `file://${originals}` })
+    const ctx = await setupUploads(t, () => db, { ORIGINALS_URL: `file://${originals}` })
     if (!ctx) return
-    const url = database()?.url as string
+    const url = db.url
     const sql = postgres(url, { max: 1, onnotice: () => {} })
     t.after(() => sql.end())
     const tenant = 'prop-json-tenant'
