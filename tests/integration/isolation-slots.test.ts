@@ -136,7 +136,8 @@ describe('provider upload slots are shared fairly', () => {
     )
     assert.deepEqual(await rowsOf(ctx.app, queued), [], 'a request waiting for a slot claimed nothing')
     for (const row of await rowsOf(ctx.app, holder)) assert.equal(row.status, 'failed')
-    assert.equal(await accountBytes(ctx, 'kimi'), 0, 'nothing is reserved')
+    for (const tenant of [holder, queued])
+      assert.equal(await accountBytes(ctx, 'kimi', tenant), 0, 'nothing is reserved')
     await nothingLeft(ctx)
   })
 
