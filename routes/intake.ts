@@ -5,6 +5,8 @@
  * spooled, under which provider's limit) is the domain's choice (src/domain/reception.ts): text
  * fields before the file part shape it; fields after it are still honoured.
  */
+
+import type { Readable } from 'node:stream'
 import type { MultipartFile, MultipartValue } from '@fastify/multipart'
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -13,6 +15,8 @@ import type { FileMeta, FileService, UploadResult } from '../src/domain/files.js
 import type { UploadForm, UploadReception } from '../src/domain/reception.js'
 import { clientBodyError } from '../src/domain/spool.js'
 import { AppError, asAppError } from '../src/errors.js'
+import { maxExpiresInSeconds } from '../src/schemas.js'
+import { onFramingRefused, refusedFraming } from './body-framing.js'
 
 const maxMetadataBytes = 4096
 /** Nesting deeper than this is refused: metadata is labels, not documents. */
@@ -25,8 +29,12 @@ export interface ExpiresRange {
   max: number
 }
 
-const filegateExpires: ExpiresRange = { field: 'expires_in', min: 1, max: 10 * 365 * 24 * 3600 }
-/** OpenAI: "Must be between 3600 (1 hour) and 2592000 (30 days)" (API reference, Files: create). */
+/** filegate's own `expires_in` form field: the one TTL bound every route shares (src/schemas.ts). */
+export const filegateExpires: ExpiresRange = { field: 'expires_in', min: 1, max: maxExpiresInSeconds }
+/**
+ * OpenAI: "Must be between 3600 (1 hour) and 2592000 (30 days)" (API reference, Files: create): the
+ * facade's dialect, narrower than the shared bound.
+ */
 export const openAiExpires: ExpiresRange = { field: 'expires_after[seconds]', min: 3600, max: 2_592_000 }
 interface Fields {
   provider?: string
@@ -137,14 +145,33 @@ function checkMetadataValues(root: object): void {
   }
 }
 
-/** The parts as @fastify/multipart yields them, its parser's failures turned into the client's 400. */
-async function* framedParts<T>(parts: AsyncIterable<T>): AsyncGenerator<T> {
+/** The refusal of a body's framing, once it happens: its error, and a promise that rejects with it. */
+class FramingRefusal {
+  error: AppError | undefined
+  #reject: (err: AppError) => void = () => {}
+  readonly promise = new Promise<never>((_resolve, reject) => {
+    this.#reject = reject
+  })
+  constructor() {
+    this.promise.catch(() => {})
+  }
+  refuse(err: AppError): void {
+    this.error = err
+    this.#reject(err)
+  }
+}
+
+/**
+ * The parts as @fastify/multipart yields them, its parser's failures turned into the client's 400;
+ * a refusal of the body's framing ends the iteration with its error at once.
+ */
+async function* framedParts<T>(parts: AsyncIterable<T>, refusal: FramingRefusal): AsyncGenerator<T> {
   const iterator = parts[Symbol.asyncIterator]()
   try {
     for (;;) {
       let next: IteratorResult<T>
       try {
-        next = await iterator.next()
+        next = await Promise.race([iterator.next(), refusal.promise])
       } catch (err) {
         throw clientBodyError(err)
       }
@@ -152,7 +179,10 @@ async function* framedParts<T>(parts: AsyncIterable<T>): AsyncGenerator<T> {
       yield next.value
     }
   } finally {
-    await iterator.return?.()
+    // After a refusal the parser is cut off and its pending read settles only when the connection
+    // closes: waiting for it here would hold the answer until then.
+    if (refusal.error) iterator.return?.().catch(() => {})
+    else await iterator.return?.()
   }
 }
 
@@ -195,12 +225,22 @@ export async function receiveUpload(
   const fields: Fields = options.provider === undefined ? {} : { provider: options.provider }
   let file: { filename: string; mimeType: string } | undefined
   let fileParts = 0
+  // A body framed in tiny chunks is refused: the parser gets nothing more, and the file part being
+  // taken (spooled or streamed through) fails with the same 400.
+  let taking: Readable | undefined
+  const refusal = new FramingRefusal()
+  const stopWatching = onFramingRefused(request.raw, (err) => {
+    request.raw.unpipe()
+    request.raw.pause()
+    taking?.destroy(err)
+    refusal.refuse(err)
+  })
   // @fastify/multipart defaults fileSize to the app's bodyLimit (64 KiB) and then truncates the
   // file stream silently; the domain's counters enforce the provider limits, so busboy must only
   // stop past the largest of them (one byte more, so the counter sees limit + 1 and refuses first).
   const parts = request.parts({ limits: { fileSize: reception.largestFileBytes + 1 } })
   try {
-    for await (const part of framedParts(parts)) {
+    for await (const part of framedParts(parts, refusal)) {
       if (part.type === 'field') {
         readField(fields, part, options.fieldNames)
         continue
@@ -208,12 +248,15 @@ export async function receiveUpload(
       fileParts++
       file = acceptFilePart(part as MultipartFile, fileParts)
       const stream = (part as MultipartFile).file
+      taking = stream
       await reception.takeFile(formOf(fields, file.filename, file.mimeType, options.expires), stream)
+      taking = undefined
       stream.resume() // a dedup answer did not read the body: discard what is left
     }
     if (fileParts === 0 || !file) throw new AppError('MISSING_FILE', { detail: 'Send one file part named "file"' })
     return await reception.finish(formOf(fields, file.filename, file.mimeType, options.expires))
   } finally {
+    stopWatching()
     await reception.dispose()
   }
 }
@@ -245,6 +288,8 @@ export async function handleUpload(
   } catch (err) {
     service.recordRefusal(asAppError(err))
     reply.header('connection', 'close')
+    // A body refused for its framing is read no further: the connection goes as soon as the answer is out.
+    if (refusedFraming(request.raw)) reply.raw.once('finish', () => request.raw.socket?.destroy())
     // Nothing more of this body will be used: stop feeding the multipart parser (it would go on
     // parsing whatever the client keeps sending, part by part, until the connection closes).
     request.raw.unpipe()

@@ -10,6 +10,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyHttpOptions, type FastifyInstance, type FastifyPluginCallback } from 'fastify'
+import { guardBodyFraming } from '../routes/body-framing.js'
 import cleanupRoutes from '../routes/cleanup/index.js'
 import filesRoutes from '../routes/files/index.js'
 import healthRoutes from '../routes/health/index.js'
@@ -124,6 +125,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   // Beyond MAX_CONNECTIONS Node closes a new connection at once, so slow or idle clients cannot
   // take every file descriptor (uploads need theirs for spool files and provider sockets).
   app.server.maxConnections = config.maxConnections
+  // A body's chunks are counted from the first: framed in tiny chunks, it is refused before it costs more than its bytes.
+  guardBodyFraming(app)
 
   // Per-request hooks are callback hooks: an async one costs a promise on every request.
   app.addHook('onRequest', (request, reply, done) => {

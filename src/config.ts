@@ -128,8 +128,23 @@ export const EnvSchema = Type.Object({
   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: Type.Optional(
     OtlpProtocol('the OTLP transport of traces (wins over the general one)'),
   ),
-  TENANT_MAX_FILES: Int(0, 0, 'files one tenant may occupy on each provider account; 0 = no cap'),
-  TENANT_MAX_BYTES: Int(0, 0, 'bytes one tenant may occupy on each provider account; 0 = no cap'),
+  TENANT_MAX_FILES: Int(
+    0,
+    0,
+    'files one tenant may occupy on each provider account; 0 = none of its own (its share applies)',
+  ),
+  TENANT_MAX_BYTES: Int(
+    0,
+    0,
+    'bytes one tenant may occupy on each provider account; 0 = none of its own (its share applies)',
+  ),
+  TENANT_MAX_SHARE: Type.Number({
+    default: 0.5,
+    exclusiveMinimum: 0,
+    maximum: 1,
+    description:
+      "a tenant's share of a shared provider account's caps (files, bytes, files of a purpose) and of a provider's upload slots for its streamed-through bodies; 1 = the whole account",
+  }),
   TENANT_QUOTAS: Type.Optional(
     Type.String({ description: 'JSON per-tenant overrides: {"acme": {"max_files": 100, "max_bytes": 1073741824}}' }),
   ),
@@ -168,11 +183,26 @@ export interface TenantQuota {
   maxBytes: number | null
 }
 
+/**
+ * The rule for what one tenant may occupy on each provider account. A cap of its own (TENANT_QUOTAS,
+ * else TENANT_MAX_FILES / TENANT_MAX_BYTES) always applies; a cap without one is the tenant's share
+ * (TENANT_MAX_SHARE) of the account's cap while the account is shared (domain/limits.ts says when),
+ * unless TENANT_QUOTAS sets it to 0: that tenant may use the whole account.
+ */
 export interface TenantQuotas {
-  /** TENANT_MAX_FILES / TENANT_MAX_BYTES: every tenant without an override. */
+  /** TENANT_MAX_FILES / TENANT_MAX_BYTES: every tenant without an override; null = its share. */
   default: TenantQuota
   /** TENANT_QUOTAS: per tenant; a field it leaves out falls back to the default. */
   overrides: ReadonlyMap<string, TenantQuota>
+  /** Tenants whose TENANT_QUOTAS entry sets a cap to 0: no cap and no share, the whole account. */
+  wholeAccount: ReadonlyMap<string, { files: boolean; bytes: boolean }>
+  /**
+   * TENANT_MAX_SHARE, in (0, 1]: a tenant's share of a shared account's caps, and of a provider's
+   * upload slots for its streamed bodies.
+   */
+  share: number
+  /** The configuration alone lets more than one tenant in: API_KEYS names two tenants or more. */
+  sharedByConfig: boolean
 }
 
 export interface ApiKeyEntry {
@@ -289,30 +319,41 @@ function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[
 /** A cap from the environment: 0 means none. */
 const capOrNull = (n: number) => (n > 0 ? n : null)
 
-function parseTenantQuotas(env: Env, problems: string[]): TenantQuotas {
+function parseTenantQuotas(env: Env, apiKeys: ApiKeyEntry[], problems: string[]): TenantQuotas {
   const fallback: TenantQuota = { maxFiles: capOrNull(env.TENANT_MAX_FILES), maxBytes: capOrNull(env.TENANT_MAX_BYTES) }
   const overrides = new Map<string, TenantQuota>()
+  const wholeAccount = new Map<string, { files: boolean; bytes: boolean }>()
+  const quotas = {
+    default: fallback,
+    overrides,
+    wholeAccount,
+    share: env.TENANT_MAX_SHARE,
+    sharedByConfig: new Set(apiKeys.filter((k) => k.tenant !== '*').map((k) => k.tenant)).size > 1,
+  }
   if (env.TENANT_QUOTAS?.trim()) {
     let parsed: unknown
     try {
       parsed = JSON.parse(env.TENANT_QUOTAS)
     } catch {
       problems.push('TENANT_QUOTAS: not valid JSON')
-      return { default: fallback, overrides }
+      return quotas
     }
     if (!Value.Check(TenantQuotasSchema, parsed)) {
       const first = [...Value.Errors(TenantQuotasSchema, parsed)].slice(0, 5)
       for (const e of first) problems.push(`TENANT_QUOTAS${e.path.replaceAll('/', '.')}: ${e.message}`)
-      return { default: fallback, overrides }
+      return quotas
     }
     for (const [tenant, quota] of Object.entries(parsed)) {
       overrides.set(tenant, {
         maxFiles: quota.max_files === undefined ? fallback.maxFiles : capOrNull(quota.max_files),
         maxBytes: quota.max_bytes === undefined ? fallback.maxBytes : capOrNull(quota.max_bytes),
       })
+      if (quota.max_files === 0 || quota.max_bytes === 0) {
+        wholeAccount.set(tenant, { files: quota.max_files === 0, bytes: quota.max_bytes === 0 })
+      }
     }
   }
-  return { default: fallback, overrides }
+  return quotas
 }
 
 /** The caps of `tenant` on each provider account. */
@@ -450,7 +491,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
 
   const providers = resolveProviders(env, problems)
   const autoProviders = resolveAutoProviders(env.AUTO_PROVIDERS, providers, problems)
-  const tenantQuotas = parseTenantQuotas(env, problems)
+  const tenantQuotas = parseTenantQuotas(env, apiKeys, problems)
   const tracesProtocol = tracesProtocolOf(env, problems)
   if (env.DEFAULT_PROVIDER !== 'auto' && !providers.some((p) => p.name === env.DEFAULT_PROVIDER)) {
     problems.push(`DEFAULT_PROVIDER: "${env.DEFAULT_PROVIDER}" is not auto nor a known provider`)

@@ -98,6 +98,12 @@ export function createMetrics() {
       labelNames: ['provider', 'reason'] as const,
       registers: r,
     }),
+    uploadSlotRefusals: new Counter({
+      name: 'filegate_file_upload_slot_refusals_total',
+      help: 'Uploads refused a provider upload slot (PROVIDER_MAX_CONCURRENT_UPLOADS): too many waiting (queue_full) or none free in time (timeout)',
+      labelNames: ['provider', 'reason'] as const,
+      registers: r,
+    }),
     validationFailures: new Counter({
       name: 'filegate_file_validation_failures_total',
       help: 'Uploads refused before reaching a provider, by reason (error code)',

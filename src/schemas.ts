@@ -99,3 +99,14 @@ export const ProviderLimitsSchema = Type.Object({
   ),
 })
 export type ProviderLimits = Static<typeof ProviderLimitsSchema>
+
+/**
+ * The longest per-file TTL any route accepts, in seconds (10 years): `expires_in` on an upload, a
+ * copy, a resumable upload and wherever else a client names one. One bound: past it a route answers
+ * 400, and the expiry it computes always stays a date Postgres and JavaScript can hold.
+ */
+export const maxExpiresInSeconds = 10 * 365 * 24 * 3600
+
+/** `expires_in` in a JSON body: whole seconds, 1 to maxExpiresInSeconds. Every JSON route that takes a TTL uses it. */
+export const ExpiresInSchema = (description = 'Per-file TTL in seconds (at most 10 years)') =>
+  Type.Integer({ minimum: 1, maximum: maxExpiresInSeconds, description })

@@ -2,7 +2,7 @@
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
 import type { FileRow } from '../../src/domain/file-record.js'
 import { toFileObject } from '../../src/domain/file-record.js'
-import { FileStatusSchema } from '../../src/schemas.js'
+import { ExpiresInSchema, FileStatusSchema } from '../../src/schemas.js'
 import { sendContent, sendOriginal } from '../content-reply.js'
 import { handleUpload, skipBodyValidation } from '../intake.js'
 import { FileRef, FileSchema, problems, SafeText } from '../schemas.js'
@@ -15,7 +15,7 @@ const UploadBody = Type.Object(
       Type.String({ description: 'kimi | glm | a configured provider | auto (default DEFAULT_PROVIDER)' }),
     ),
     purpose: Type.Optional(Type.String({ description: "Default: the provider's default purpose" })),
-    expires_in: Type.Optional(Type.Integer({ minimum: 1, description: 'Per-file TTL in seconds' })),
+    expires_in: Type.Optional(ExpiresInSchema()),
     metadata: Type.Optional(Type.String({ description: 'A JSON object as a string, at most 4 KiB' })),
   },
   {

@@ -4,6 +4,7 @@
  * it does not (POST /v1/files/{id}/ensure). docs/api.md describes both.
  */
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
+import { ExpiresInSchema } from '../../src/schemas.js'
 import { acceptEmptyJson } from '../json-body.js'
 import { FileRef, FileSchema, problems, SafeText } from '../schemas.js'
 
@@ -14,7 +15,7 @@ const CopyBody = Type.Object(
   {
     provider: SafeText(64, 'kimi | glm | a configured provider | auto'),
     purpose: Type.Optional(SafeText(64, "Default: the target provider's default purpose")),
-    expires_in: Type.Optional(Type.Integer({ minimum: 1, description: 'Per-file TTL of the copy in seconds' })),
+    expires_in: Type.Optional(ExpiresInSchema('Per-file TTL of the copy in seconds (at most 10 years)')),
   },
   { additionalProperties: false, examples: [{ provider: 'glm', purpose: 'file-extract' }] },
 )

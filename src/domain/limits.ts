@@ -1,7 +1,16 @@
 /**
- * What each provider allows and what is used: the limits view (/v1/limits) and the live-usage
- * gauges. The account's usage is every tenant's: it is shown to admin keys only, so that a tenant
- * cannot watch the sizes of other tenants' uploads as they happen.
+ * What each provider allows and what is used: the limits view (/v1/limits), the live-usage gauges,
+ * and the caps one tenant has on each account. The account's usage is every tenant's: it is shown
+ * to admin keys only, so that a tenant cannot watch the sizes of other tenants' uploads as they
+ * happen.
+ *
+ * A tenant's caps at a provider account: its own (TENANT_QUOTAS, else TENANT_MAX_FILES /
+ * TENANT_MAX_BYTES) always; where it has none, its share (TENANT_MAX_SHARE) of each account cap
+ * (files, bytes, and a purpose's documented file count) while the account is shared. An account is
+ * shared when more than one tenant can use it: API_KEYS names two tenants or more, or another
+ * tenant has ever had a row (tenants named through an admin key's X-Tenant-Id, keys in the database
+ * and JWTs arrive at run time, so the claim asks the database each time). One tenant alone keeps the
+ * whole account; a TENANT_QUOTAS entry of 0 gives a tenant the whole account whatever the others.
  */
 import { type TenantQuotas, tenantQuotaOf } from '../config.js'
 import type { Metrics } from '../metrics.js'
@@ -10,7 +19,7 @@ import type { ProviderRegistry } from '../providers/registry.js'
 import type { ProviderConfig } from '../providers/types.js'
 import type { ProviderLimits } from '../schemas.js'
 import type { StorePort } from '../store/port.js'
-import { providerUsage, purposeUsage, tenantUsage, type Usage } from '../store/queries.js'
+import { providerUsage, purposeUsage, tenantAccountShared, tenantUsage, type Usage } from '../store/queries.js'
 
 export interface PurposeLimits {
   purpose: string
@@ -35,19 +44,62 @@ export interface LimitsDeps {
 
 type PurposeCounts = Array<{ provider: string; purpose: string; files: number }>
 
+/** One tenant's caps at one provider account (and purpose), as a claim applies them. */
+export interface TenantCaps {
+  /** Its own caps: always. null = none of its own. */
+  maxFiles: number | null
+  maxBytes: number | null
+  /** Its share of the account's caps where it has none of its own: while the account is shared. */
+  shareMaxFiles: number | null
+  shareMaxBytes: number | null
+  /** Its share of the purpose's documented file count, unless its file cap is its own. */
+  shareMaxPurposeFiles: number | null
+}
+
+/**
+ * `share` of an account cap, whole, at least `atLeast`; null when there is no cap, or when the share
+ * would be the whole cap anyway (a cap of one file cannot be split: the account's own refusal applies).
+ */
+function shareOf(cap: number | null | undefined, share: number, atLeast: number): number | null {
+  if (cap === null || cap === undefined) return null
+  const part = Math.max(atLeast, Math.floor(cap * share))
+  return part < cap ? part : null
+}
+
+export function tenantCapsAt(
+  quotas: TenantQuotas,
+  tenant: string,
+  account: Pick<ProviderConfig, 'maxFiles' | 'maxTotalBytes'>,
+  purposeMaxFiles?: number,
+): TenantCaps {
+  const own = tenantQuotaOf(quotas, tenant)
+  const whole = quotas.wholeAccount.get(tenant)
+  const sharesFiles = own.maxFiles === null && !whole?.files
+  const sharesBytes = own.maxBytes === null && !whole?.bytes
+  return {
+    maxFiles: own.maxFiles,
+    maxBytes: own.maxBytes,
+    shareMaxFiles: sharesFiles ? shareOf(account.maxFiles, quotas.share, 1) : null,
+    shareMaxBytes: sharesBytes ? shareOf(account.maxTotalBytes, quotas.share, 0) : null,
+    shareMaxPurposeFiles: sharesFiles ? shareOf(purposeMaxFiles, quotas.share, 1) : null,
+  }
+}
+
 /** Per provider: limits, circuit state, and the caller's own usage against its quota. */
 export async function providerLimits(
   deps: LimitsDeps,
   view: { tenant: string; accountUsage: boolean },
 ): Promise<ProviderLimits[]> {
-  const [own, account, byPurpose] = await Promise.all([
+  const [own, account, byPurpose, shared] = await Promise.all([
     tenantUsage(deps.store, view.tenant),
     view.accountUsage ? providerUsage(deps.store) : undefined,
     // Per-purpose counts are every tenant's too: admin keys only.
     view.accountUsage ? purposeUsage(deps.store) : undefined,
+    tenantAccountShared(deps.store, view.tenant, deps.tenantQuotas.sharedByConfig),
   ])
-  const quota = tenantQuotaOf(deps.tenantQuotas, view.tenant)
   return deps.providerConfigs.map((p) => {
+    // The caps that apply to this tenant now: its own, else its share while the account is shared.
+    const caps = tenantCapsAt(deps.tenantQuotas, view.tenant, p)
     const adapter = deps.providers.get(p.name)
     const used = account?.find((u) => u.provider === p.name)
     const mine = own.find((u) => u.provider === p.name)
@@ -68,8 +120,8 @@ export async function providerLimits(
         ...(account ? { files: Number(used?.files ?? 0), bytes: Number(used?.bytes ?? 0) } : {}),
       },
       tenant: {
-        max_files: quota.maxFiles,
-        max_bytes: quota.maxBytes,
+        max_files: caps.maxFiles ?? (shared ? caps.shareMaxFiles : null),
+        max_bytes: caps.maxBytes ?? (shared ? caps.shareMaxBytes : null),
         files: Number(mine?.files ?? 0),
         bytes: Number(mine?.bytes ?? 0),
       },

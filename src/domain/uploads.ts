@@ -1,7 +1,9 @@
 /**
  * The upload protocol, in three named steps: claim the row for (tenant, provider, purpose,
  * sha256), put the content at the provider, settle the row (complete, or fail and delete the
- * provider's copy). It knows the store and the providers, never HTTP.
+ * provider's copy). It knows the store and the providers, never HTTP. One of the provider's upload
+ * slots is taken before the claim, so that a request waiting for one holds no claim and reserves
+ * nothing on the account; a body streamed through keeps it only while it keeps pace (body-pace.ts).
  *
  * Dedup holds under concurrency and across replicas (SQL claim_upload): the first caller claims
  * the row and uploads; concurrent callers see `in_progress` and wait for it to settle, then claim
@@ -18,13 +20,14 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Readable } from 'node:stream'
-import { type Config, tenantQuotaOf } from '../config.js'
+import type { Config } from '../config.js'
 import { AppError, errors, isAppError } from '../errors.js'
 import type { Metrics } from '../metrics.js'
 import type { OriginalsStore } from '../originals/index.js'
 import { purposeRule } from '../providers/catalog.js'
 import { isProviderError } from '../providers/errors.js'
-import type { ProviderFile, UploadInput } from '../providers/types.js'
+import type { ProviderFile, SlotLease, UploadInput } from '../providers/types.js'
+import { maxExpiresInSeconds } from '../schemas.js'
 import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
 import {
@@ -37,9 +40,11 @@ import {
   type QuotaUsage,
   renewUploadClaim,
 } from '../store/queries.js'
+import { keepPace, streamPace } from './body-pace.js'
 import { createDedupProber, type DedupProber } from './dedup-probe.js'
 import { type DeletionDeps, deleteAtProvider } from './deletion.js'
 import { type FileObject, type FileRow, toFileObject } from './file-record.js'
+import { tenantCapsAt } from './limits.js'
 import { type OriginalSource, PendingOriginal, StagingTee } from './original-writes.js'
 import type { SettleWaiters } from './settle-waiters.js'
 import { HashCounter, type SpooledFile } from './spool.js'
@@ -229,16 +234,31 @@ export class Uploads {
    */
   private async upload(job: UploadJob, body: UploadBody, original: PendingOriginal | undefined): Promise<UploadResult> {
     for (;;) {
-      const claim = await this.claim(job)
-      if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, job.bytes || Number(claim.file.bytes))
-      const heartbeat = this.renewWhileUploading(claimRef(claim))
+      // The provider slot first: a request waiting for one holds nothing, no claim, no reservation.
+      // It waits while one provider attempt still fits in what is left of UPLOAD_TIMEOUT_MS.
+      const attemptMs = this.deps.config.timeouts.providerAttemptMs
+      const slot = new HeldSlot(() =>
+        job.candidate.adapter.uploadSlot({
+          tenant: job.tenant,
+          clientPaced: body.kind === 'streamed',
+          waitMs: Math.max(0, job.deadline - Date.now() - attemptMs),
+        }),
+      )
+      await slot.take()
       try {
-        if (original && body.kind === 'spooled') await this.keepBeforePut(job, claim, original)
-        const sent = await this.put(job, claim, body, original !== undefined)
-        const settled = await this.settle(job, claim, body, sent, original)
-        if (settled) return settled
+        const claim = await this.claim(job, slot)
+        if (claim.outcome === 'duplicate') return this.dedupHit(claim.file, job.bytes || Number(claim.file.bytes))
+        const heartbeat = this.renewWhileUploading(claimRef(claim))
+        try {
+          if (original && body.kind === 'spooled') await this.keepBeforePut(job, claim, original)
+          const sent = await this.put(job, claim, body, original !== undefined, slot.lease)
+          const settled = await this.settle(job, claim, body, sent, original)
+          if (settled) return settled
+        } finally {
+          clearInterval(heartbeat)
+        }
       } finally {
-        clearInterval(heartbeat)
+        slot.release()
       }
       if (Date.now() > job.deadline) throw timeoutWaiting()
     }
@@ -284,11 +304,13 @@ export class Uploads {
    * Step 1: claims the row, waiting out a concurrent uploader of the same content. Ends in the
    * claim or a duplicate; a cap that would be broken is refused here, before any provider call.
    */
-  private async claim(job: UploadJob): Promise<Claimed | Extract<Claim, { outcome: 'duplicate' }>> {
+  private async claim(job: UploadJob, slot: HeldSlot): Promise<Claimed | Extract<Claim, { outcome: 'duplicate' }>> {
     const { config } = this.deps
     const { candidate, meta } = job
     const provider = candidate.config.name
-    const quota = tenantQuotaOf(config.tenantQuotas, job.tenant)
+    // A purpose with a documented file count (GLM) is counted in the same locked claim.
+    const maxPurposeFiles = purposeRule(candidate.config, candidate.purpose)?.maxFiles
+    const caps = tenantCapsAt(config.tenantQuotas, job.tenant, candidate.config, maxPurposeFiles)
     for (;;) {
       const claim = await claimUpload(this.deps.store, {
         tenantId: job.tenant,
@@ -299,22 +321,27 @@ export class Uploads {
         filename: meta.filename,
         mimeType: meta.mimeType,
         metadata: meta.metadata,
-        expiresAt:
-          meta.expiresInSeconds === undefined ? undefined : new Date(Date.now() + meta.expiresInSeconds * 1000),
+        expiresAt: expiryAfter(meta.expiresInSeconds),
         stuckMinutes: config.cleanup.stuckUploadMinutes,
         maxFiles: candidate.config.maxFiles,
         maxBytes: candidate.config.maxTotalBytes,
-        // A purpose with a documented file count (GLM) is counted in the same locked claim.
-        maxPurposeFiles: purposeRule(candidate.config, candidate.purpose)?.maxFiles,
+        maxPurposeFiles,
         owner: claimOwner,
         leaseSeconds: config.claimLeaseSeconds,
-        tenantMaxFiles: quota.maxFiles,
-        tenantMaxBytes: quota.maxBytes,
+        tenantMaxFiles: caps.maxFiles,
+        tenantMaxBytes: caps.maxBytes,
+        shareMaxFiles: caps.shareMaxFiles,
+        shareMaxBytes: caps.shareMaxBytes,
+        shareMaxPurposeFiles: caps.shareMaxPurposeFiles,
+        sharedByConfig: config.tenantQuotas.sharedByConfig,
       })
       if (claim.outcome === 'tenant_quota_exceeded') throw tenantQuotaExceeded(provider, claim, job.bytes)
       if (claim.outcome === 'quota_exceeded') throw quotaRefusal(provider, claim)
       if (claim.outcome !== 'in_progress') return claim
+      // Waiting on a concurrent uploader of the same content: its slot serves another meanwhile.
+      slot.release()
       await this.waitForSettle(job.tenant, claim.file.id, job.deadline)
+      await slot.take()
     }
   }
 
@@ -322,22 +349,37 @@ export class Uploads {
    * Step 2: sends the content to the provider while the claim's lease is renewed. A failure
    * marks the row failed (the next claim may take it over) and is the upload's answer.
    */
-  private async put(job: UploadJob, claim: Claimed, body: UploadBody, keepsOriginal: boolean): Promise<Sent> {
-    const { metrics, config } = this.deps
+  private async put(
+    job: UploadJob,
+    claim: Claimed,
+    body: UploadBody,
+    keepsOriginal: boolean,
+    slot: SlotLease | undefined,
+  ): Promise<Sent> {
+    const { metrics } = this.deps
     const provider = job.candidate.config.name
     metrics.uploadAttempts.inc({ provider })
     const started = process.hrtime.bigint()
     const observe = () => metrics.uploadDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9)
     const ref = claimRef(claim)
     try {
-      const sent = await this.send(job, body, AbortSignal.timeout(config.timeouts.uploadMs), keepsOriginal)
+      // UPLOAD_TIMEOUT_MS bounds the whole upload, its wait for a slot included.
+      const signal = AbortSignal.timeout(Math.max(1, job.deadline - Date.now()))
+      const sent = await this.send(job, body, signal, keepsOriginal, slot)
       observe()
       return sent
     } catch (err) {
       observe()
       metrics.uploadBytes.inc({ provider, status: 'failed' }, job.bytes)
-      await failUpload(this.deps.store, ref, { error: describe(err) })
+      // A copy the provider made before its reply failed (and that could not be deleted at once)
+      // is recorded on the failed row's tombstone and deleted like any other.
+      const copyId = isProviderError(err) ? err.copyId : undefined
+      const tomb = await failUpload(this.deps.store, ref, {
+        error: describe(err),
+        ...(copyId ? { providerFileId: copyId } : {}),
+      })
       this.deps.waiters.notify(ref.id)
+      if (tomb && copyId) await deleteAtProvider(this.deps.deletion, tomb)
       throw err
     }
   }
@@ -346,7 +388,13 @@ export class Uploads {
    * One provider call: the spooled file as it is, or the body counted and hashed on its way (and,
    * with `keepsOriginal`, staged in the originals store as it passes).
    */
-  private async send(job: UploadJob, body: UploadBody, signal: AbortSignal, keepsOriginal: boolean): Promise<Sent> {
+  private async send(
+    job: UploadJob,
+    body: UploadBody,
+    signal: AbortSignal,
+    keepsOriginal: boolean,
+    slot: SlotLease | undefined,
+  ): Promise<Sent> {
     const { candidate, meta } = job
     const input = (source: UploadInput['source']): UploadInput => ({
       source,
@@ -360,7 +408,7 @@ export class Uploads {
       const source: UploadInput['source'] = spool.buffer
         ? { kind: 'buffer', buffer: spool.buffer, bytes: spool.bytes }
         : { kind: 'file', path: spool.path, bytes: spool.bytes }
-      return sentOf(await candidate.adapter.upload(input(source), signal))
+      return sentOf(await candidate.adapter.upload(input(source), signal, slot))
     }
     const limitError = () => errors.fileTooLarge(candidate.config.name, candidate.maxBytes)
     const counter = new HashCounter(candidate.maxBytes, limitError)
@@ -373,9 +421,11 @@ export class Uploads {
             body.declaredSha256,
           )
         : undefined
-    const stream = tee ? tee.pass(counter.pass(body.stream)) : counter.pass(body.stream)
+    // The client sets this body's pace while it holds a slot and a reservation: it must keep a useful one.
+    const paced = keepPace(body.stream, streamPace(job.bytes, this.deps.config.timeouts.providerAttemptMs))
+    const stream = tee ? tee.pass(counter.pass(paced)) : counter.pass(paced)
     try {
-      const file = await candidate.adapter.upload(input({ kind: 'stream', stream, senderFailure }), signal)
+      const file = await candidate.adapter.upload(input({ kind: 'stream', stream, senderFailure }), signal, slot)
       return { ...sentOf(file), counter, tee }
     } catch (err) {
       // Our own limit, the client's abort or the originals store failing surfaces as the provider
@@ -466,6 +516,22 @@ export class Uploads {
   }
 }
 
+/**
+ * The provider upload slot one upload holds from its claim to its settle; let go while it waits
+ * for a concurrent uploader of the same content, taken again after.
+ */
+class HeldSlot {
+  lease: SlotLease | undefined
+  constructor(private readonly acquire: () => Promise<SlotLease>) {}
+  async take(): Promise<void> {
+    this.lease = await this.acquire()
+  }
+  release(): void {
+    this.lease?.release()
+    this.lease = undefined
+  }
+}
+
 const sentOf = (file: ProviderFile): Sent => ({
   id: file.id,
   copy: { expiresAt: file.expiresAt, state: file.state, stateMessage: file.stateMessage },
@@ -495,21 +561,46 @@ function verifyStreamed(
   return counter.bytes
 }
 
-export const tenantQuotaExceeded = (provider: string, usage: QuotaUsage, bytes: number) =>
-  new AppError('TENANT_QUOTA_EXCEEDED', {
+/**
+ * The tenant's own refusal: its caps (its own, or its share of the account) and its own usage,
+ * never the account's figures, from which other tenants' usage could be worked out.
+ */
+export function tenantQuotaExceeded(provider: string, usage: QuotaUsage, bytes: number): AppError {
+  if (usage.scope === 'purpose') {
+    return new AppError('TENANT_QUOTA_EXCEEDED', {
+      detail: `You hold ${usage.files} files of purpose "${usage.purpose}" at ${provider}, your share of ${usage.max_files}; delete some first`,
+      extensions: {
+        provider,
+        purpose: usage.purpose,
+        limit_files: usage.max_files,
+        limit_bytes: null,
+        used_files: Number(usage.files),
+      },
+    })
+  }
+  return new AppError('TENANT_QUOTA_EXCEEDED', {
     detail: `This upload (${bytes} bytes) would exceed your quota at ${provider} (${usage.max_files ?? '∞'} files, ${usage.max_bytes ?? '∞'} bytes); delete files to make room`,
     extensions: {
       provider,
-      limit_files: usage.max_files,
-      limit_bytes: usage.max_bytes,
+      limit_files: usage.max_files === null ? null : Number(usage.max_files),
+      limit_bytes: usage.max_bytes === null ? null : Number(usage.max_bytes),
       used_files: Number(usage.files),
       used_bytes: Number(usage.bytes),
     },
   })
+}
 
 /** `auto` moves on to the next provider when this one is unavailable, failing, or full. */
 function canFallBack(err: unknown): boolean {
-  if (isProviderError(err)) return err.retryable || err.providerFault || err.code === 'PROVIDER_QUOTA_EXCEEDED'
+  if (isProviderError(err)) {
+    return (
+      err.retryable ||
+      err.providerFault ||
+      err.code === 'PROVIDER_QUOTA_EXCEEDED' ||
+      // Its circuit opened meanwhile, or none of its upload slots came free.
+      err.code === 'PROVIDER_UNAVAILABLE'
+    )
+  }
   return (
     isAppError(err) &&
     [
@@ -541,6 +632,18 @@ function quotaRefusal(provider: string, claim: QuotaUsage): AppError {
 function describe(err: unknown): string {
   if (isAppError(err)) return `${err.code}: ${err.detail}`
   return err instanceof Error ? err.message : String(err)
+}
+
+/**
+ * A row's expiry from a TTL. The routes bound every TTL (maxExpiresInSeconds); one past it reaching
+ * the domain anyway is still the client's 400, never a date the store cannot hold.
+ */
+function expiryAfter(seconds: number | undefined): Date | undefined {
+  if (seconds === undefined) return undefined
+  if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > maxExpiresInSeconds) {
+    throw errors.validationFailed(`expires_in must be whole seconds from 1 to ${maxExpiresInSeconds}`)
+  }
+  return new Date(Date.now() + seconds * 1000)
 }
 
 const timeoutWaiting = () =>

@@ -26,6 +26,9 @@ export default fp(
         onCircuitStateChange: (provider, state) => {
           metrics.circuitState.set({ provider }, circuitStateValue[state])
         },
+        onUploadSlotRefused: (provider, reason) => {
+          metrics.uploadSlotRefusals.inc({ provider, reason })
+        },
       })
     for (const p of registry.list()) metrics.circuitState.set({ provider: p.name }, circuitStateValue[p.circuitState()])
     for (const p of opts.config.providers) {

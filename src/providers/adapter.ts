@@ -1,10 +1,10 @@
 /**
  * A ProviderAdapter: the wire of one provider (its HTTP shapes), each call run through that
- * provider's resilience policy. Uploads also take a bulkhead slot; the other operations only share
+ * provider's resilience policy. Uploads also take an upload slot; the other operations only share
  * the breaker, the retries and the timeouts. The policy is the same whatever the wire: the
  * OpenAI-style FilesClient (Kimi, GLM, OpenAI-compatible) and the Gemini client plug in alike.
  */
-import { isProviderError } from './errors.js'
+import { isProviderError, type ProviderError } from './errors.js'
 import { FilesClient, type ProviderDialect } from './files-client.js'
 import { ProviderResilience, type ResilienceSettings } from './resilience.js'
 import type {
@@ -13,17 +13,21 @@ import type {
   ProviderEvents,
   ProviderFile,
   ProviderWire,
+  SlotLease,
   UploadInput,
   UploadProgress,
 } from './types.js'
+import { providerIdPattern } from './wire-http.js'
 
-/** The settings every adapter shares: retries, the breaker, the timeouts and the upload bulkhead. */
+/** The settings every adapter shares: retries, the breaker, the timeouts and the upload slots. */
 export interface AdapterSettings {
   retry: ResilienceSettings['retry']
   circuit: ResilienceSettings['circuit']
   /** PROVIDER_TIMEOUT_MS (one attempt) and UPLOAD_TIMEOUT_MS (all attempts of one call). */
   timeouts: { providerAttemptMs: number; uploadMs: number }
   providerMaxConcurrentUploads: number
+  /** TENANT_MAX_SHARE: the share of the upload slots one tenant's client-paced uploads may hold. */
+  tenantQuotas: { share: number }
 }
 
 /** What a wire is built with, beside its provider's config. */
@@ -91,10 +95,27 @@ export function createProviderAdapter(
     attemptTimeoutMs: settings.timeouts.providerAttemptMs,
     budgetMs: settings.timeouts.uploadMs,
     maxConcurrentUploads: settings.providerMaxConcurrentUploads,
+    tenantShare: settings.tenantQuotas.share,
     events,
   })
 
   const isNotFound = (err: unknown) => isProviderError(err) && err.notFound
+
+  /**
+   * A failed upload that made a copy anyway (its reply was malformed): the copy is deleted now, by
+   * the id the reply gave it. When that fails, an id filegate can record stays on the error for the
+   * caller to record and delete through the sweeps; one it cannot record (a NUL in it) is left to
+   * reconcile.
+   */
+  async function deleteStrayCopy(err: ProviderError): Promise<void> {
+    const id = err.copyId as string
+    try {
+      await resilience.run({ op: 'delete' }, (s) => wire.delete(id, s))
+      err.copyId = undefined
+    } catch (deleteErr) {
+      if (isNotFound(deleteErr) || !providerIdPattern.test(id)) err.copyId = undefined
+    }
+  }
 
   async function* listAll(opts: { purpose?: string } = {}): AsyncGenerator<ProviderFile> {
     yield* wire.listAll({ ...opts, pageSize: PAGE_SIZE }, (fn) => resilience.run({ op: 'list' }, fn))
@@ -104,15 +125,29 @@ export function createProviderAdapter(
     name,
     config,
 
-    upload(input: UploadInput, signal?: AbortSignal) {
+    uploadSlot: (request) => resilience.acquireUploadSlot(request),
+
+    async upload(input: UploadInput, signal?: AbortSignal, slot?: SlotLease) {
       const { source } = input
       const stream = source.kind === 'stream' ? source : undefined
       // One per call: a retried attempt resumes where the earlier ones got to, where the wire can.
       const progress: UploadProgress = {}
-      return resilience.run(
-        { op: 'upload', bulkhead: true, oneShot: stream !== undefined, signal, senderFailure: stream?.senderFailure },
-        (s) => wire.upload(input, s, progress),
-      )
+      try {
+        return await resilience.run(
+          {
+            op: 'upload',
+            upload: true,
+            slot,
+            oneShot: stream !== undefined,
+            signal,
+            senderFailure: stream?.senderFailure,
+          },
+          (s) => wire.upload(input, s, progress),
+        )
+      } catch (err) {
+        if (isProviderError(err) && err.copyId !== undefined) await deleteStrayCopy(err)
+        throw err
+      }
     },
 
     async retrieve(id: string) {

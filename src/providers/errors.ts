@@ -21,6 +21,8 @@ export interface ProviderErrorOptions {
   retryAfterSeconds?: number
   extensions?: Record<string, unknown>
   cause?: unknown
+  /** The provider made a copy before the call failed (a malformed upload reply): its id as sent. */
+  copyId?: string
 }
 
 export class ProviderError extends AppError {
@@ -30,6 +32,11 @@ export class ProviderError extends AppError {
   readonly notFound: boolean
   readonly upstreamStatus: number | undefined
   readonly upstreamRetryAfterMs: number | undefined
+  /**
+   * A copy the failed call left at the provider, by the id the provider gave it; cleared once the
+   * copy is deleted. Whoever records the upload deletes it (or records it for the sweeps) when set.
+   */
+  copyId: string | undefined
 
   constructor(code: ErrorCode, options: ProviderErrorOptions) {
     super(code, {
@@ -48,6 +55,7 @@ export class ProviderError extends AppError {
     this.notFound = options.notFound ?? false
     this.upstreamStatus = options.upstreamStatus
     this.upstreamRetryAfterMs = options.upstreamRetryAfterMs
+    this.copyId = options.copyId
   }
 }
 
@@ -250,13 +258,17 @@ export const circuitOpenError = (provider: string, retryAfterMs: number) =>
     detail: `${provider} is failing; calls are paused (circuit open)`,
   })
 
-/** A reply that is not the documented shape (e.g. a proxy's HTML page with 200). */
-export const badResponse = (provider: string, what: string) =>
+/**
+ * A reply that is not the documented shape (e.g. a proxy's HTML page with 200, a file object with a
+ * NUL in its id). Not retried: an upload that was answered so may have made a copy (`copyId`).
+ */
+export const badResponse = (provider: string, what: string, copyId?: string) =>
   new ProviderError('PROVIDER_ERROR', {
     provider,
     retryable: false,
     providerFault: true,
     detail: `${provider} sent an unexpected response (${what})`,
+    ...(copyId !== undefined ? { copyId } : {}),
   })
 
 /**

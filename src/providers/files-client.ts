@@ -11,7 +11,15 @@ import { request } from 'undici'
 import { badResponse, type ErrorDialect, parseErrorBody } from './errors.js'
 import { buildMultipartBody, type FormFields } from './multipart-body.js'
 import type { ProviderContent, ProviderFile, ProviderOp, UploadInput } from './types.js'
-import { closeAgent, ERROR_BODY_CAP, readJson, transportError, upstreamError, wireAgent } from './wire-http.js'
+import {
+  closeAgent,
+  ERROR_BODY_CAP,
+  providerFileProblem,
+  readJson,
+  transportError,
+  upstreamError,
+  wireAgent,
+} from './wire-http.js'
 
 /**
  * How one provider's files API differs from OpenAI's: what the shared client asks before each
@@ -78,7 +86,7 @@ export class FilesClient {
     if (multipart.contentLength !== undefined) headers['content-length'] = String(multipart.contentLength)
     try {
       const res = await this.#call('upload', 'POST', '/files', { headers, body: multipart.body, signal })
-      return this.#file(await readJson(res, this.provider, this.#options.idleTimeoutMs))
+      return this.#file(await readJson(res, this.provider, this.#options.idleTimeoutMs), 'upload')
     } finally {
       // On failure undici may not have pulled the body at all: end the generator (a file source
       // is opened lazily inside it, so nothing is left open).
@@ -103,7 +111,9 @@ export class FilesClient {
       has_more?: unknown
       last_id?: unknown
     }
-    if (!Array.isArray(body.data)) throw badResponse(this.provider, 'list without data')
+    if (typeof body !== 'object' || body === null || !Array.isArray(body.data)) {
+      throw badResponse(this.provider, 'list without data')
+    }
     const data = body.data.map((item) => this.#file(item))
     const lastId = typeof body.last_id === 'string' ? body.last_id : data.at(-1)?.id
     return { data, hasMore: body.has_more === true, nextAfter: lastId }
@@ -181,11 +191,21 @@ export class FilesClient {
     throw await upstreamError(res, op, this.#options, parseErrorBody, this.#options.dialect.classifyError)
   }
 
-  #file(raw: unknown): ProviderFile {
-    if (typeof raw !== 'object' || raw === null) throw badResponse(this.provider, 'file is not an object')
-    const parsed = (this.#options.dialect.parseFile ?? openAiFile)(raw as Record<string, unknown>)
-    if (typeof parsed === 'string') throw badResponse(this.provider, parsed)
-    return parsed
+  /**
+   * The provider's file object, checked: the dialect reads its shape, then the id, size and times
+   * must be sane whatever the dialect. An upload answered with a broken one may still have made a
+   * copy: the error names the id the reply gave it, so that the copy can be deleted.
+   */
+  #file(raw: unknown, op?: 'upload'): ProviderFile {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      throw badResponse(this.provider, 'file is not an object')
+    }
+    const fields = raw as Record<string, unknown>
+    const parsed = (this.#options.dialect.parseFile ?? openAiFile)(fields)
+    const problem = typeof parsed === 'string' ? parsed : providerFileProblem(parsed)
+    if (problem === undefined) return parsed as ProviderFile
+    const copyId = op === 'upload' && typeof fields.id === 'string' && fields.id !== '' ? fields.id : undefined
+    throw badResponse(this.provider, problem, copyId)
   }
 }
 
@@ -198,6 +218,10 @@ const unixSeconds = (value: number) => (value > 1e12 ? Math.floor(value / 1000) 
  */
 export function openAiFile(f: Record<string, unknown>): ProviderFile | string {
   if (typeof f.id !== 'string' || f.id === '') return 'file without id'
+  const wrongType = (['bytes', 'created_at'] as const).find((k) => f[k] != null && typeof f[k] !== 'number')
+  if (wrongType) return `${wrongType} is not a number`
+  const notText = (['filename', 'purpose', 'status'] as const).find((k) => f[k] != null && typeof f[k] !== 'string')
+  if (notText) return `${notText} is not a string`
   const file: ProviderFile = {
     id: f.id,
     bytes: Number(f.bytes ?? 0),

@@ -53,6 +53,7 @@ import {
   closeAgent,
   ERROR_BODY_CAP,
   type ErrorBodyFields,
+  providerFileProblem,
   readJson,
   transportError,
   upstreamError,
@@ -395,8 +396,8 @@ export class GeminiClient implements ProviderWire {
           await res.body.dump({ limit: ERROR_BODY_CAP })
           return undefined
         }
-        const body = (await readJson(res, this.#o.provider, this.#o.idleTimeoutMs)) as { file?: unknown }
-        return this.#file(body.file)
+        const body = (await readJson(res, this.#o.provider, this.#o.idleTimeoutMs)) as { file?: unknown } | null
+        return this.#file(body?.file, 'upload')
       } catch (err) {
         if (signal.aborted || !isProviderError(err) || !err.retryable || resumes >= this.#o.retry.maxAttempts - 1)
           throw err
@@ -438,8 +439,8 @@ export class GeminiClient implements ProviderWire {
     throw await upstreamError(res, op, this.#o, parseStatus, geminiErrors)
   }
 
-  /** A File resource (ai.google.dev/api/files#File) as filegate's ProviderFile. */
-  #file(raw: unknown): ProviderFile {
+  /** A File resource (ai.google.dev/api/files#File) as filegate's ProviderFile; checked like every wire's. */
+  #file(raw: unknown, op?: 'upload'): ProviderFile {
     if (typeof raw !== 'object' || raw === null) throw badResponse(this.#o.provider, 'file is not an object')
     const f = raw as Record<string, unknown>
     const name = typeof f.name === 'string' ? f.name : ''
@@ -459,6 +460,9 @@ export class GeminiClient implements ProviderWire {
       purpose: GEMINI_PURPOSE,
       expiresAt: seconds(f.expirationTime) ?? null,
     }
+    // The same checks as every wire's file object; a broken one names the copy it may stand for.
+    const problem = providerFileProblem(file)
+    if (problem) throw badResponse(this.#o.provider, problem, op === 'upload' ? id : undefined)
     const state = typeof f.state === 'string' ? states[f.state] : undefined
     if (typeof f.state === 'string') file.status = f.state
     if (state) file.state = state

@@ -1,18 +1,18 @@
 /**
- * Per-provider resilience with cockatiel: an upload bulkhead, then retries with
- * exponential backoff and jitter that honour Retry-After, around a consecutive-failure circuit
- * breaker, around a timeout per attempt that aborts the undici request. One overall budget
- * bounds everything, queueing and backoff included.
+ * Per-provider resilience with cockatiel: an upload slot (upload-slots.ts: shared fairly between
+ * tenants), then retries with exponential backoff and jitter that honour Retry-After, around a
+ * consecutive-failure circuit breaker, around a timeout per attempt that aborts the undici request.
+ * One overall budget bounds everything, queueing and backoff included; a caller's own deadline
+ * (an AbortSignal.timeout) ends it the same way: PROVIDER_TIMEOUT, or PROVIDER_UNAVAILABLE while
+ * still waiting for a slot, never a bare TimeoutError.
  *
- *   bulkhead (uploads only) → retry → circuit breaker → attempt timeout → the HTTP call
+ *   upload slot (uploads only) → retry → circuit breaker → attempt timeout → the HTTP call
  *
  * The breaker sits inside the retry so that every failed attempt counts, and an opening breaker
  * stops the retries at once (PROVIDER_UNAVAILABLE) instead of hammering a failing provider.
  */
 import {
   BrokenCircuitError,
-  BulkheadRejectedError,
-  bulkhead,
   type CircuitBreakerPolicy,
   CircuitState as CockatielState,
   ConsecutiveBreaker,
@@ -30,6 +30,7 @@ import {
 import { inSpan } from '../spans.js'
 import { circuitOpenError, isProviderError, ProviderError, timeoutError } from './errors.js'
 import type { CircuitState, ProviderEvents, ProviderOp } from './types.js'
+import { type SlotLease, SlotRefusal, type SlotRefusalReason, type SlotRequest, UploadSlots } from './upload-slots.js'
 
 export interface ResilienceSettings {
   provider: string
@@ -40,8 +41,10 @@ export interface ResilienceSettings {
   /** All attempts of one call, queueing and backoff included (UPLOAD_TIMEOUT_MS). */
   budgetMs: number
   maxConcurrentUploads: number
-  /** Uploads that may wait for a bulkhead slot; more are refused at once. */
+  /** Uploads that may wait for a slot; more are refused at once. */
   uploadQueue?: number
+  /** TENANT_MAX_SHARE: the share of the slots (and of the queue) one tenant's client-paced uploads may hold. */
+  tenantShare?: number
   events?: ProviderEvents | undefined
 }
 
@@ -49,8 +52,13 @@ export interface RunOptions {
   op: ProviderOp
   /** The input cannot be replayed (a one-shot stream): exactly one attempt. */
   oneShot?: boolean
-  /** Take an upload slot from the bulkhead. */
-  bulkhead?: boolean
+  /** An upload: it takes an upload slot (unless `slot` is one the caller already holds). */
+  upload?: boolean
+  /** An upload slot the caller took (acquireUploadSlot) and releases itself. */
+  slot?: SlotLease | undefined
+  /** Whom the upload is for: slots are shared fairly between tenants. */
+  tenant?: string | undefined
+  /** The caller leaving; a TimeoutError reason (AbortSignal.timeout) ends the call as a timeout. */
   signal?: AbortSignal | undefined
   /**
    * For an upload whose body comes from a client: the client's own failure behind a failed
@@ -71,7 +79,7 @@ export class ProviderResilience {
   readonly #s: ResilienceSettings
   readonly #breaker: CircuitBreakerPolicy
   readonly #timeout: TimeoutPolicy
-  readonly #uploads: ReturnType<typeof bulkhead>
+  readonly #uploads: UploadSlots
   readonly #listeners: Array<{ dispose(): void }> = []
   #openedAt = 0
 
@@ -87,7 +95,11 @@ export class ProviderResilience {
     // Aggressive: the attempt ends at the deadline even if the body stream ignores the abort.
     // abortOnReturn false: a streamed content body must outlive the attempt that opened it.
     this.#timeout = timeout(settings.attemptTimeoutMs, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false })
-    this.#uploads = bulkhead(settings.maxConcurrentUploads, settings.uploadQueue ?? 1000)
+    this.#uploads = new UploadSlots(
+      settings.maxConcurrentUploads,
+      settings.uploadQueue ?? 1000,
+      settings.tenantShare ?? 1,
+    )
     this.#listeners.push(
       this.#breaker.onStateChange((state) => {
         if (state === CockatielState.Open) {
@@ -117,13 +129,40 @@ export class ProviderResilience {
     return Math.max(0, this.#openedAt + this.#s.circuit.resetMs - Date.now())
   }
 
+  /**
+   * Waits for one of the provider's upload slots, fairly between tenants (upload-slots.ts); the
+   * caller releases it. PROVIDER_UNAVAILABLE with Retry-After (counted) when too many wait or none
+   * came free within `waitMs`.
+   */
+  async acquireUploadSlot(request: SlotRequest): Promise<SlotLease> {
+    const started = Date.now()
+    try {
+      return await this.#uploads.acquire(request)
+    } catch (err) {
+      if (err instanceof SlotRefusal) throw this.#noSlot(err.reason, err.waitedMs)
+      if (isTimeoutAbort(err)) throw this.#noSlot('timeout', Date.now() - started)
+      throw err
+    }
+  }
+
   async run<T>(opts: RunOptions, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const { provider, budgetMs } = this.#s
-    const deadline = Date.now() + budgetMs
+    const started = Date.now()
+    const deadline = started + budgetMs
     const outer = new AbortController()
-    // The reason is the error callers get: a spent budget is a timeout, not a retryable one.
-    const budgetTimer = setTimeout(() => outer.abort(timeoutError(provider, budgetMs, 'budget')), budgetMs)
-    const onCallerAbort = () => outer.abort(opts.signal?.reason ?? new DOMException('aborted', 'AbortError'))
+    let waitingForSlot = false
+    // The reason is the error callers get: a spent budget (or the caller's own deadline) is a
+    // timeout, not a retryable one; while still waiting for a slot, the provider is busy.
+    const expire = () =>
+      outer.abort(
+        waitingForSlot ? this.#noSlot('timeout', Date.now() - started) : timeoutError(provider, budgetMs, 'budget'),
+      )
+    const budgetTimer = setTimeout(expire, budgetMs)
+    const onCallerAbort = () => {
+      const reason = opts.signal?.reason
+      if (isTimeoutAbort(reason)) expire()
+      else outer.abort(reason ?? new DOMException('aborted', 'AbortError'))
+    }
     if (opts.signal?.aborted) onCallerAbort()
     opts.signal?.addEventListener('abort', onCallerAbort, { once: true })
 
@@ -166,25 +205,29 @@ export class ProviderResilience {
       )
 
     const work = async () => {
-      if (!opts.bulkhead) return retryPolicy.execute(tracedAttempt, outer.signal)
+      if (!opts.upload || opts.slot) return retryPolicy.execute(tracedAttempt, outer.signal)
+      waitingForSlot = true
+      let slot: SlotLease
       try {
-        return await this.#uploads.execute(() => retryPolicy.execute(tracedAttempt, outer.signal), outer.signal)
-      } catch (err) {
-        if (err instanceof BulkheadRejectedError) {
-          throw new ProviderError('PROVIDER_UNAVAILABLE', {
-            provider,
-            retryable: false,
-            providerFault: false,
-            retryAfterSeconds: 5,
-            detail: `too many uploads to ${provider} are waiting`,
-          })
-        }
-        throw err
+        slot = await this.acquireUploadSlot({
+          tenant: opts.tenant ?? '',
+          clientPaced: opts.oneShot === true,
+          // A slot is worth waiting for while one attempt still fits in the budget.
+          waitMs: deadline - Date.now() - this.#s.attemptTimeoutMs,
+          signal: outer.signal,
+        })
+      } finally {
+        waitingForSlot = false
+      }
+      try {
+        return await retryPolicy.execute(tracedAttempt, outer.signal)
+      } finally {
+        slot.release()
       }
     }
 
     try {
-      // Cockatiel's bulkhead queue and backoff sleeps do not watch the signal; the race does.
+      // Cockatiel's backoff sleeps do not watch the signal; the race does.
       return await raceAbort(work(), outer.signal)
     } catch (err) {
       throw outer.signal.aborted && !isProviderError(err) ? outer.signal.reason : err
@@ -196,6 +239,22 @@ export class ProviderResilience {
 
   dispose(): void {
     for (const l of this.#listeners.splice(0)) l.dispose()
+  }
+
+  /** PROVIDER_UNAVAILABLE for an upload that got no slot (not the provider's fault), counted. */
+  #noSlot(reason: SlotRefusalReason, waitedMs: number): ProviderError {
+    const { provider, maxConcurrentUploads } = this.#s
+    this.#s.events?.onUploadSlotRefused?.(provider, reason)
+    return new ProviderError('PROVIDER_UNAVAILABLE', {
+      provider,
+      retryable: false,
+      providerFault: false,
+      retryAfterSeconds: 5,
+      detail:
+        reason === 'queue_full'
+          ? `too many uploads to ${provider} are waiting`
+          : `all ${maxConcurrentUploads} upload slots of ${provider} stayed busy for ${waitedMs} ms; try again shortly`,
+    })
   }
 
   /**
@@ -254,6 +313,9 @@ export class ProviderResilience {
     return { next: make }
   }
 }
+
+/** An abort by AbortSignal.timeout (or a timer of that name): the caller's deadline, not its leaving. */
+const isTimeoutAbort = (reason: unknown) => (reason as { name?: unknown } | null)?.name === 'TimeoutError'
 
 function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {

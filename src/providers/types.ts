@@ -1,9 +1,12 @@
 /**
  * The port the domain sees: one ProviderAdapter per configured provider, whatever its dialect.
- * Adapters already apply timeouts, retries, the circuit breaker and the upload bulkhead.
+ * Adapters already apply timeouts, retries, the circuit breaker and the upload slots.
  */
 import type { Readable } from 'node:stream'
 import type { ProviderFacts, ProviderKind } from './catalog.js'
+import type { SlotLease, SlotRefusalReason, SlotRequest } from './upload-slots.js'
+
+export type { SlotLease, SlotRequest } from './upload-slots.js'
 
 /** One provider as filegate serves it: its facts, the operator's caps and its key (providers/resolve.ts). */
 export interface ProviderConfig extends ProviderFacts {
@@ -102,7 +105,14 @@ export interface ProviderContent {
 export interface ProviderAdapter {
   readonly name: string
   readonly config: ProviderConfig
-  upload(input: UploadInput, signal?: AbortSignal): Promise<ProviderFile>
+  /**
+   * Waits for one of the provider's upload slots (shared fairly between tenants; a tenant's
+   * client-paced uploads hold at most its share); the caller releases it. PROVIDER_UNAVAILABLE
+   * with Retry-After when too many wait or none comes free within `waitMs`.
+   */
+  uploadSlot(request: SlotRequest): Promise<SlotLease>
+  /** One upload; with `slot` (from uploadSlot) it takes no slot of its own. */
+  upload(input: UploadInput, signal?: AbortSignal, slot?: SlotLease): Promise<ProviderFile>
   /** null on 404 */
   retrieve(id: string): Promise<ProviderFile | null>
   /** 404 => alreadyGone: true */
@@ -118,6 +128,8 @@ export interface ProviderEvents {
   onCircuitOpen?(provider: string): void
   onCircuitStateChange?(provider: string, state: CircuitState): void
   onAttempt?(provider: string, op: string): void
+  /** An upload got no slot: too many were waiting, or none came free in time. */
+  onUploadSlotRefused?(provider: string, reason: SlotRefusalReason): void
 }
 
 export type ProviderOp = 'upload' | 'retrieve' | 'delete' | 'list' | 'content'

@@ -15,7 +15,29 @@ import {
   sanitizeMessage,
   timeoutError,
 } from './errors.js'
-import type { ProviderOp } from './types.js'
+import type { ProviderFile, ProviderOp } from './types.js'
+
+/**
+ * A provider file id as filegate keeps and passes it on: 1-256 visible ASCII characters (Kimi
+ * `cq7n…`, GLM and OpenAI `file-…`, Anthropic `file_…`, Gemini `files/…` reduced to its id), the
+ * longest a path parameter accepts. Anything else (a NUL, spaces, a kilobyte of text) cannot be a
+ * provider's id and is not stored.
+ */
+export const providerIdPattern = /^[\x21-\x7e]{1,256}$/
+
+/**
+ * What is wrong with a file object a dialect read from a provider's reply, if anything: its id, its
+ * size (a whole number of bytes), its times (unix seconds). The documented shapes all satisfy it.
+ */
+export function providerFileProblem(file: ProviderFile): string | undefined {
+  if (!providerIdPattern.test(file.id)) return 'a file id that is not 1-256 visible ASCII characters'
+  if (!Number.isSafeInteger(file.bytes) || file.bytes < 0) return 'a size that is not a whole number of bytes'
+  if (!Number.isFinite(file.createdAt) || file.createdAt < 0) return 'a created_at that is not a time'
+  if (file.expiresAt != null && (!Number.isFinite(file.expiresAt) || file.expiresAt < 0)) {
+    return 'an expires_at that is not a time'
+  }
+  return undefined
+}
 
 /** Error bodies are read up to this much; the rest is dropped. */
 export const ERROR_BODY_CAP = 64 * 1024

@@ -78,14 +78,23 @@ export interface ClaimArgs {
   maxPurposeFiles: number | undefined
   owner: string
   leaseSeconds: number
+  /** The tenant's own caps at this provider: always applied. */
   tenantMaxFiles: number | null
   tenantMaxBytes: number | null
+  /** Its share of the account's caps (and of the purpose's file count): applied while the account is shared. */
+  shareMaxFiles?: number | null
+  shareMaxBytes?: number | null
+  shareMaxPurposeFiles?: number | null
+  /** The configuration lets more than one tenant in; else the claim asks whether another tenant has a row. */
+  sharedByConfig?: boolean
 }
 
 /** Claims (tenant, provider, purpose, sha256), or reports the duplicate, the uploader at work, or the cap. */
 export function claimUpload(store: StorePort, a: ClaimArgs): Promise<Claim> {
   const args: CallArgs = {
-    ...(a.maxPurposeFiles ? { p_max_purpose_files: a.maxPurposeFiles } : {}),
+    ...(a.maxPurposeFiles
+      ? { p_max_purpose_files: a.maxPurposeFiles, p_share_max_purpose_files: a.shareMaxPurposeFiles ?? undefined }
+      : {}),
     p_tenant_id: a.tenantId,
     p_provider: a.provider,
     p_purpose: a.purpose,
@@ -102,6 +111,9 @@ export function claimUpload(store: StorePort, a: ClaimArgs): Promise<Claim> {
     p_lease_seconds: a.leaseSeconds,
     p_tenant_max_files: a.tenantMaxFiles ?? undefined,
     p_tenant_max_bytes: a.tenantMaxBytes ?? undefined,
+    p_share_max_files: a.shareMaxFiles ?? undefined,
+    p_share_max_bytes: a.shareMaxBytes ?? undefined,
+    p_shared: a.sharedByConfig ?? false,
   }
   const fn = a.maxPurposeFiles ? 'claim_upload_within_purpose_cap' : 'claim_upload'
   return traced(store, 'filegate.upload.claim', outcome, fn, args)
@@ -258,6 +270,10 @@ export interface Usage {
 
 /** What occupies each provider account now (every tenant's files). */
 export const providerUsage = (store: StorePort): Promise<Usage[]> => store.call('provider_usage')
+
+/** Whether a tenant's share caps apply now: the configuration says so, or another tenant has a row. */
+export const tenantAccountShared = (store: StorePort, tenantId: string, sharedByConfig: boolean): Promise<boolean> =>
+  store.call<boolean>('tenant_account_shared', { p_tenant_id: tenantId, p_shared: sharedByConfig })
 
 /** What one tenant's files occupy at each provider. */
 export const tenantUsage = (store: StorePort, tenantId: string): Promise<Usage[]> =>

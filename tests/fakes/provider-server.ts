@@ -16,6 +16,19 @@ import { Busboy } from '@fastify/busboy'
 export type FakeKind = 'kimi' | 'glm' | 'openai'
 export type QuotaMode = boolean | 'file-count' | 'balance' | 'usage-limit' | 'plan-expired'
 export type FakeOp = 'upload' | 'list' | 'retrieve' | 'delete' | 'content'
+/**
+ * A file object that breaks the documented shape, as a broken proxy or a provider bug might send:
+ * the id a non-empty string, `bytes` an integer (OpenAI's file object,
+ * platform.openai.com/docs/api-reference/files/object; Kimi's, platform.moonshot.ai/docs/api/files;
+ * GLM's, docs.bigmodel.cn 上传文件 response fields), the reply a JSON object.
+ */
+export type MalformedReply =
+  | 'id-nul'
+  | 'id-too-long'
+  | 'no-id'
+  | 'bytes-negative'
+  | 'bytes-not-a-number'
+  | 'not-an-object'
 
 export interface FakeFile {
   id: string
@@ -87,6 +100,12 @@ export interface FakeProvider {
   /** Next n requests answer 429 with Retry-After and the provider's retryable body. */
   rateLimitNext(n: number, retryAfterSeconds?: number, op?: FakeOp | FakeOp[]): void
   deleteFailNext(n: number, status?: number): void
+  /**
+   * The next n answers of `op` (upload by default; list, retrieve) carry a file object malformed as
+   * `how`. An upload still makes its copy, as the provider would have: under the malformed id for
+   * the id cases (so a delete by that id removes it), under its own id otherwise.
+   */
+  malformedNext(n: number, how: MalformedReply, op?: FakeOp | FakeOp[]): void
   /** Next n requests of `op` answer this documented error, in the provider's error shape. */
   errorNext(
     n: number,
@@ -176,6 +195,32 @@ interface Injection {
   spec?: ErrorSpec
 }
 
+/** The file object as `how` breaks it (see MalformedReply). */
+function malform(view: Record<string, unknown>, how: MalformedReply): unknown {
+  switch (how) {
+    case 'id-nul':
+      return { ...view, id: `${String(view.id)}\u0000` }
+    case 'id-too-long':
+      return { ...view, id: `${String(view.id)}${'x'.repeat(300)}` }
+    case 'no-id': {
+      const { id: _dropped, ...rest } = view
+      return rest
+    }
+    case 'bytes-negative':
+      return { ...view, bytes: -1 }
+    case 'bytes-not-a-number':
+      return { ...view, bytes: 'many' }
+    case 'not-an-object':
+      return 'ok'
+  }
+}
+
+/** The id a malformed upload reply names for its copy (the fake keeps the copy under it). */
+function malformedId(id: string, how: MalformedReply): string {
+  const broken = malform({ id }, how) as { id?: unknown } | string
+  return typeof broken === 'object' && typeof broken.id === 'string' ? broken.id : id
+}
+
 interface ErrorSpec {
   status: number
   /** Kimi/OpenAI `type` */
@@ -198,6 +243,13 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
   const basePath = BASE_PATH[kind]
   const sockets = new Set<Socket>()
   const injections: Injection[] = []
+  const malformations: Array<{ remaining: number; how: MalformedReply; ops: FakeOp[] }> = []
+  /** The malformation queued for `op`, counted down; undefined when none. */
+  const takeMalformation = (op: FakeOp): MalformedReply | undefined => {
+    const found = malformations.find((m) => m.remaining > 0 && m.ops.includes(op))
+    if (found) found.remaining--
+    return found?.how
+  }
   let seq = 0
 
   const emptyCounts = (): Record<FakeOp | 'unknown', number> => ({
@@ -573,25 +625,46 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
       mimeType: file.mimeType,
       ...(contentKind(purpose) !== 'none' ? { content: file.prefix.toString('utf8') } : {}),
     }
-    records.files.set(id, stored)
     if (kind === 'openai') stored.expires_at = expiry as number | null
+    const malformed = takeMalformation('upload')
+    const reply = malformed ? malform(view(stored), malformed) : view(stored)
+    // The copy is made either way; a malformed id is the only name the reply gives it.
+    if (malformed) stored.id = malformedId(id, malformed)
+    records.files.set(stored.id, stored)
     const seconds = parsed.expiresAfter.seconds
     records.uploads.push({
-      id,
+      id: stored.id,
       filename: file.filename,
       purpose,
       bytes: file.bytes,
       sha256: file.sha256,
       ...(seconds !== undefined ? { expiresAfterSeconds: Number(seconds) } : {}),
     })
-    send(res, 200, view(stored))
+    send(res, 200, reply)
   }
+
+  /** A page's file objects; a malformation queued for list breaks the first (or a made-up one). */
+  const listData = (files: FakeFile[]): unknown[] => {
+    const data: unknown[] = files.map(view)
+    const how = takeMalformation('list')
+    if (how) data[0] = malform((data[0] as Record<string, unknown>) ?? view(placeholderFile()), how)
+    return data
+  }
+  const placeholderFile = (): FakeFile => ({
+    id: newId(),
+    object: 'file',
+    bytes: 1,
+    created_at: Math.floor(Date.now() / 1000),
+    filename: 'placeholder.txt',
+    purpose: 'file-extract',
+    status_details: '',
+  })
 
   // Kimi: every file at once, no cursor (platform.kimi.ai/docs/api/files-list). GLM: `purpose`,
   // `after`, `limit` 1-100 (docs.bigmodel.cn 文件列表). OpenAI: `limit` 1-10,000, default 10,000, `order`.
   const handleList = (url: URL, res: ServerResponse) => {
     let all = [...records.files.values()]
-    if (kind === 'kimi') return send(res, 200, { object: 'list', data: all.map(view) })
+    if (kind === 'kimi') return send(res, 200, { object: 'list', data: listData(all) })
     const purpose = url.searchParams.get('purpose')
     if (purpose) all = all.filter((f) => f.purpose === purpose)
     if (kind === 'openai' && url.searchParams.get('order') !== 'asc') all.reverse()
@@ -611,7 +684,7 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
       })
     }
     const page = all.slice(0, limit)
-    const body: Record<string, unknown> = { object: 'list', data: page.map(view), has_more: all.length > limit }
+    const body: Record<string, unknown> = { object: 'list', data: listData(page), has_more: all.length > limit }
     if (kind === 'openai') {
       body.first_id = page[0]?.id ?? null
       body.last_id = page.at(-1)?.id ?? null
@@ -819,7 +892,9 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
         return handleList(url, res)
       case 'retrieve': {
         const file = id ? records.files.get(id) : undefined
-        return file ? send(res, 200, view(file)) : fail(res, notFoundSpec(id ?? ''))
+        if (!file) return fail(res, notFoundSpec(id ?? ''))
+        const how = takeMalformation('retrieve')
+        return send(res, 200, how ? malform(view(file), how) : view(file))
       }
       case 'delete': {
         const file = id ? records.files.get(id) : undefined
@@ -901,6 +976,9 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     deleteFailNext(n, status = 500) {
       injections.push({ remaining: n, ops: ['delete'], status })
     },
+    malformedNext(n, how, op = 'upload') {
+      malformations.push({ remaining: n, how, ops: asList(op) ?? [] })
+    },
     errorNext(n, error, op) {
       const spec: ErrorSpec = {
         status: error.status,
@@ -945,6 +1023,7 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
         maxFileBytes: MAX_FILE_BYTES[kind],
       })
       injections.length = 0
+      malformations.length = 0
       Object.assign(records.maxInFlight, inFlight)
       records.uploads.length = 0
       records.deletes.length = 0

@@ -16,13 +16,24 @@ import fc, { type Arbitrary } from 'fast-check'
 import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
 import { errorCatalog } from '../../src/errors.js'
-import { testKeys } from '../helper.js'
-import { metric, setupUploads, sha256, spoolEntries, type UploadContext, useFileDatabase } from './uploads-support.js'
+import { maxExpiresInSeconds } from '../../src/schemas.js'
+import { createTestDatabase, requirePostgres, tempDir, testKeys } from '../helper.js'
+import {
+  filePart,
+  metric,
+  postFile,
+  setupUploads,
+  sha256,
+  spoolEntries,
+  type UploadContext,
+  useFileDatabase,
+} from './uploads-support.js'
 
 const database = useFileDatabase()
 
 const seed = 20261127
 const numRuns = 1500
+const jsonRuns = 600
 
 // ---- values -------------------------------------------------------------------------------
 
@@ -413,5 +424,231 @@ describe('hostile input, generated', () => {
     const tally = [...statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`)
     t.diagnostic(`fast-check seed ${seed}: ${runs} cases run (${numRuns} asked); answers ${tally.join(', ')}`)
     assert.equal(runs, numRuns)
+  })
+})
+
+// ---- every route with a JSON body, from the app's own OpenAPI document ----------------------
+
+interface JsonSchema {
+  type?: string | string[]
+  properties?: Record<string, JsonSchema>
+  items?: JsonSchema
+  anyOf?: JsonSchema[]
+  oneOf?: JsonSchema[]
+  enum?: unknown[]
+  const?: unknown
+  examples?: unknown[]
+  required?: string[]
+  minimum?: number
+  maximum?: number
+}
+
+interface JsonOperation {
+  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE'
+  /** The OpenAPI path, e.g. /v1/files/{id}/copies */
+  path: string
+  schema: JsonSchema
+  /** The documented example body: values that pass validation together. */
+  example: Record<string, unknown> | undefined
+}
+
+/** Every operation whose request body may be JSON, as the app documents it (routes added later included). */
+function jsonBodyOperations(doc: { paths: Record<string, Record<string, unknown>> }): JsonOperation[] {
+  const found: JsonOperation[] = []
+  for (const [path, item] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(item)) {
+      type Media = { schema?: JsonSchema; example?: Record<string, unknown> }
+      const body = (op as { requestBody?: { content?: Record<string, Media> } }).requestBody
+      const json = body?.content?.['application/json']
+      if (!json) continue
+      found.push({
+        method: method.toUpperCase() as JsonOperation['method'],
+        path,
+        schema: json.schema ?? {},
+        example: json.example,
+      })
+    }
+  }
+  return found
+}
+
+/**
+ * Numbers that broke a bound before: past the date range (1e308, 2^53 - 1, 8.64e15 ms), a thousand
+ * years (31536000000 s), the TTL bound itself and one past it, and the usual edges.
+ */
+const hostileNumbers = fc.constantFrom(
+  1e308,
+  -1e308,
+  9007199254740991,
+  8640000000000,
+  31536000000,
+  maxExpiresInSeconds,
+  maxExpiresInSeconds + 1,
+  -1,
+  0,
+  1,
+  1.5,
+  3600,
+  86400,
+)
+
+/** Like `sometimes`, but the valid value five times out of six: a body has several fields to get right. */
+const likely = <T>(valid: fc.Arbitrary<T>, other: fc.Arbitrary<T>) =>
+  fc.oneof({ weight: 5, arbitrary: valid }, { weight: 1, arbitrary: other })
+
+/** A JSON value for `schema`: mostly what it describes (its examples, enums and ranges), sometimes anything. */
+function jsonValueFor(schema: JsonSchema, depth = 0, example?: Record<string, unknown>): Arbitrary<unknown> {
+  const anything: Arbitrary<unknown> = fc.oneof(hostile, hostileNumbers, fc.jsonValue({ maxDepth: 2 }))
+  const variants = schema.anyOf ?? schema.oneOf
+  if (variants && depth < 4) return fc.oneof(...variants.map((v) => jsonValueFor(v, depth + 1)), anything)
+  if (schema.const !== undefined) return sometimes(fc.constant(schema.const), anything)
+  if (schema.enum) return sometimes(fc.constantFrom(...schema.enum), anything)
+  const type = Array.isArray(schema.type) ? schema.type[0] : schema.type
+  const examples = schema.examples?.length ? [fc.constantFrom(...schema.examples)] : []
+  switch (type) {
+    case 'integer':
+    case 'number': {
+      const min = schema.minimum ?? -1000
+      const max = Math.min(schema.maximum ?? min + 100_000, Number.MAX_SAFE_INTEGER)
+      // Numbers past a bound are what broke before: as likely as ones within it.
+      return fc.oneof(
+        { weight: 2, arbitrary: fc.oneof(fc.integer({ min, max }), ...examples) },
+        { weight: 2, arbitrary: hostileNumbers },
+        { weight: 1, arbitrary: anything },
+      )
+    }
+    case 'string':
+      return sometimes(examples.length ? fc.oneof(...examples) : nasty, anything)
+    case 'boolean':
+      return sometimes(fc.boolean(), anything)
+    case 'array':
+      return sometimes(fc.array(jsonValueFor(schema.items ?? {}, depth + 1), { maxLength: 4 }), anything)
+    case 'object': {
+      const properties = Object.entries(schema.properties ?? {})
+      // The documented example names values that get past validation together (provider, purpose).
+      const fields = Object.fromEntries(
+        properties.map(([name, sub]) => {
+          const value = jsonValueFor(sub, depth + 1)
+          return [name, example && name in example ? likely(fc.constant(example[name]), value) : value]
+        }),
+      )
+      const extra = fc.dictionary(fc.oneof(fc.constantFrom(...prototypeNames), nasty), anything, { maxKeys: 2 })
+      return likely(
+        fc
+          .tuple(
+            fc.oneof(
+              fc.record(fields, { requiredKeys: schema.required ?? [] }),
+              fc.record(fields, { requiredKeys: [] }),
+            ),
+            present(extra, 1, 8),
+          )
+          .map(([known, more]) => ({ ...known, ...(more ?? {}) })),
+        anything,
+      )
+    }
+    default:
+      return anything
+  }
+}
+
+/** A path parameter: a real file of the acting tenant, any uuid, or anything. */
+const pathParam = (name: string, fileId: string) =>
+  name === 'provider' ? providerPath : sometimes(fc.constant(fileId), fc.oneof(fc.uuid(), hostile))
+
+function jsonCases(ops: JsonOperation[], acting: Record<string, string>, fileId: string) {
+  const auth = fc.oneof(
+    { weight: 8, arbitrary: fc.constant(acting) },
+    { weight: 1, arbitrary: fc.constant({ authorization: `Bearer ${testKeys.alice}` }) },
+    { weight: 1, arbitrary: headerValue.map((v) => ({ authorization: v })) },
+  )
+  return fc.oneof(
+    ...ops.map((op) => {
+      const names = [...op.path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1] as string)
+      const params = fc.tuple(...names.map((n) => pathParam(n, fileId)))
+      const payload = fc.oneof(
+        { weight: 8, arbitrary: jsonValueFor(op.schema, 0, op.example).map((v) => JSON.stringify(v)) },
+        { weight: 1, arbitrary: fc.oneof(hostile, fc.json()) },
+        { weight: 1, arbitrary: fc.nat({ max: 20_000 }).map((n) => `${'['.repeat(n)}${']'.repeat(n)}`) },
+      )
+      const type = fc.oneof(
+        { weight: 8, arbitrary: fc.constant('application/json') },
+        { weight: 1, arbitrary: fc.constantFrom('text/plain', 'application/x-www-form-urlencoded') },
+      )
+      return fc.tuple(auth, params, payload, type).map(([a, values, body, contentType]): Case => {
+        let url = op.path
+        names.forEach((n, i) => {
+          url = url.replace(`{${n}}`, enc(String(values[i])))
+        })
+        return {
+          method: op.method as Case['method'],
+          url,
+          headers: { ...a, 'content-type': contentType },
+          payload: body,
+        }
+      })
+    }),
+  )
+}
+
+/** A TTL past the one bound is refused wherever it is accepted: never a success. */
+function checkTtlBound(c: Case, res: Awaited<ReturnType<FastifyInstance['inject']>>) {
+  if (res.statusCode >= 300 || typeof c.payload !== 'string') return
+  let body: unknown
+  try {
+    body = JSON.parse(c.payload)
+  } catch {
+    return
+  }
+  if (body === null || typeof body !== 'object') return
+  const ttl = (body as Record<string, unknown>).expires_in
+  if (ttl === undefined) return
+  assert.ok(
+    typeof ttl === 'number' && Number.isInteger(ttl) && ttl >= 1 && ttl <= maxExpiresInSeconds,
+    `expires_in ${String(ttl)} was accepted: ${c.method} ${c.url} -> ${res.statusCode} ${res.body.slice(0, 300)}`,
+  )
+}
+
+describe('hostile JSON bodies, generated for every route that takes one', () => {
+  test('every JSON body route from the OpenAPI document: no 5xx, catalogue errors, one TTL bound, nothing left', async (t) => {
+    // A database of its own: "nothing left" compares every row with what these fakes hold.
+    if (!(await requirePostgres(t))) return
+    const db = await createTestDatabase()
+    t.after(() => db.drop())
+    const originals = await tempDir(t, 'fg-prop-originals-')
+    const ctx = await setupUploads(t, () => db, { ORIGINALS_URL: `file://${originals}` })
+    if (!ctx) return
+    const url = db.url
+    const sql = postgres(url, { max: 1, onnotice: () => {} })
+    t.after(() => sql.end())
+    const tenant = 'prop-json-tenant'
+    const acting = { authorization: `Bearer ${testKeys.admin}`, 'x-tenant-id': tenant }
+    // A live file with its original kept, so that routes on a file (copies) get past 404 and 409.
+    const seeded = await postFile(ctx.app, tenant, [['provider', 'kimi'], filePart('content kept for copies')])
+    assert.equal(seeded.statusCode, 201, seeded.body)
+    const fileId = (seeded.json() as { id: string }).id
+
+    const ops = jsonBodyOperations(ctx.app.swagger() as never)
+    const listed = ops.map((o) => `${o.method} ${o.path}`)
+    for (const known of ['POST /v1/cleanup', 'POST /v1/files/{id}/copies']) {
+      assert.ok(listed.includes(known), `the document lists ${known}: ${listed.join(', ')}`)
+    }
+    let runs = 0
+    const statuses = new Map<string, number>()
+    await fc.assert(
+      fc.asyncProperty(jsonCases(ops, acting, fileId), async (c) => {
+        runs++
+        const res = await ctx.app.inject({ method: c.method, url: c.url, headers: c.headers, payload: c.payload })
+        const route = ops.find((o) => new RegExp(`^${o.path.replace(/\{[^}]+\}/g, '[^/]*')}$`).test(c.url))
+        const key = `${route?.path ?? '?'} ${res.statusCode}`
+        statuses.set(key, (statuses.get(key) ?? 0) + 1)
+        checkAnswer(c, res)
+        checkTtlBound(c, res)
+        await checkNothingLeft(ctx, sql, c)
+      }),
+      { seed, numRuns: jsonRuns, endOnFailure: true },
+    )
+    const tally = [...statuses].sort(([a], [b]) => a.localeCompare(b)).map(([s, n]) => `${s}×${n}`)
+    t.diagnostic(`fast-check seed ${seed}: ${runs} cases over ${listed.join(', ')}; answers ${tally.join(', ')}`)
+    assert.equal(runs, jsonRuns)
   })
 })

@@ -145,7 +145,8 @@ describe('reservations count the bytes really uploaded', () => {
   })
 
   test('a chunked body is counted against the account cap', async (t) => {
-    const ctx = await ownDatabase(t, { KIMI_MAX_TOTAL_BYTES: '3000' })
+    // The account's cap is the subject: no tenant share beneath it (isolation-share.test.ts has that).
+    const ctx = await ownDatabase(t, { KIMI_MAX_TOTAL_BYTES: '3000', TENANT_MAX_SHARE: '1' })
     if (!ctx) return
     const target = await listen(ctx.app)
     const tenant = freshTenant('chunked')
@@ -185,6 +186,8 @@ describe('reservations count the bytes really uploaded', () => {
 
 describe('per-tenant quotas', () => {
   const env = {
+    // The tenants' own caps are the subject: no share of the account beside them.
+    TENANT_MAX_SHARE: '1',
     TENANT_MAX_FILES: '2',
     TENANT_QUOTAS: JSON.stringify({ acme: { max_files: 3, max_bytes: 1000 }, tiny: { max_bytes: 50 } }),
   }
@@ -258,7 +261,8 @@ describe('per-tenant quotas', () => {
 
 describe('what one tenant learns of others', () => {
   test('a tenant key sees its own usage, not the account’s; admins see both; 507 bodies carry no account usage', async (t) => {
-    const ctx = await ownDatabase(t, { KIMI_MAX_FILES: '3' })
+    // The account's caps and usage are the subject; the tenants' shares of it are isolation-share.test.ts's.
+    const ctx = await ownDatabase(t, { KIMI_MAX_FILES: '3', TENANT_MAX_SHARE: '1' })
     if (!ctx) return
     const alice = auth(testKeys.alice)
     const bob = auth(testKeys.bob)

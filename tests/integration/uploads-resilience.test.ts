@@ -175,7 +175,8 @@ describe('provider resilience through uploads', () => {
     // registered from inside a running test never ran, and every run left this database behind.
     let ctx: Awaited<ReturnType<typeof uploadApp>>
     try {
-      ctx = await uploadApp(t, db, { KIMI_MAX_FILES: '2' })
+      // The account's cap is the subject: no tenant share of it (isolation-share.test.ts has that).
+      ctx = await uploadApp(t, db, { KIMI_MAX_FILES: '2', TENANT_MAX_SHARE: '1' })
     } finally {
       t.after(() => db.drop())
     }

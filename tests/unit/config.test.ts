@@ -216,6 +216,24 @@ describe('config', () => {
     assert.ok(problems.some((p) => p.startsWith('API_KEYS: required')))
   })
 
+  it("TENANT_MAX_SHARE: a tenant's share of shared accounts, in (0, 1]; who shares, and who keeps the whole account", () => {
+    const plain = loadConfig({}).tenantQuotas
+    assert.equal(plain.share, 0.5)
+    assert.equal(plain.sharedByConfig, false, 'open mode: one tenant')
+    const keys = (entries: string) => loadConfig({ API_KEYS: entries }).tenantQuotas.sharedByConfig
+    assert.equal(keys('solo:solo-key-0123456789abcdef,*:admin-key-0123456789abcdef'), false, 'one tenant and an admin')
+    assert.equal(keys('a:a-key-0123456789abcdef,b:b-key-0123456789abcdef'), true, 'two tenants')
+    assert.equal(keys('a:a-key-0123456789abcdef,a:a-key-0123456789abcdeg'), false, 'two keys of one tenant')
+    const whole = loadConfig({ TENANT_QUOTAS: '{"vip": {"max_files": 0}, "big": {"max_files": 5, "max_bytes": 0}}' })
+    assert.deepEqual(whole.tenantQuotas.wholeAccount.get('vip'), { files: true, bytes: false })
+    assert.deepEqual(whole.tenantQuotas.wholeAccount.get('big'), { files: false, bytes: true })
+    assert.equal(whole.tenantQuotas.wholeAccount.get('other'), undefined)
+    assert.equal(loadConfig({ TENANT_MAX_SHARE: '1' }).tenantQuotas.share, 1)
+    for (const bad of ['0', '-0.5', '1.5', 'half']) {
+      assert.match(problemsOf({ TENANT_MAX_SHARE: bad }).join('\n'), /TENANT_MAX_SHARE/, bad)
+    }
+  })
+
   it('tenant quotas: defaults (0 = none), per-tenant overrides, and refusals by name', () => {
     assert.deepEqual(tenantQuotaOf(loadConfig({}).tenantQuotas, 'anyone'), { maxFiles: null, maxBytes: null })
     const c = loadConfig({

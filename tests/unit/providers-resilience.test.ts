@@ -1,5 +1,5 @@
 /**
- * Timeouts, retries (with Retry-After), the circuit breaker and the upload bulkhead, against
+ * Timeouts, retries (with Retry-After), the circuit breaker and the upload slots, against
  * fake providers on loopback with small timings.
  */
 import assert from 'node:assert/strict'
@@ -308,7 +308,7 @@ describe("the sender's failures", () => {
   })
 })
 
-describe('bulkhead', () => {
+describe('upload slots', () => {
   test('caps concurrent uploads per provider; other operations are not queued behind them', async (t) => {
     const { reg, kimi: adapter } = build({ PROVIDER_MAX_CONCURRENT_UPLOADS: '2', PROVIDER_TIMEOUT_MS: '2000' })
     t.after(() => Promise.all([reg.close(), registry.close()]))
