@@ -6,6 +6,8 @@
  * refused (400 VALIDATION_FAILED, the connection closed) before it costs more than a few
  * milliseconds; another tenant's request is timed while the worst framing is sent, and while a
  * framing near the floor, still accepted, is sent.
+ *
+ * @alone it times another tenant's requests while the worst framing is sent: another file beside it would add delay of its own
  */
 import assert from 'node:assert/strict'
 import { Agent, request as httpRequest } from 'node:http'
