@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { apiKeyDigest, minApiKeyLength, tenantPattern } from '../config.js'
+import { tenantIdRule } from '../tenant.js'
 import { CliError, type CliIo, exitCodes, writeJson } from './io.js'
 
 /** Reads the key from stdin when the argument is `-` (keeps it out of shell history and `ps`). */
@@ -34,10 +35,7 @@ export async function keysHashCommand(
 
 export function keysNewCommand(tenant: string, io: CliIo, opts: { json?: boolean }): number {
   if (!tenantPattern.test(tenant)) {
-    throw new CliError(
-      'filegate: a tenant is 1-64 letters, digits, _ . - (starting with a letter or digit), or * for an admin key',
-      exitCodes.usage,
-    )
+    throw new CliError(`filegate: a tenant is ${tenantIdRule}, or * for an admin key`, exitCodes.usage)
   }
   // 32 random bytes: 256 bits, base64url so it survives shells, URLs and the comma-separated list.
   const key = `fg_${randomBytes(32).toString('base64url')}`
