@@ -14,8 +14,8 @@ export const errorCatalog = {
   UNKNOWN_PROVIDER: { status: 400, title: 'Unknown provider' },
   UNSUPPORTED_PURPOSE: { status: 400, title: 'Purpose not supported by the provider' },
   CHECKSUM_MISMATCH: { status: 400, title: 'Declared SHA-256 does not match the content' },
-  UNAUTHORIZED: { status: 401, title: 'Missing or invalid API key' },
-  FORBIDDEN: { status: 403, title: 'Not allowed for this key' },
+  UNAUTHORIZED: { status: 401, title: 'Missing or invalid credentials' },
+  FORBIDDEN: { status: 403, title: 'Not allowed for these credentials' },
   NOT_FOUND: { status: 404, title: 'Not found' },
   REQUEST_TIMEOUT: { status: 408, title: 'The request was not received in time' },
   CONTENT_UNAVAILABLE: { status: 409, title: 'The provider has no content for this file' },
@@ -32,6 +32,7 @@ export const errorCatalog = {
   SHUTTING_DOWN: { status: 503, title: 'The service is shutting down' },
   DATABASE_UNAVAILABLE: { status: 503, title: 'The database is unavailable' },
   ORIGINALS_UNAVAILABLE: { status: 503, title: 'The originals store is unavailable' },
+  AUTH_UNAVAILABLE: { status: 503, title: "The identity provider's signing keys cannot be fetched" },
   PROVIDER_TIMEOUT: { status: 504, title: 'The provider did not answer in time' },
   PROVIDER_QUOTA_EXCEEDED: { status: 507, title: 'Provider quota exceeded' },
   TENANT_QUOTA_EXCEEDED: { status: 507, title: "The tenant's quota at this provider is used up" },
@@ -50,6 +51,7 @@ const defaultRetryAfterSeconds: Partial<Record<ErrorCode, number>> = {
   SHUTTING_DOWN: 5,
   DATABASE_UNAVAILABLE: 5,
   ORIGINALS_UNAVAILABLE: 10,
+  AUTH_UNAVAILABLE: 10,
 }
 
 export interface AppErrorOptions {
@@ -88,7 +90,18 @@ export const errors = {
   validationFailed: (detail: string, extensions?: Record<string, unknown>) =>
     new AppError('VALIDATION_FAILED', { detail, ...(extensions ? { extensions } : {}) }),
   unauthorized: (detail: string) => new AppError('UNAUTHORIZED', { detail }),
-  forbidden: (detail: string) => new AppError('FORBIDDEN', { detail }),
+  /** `requiredScope`: the scope the credentials lack (the `required_scope` member). */
+  forbidden: (detail: string, requiredScope?: string) =>
+    new AppError('FORBIDDEN', {
+      detail,
+      ...(requiredScope === undefined ? {} : { extensions: { required_scope: requiredScope } }),
+    }),
+  /** A key's `providers` allowlist leaves out the provider an upload, copy or heal would go to. */
+  providerNotAllowed: (provider: string, allowed: readonly string[]) =>
+    new AppError('FORBIDDEN', {
+      detail: `These credentials may not upload to provider "${provider}"`,
+      extensions: { provider, allowed_providers: allowed },
+    }),
   notFound: (detail: string) => new AppError('NOT_FOUND', { detail }),
   fileNotFound: (id: string) => new AppError('NOT_FOUND', { detail: `No file ${id}` }),
   emptyFile: () => new AppError('EMPTY_FILE', { detail: 'The file part has no content' }),
