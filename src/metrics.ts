@@ -20,6 +20,8 @@ export type OriginalWriteOutcome = 'created' | 'existing' | 'failed'
 /** A heal (`ensure`, reconcile): the copy was still there, was remade, could not be (no original), or failed. */
 export type HealOutcome = 'present' | 'healed' | 'unavailable' | 'failed'
 export type CopyOutcome = 'created' | 'deduplicated' | 'failed'
+/** Why a request was refused access: no credentials, unknown or wrong, expired, revoked, out of scope, a bad JWT, too many failures. */
+export type AuthFailureReason = 'missing' | 'invalid' | 'expired' | 'revoked' | 'forbidden' | 'jwt' | 'rate_limited'
 
 /** The live-usage gauges are read from the database at most this often, whatever the scrape rate. */
 export const usageRefreshMs = 5_000
@@ -186,6 +188,12 @@ export function createMetrics() {
       name: 'filegate_copies_total',
       help: 'Copies of a file made at another provider from its original, by target provider and outcome',
       labelNames: ['provider', 'outcome'] as const,
+      registers: r,
+    }),
+    authFailures: new Counter({
+      name: 'filegate_auth_failures_total',
+      help: 'Requests refused access (401, 403, or 429 after too many failures), by reason',
+      labelNames: ['reason'] as const,
       registers: r,
     }),
     httpDuration: new Histogram({

@@ -106,7 +106,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Liveness: 200 while the process and its event loop are alive',
         response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'Alive' }) },
       },
-      config: { rateLimit: false },
+      config: { rateLimit: false, scope: 'public' },
     },
     async () => ({ status: 'ok' as const }),
   )
@@ -130,7 +130,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
           },
         },
       },
-      config: { rateLimit: false },
+      config: { rateLimit: false, scope: 'public' },
     },
     async (_request, reply) => {
       const { readiness } = app

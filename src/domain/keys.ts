@@ -62,6 +62,11 @@ export class KeyService {
     private readonly store: StorePort,
     /** The configured providers: a key's `providers` names only these. */
     private readonly providerNames: readonly string[],
+    /**
+     * Told of each change made here (`<event>:<id>`, as announced), so that this process's cache
+     * is true at once, before the announcement comes back.
+     */
+    private readonly changed: (change: string) => void = () => {},
   ) {}
 
   async create(caller: Caller, request: NewKeyRequest): Promise<{ key: KeyObject; secret: string }> {
@@ -87,6 +92,7 @@ export class KeyService {
       expiresAt,
       createdBy: caller.actor,
     })
+    this.changed(`create:${row.id}`)
     return { key: toKeyObject(row), secret: made.key }
   }
 
@@ -131,6 +137,7 @@ export class KeyService {
     checkWithin(caller, heldBy(row), 'revoke')
     const revoked = await revokeApiKey(this.store, id)
     if (!revoked) throw keyNotFound(id)
+    this.changed(`revoke:${id}`)
     return toKeyObject(revoked)
   }
 
@@ -148,6 +155,7 @@ export class KeyService {
     if (rotation.outcome !== 'rotated') {
       throw errors.validationFailed(`Key ${id} is ${rotation.outcome}; create a new key instead`)
     }
+    this.changed(`rotate:${id}`)
     return { key: toKeyObject(rotation.key), secret: made.key }
   }
 
