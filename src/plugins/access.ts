@@ -21,10 +21,11 @@ declare module 'fastify' {
 
 /**
  * Without announcements a cached key is trusted this long: on the Supabase transport (PostgREST
- * carries no notifications) up to 5 s; elsewhere, while the listening connection is down, 1 s.
+ * carries no notifications) 4 s, so that a change is seen within 5 s with the lookup's own time;
+ * elsewhere, while the listening connection is down, under a second.
  */
 const unannouncedTtlMs = (store: Config['store']) =>
-  store.transport === 'supabase' && store.databaseUrl === undefined ? 5_000 : 1_000
+  store.transport === 'supabase' && store.databaseUrl === undefined ? 4_000 : 900
 
 export default fp(
   async function accessPlugin(app: FastifyInstance, opts: { config: Config }) {
@@ -42,7 +43,7 @@ export default fp(
       async () => {
         if (closed) return
         if (!store.listen) {
-          app.log.info('key changes are not announced on this transport: cached keys are checked again every 5 s')
+          app.log.info('key changes are not announced on this transport: cached keys are checked again every 4 s')
           return
         }
         unlisten = await store.listen(keysChannel, {
