@@ -138,3 +138,28 @@ export function forbidden(res: Awaited<ReturnType<FastifyInstance['inject']>>, w
   assert.equal(body.code, 'FORBIDDEN', what)
   return body
 }
+
+/**
+ * Searches every text-like column of every table (text, varchar, json, jsonb, arrays) for any of
+ * `secrets`; fails naming the column where one is found. Returns how many columns were searched.
+ */
+export async function assertNoSecretStored(app: FastifyInstance, secrets: string[]): Promise<number> {
+  const columns = await sql<{ table_name: string; column_name: string }>(
+    app,
+    `select c.table_name, c.column_name from information_schema.columns c
+       join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name
+      where c.table_schema = current_schema() and t.table_type = 'BASE TABLE'
+        and (c.data_type in ('text', 'character varying', 'character', 'json', 'jsonb', 'ARRAY'))`,
+  )
+  assert.ok(columns.length > 20, `${columns.length} columns`)
+  for (const { table_name: table, column_name: column } of columns) {
+    const found = await sql<{ n: number }>(
+      app,
+      `select count(*)::int as n from "${table}" r
+        where exists (select 1 from unnest($1::text[]) s where position(s in r."${column}"::text) > 0)`,
+      [secrets],
+    )
+    assert.equal(Number(found[0]?.n), 0, `a secret in clear in ${table}.${column}`)
+  }
+  return columns.length
+}
