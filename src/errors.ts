@@ -21,6 +21,7 @@ export const errorCatalog = {
   CONTENT_UNAVAILABLE: { status: 409, title: 'The provider has no content for this file' },
   ORIGINAL_UNAVAILABLE: { status: 409, title: 'The original of this file is not kept' },
   FILE_TOO_LARGE: { status: 413, title: 'File exceeds the provider limit' },
+  HEADERS_TOO_LARGE: { status: 431, title: 'Request header fields too large' },
   UNSUPPORTED_FILE_TYPE: { status: 415, title: 'File type not allowed' },
   PROVIDER_REJECTED: { status: 422, title: 'The provider refused the file' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
