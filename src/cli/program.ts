@@ -9,7 +9,14 @@ import { cleanupJobs, defaultJobs } from '../domain/cleanup.js'
 import { cleanupCommand } from './cleanup.js'
 import { doctorCommand } from './doctor.js'
 import { CliError, type CliIo, exitCodes } from './io.js'
-import { keysHashCommand, keysNewCommand } from './keys.js'
+import {
+  keysCreateCommand,
+  keysHashCommand,
+  keysListCommand,
+  keysNewCommand,
+  keysRevokeCommand,
+  keysRotateCommand,
+} from './keys.js'
 import { migrateCommand } from './migrate.js'
 
 const exitCodeHelp = `
@@ -85,7 +92,9 @@ export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<
       code = await cleanupCommand(config(), io, opts)
     })
 
-  const keys = program.command('keys').description('API_KEYS entries')
+  const keys = program
+    .command('keys')
+    .description('keys kept in the database (create, list, revoke, rotate) and API_KEYS entries (hash, new)')
   keys
     .command('hash')
     .description('print the sha256:<hex> form of a key for API_KEYS (tenant:sha256:<hex>)')
@@ -93,6 +102,43 @@ export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<
     .addOption(jsonOption())
     .action(async (key: string, opts) => {
       code = await keysHashCommand(key, io, opts)
+    })
+  keys
+    .command('create')
+    .description('create a key in the database and print it (shown once; only its SHA-256 is kept)')
+    .requiredOption('--tenant <tenant>', 'the tenant the key acts for')
+    .option('--name <name>', 'a label for people')
+    .option('--scopes <list>', 'comma list of files:read, files:write, keys, admin', 'files:read,files:write')
+    .option('--providers <list>', 'comma list of the providers it may upload to (default: every provider)')
+    .option('--expires-in <seconds>', 'seconds until it expires (default: never)')
+    .addOption(jsonOption())
+    .action(async (opts) => {
+      code = await keysCreateCommand(config(), io, opts)
+    })
+  keys
+    .command('list')
+    .description("list the keys in the database (every tenant's, or --tenant's), newest first")
+    .option('--tenant <tenant>', 'only this tenant')
+    .addOption(jsonOption())
+    .action(async (opts) => {
+      code = await keysListCommand(config(), io, opts)
+    })
+  keys
+    .command('revoke')
+    .description('revoke a key: every replica refuses it within a second')
+    .argument('<id>', 'the key id (the part after fg_)')
+    .addOption(jsonOption())
+    .action(async (id: string, opts) => {
+      code = await keysRevokeCommand(config(), io, id, opts)
+    })
+  keys
+    .command('rotate')
+    .description('give a key a new secret (same id) and print it; the old one works for --grace-seconds')
+    .argument('<id>', 'the key id (the part after fg_)')
+    .option('--grace-seconds <n>', 'how long the old secret keeps working (0 to 86400)', '0')
+    .addOption(jsonOption())
+    .action(async (id: string, opts) => {
+      code = await keysRotateCommand(config(), io, id, opts)
     })
   keys
     .command('new')
