@@ -195,6 +195,25 @@ describe('the Supabase transport (fake PostgREST): no notifications', { skip: aw
     t.diagnostic(
       `supabase transport: revoked elsewhere, refused after ${took.map((ms) => ms.toFixed(0)).join(', ')} ms`,
     )
+    // Rotated and read through .rpc() as well; the audit names who did what.
+    const rotated = await s.inject({
+      method: 'POST',
+      url: `/v1/keys/${viaRpc.id}/rotate`,
+      headers: admin,
+      payload: { grace_seconds: 30 },
+    })
+    assert.equal(rotated.statusCode, 200, rotated.body)
+    assert.equal(await statusWith(s, rotated.json().key), 200)
+    assert.equal(await statusWith(s, viaRpc.key), 200, 'the old secret within its grace')
+    const audit = await s.inject({ method: 'GET', url: `/v1/audit?target=${viaRpc.id}&limit=1`, headers: admin })
+    assert.equal(audit.statusCode, 200, audit.body)
+    assert.equal(audit.json().data[0].action, 'key.rotate')
+    const next = await s.inject({
+      method: 'GET',
+      url: `/v1/audit?target=${viaRpc.id}&limit=1&after=${audit.json().next_cursor}`,
+      headers: admin,
+    })
+    assert.equal(next.json().data[0].action, 'key.create', 'the cursor through PostgREST')
     // A revoke made on it is refused there at once.
     const own = await createKey(s, { tenant: 'sb-own' })
     assert.equal(await statusWith(s, own.key), 200)
