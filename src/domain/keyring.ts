@@ -22,6 +22,8 @@ import { hash, randomInt, timingSafeEqual } from 'node:crypto'
 import type { StorePort } from '../store/port.js'
 import { apiKeysExist, findApiKeyForAuth, type KeyAuthRow, touchApiKeys } from '../store/queries.js'
 
+export type { KeyAuthRow } from '../store/queries.js'
+
 /** The channel key changes are announced on (migrations/0008_access.sql). */
 export const keysChannel = 'filegate_keys'
 
@@ -61,12 +63,40 @@ export interface KeyringOptions {
   maxEntries?: number
 }
 
+/** A looked-up key as the checks need it: decoded once, when it is cached, not on every use. */
+interface KnownKey {
+  digest: Buffer
+  previous: Buffer | null
+  previousUntil: number
+  expiresAt: number
+  revoked: boolean
+  accepted: KeyVerdict
+}
+
 interface Entry {
-  row: KeyAuthRow | null
+  known: KnownKey | null
   at: number
 }
 
+function knownKey(row: KeyAuthRow | null): KnownKey | null {
+  if (!row) return null
+  return {
+    digest: Buffer.from(row.key_sha256, 'hex'),
+    previous: row.previous_sha256 === null ? null : Buffer.from(row.previous_sha256, 'hex'),
+    previousUntil: row.previous_until === null ? Number.NEGATIVE_INFINITY : Date.parse(row.previous_until),
+    expiresAt: row.expires_at === null ? Number.POSITIVE_INFINITY : Date.parse(row.expires_at),
+    revoked: row.revoked_at !== null,
+    accepted: { ok: true, key: row },
+  }
+}
+
 const touchIntervalMs = 60_000
+
+const refusals = {
+  invalid: { ok: false, reason: 'invalid' },
+  expired: { ok: false, reason: 'expired' },
+  revoked: { ok: false, reason: 'revoked' },
+} as const satisfies Record<string, KeyVerdict>
 
 export class Keyring {
   readonly #store: StorePort
@@ -74,7 +104,7 @@ export class Keyring {
   readonly #maxAgeMs: number
   readonly #maxEntries: number
   readonly #entries = new Map<string, Entry>()
-  readonly #inFlight = new Map<string, Promise<KeyAuthRow | null>>()
+  readonly #inFlight = new Map<string, Promise<KnownKey | null>>()
   /** Bumped by every invalidation: a lookup that began before one is not cached. */
   #generation = 0
   #announced = false
@@ -102,54 +132,54 @@ export class Keyring {
   verify(token: string, id: string, now = Date.now()): KeyVerdict | Promise<KeyVerdict> {
     const cached = this.#cached(id, now)
     if (cached !== undefined) return this.#judge(token, cached, now)
-    return this.#lookup(id).then((row) => this.#judge(token, row, Date.now()))
+    return this.#lookup(id).then((known) => this.#judge(token, known, Date.now()))
   }
 
-  #cached(id: string, now: number): KeyAuthRow | null | undefined {
+  #cached(id: string, now: number): KnownKey | null | undefined {
     const entry = this.#entries.get(id)
     if (!entry) return undefined
     const ttl = this.#announced ? this.#maxAgeMs : this.#unannouncedTtlMs
-    if (now - entry.at < ttl) return entry.row
+    if (now - entry.at < ttl) return entry.known
     this.#entries.delete(id)
     return undefined
   }
 
-  #lookup(id: string): Promise<KeyAuthRow | null> {
+  #lookup(id: string): Promise<KnownKey | null> {
     const pending = this.#inFlight.get(id)
     if (pending) return pending
     const generation = this.#generation
     const lookup = findApiKeyForAuth(this.#store, id)
       .then((row) => {
-        if (generation === this.#generation) this.#remember(id, row)
-        return row
+        const known = knownKey(row)
+        if (generation === this.#generation) this.#remember(id, known)
+        if (row?.last_used_at && !this.#lastTouched.has(id)) this.#lastTouched.set(id, Date.parse(row.last_used_at))
+        return known
       })
       .finally(() => this.#inFlight.delete(id))
     this.#inFlight.set(id, lookup)
     return lookup
   }
 
-  #remember(id: string, row: KeyAuthRow | null): void {
+  #remember(id: string, known: KnownKey | null): void {
     if (this.#entries.size >= this.#maxEntries) {
       // The oldest lookups go first (a Map iterates in insertion order).
       const oldest = this.#entries.keys().next().value
       if (oldest !== undefined) this.#entries.delete(oldest)
     }
-    this.#entries.set(id, { row, at: Date.now() })
-    if (row?.last_used_at && !this.#lastTouched.has(id)) this.#lastTouched.set(id, Date.parse(row.last_used_at))
+    this.#entries.set(id, { known, at: Date.now() })
   }
 
   /** The secret first (a wrong one learns nothing of the key's state), then revocation and expiry. */
-  #judge(token: string, row: KeyAuthRow | null, now: number): KeyVerdict {
-    if (!row) return { ok: false, reason: 'invalid' }
+  #judge(token: string, known: KnownKey | null, now: number): KeyVerdict {
+    if (!known) return refusals.invalid
     const digest = hash('sha256', token, 'buffer')
-    const current = timingSafeEqual(digest, Buffer.from(row.key_sha256, 'hex'))
-    const inGrace = row.previous_sha256 !== null && row.previous_until !== null && Date.parse(row.previous_until) > now
-    const previous = inGrace && timingSafeEqual(digest, Buffer.from(row.previous_sha256 as string, 'hex'))
-    if (!current && !previous) return { ok: false, reason: 'invalid' }
-    if (row.revoked_at !== null) return { ok: false, reason: 'revoked' }
-    if (row.expires_at !== null && Date.parse(row.expires_at) <= now) return { ok: false, reason: 'expired' }
-    this.#used(row.id, now)
-    return { ok: true, key: row }
+    const current = timingSafeEqual(digest, known.digest)
+    const previous = known.previous !== null && known.previousUntil > now && timingSafeEqual(digest, known.previous)
+    if (!current && !previous) return refusals.invalid
+    if (known.revoked) return refusals.revoked
+    if (known.expiresAt <= now) return refusals.expired
+    if (known.accepted.ok) this.#used(known.accepted.key.id, now)
+    return known.accepted
   }
 
   #used(id: string, now: number): void {

@@ -24,7 +24,7 @@ import { actingAs } from '../audit-context.js'
 import type { ApiKeyEntry, JwtConfig } from '../config.js'
 import { anyTenant, type Caller, holds, isAdmin, isScope, type Scope, scopes } from '../domain/caller.js'
 import { JwtVerifier } from '../domain/jwt.js'
-import { type KeyVerdict, keyIdOf } from '../domain/keyring.js'
+import { type KeyAuthRow, type KeyVerdict, keyIdOf } from '../domain/keyring.js'
 import { type AppError, errors, isAppError } from '../errors.js'
 import type { AuthFailureReason } from '../metrics.js'
 import { endFailed, startSpan } from '../spans.js'
@@ -112,16 +112,24 @@ const refusal = (reason: AuthFailureReason, err: AppError): AppError => {
   return err
 }
 
+/** A database key's identity, made once per cached lookup (the row object is the cache's). */
+const keyIdentities = new WeakMap<KeyAuthRow, Identity>()
+
 function keyIdentity(verdict: KeyVerdict): Identity {
   if (!verdict.ok) throw refusal(verdict.reason, errors.unauthorized(keyRefusals[verdict.reason]))
   const { key } = verdict
-  return {
-    ownTenant: key.tenant_id,
-    scopes: key.scopes.filter(isScope),
-    providers: key.providers,
-    actor: `key:${key.id}`,
-    expiresAt: key.expires_at === null ? null : Date.parse(key.expires_at),
+  let identity = keyIdentities.get(key)
+  if (!identity) {
+    identity = {
+      ownTenant: key.tenant_id,
+      scopes: key.scopes.filter(isScope),
+      providers: key.providers,
+      actor: `key:${key.id}`,
+      expiresAt: key.expires_at === null ? null : Date.parse(key.expires_at),
+    }
+    keyIdentities.set(key, identity)
   }
+  return identity
 }
 
 /** The tenant the request acts for, and whether the identity holds the route's scope. */

@@ -619,7 +619,7 @@ export const getApiKey = (store: StorePort, id: string): Promise<KeyRow | null> 
   store.call('get_api_key', { p_id: id })
 
 export function findApiKeyForAuth(store: StorePort, id: string): Promise<KeyAuthRow | null> {
-  const found: Describe = (row) => ({ 'filegate.outcome': row ? 'found' : 'unknown' })
+  const found: Describe = (row) => ({ 'filegate.key_found': row !== null })
   return traced(store, 'filegate.auth.key_lookup', found, 'find_api_key_for_auth', { p_id: id })
 }
 
