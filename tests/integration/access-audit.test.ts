@@ -9,7 +9,8 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { describe, it } from 'node:test'
 import type { FastifyInstance } from 'fastify'
-import { auth, multipart, tempDir, testKeys } from '../helper.js'
+import type { AuditEvent } from '../../src/domain/audit.js'
+import { auth, tempDir, testKeys } from '../helper.js'
 import {
   accessApp,
   admin,
@@ -20,44 +21,13 @@ import {
   sql,
   suiteApp,
   transports,
+  uploadWith,
 } from './access-support.js'
-
-interface AuditEvent {
-  id: string
-  at: string
-  tenant_id: string | null
-  actor: string
-  action: string
-  target: string | null
-  request_id: string | null
-  ip: string | null
-  detail: Record<string, unknown>
-}
 
 async function events(app: FastifyInstance, query: string, headers = admin): Promise<AuditEvent[]> {
   const res = await app.inject({ method: 'GET', url: `/v1/audit?limit=100&${query}`, headers })
   assert.equal(res.statusCode, 200, res.body)
   return res.json().data
-}
-
-function upload(
-  app: FastifyInstance,
-  key: string,
-  content: string,
-  headers: Record<string, string> = {},
-  fields: Array<[string, string]> = [],
-) {
-  const body = multipart([
-    ['provider', 'kimi'],
-    ...fields,
-    ['file', { filename: 'doc.txt', content, type: 'text/plain' }],
-  ])
-  return app.inject({
-    method: 'POST',
-    url: '/v1/files',
-    headers: { ...auth(key), ...body.headers, ...headers },
-    payload: body.payload,
-  })
 }
 
 for (const transport of transports) {
@@ -90,7 +60,7 @@ for (const transport of transports) {
       )
 
       const content = `audited ${randomUUID()}`
-      const up = await upload(app, made.key, content)
+      const up = await uploadWith(app, made.key, content)
       assert.equal(up.statusCode, 201, up.body)
       const file = up.json()
       const [uploaded] = await events(app, `target=${file.id}`)
@@ -104,7 +74,7 @@ for (const transport of transports) {
         sha256: file.sha256,
       })
 
-      const dup = await upload(app, made.key, content, { 'x-request-id': 'aud-dup' })
+      const dup = await uploadWith(app, made.key, content, undefined, { 'x-request-id': 'aud-dup' })
       assert.equal(dup.statusCode, 200)
       assert.equal((await events(app, `target=${file.id}`)).length, 1, 'a dedup hit changes nothing')
 
@@ -173,7 +143,10 @@ for (const transport of transports) {
       const { app } = ctx()
       const made = await createKey(app, { tenant: 'aud-sweep' })
       secrets.push(made.key)
-      const up = await upload(app, made.key, `expiring ${randomUUID()}`, {}, [['expires_in', '1']])
+      const up = await uploadWith(app, made.key, `expiring ${randomUUID()}`, [
+        ['provider', 'kimi'],
+        ['expires_in', '1'],
+      ])
       assert.equal(up.statusCode, 201, up.body)
       await new Promise((resolve) => setTimeout(resolve, Date.parse(up.json().expires_at) - Date.now() + 50))
       const dry = await app.inject({
@@ -214,7 +187,7 @@ for (const transport of transports) {
       secrets.push(manager.key, other.key)
       const since = new Date().toISOString()
       for (let i = 0; i < 3; i++)
-        assert.equal((await upload(app, manager.key, `iso ${i} ${randomUUID()}`)).statusCode, 201)
+        assert.equal((await uploadWith(app, manager.key, `iso ${i} ${randomUUID()}`)).statusCode, 201)
 
       const own = await events(app, '', auth(manager.key))
       assert.ok(own.length >= 4)

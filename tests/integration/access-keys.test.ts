@@ -21,29 +21,11 @@ import {
   statusWith,
   suiteApp,
   transports,
+  uploadWith,
 } from './access-support.js'
 import { metric } from './uploads-support.js'
 
 const keyShape = /^fg_([a-z0-9]{16})_[A-Za-z0-9]{43}$/
-
-function upload(
-  app: FastifyInstance,
-  key: string,
-  provider: string,
-  content: string,
-  extra: Record<string, string> = {},
-) {
-  const body = multipart([
-    ['provider', provider],
-    ['file', { filename: 'doc.txt', content, type: 'text/plain' }],
-  ])
-  return app.inject({
-    method: 'POST',
-    url: '/v1/files',
-    headers: { ...auth(key), ...body.headers, ...extra },
-    payload: body.payload,
-  })
-}
 
 /** A request to every operation of the served OpenAPI document, with the scope it declares. */
 function operations(app: FastifyInstance): Array<{ method: string; url: string; scope: string; multipart: boolean }> {
@@ -94,7 +76,7 @@ for (const transport of transports) {
       assert.match(String(row?.key_sha256), /^[0-9a-f]{64}$/)
       assert.ok(!JSON.stringify(row).includes(made.key.slice(20)))
 
-      const up = await upload(app, made.key, 'kimi', `acme ${randomUUID()}`)
+      const up = await uploadWith(app, made.key, `acme ${randomUUID()}`, [['provider', 'kimi']])
       assert.equal(up.statusCode, 201, up.body)
       assert.equal(up.json().tenant_id, 'acme')
       assert.equal(await statusWith(app, `fg_${made.id}_${'A'.repeat(43)}`), 401, 'the right id with a wrong secret')
@@ -343,15 +325,15 @@ for (const transport of transports) {
       const { app, fakes } = ctx()
       const kimiOnly = await createKey(app, { tenant: 'allow', providers: ['kimi'] })
       const glmUploads = fakes.glm.uploads.length
-      const refused = forbidden(await upload(app, kimiOnly.key, 'glm', 'not for glm'), 'named glm')
+      const refused = forbidden(await uploadWith(app, kimiOnly.key, 'not for glm', [['provider', 'glm']]), 'named glm')
       assert.match(refused.detail, /glm/)
       // auto tries glm first (AUTO_PROVIDERS default glm,kimi): this key only ever reaches kimi.
-      const auto = await upload(app, kimiOnly.key, 'auto', `auto ${randomUUID()}`)
+      const auto = await uploadWith(app, kimiOnly.key, `auto ${randomUUID()}`, [['provider', 'auto']])
       assert.equal(auto.statusCode, 201, auto.body)
       assert.equal(auto.json().provider, 'kimi')
       assert.equal(fakes.glm.uploads.length, glmUploads, 'nothing reached glm')
       const glmOnly = await createKey(app, { tenant: 'allow', providers: [] })
-      forbidden(await upload(app, glmOnly.key, 'auto', 'nowhere'), 'auto with no provider allowed')
+      forbidden(await uploadWith(app, glmOnly.key, 'nowhere', [['provider', 'auto']]), 'auto with no provider allowed')
 
       const facade = multipart([
         ['purpose', 'agent'],
@@ -375,7 +357,7 @@ for (const transport of transports) {
       forbidden(copy, 'a copy to glm')
       // A file at glm (uploaded by a key that may) is not healed by a kimi-only key.
       const anyProvider = await createKey(app, { tenant: 'allow' })
-      const atGlm = await upload(app, anyProvider.key, 'glm', `glm ${randomUUID()}`)
+      const atGlm = await uploadWith(app, anyProvider.key, `glm ${randomUUID()}`, [['provider', 'glm']])
       assert.equal(atGlm.statusCode, 201, atGlm.body)
       forbidden(
         await app.inject({ method: 'POST', url: `/v1/files/${atGlm.json().id}/ensure`, headers: auth(kimiOnly.key) }),

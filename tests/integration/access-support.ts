@@ -13,6 +13,7 @@ import {
   build,
   createTestDatabase,
   type Fakes,
+  multipart,
   postgresSuiteSkip,
   startFakes,
   type TestDatabase,
@@ -114,6 +115,23 @@ export async function createKey(
   assert.equal(res.statusCode, 201, res.body)
   const made = res.json() as Record<string, unknown> & { id: string; key: string }
   return { id: made.id, key: made.key, body: made }
+}
+
+/** POST /v1/files of `content` with `key`: `fields` before the file part (provider first), `headers` added. */
+export function uploadWith(
+  app: FastifyInstance,
+  key: string,
+  content: string,
+  fields: Array<[string, string]> = [['provider', 'kimi']],
+  headers: Record<string, string> = {},
+) {
+  const body = multipart([...fields, ['file', { filename: 'doc.txt', content, type: 'text/plain' }]])
+  return app.inject({
+    method: 'POST',
+    url: '/v1/files',
+    headers: { ...auth(key), ...body.headers, ...headers },
+    payload: body.payload,
+  })
 }
 
 /** The status of GET /v1/files with `key` (what a client holding it sees). */
