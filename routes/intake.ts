@@ -280,6 +280,7 @@ export async function handleUpload(
 ): Promise<UploadResult> {
   const reception = service.receive({
     tenant: request.auth.tenant,
+    providers: request.auth.providers,
     declaredSha256,
     contentLength: Number(request.headers['content-length']) || undefined,
   })

@@ -1,5 +1,5 @@
 /** Response schemas shared by the routes; they are the OpenAPI components as well. */
-import { Type } from '@sinclair/typebox'
+import { type TSchema, Type } from '@sinclair/typebox'
 import { DeletionReasonSchema, FileStatusSchema, Nullable, ProviderStateSchema } from '../src/schemas.js'
 
 const Timestamp = Type.String({ format: 'date-time' })
@@ -111,3 +111,18 @@ export const FileRef = Type.Ref(FileSchema)
 export function problems(...statuses: number[]): Record<number, typeof Problem> {
   return Object.fromEntries(statuses.map((s) => [s, Problem]))
 }
+
+/** The query of a keyset-paginated list: `limit` 1-100 (default 20) and `after`, the previous page's next_cursor. */
+export const pageQuery = {
+  limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+  after: Type.Optional(
+    Type.String({ maxLength: 256, pattern: '^[A-Za-z0-9_-]*$', description: 'next_cursor of the previous page' }),
+  ),
+}
+
+/** A page of a keyset-paginated list, newest first: `{data, has_more, next_cursor}`. */
+export const Page = <T extends TSchema>(item: T, description: string) =>
+  Type.Object(
+    { data: Type.Array(item), has_more: Type.Boolean(), next_cursor: Nullable(Type.String()) },
+    { description },
+  )

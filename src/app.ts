@@ -4,26 +4,31 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Server } from 'node:http'
+import cors from '@fastify/cors'
 import multipart from '@fastify/multipart'
 import rateLimit from '@fastify/rate-limit'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyHttpOptions, type FastifyInstance, type FastifyPluginCallback } from 'fastify'
+import auditRoutes from '../routes/audit/index.js'
 import { guardBodyFraming } from '../routes/body-framing.js'
 import cleanupRoutes from '../routes/cleanup/index.js'
 import filesRoutes from '../routes/files/index.js'
 import healthRoutes from '../routes/health/index.js'
+import keysRoutes from '../routes/keys/index.js'
 import limitsRoutes from '../routes/limits/index.js'
 import metricsRoutes from '../routes/metrics/index.js'
 import openAiRoutes, { sendOpenAiError } from '../routes/openai/index.js'
 import { ProblemSchema } from '../routes/schemas.js'
 import uploadsRoutes from '../routes/uploads/index.js'
 import type { Config } from './config.js'
+import { corsOptions } from './cors.js'
 import { errors } from './errors.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { swaggerOptions } from './openapi.js'
 import type { OriginalsStore } from './originals/index.js'
+import accessPlugin from './plugins/access.js'
 import authPlugin from './plugins/auth.js'
 import errorsPlugin, { answerClientError } from './plugins/errors.js'
 import metricsPlugin from './plugins/metrics.js'
@@ -138,6 +143,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   if (overrides.instrumentation) await app.register(overrides.instrumentation)
   await app.register(swagger, swaggerOptions)
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
+  if (config.corsOrigins.length > 0) await app.register(cors, corsOptions(config.corsOrigins))
   await app.register(multipart, { limits: multipartLimits, throwFileSizeLimit: true })
   if (config.rateLimitPerMinute > 0) {
     await app.register(rateLimit, {
@@ -160,11 +166,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     tokenSha256: config.metricsTokenSha256,
     host: config.host,
   })
-  await app.register(authPlugin, {
-    keys: config.apiKeys,
-    openMode: config.openMode,
-    failuresPerMinute: config.rateLimitPerMinute,
-  })
   await app.register(readinessPlugin)
   await app.register(storePlugin, { config: config.store, ...(overrides.store ? { store: overrides.store } : {}) })
   await app.register(providersPlugin, { config, ...(overrides.providers ? { registry: overrides.providers } : {}) })
@@ -174,6 +175,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     store: overrides.originals,
   })
   await app.register(servicesPlugin, { config })
+  await app.register(accessPlugin, { config })
+  // From here on every route declares the scope it needs (routes registered later are checked).
+  await app.register(authPlugin, {
+    keys: config.apiKeys,
+    openMode: config.openMode,
+    jwt: config.jwt,
+    failuresPerMinute: config.rateLimitPerMinute,
+  })
   await app.register(schedulerPlugin, { config })
 
   // 3. Routes.
@@ -185,7 +194,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(limitsRoutes)
   await app.register(cleanupRoutes)
   await app.register(openAiRoutes, { config })
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  await app.register(keysRoutes)
+  await app.register(auditRoutes)
+  app.get('/openapi.json', { schema: { hide: true }, config: { scope: 'public' } }, async () => app.swagger())
 
   return app
 }

@@ -15,6 +15,7 @@ import cron from 'node-cron'
 import { type OriginalsOptions, parseOriginalsUrl } from './originals/index.js'
 import { resolveAutoProviders, resolveProviders } from './providers/resolve.js'
 import type { ProviderConfig } from './providers/types.js'
+import { tenantIdRule, tenantIdSource } from './tenant.js'
 
 const Int = (def: number, min = 0, description = '') =>
   Type.Integer({ default: def, minimum: min, ...(description ? { description } : {}) })
@@ -164,12 +165,40 @@ export const EnvSchema = Type.Object({
     1,
     'an unfinished resumable upload (tus, OpenAI Uploads) expires this long after its creation; OpenAI Uploads after one hour at most',
   ),
+  JWT_ISSUER: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      description: 'accept JWTs from this issuer (the `iss` required); unset = off',
+    }),
+  ),
+  JWT_JWKS_URL: Type.Optional(
+    Type.String({ pattern: '^https?://', description: 'the signing keys; unset: <JWT_ISSUER>/.well-known/jwks.json' }),
+  ),
+  JWT_AUDIENCE: OptionalString('the `aud` a token must carry; unset = not checked'),
+  JWT_TENANT_CLAIM: Type.String({
+    default: 'sub',
+    pattern: '^[^.]+(\\.[^.]+)*$',
+    description: 'the claim holding the tenant id; a dotted path such as app_metadata.tenant_id',
+  }),
+  JWT_SCOPES_CLAIM: Type.String({
+    default: 'scope',
+    pattern: '^[^.]+(\\.[^.]+)*$',
+    description: 'the claim holding the scopes (space-separated or an array); absent: files:read files:write',
+  }),
+  JWT_ALGORITHMS: Type.String({ default: 'RS256,ES256,EdDSA', description: 'comma list; none and HS* never' }),
+  JWT_SECRET: Type.Optional(
+    Type.String({ minLength: 32, description: 'HS256 shared secret (older Supabase projects); unset = HS256 refused' }),
+  ),
+  JWT_JWKS_COOLDOWN_SECONDS: Int(30, 0, 'an unknown key id fetches the keys again at most this often'),
+  CORS_ORIGINS: Type.Optional(
+    Type.String({ description: 'comma list of browser origins allowed (or *); unset = no CORS headers' }),
+  ),
+  AUDIT_RETENTION_DAYS: Int(90, 1, 'audit events older than this are removed by the sweeps'),
 })
 export type Env = Static<typeof EnvSchema>
 
-const tenantNamePattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
 const TenantQuotasSchema = Type.Record(
-  Type.String({ pattern: tenantNamePattern }),
+  Type.String({ pattern: tenantIdSource }),
   Type.Object(
     { max_files: Type.Optional(Type.Integer({ minimum: 0 })), max_bytes: Type.Optional(Type.Integer({ minimum: 0 })) },
     { additionalProperties: false },
@@ -205,6 +234,21 @@ export interface TenantQuotas {
   sharedByConfig: boolean
 }
 
+/** JWTs from an identity provider (JWT_*); undefined when JWT_ISSUER is unset. */
+export interface JwtConfig {
+  issuer: string
+  jwksUrl: string
+  audience: string | undefined
+  /** JWT_TENANT_CLAIM split into its path: `app_metadata.tenant_id` → ['app_metadata', 'tenant_id']. */
+  tenantClaim: string[]
+  scopesClaim: string[]
+  /** Asymmetric algorithms verified against the JWKS. */
+  algorithms: string[]
+  /** JWT_SECRET: HS256 tokens are verified with it; undefined = HS256 refused. */
+  secret: string | undefined
+  jwksCooldownMs: number
+}
+
 export interface ApiKeyEntry {
   tenant: string
   /** sha256 of the key, hex. Plain keys are hashed at load so none stays in memory as given. */
@@ -222,8 +266,14 @@ export interface Config {
   logLevel: Env['LOG_LEVEL']
   store: StoreConfig
   apiKeys: ApiKeyEntry[]
-  /** True when no API_KEYS are set: everything acts as tenant `default` (loopback only). */
+  /**
+   * True when neither API_KEYS nor JWT_ISSUER is set (loopback only): requests act as tenant
+   * `default` until the first key is created in the database.
+   */
   openMode: boolean
+  jwt: JwtConfig | undefined
+  /** CORS_ORIGINS: browser origins allowed (`*` = any); empty = no CORS headers. */
+  corsOrigins: string[]
   defaultProvider: string
   providers: ProviderConfig[]
   /** AUTO_PROVIDERS: the providers `provider=auto` tries, in this order. */
@@ -247,6 +297,7 @@ export interface Config {
     concurrency: number
     reconcileDeleteUnknown: boolean
     reconcileGraceMinutes: number
+    auditRetentionDays: number
   }
   metricsPort: number | undefined
   /** SHA-256 (hex) of METRICS_TOKEN: /metrics wants it as a bearer token; undefined = open. */
@@ -280,8 +331,11 @@ export const isLoopbackHost = (host: string): boolean => {
 
 /** The digest API_KEYS' `sha256:<hex>` form holds: SHA-256 of the key, hex. */
 export const apiKeyDigest = (key: string) => createHash('sha256').update(key).digest('hex')
-/** An API_KEYS tenant: letters, digits, _ . - (starting with a letter or digit), or `*` for admin. */
-export const tenantPattern = /^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$/
+/**
+ * An API_KEYS tenant: a tenant id (src/tenant.ts), or `*` for admin. The entry is split at its first
+ * colon, so a tenant named here cannot itself hold one.
+ */
+export const tenantPattern = new RegExp(`^(\\*|${tenantIdSource.slice(1, -1)})$`)
 export const minApiKeyLength = 16
 
 function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[] {
@@ -295,7 +349,7 @@ function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[
     const key = colon > 0 ? item.slice(colon + 1) : ''
     // The key itself is never echoed: only the entry's position.
     if (!tenantPattern.test(tenant) || key === '') {
-      problems.push(`API_KEYS: entry ${index + 1} must be tenant:key (tenant: letters, digits, _ . -, or *)`)
+      problems.push(`API_KEYS: entry ${index + 1} must be tenant:key (tenant: ${tenantIdRule}, or *)`)
       return
     }
     if (key.startsWith('sha256:')) {
@@ -314,6 +368,77 @@ function parseApiKeys(raw: string | undefined, problems: string[]): ApiKeyEntry[
     }
   })
   return entries
+}
+
+/** What JWT_ALGORITHMS may name: asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037 §3.1). */
+export const jwtAsymmetricAlgorithms = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+]
+
+function parseJwt(env: Env, problems: string[]): JwtConfig | undefined {
+  const dependents = ['JWT_JWKS_URL', 'JWT_AUDIENCE', 'JWT_SECRET'] as const
+  if (env.JWT_ISSUER === undefined) {
+    for (const name of dependents) if (env[name] !== undefined) problems.push(`${name}: needs JWT_ISSUER`)
+    return undefined
+  }
+  const algorithms: string[] = []
+  for (const alg of env.JWT_ALGORITHMS.split(',').map((a) => a.trim())) {
+    if (alg === '') continue
+    if (alg === 'HS256' && env.JWT_SECRET !== undefined) continue
+    if (!jwtAsymmetricAlgorithms.includes(alg)) {
+      problems.push(
+        alg === 'HS256'
+          ? 'JWT_ALGORITHMS: HS256 needs JWT_SECRET'
+          : `JWT_ALGORITHMS: "${alg}" is not one of ${jwtAsymmetricAlgorithms.join(', ')} (HS256 with JWT_SECRET; never none)`,
+      )
+      continue
+    }
+    algorithms.push(alg)
+  }
+  if (algorithms.length === 0 && env.JWT_SECRET === undefined) problems.push('JWT_ALGORITHMS: names no algorithm')
+  const issuer = env.JWT_ISSUER.replace(/\/+$/, '')
+  return {
+    issuer: env.JWT_ISSUER,
+    jwksUrl: env.JWT_JWKS_URL ?? `${issuer}/.well-known/jwks.json`,
+    audience: env.JWT_AUDIENCE,
+    tenantClaim: env.JWT_TENANT_CLAIM.split('.'),
+    scopesClaim: env.JWT_SCOPES_CLAIM.split('.'),
+    algorithms,
+    secret: env.JWT_SECRET,
+    jwksCooldownMs: env.JWT_JWKS_COOLDOWN_SECONDS * 1000,
+  }
+}
+
+/** CORS_ORIGINS: `*`, or origins exactly as a browser sends them (scheme://host[:port], no path). */
+function parseCorsOrigins(raw: string | undefined, problems: string[]): string[] {
+  const origins = (raw ?? '')
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean)
+  for (const origin of origins) {
+    if (origin === '*') continue
+    let parsed: URL | undefined
+    try {
+      parsed = new URL(origin)
+    } catch {
+      parsed = undefined
+    }
+    if (parsed?.origin !== origin) {
+      problems.push(`CORS_ORIGINS: "${origin.slice(0, 100)}" is not an origin such as https://app.example.com`)
+    }
+  }
+  if (origins.includes('*') && origins.length > 1) problems.push('CORS_ORIGINS: * stands alone')
+  return origins
 }
 
 /** A cap from the environment: 0 means none. */
@@ -482,9 +607,13 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
 
   const problems: string[] = []
   const apiKeys = parseApiKeys(env.API_KEYS, problems)
-  const openMode = apiKeys.length === 0
+  const jwt = parseJwt(env, problems)
+  const corsOrigins = parseCorsOrigins(env.CORS_ORIGINS, problems)
+  const openMode = apiKeys.length === 0 && jwt === undefined
   if (openMode && !isLoopbackHost(env.HOST)) {
-    problems.push(`API_KEYS: required when HOST (${env.HOST}) is not a loopback address; open mode is loopback-only`)
+    problems.push(
+      `API_KEYS: required (or JWT_ISSUER) when HOST (${env.HOST}) is not a loopback address; open mode is loopback-only`,
+    )
   }
 
   crossFieldProblems(env, problems)
@@ -511,6 +640,8 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     store,
     apiKeys,
     openMode,
+    jwt,
+    corsOrigins,
     defaultProvider: env.DEFAULT_PROVIDER,
     providers,
     autoProviders,
@@ -540,6 +671,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       concurrency: env.CLEANUP_CONCURRENCY,
       reconcileDeleteUnknown: env.RECONCILE_DELETE_UNKNOWN,
       reconcileGraceMinutes: env.RECONCILE_GRACE_MINUTES,
+      auditRetentionDays: env.AUDIT_RETENTION_DAYS,
     },
     metricsPort: env.METRICS_PORT,
     metricsTokenSha256: env.METRICS_TOKEN === undefined ? undefined : apiKeyDigest(env.METRICS_TOKEN),

@@ -14,8 +14,8 @@ export const errorCatalog = {
   UNKNOWN_PROVIDER: { status: 400, title: 'Unknown provider' },
   UNSUPPORTED_PURPOSE: { status: 400, title: 'Purpose not supported by the provider' },
   CHECKSUM_MISMATCH: { status: 400, title: 'Declared SHA-256 does not match the content' },
-  UNAUTHORIZED: { status: 401, title: 'Missing or invalid API key' },
-  FORBIDDEN: { status: 403, title: 'Not allowed for this key' },
+  UNAUTHORIZED: { status: 401, title: 'Missing or invalid credentials' },
+  FORBIDDEN: { status: 403, title: 'Not allowed for these credentials' },
   NOT_FOUND: { status: 404, title: 'Not found' },
   REQUEST_TIMEOUT: { status: 408, title: 'The request was not received in time' },
   UPLOAD_OFFSET_MISMATCH: { status: 409, title: "The offset is not the upload's current offset" },
@@ -26,6 +26,7 @@ export const errorCatalog = {
   CONTENT_UNAVAILABLE: { status: 409, title: 'The provider has no content for this file' },
   ORIGINAL_UNAVAILABLE: { status: 409, title: 'The original of this file is not kept' },
   FILE_TOO_LARGE: { status: 413, title: 'File exceeds the provider limit' },
+  HEADERS_TOO_LARGE: { status: 431, title: 'Request header fields too large' },
   UNSUPPORTED_FILE_TYPE: { status: 415, title: 'File type not allowed' },
   PROVIDER_REJECTED: { status: 422, title: 'The provider refused the file' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
@@ -37,6 +38,7 @@ export const errorCatalog = {
   SHUTTING_DOWN: { status: 503, title: 'The service is shutting down' },
   DATABASE_UNAVAILABLE: { status: 503, title: 'The database is unavailable' },
   ORIGINALS_UNAVAILABLE: { status: 503, title: 'The originals store is unavailable' },
+  AUTH_UNAVAILABLE: { status: 503, title: "The identity provider's signing keys cannot be fetched" },
   PROVIDER_TIMEOUT: { status: 504, title: 'The provider did not answer in time' },
   PROVIDER_QUOTA_EXCEEDED: { status: 507, title: 'Provider quota exceeded' },
   TENANT_QUOTA_EXCEEDED: { status: 507, title: "The tenant's quota at this provider is used up" },
@@ -56,6 +58,7 @@ const defaultRetryAfterSeconds: Partial<Record<ErrorCode, number>> = {
   SHUTTING_DOWN: 5,
   DATABASE_UNAVAILABLE: 5,
   ORIGINALS_UNAVAILABLE: 10,
+  AUTH_UNAVAILABLE: 10,
 }
 
 /** Answers that waiting cures, whoever raised them: overload, an open circuit, shutdown, the database. */
@@ -117,7 +120,18 @@ export const errors = {
   validationFailed: (detail: string, extensions?: Record<string, unknown>) =>
     new AppError('VALIDATION_FAILED', { detail, ...(extensions ? { extensions } : {}) }),
   unauthorized: (detail: string) => new AppError('UNAUTHORIZED', { detail }),
-  forbidden: (detail: string) => new AppError('FORBIDDEN', { detail }),
+  /** `requiredScope`: the scope the credentials lack (the `required_scope` member). */
+  forbidden: (detail: string, requiredScope?: string) =>
+    new AppError('FORBIDDEN', {
+      detail,
+      ...(requiredScope === undefined ? {} : { extensions: { required_scope: requiredScope } }),
+    }),
+  /** A key's `providers` allowlist leaves out the provider an upload, copy or heal would go to. */
+  providerNotAllowed: (provider: string, allowed: readonly string[]) =>
+    new AppError('FORBIDDEN', {
+      detail: `These credentials may not upload to provider "${provider}"`,
+      extensions: { provider, allowed_providers: allowed },
+    }),
   notFound: (detail: string) => new AppError('NOT_FOUND', { detail }),
   fileNotFound: (id: string) => new AppError('NOT_FOUND', { detail: `No file ${id}` }),
   emptyFile: () => new AppError('EMPTY_FILE', { detail: 'The file part has no content' }),

@@ -22,6 +22,8 @@ export type HealOutcome = 'present' | 'healed' | 'unavailable' | 'failed'
 export type CopyOutcome = 'created' | 'deduplicated' | 'failed'
 /** What became of a resumable upload (tus, OpenAI Uploads): each counted once, when it happens. */
 export type ResumableOutcome = 'created' | 'completed' | 'deduplicated' | 'failed' | 'cancelled' | 'expired'
+/** Why a request was refused access: no credentials, unknown or wrong, expired, revoked, out of scope, a bad JWT, too many failures. */
+export type AuthFailureReason = 'missing' | 'invalid' | 'expired' | 'revoked' | 'forbidden' | 'jwt' | 'rate_limited'
 
 /** The live-usage gauges are read from the database at most this often, whatever the scrape rate. */
 export const usageRefreshMs = 5_000
@@ -200,6 +202,12 @@ export function createMetrics() {
       name: 'filegate_resumable_uploads_total',
       help: 'Resumable uploads by protocol (tus, openai) and outcome (created, completed, deduplicated, failed, cancelled, expired)',
       labelNames: ['protocol', 'outcome'] as const,
+      registers: r,
+    }),
+    authFailures: new Counter({
+      name: 'filegate_auth_failures_total',
+      help: 'Requests refused access (401, 403, or 429 after too many failures), by reason',
+      labelNames: ['reason'] as const,
       registers: r,
     }),
     httpDuration: new Histogram({

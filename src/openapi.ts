@@ -9,9 +9,10 @@
  * - a request parameter or body property with a default is optional for the client (the server
  *   fills the default), whatever TypeBox put in `required`;
  * - a union of string literals is one `enum` (what client generators turn into a union type);
- * - every operation has an explicit `security` (`[]` for the open probes). Its operationId is the
- *   route's own: none is made up here, so a route without one fails the OpenAPI lint
- *   (redocly.yaml) instead of naming a generated client's method after its path.
+ * - every operation has an explicit `security`, derived from the scope its route declares
+ *   (`config.scope`): either bearer kind with that scope, or `[]` for the public probes. Its
+ *   operationId is the route's own: none is made up here, so a route without one fails the OpenAPI
+ *   lint (redocly.yaml) instead of naming a generated client's method after its path.
  * Only the document changes: validation and serialization still use the route schemas as written.
  */
 import { STATUS_CODES } from 'node:http'
@@ -42,6 +43,8 @@ export const openApiDocument = {
         'below describe. GET /v1/uploads/{id} is the same upload as JSON. docs/uploads.md has examples.',
     },
     { name: 'admin', description: 'Admin-only operations' },
+    { name: 'keys', description: 'API keys kept in the database: create, list, revoke, rotate' },
+    { name: 'audit', description: 'Who changed what' },
     { name: 'probes', description: 'Health, readiness and metrics' },
     {
       name: 'openai',
@@ -50,10 +53,20 @@ export const openApiDocument = {
   ],
   components: {
     securitySchemes: {
-      bearerAuth: {
+      apiKey: {
         type: 'http' as const,
         scheme: 'bearer',
-        description: 'An API key from API_KEYS. An admin key (tenant *) acts for a tenant through X-Tenant-Id.',
+        description:
+          'An API key: one kept in the database (fg_<id>_<secret>, POST /v1/keys or `filegate keys create`) or an ' +
+          'API_KEYS entry. The scopes listed per operation are the one it needs (admin holds every scope). An admin ' +
+          'acts for a tenant through X-Tenant-Id.',
+      },
+      jwt: {
+        type: 'http' as const,
+        scheme: 'bearer',
+        bearerFormat: 'JWT',
+        description:
+          "A JWT of the identity provider (JWT_ISSUER), e.g. a Supabase Auth access token. Its scopes claim must hold the operation's scope; without one it holds files:read files:write.",
       },
     },
   },
@@ -236,7 +249,12 @@ export function finishDocument<T>(doc: T): T {
  * (`{ ...FileRef, examples }`), so such a response is handed over in its `content` form, which
  * keeps them as media examples. The route's own schema, used for serialization, is not touched.
  */
-export const transformRoute: NonNullable<FastifyDynamicSwaggerOptions['transform']> = ({ schema, url }) => {
+export const transformRoute: NonNullable<FastifyDynamicSwaggerOptions['transform']> = ({
+  schema: given,
+  url,
+  route,
+}) => {
+  const schema = withSecurity(given, (route?.config as { scope?: string } | undefined)?.scope)
   const response = (schema as { response?: Record<string, unknown> } | undefined)?.response
   if (!response || !Object.values(response).some((r) => isObject(r) && '$ref' in r && Array.isArray(r.examples))) {
     return { schema, url }
@@ -262,6 +280,13 @@ export const transformRoute: NonNullable<FastifyDynamicSwaggerOptions['transform
     }
   }
   return { schema: { ...schema, response: rewritten }, url }
+}
+
+/** The operation's `security`: the route's scope, by either bearer kind; none for a public route. */
+function withSecurity<T>(schema: T, scope: string | undefined): T {
+  if (!isObject(schema) || scope === undefined) return schema
+  const security = scope === 'public' ? [] : [{ apiKey: [scope] }, { jwt: [scope] }]
+  return { ...schema, security } as T
 }
 
 /** The @fastify/swagger options. Component names are the schemas' `$id`s (File, Problem), not def-0, def-1. */

@@ -48,7 +48,9 @@ async function main() {
     process.exit(1)
   })
   if (config.openMode)
-    app.log.warn('API_KEYS is empty: open mode, every request acts as tenant "default" (loopback only)')
+    app.log.warn(
+      'neither API_KEYS nor JWT_ISSUER: open mode (tenant "default", loopback only) until the first key is created (filegate keys create)',
+    )
 }
 
 main().catch((err) => {

@@ -63,7 +63,6 @@ const cleanupRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'runCleanup',
         tags: ['admin'],
         summary: 'Run cleanup sweeps now (admin key). dry_run defaults to true',
-        security: [{ bearerAuth: [] }],
         body: Type.Optional(
           Type.Object(
             {
@@ -82,7 +81,7 @@ const cleanupRoutes: FastifyPluginAsyncTypebox = async (app) => {
         ),
         response: { 200: CleanupReport, ...problems(400, 401, 403, 429, 503) },
       },
-      config: { auth: 'admin' },
+      config: { scope: 'admin' },
     },
     async (request) => {
       const body = request.body ?? {}

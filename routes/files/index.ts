@@ -63,7 +63,6 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         tags: ['files'],
         summary: 'Upload a file (multipart/form-data), deduplicated by SHA-256',
         consumes: ['multipart/form-data'],
-        security: [{ bearerAuth: [] }],
         headers: Sha256Header,
         body: UploadBody,
         response: {
@@ -82,7 +81,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
       },
       // The body is a multipart stream read by the handler; the schema above documents it.
       validatorCompiler: skipBodyValidation,
-      config: { auth: 'tenant' },
+      config: { scope: 'files:write' },
     },
     async (request, reply) => {
       const declared = request.headers['x-content-sha256']?.toLowerCase()
@@ -99,7 +98,6 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         operationId: 'listFiles',
         tags: ['files'],
         summary: "List the caller's files, newest first, with cursor pagination",
-        security: [{ bearerAuth: [] }],
         querystring: Type.Object({
           provider: Type.Optional(SafeText(64)),
           status: Type.Optional(FileStatusSchema),
@@ -117,7 +115,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         }),
         response: { 200: FileList, ...problems(400, 401, 403, 429, 503) },
       },
-      config: { auth: 'tenant' },
+      config: { scope: 'files:read' },
     },
     async (request) => {
       const q = request.query
@@ -145,11 +143,10 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         operationId: 'getFile',
         tags: ['files'],
         summary: 'One file',
-        security: [{ bearerAuth: [] }],
         params: IdParams,
         response: { 200: { ...FileRef, description: 'The file' }, ...problems(401, 403, 404, 429, 503) },
       },
-      config: { auth: 'tenant' },
+      config: { scope: 'files:read' },
     },
     async (request) => app.files.get(request.auth.tenant, request.params.id),
   )
@@ -161,7 +158,6 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         operationId: 'getFileContent',
         tags: ['files'],
         summary: "The provider's extracted content (Kimi file-extract), streamed",
-        security: [{ bearerAuth: [] }],
         params: IdParams,
         produces: ['application/json', 'text/plain', 'application/octet-stream'],
         response: {
@@ -172,7 +168,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
           ...problems(401, 403, 404, 409, 429, 502, 503, 504),
         },
       },
-      config: { auth: 'tenant' },
+      config: { scope: 'files:read' },
     },
     async (request, reply) => {
       const { row, content } = await app.files.content(request.auth.tenant, request.params.id)
@@ -190,7 +186,6 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         description:
           'Verified against the SHA-256 as it streams: a corrupted original is never delivered whole (the ' +
           'response is aborted before its last bytes). 409 ORIGINAL_UNAVAILABLE where the original is not kept.',
-        security: [{ bearerAuth: [] }],
         params: IdParams,
         produces: ['application/octet-stream'],
         response: {
@@ -202,7 +197,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
           ...problems(401, 403, 404, 409, 429, 503),
         },
       },
-      config: { auth: 'tenant' },
+      config: { scope: 'files:read' },
     },
     async (request, reply) => {
       const { row, original } = await app.files.original(request.auth.tenant, request.params.id)
@@ -221,7 +216,6 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
         operationId: 'deleteFile',
         tags: ['files'],
         summary: 'Soft-delete (tombstone), then delete at the provider; idempotent',
-        security: [{ bearerAuth: [] }],
         params: IdParams,
         response: {
           200: {
@@ -231,7 +225,7 @@ const filesRoutes: FastifyPluginAsyncTypebox<{ config: import('../../src/config.
           ...problems(401, 403, 404, 429, 503),
         },
       },
-      config: { auth: 'tenant' },
+      config: { scope: 'files:write' },
     },
     async (request) => toFileObject(await app.files.delete(request.auth.tenant, request.params.id)),
   )

@@ -30,7 +30,6 @@ const originalsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'copyFile',
         tags: ['files'],
         summary: 'The same content at another provider or purpose, from the kept original (no bytes sent)',
-        security: [{ bearerAuth: [] }],
         params: IdParams,
         body: CopyBody,
         response: {
@@ -47,12 +46,17 @@ const originalsRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ...problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503, 504, 507),
         },
       },
-      config: { auth: 'tenant' },
+      config: { scope: 'files:write' },
     },
     async (request, reply) => {
       const { provider, purpose, expires_in } = request.body
       const result = await app.files.trackActive(() =>
-        app.files.copy(request.auth.tenant, request.params.id, { provider, purpose, expiresInSeconds: expires_in }),
+        app.files.copy(request.auth.tenant, request.params.id, {
+          provider,
+          purpose,
+          expiresInSeconds: expires_in,
+          allowed: request.auth.providers,
+        }),
       )
       reply.code(result.deduplicated ? 200 : 201)
       return { ...result.file, deduplicated: result.deduplicated }
@@ -66,7 +70,6 @@ const originalsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'ensureFile',
         tags: ['files'],
         summary: 'Check that the provider still has the file; upload it again from the original when it does not',
-        security: [{ bearerAuth: [] }],
         params: IdParams,
         response: {
           200: {
@@ -76,9 +79,9 @@ const originalsRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ...problems(401, 403, 404, 409, 429, 502, 503, 504),
         },
       },
-      config: { auth: 'tenant' },
+      config: { scope: 'files:write' },
     },
-    async (request) => app.files.ensure(request.auth.tenant, request.params.id),
+    async (request) => app.files.ensure(request.auth.tenant, request.params.id, request.auth.providers),
   )
 }
 

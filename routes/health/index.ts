@@ -36,7 +36,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Liveness: 200 while the process and its event loop are alive',
         response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'Alive' }) },
       },
-      config: { rateLimit: false },
+      config: { rateLimit: false, scope: 'public' },
     },
     async () => ({ status: 'ok' as const }),
   )
@@ -60,7 +60,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
           },
         },
       },
-      config: { rateLimit: false },
+      config: { rateLimit: false, scope: 'public' },
     },
     async (_request, reply) => {
       const report = await app.readiness.check({

@@ -3,6 +3,7 @@
  * quota; the account's usage (every tenant's) for admin keys only.
  */
 import { type FastifyPluginAsyncTypebox, Type } from '@fastify/type-provider-typebox'
+import { isAdmin } from '../../src/domain/caller.js'
 import { ProviderLimitsSchema } from '../../src/schemas.js'
 import { problems } from '../schemas.js'
 
@@ -14,16 +15,15 @@ const limitsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'getLimits',
         tags: ['limits'],
         summary: "Per provider: limits, circuit state, the caller's usage and quota (account usage: admin keys)",
-        security: [{ bearerAuth: [] }],
         response: {
           200: Type.Object({ data: Type.Array(ProviderLimitsSchema) }, { description: 'One entry per known provider' }),
           ...problems(401, 403, 429, 503),
         },
       },
-      config: { auth: 'tenant' },
+      config: { scope: 'files:read' },
     },
     async (request) => ({
-      data: await app.files.limits({ tenant: request.auth.tenant, accountUsage: request.auth.isAdmin }),
+      data: await app.files.limits({ tenant: request.auth.tenant, accountUsage: isAdmin(request.auth) }),
     }),
   )
 }

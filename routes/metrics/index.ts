@@ -11,7 +11,7 @@ const metricsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         produces: ['text/plain'],
         response: { 200: Type.String({ description: 'Prometheus text format 0.0.4' }) },
       },
-      config: { rateLimit: false },
+      config: { rateLimit: false, scope: 'public' },
     },
     async (_request, reply) => {
       reply.header('content-type', app.metrics.registry.contentType)

@@ -128,13 +128,14 @@ const openAiUploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         }),
         response: { 200: Type.Ref(UploadSchema), ...errorsOf(400, 401, 403, 404, 413, 415, 429, 503, 507) },
       },
-      config: { auth: 'tenant' }, // scope: files:write (issue 30)
+      config: { scope: 'files:write' },
     },
     async (request) => {
       const { body } = request
       if (body.bytes > openAiUploadMaxBytes) throw errors.fileTooLarge('OpenAI Uploads', openAiUploadMaxBytes)
       const upload = await app.resumable.create({
         tenant: request.auth.tenant,
+        allowed: request.auth.providers,
         protocol: 'openai',
         provider: providerOf(request.params.provider),
         purpose: body.purpose,
@@ -165,7 +166,7 @@ const openAiUploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         response: { 200: Type.Ref(PartSchema), ...errorsOf(400, 401, 403, 404, 409, 410, 413, 429, 503) },
       },
       validatorCompiler: skipBodyValidation,
-      config: { auth: 'tenant' }, // scope: files:write (issue 30)
+      config: { scope: 'files:write' },
     },
     async (request, reply) => {
       const { upload } = await stateOf(request)
@@ -208,7 +209,7 @@ const openAiUploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
           ...errorsOf(400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 502, 503, 504, 507),
         },
       },
-      config: { auth: 'tenant' }, // scope: files:write (issue 30)
+      config: { scope: 'files:write' },
     },
     async (request) => {
       const { upload } = await stateOf(request)
@@ -229,7 +230,7 @@ const openAiUploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         params: UploadParams,
         response: { 200: Type.Ref(UploadSchema), ...errorsOf(401, 403, 404, 409, 410, 429, 503) },
       },
-      config: { auth: 'tenant' }, // scope: files:write (issue 30)
+      config: { scope: 'files:write' },
     },
     async (request) => {
       const { upload } = await stateOf(request)
@@ -248,7 +249,7 @@ const openAiUploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async
         params: UploadParams,
         response: { 200: Type.Ref(UploadSchema), ...errorsOf(401, 403, 404, 429, 503) },
       },
-      config: { auth: 'tenant' }, // scope: files:write (issue 30)
+      config: { scope: 'files:write' },
     },
     async (request) => {
       const state = await stateOf(request)

@@ -102,7 +102,7 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
         security: [{ bearerAuth: [] }],
         response: { 204: NoContent, ...problems(401, 403, 429) },
       },
-      config: { auth: 'tenant' }, // scope: files:write (issue 30)
+      config: { scope: 'files:write' },
     },
     async (_request, reply) =>
       reply
@@ -135,12 +135,13 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
           ...problems(400, 401, 403, 404, 409, 412, 413, 415, 422, 429, 502, 503, 504, 507),
         },
       },
-      config: { auth: 'tenant', tus: true }, // scope: files:write (issue 30)
+      config: { scope: 'files:write', tus: true },
     },
     async (request, reply) => {
       const fields = parseUploadMetadata(request.headers['upload-metadata'], opts.config.defaultProvider)
       const upload = await app.resumable.create({
         tenant: request.auth.tenant,
+        allowed: request.auth.providers,
         protocol: 'tus',
         bytes: Number(request.headers['upload-length']),
         ...fields,
@@ -162,7 +163,7 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
         params: IdParams,
         response: { 200: NoContent, ...problems(401, 403, 404, 410, 412, 429, 503) },
       },
-      config: { auth: 'tenant', tus: true }, // scope: files:write (issue 30)
+      config: { scope: 'files:write', tus: true },
     },
     async (request, reply) => {
       const state = await app.resumable.get(request.auth.tenant, request.params.id)
@@ -191,7 +192,7 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
           ...problems(400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 423, 429, 502, 503, 504, 507),
         },
       },
-      config: { auth: 'tenant', tus: true }, // scope: files:write (issue 30)
+      config: { scope: 'files:write', tus: true },
     },
     async (request, reply) => {
       const body = request.body as Readable | undefined
@@ -213,7 +214,7 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
         params: IdParams,
         response: { 204: NoContent, ...problems(401, 403, 404, 409, 412, 429, 503) },
       },
-      config: { auth: 'tenant', tus: true }, // scope: files:write (issue 30)
+      config: { scope: 'files:write', tus: true },
     },
     async (request, reply) => {
       await app.resumable.cancel(request.auth.tenant, request.params.id, true)
@@ -236,7 +237,7 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
         params: IdParams,
         response: { 200: Type.Ref(UploadStatus), ...problems(401, 403, 404, 410, 429, 503) },
       },
-      config: { auth: 'tenant' }, // scope: files:write (issue 30)
+      config: { scope: 'files:write' },
     },
     async (request) => {
       const state = await app.resumable.get(request.auth.tenant, request.params.id)

@@ -6,7 +6,14 @@
  * line per job.
  */
 import type { Config } from '../config.js'
-import { type CleanupJob, type CleanupReport, cleanupJobs, defaultJobs, type JobReport } from '../domain/cleanup.js'
+import {
+  type CleanupJob,
+  type CleanupReport,
+  cleanupJobs,
+  defaultJobs,
+  type JobReport,
+  jobTotals,
+} from '../domain/cleanup.js'
 import { CliError, type CliIo, exitCodes, writeJson } from './io.js'
 import { openServices } from './services.js'
 
@@ -42,15 +49,7 @@ export function parseLimit(raw: string | undefined): number | undefined {
   return n
 }
 
-const totals = (report: JobReport) =>
-  Object.values(report.providers).reduce(
-    (t, p) => ({
-      candidates: t.candidates + p.candidates,
-      deleted: t.deleted + p.deleted,
-      failed: t.failed + p.failed,
-    }),
-    { candidates: 0, deleted: 0, failed: 0 },
-  )
+const totals = jobTotals
 
 /** One human line per job: `expired: completed, 3 candidates, 3 deleted, 0 failed (kimi 3/3/0)`. */
 export function jobLine(job: string, report: JobReport, dryRun: boolean): string {

@@ -126,7 +126,9 @@ export async function runChecks(env: CliIo['env'], timeoutMs: number): Promise<C
       status: 'ok',
       detail:
         `store ${config.store.transport}, providers configured: ${configured.join(', ') || 'none'}, ` +
-        (config.openMode ? 'open mode (no API_KEYS)' : `${config.apiKeys.length} API key(s)`),
+        (config.openMode
+          ? 'open mode until a key is created (no API_KEYS, no JWT_ISSUER)'
+          : `${config.apiKeys.length} API key(s)${config.jwt ? `, JWTs of ${config.jwt.issuer}` : ''}`),
     },
   ]
   checks.push(...(await storeChecks(config, timeoutMs)))

@@ -86,15 +86,58 @@ export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<
       code = await cleanupCommand(await config(), io, opts)
     })
 
-  const keys = program.command('keys').description('API_KEYS entries')
+  const keys = program
+    .command('keys')
+    .description('keys kept in the database (create, list, revoke, rotate) and API_KEYS entries (hash, new)')
   keys
     .command('hash')
     .description('print the sha256:<hex> form of a key for API_KEYS (tenant:sha256:<hex>)')
     .argument('<key>', 'the key, or - to read it from stdin (keeps it out of shell history)')
     .addOption(jsonOption())
     .action(async (key: string, opts) => {
-      const { keysHashCommand } = await import('./keys.js')
+      const { keysHashCommand } = await import('./env-keys.js')
       code = await keysHashCommand(key, io, opts)
+    })
+  keys
+    .command('create')
+    .description('create a key in the database and print it (shown once; only its SHA-256 is kept)')
+    .requiredOption('--tenant <tenant>', 'the tenant the key acts for')
+    .option('--name <name>', 'a label for people')
+    .option('--scopes <list>', 'comma list of files:read, files:write, keys, admin', 'files:read,files:write')
+    .option('--providers <list>', 'comma list of the providers it may upload to (default: every provider)')
+    .option('--expires-in <seconds>', 'seconds until it expires (default: never)')
+    .addOption(jsonOption())
+    .action(async (opts) => {
+      const { keysCreateCommand } = await import('./keys.js')
+      code = await keysCreateCommand(await config(), io, opts)
+    })
+  keys
+    .command('list')
+    .description("list the keys in the database (every tenant's, or --tenant's), newest first")
+    .option('--tenant <tenant>', 'only this tenant')
+    .addOption(jsonOption())
+    .action(async (opts) => {
+      const { keysListCommand } = await import('./keys.js')
+      code = await keysListCommand(await config(), io, opts)
+    })
+  keys
+    .command('revoke')
+    .description('revoke a key: every replica refuses it within a second')
+    .argument('<id>', 'the key id (the part after fg_)')
+    .addOption(jsonOption())
+    .action(async (id: string, opts) => {
+      const { keysRevokeCommand } = await import('./keys.js')
+      code = await keysRevokeCommand(await config(), io, id, opts)
+    })
+  keys
+    .command('rotate')
+    .description('give a key a new secret (same id) and print it; the old one works for --grace-seconds')
+    .argument('<id>', 'the key id (the part after fg_)')
+    .option('--grace-seconds <n>', 'how long the old secret keeps working (0 to 86400)', '0')
+    .addOption(jsonOption())
+    .action(async (id: string, opts) => {
+      const { keysRotateCommand } = await import('./keys.js')
+      code = await keysRotateCommand(await config(), io, id, opts)
     })
   keys
     .command('new')
@@ -102,7 +145,7 @@ export async function runCli(argv: string[], io: CliIo & { stdin: AsyncIterable<
     .argument('<tenant>', 'the tenant, or * for an admin key')
     .addOption(jsonOption())
     .action(async (tenant: string, opts) => {
-      const { keysNewCommand } = await import('./keys.js')
+      const { keysNewCommand } = await import('./env-keys.js')
       code = keysNewCommand(tenant, io, opts)
     })
 

@@ -23,14 +23,25 @@ export interface CliServices {
   close(): Promise<void>
 }
 
-export async function openServices(config: Config, logLevel: string): Promise<CliServices> {
+/** The configured store, its schema checked to be the code's (closed again when it is not). */
+export async function openStore(config: Config): Promise<StorePort> {
   const store = await createStore(config.store)
-  let providers: ProviderRegistry | undefined
-  let originals: OriginalsStore | undefined
   try {
     const [version, expected] = [await schemaVersion(store), latestVersion(await loadMigrations())]
     if (version < expected)
       throw new CliError(`filegate: schema version ${version} is older than ${expected}: run \`filegate migrate\``)
+    return store
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+}
+
+export async function openServices(config: Config, logLevel: string): Promise<CliServices> {
+  const store = await openStore(config)
+  let providers: ProviderRegistry | undefined
+  let originals: OriginalsStore | undefined
+  try {
     const metrics = createMetrics()
     providers = createProviderRegistry(config)
     originals = config.originals ? await createOriginalsStore(config.originals) : undefined

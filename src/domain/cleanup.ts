@@ -7,6 +7,7 @@
  * a dead holder's lease expires). Dry runs only read.
  */
 import { randomUUID } from 'node:crypto'
+import { currentAudit } from '../audit-context.js'
 import type { Config } from '../config.js'
 import type { Metrics } from '../metrics.js'
 import type { OriginalsStore } from '../originals/index.js'
@@ -15,11 +16,15 @@ import { inSpan } from '../spans.js'
 import type { StorePort } from '../store/port.js'
 import {
   acquireJobLease,
+  countAuditPurgeCandidates,
   findSweepCandidates,
   findUnknownProviderFiles,
+  purgeAuditEvents,
   reconcileGoneFiles,
   releaseJobLease,
 } from '../store/queries.js'
+import { recordCleanupRun } from './audit.js'
+import { type CleanupJob, cleanupJobs } from './cleanup-jobs.js'
 import type { DeletionDeps } from './deletion.js'
 import type { FileRow } from './file-record.js'
 import type { Healer } from './heal.js'
@@ -27,12 +32,9 @@ import { OriginalsSweep } from './originals-sweep.js'
 import type { ResumableUploads } from './resumable.js'
 import { BatchSweep, dryRunIdCap, mapBounded, noteCandidates, type ProviderTally, tally } from './sweep-batches.js'
 
+export { type CleanupJob, cleanupJobs, defaultJobs, jobsByDefault, scheduledJobs } from './cleanup-jobs.js'
 export type { ProviderTally } from './sweep-batches.js'
 export { mapBounded } from './sweep-batches.js'
-
-import { type CleanupJob, cleanupJobs } from './cleanup-jobs.js'
-
-export { type CleanupJob, cleanupJobs, defaultJobs, jobsByDefault } from './cleanup-jobs.js'
 
 export interface JobReport {
   status: 'completed' | 'skipped' | 'failed'
@@ -97,7 +99,15 @@ export class CleanupService {
     for (const job of cleanupJobs.filter((j) => options.jobs.includes(j))) {
       jobs[job] = await inSpan('filegate.cleanup.job', { 'filegate.job': job }, () => this.runJob(job, options))
     }
-    return { dry_run: options.dryRun, started_at: started.toISOString(), finished_at: new Date().toISOString(), jobs }
+    const report = {
+      dry_run: options.dryRun,
+      started_at: started.toISOString(),
+      finished_at: new Date().toISOString(),
+      jobs,
+    }
+    // A run someone asked for is recorded; the schedule's own runs are recorded by what they change.
+    if (!options.dryRun && currentAudit().actor !== 'system') await recordCleanupRun(this.deps.store, runDetail(report))
+    return report
   }
 
   private async runJob(job: CleanupJob, options: CleanupOptions): Promise<JobReport> {
@@ -132,14 +142,7 @@ export class CleanupService {
         await releaseJobLease(store, leaseName, this.holder).catch(() => {})
       }
     }
-    const totals = Object.values(report.providers).reduce(
-      (t, p) => ({
-        candidates: t.candidates + p.candidates,
-        deleted: t.deleted + p.deleted,
-        failed: t.failed + p.failed,
-      }),
-      { candidates: 0, deleted: 0, failed: 0 },
-    )
+    const totals = jobTotals(report)
     log.info(
       { job, dry_run: options.dryRun, status: report.status, ...totals, duration_ms: Date.now() - started },
       'cleanup run',
@@ -151,6 +154,7 @@ export class CleanupService {
     if (job === 'reconcile') return this.reconcile(options, report)
     if (job === 'originals') return this.sweepOriginals(options, report, leaseName)
     if (job === 'resumable') return this.sweepResumable(options, report, leaseName)
+    if (job === 'audit') return this.sweepAudit(options, report, leaseName)
     const { store, config, metrics, deletion } = this.deps
     if (options.dryRun) {
       const candidates = await findSweepCandidates(store, job, config.cleanup, options.limit ?? dryRunIdCap)
@@ -202,6 +206,30 @@ export class CleanupService {
       },
       (protocol) => tally(report.providers, protocol),
     )
+  }
+
+  /** Removes audit events older than AUDIT_RETENTION_DAYS, a batch at a time (reported as `audit_events`). */
+  private async sweepAudit(options: CleanupOptions, report: JobReport, leaseName: string): Promise<void> {
+    const { store, config } = this.deps
+    const days = config.cleanup.auditRetentionDays
+    const t = tally(report.providers, 'audit_events')
+    if (options.dryRun) {
+      t.candidates = Math.min(
+        Number(await countAuditPurgeCandidates(store, days)),
+        options.limit ?? Number.POSITIVE_INFINITY,
+      )
+      return
+    }
+    let left = options.limit ?? Number.POSITIVE_INFINITY
+    while (left > 0 && !this.stopping) {
+      const batch = Math.min(config.cleanup.batchSize, left)
+      const removed = Number(await purgeAuditEvents(store, days, batch))
+      t.candidates += removed
+      t.deleted += removed
+      left -= removed
+      if (removed < batch) return
+      await acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds)
+    }
   }
 
   /**
@@ -277,4 +305,22 @@ export class CleanupService {
       }
     })
   }
+}
+
+/** A job's candidates, deletes and failures over all its providers. */
+export const jobTotals = (report: JobReport) =>
+  Object.values(report.providers).reduce(
+    (t, p) => ({
+      candidates: t.candidates + p.candidates,
+      deleted: t.deleted + p.deleted,
+      failed: t.failed + p.failed,
+    }),
+    { candidates: 0, deleted: 0, failed: 0 },
+  )
+
+/** What a cleanup run records in the audit: each job's status and totals. */
+function runDetail(report: CleanupReport): Record<string, unknown> {
+  const jobs: Record<string, unknown> = {}
+  for (const [job, r] of Object.entries(report.jobs)) jobs[job] = { status: r.status, ...jobTotals(r) }
+  return { jobs }
 }

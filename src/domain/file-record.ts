@@ -53,7 +53,7 @@ export function toFileObject(row: FileRow, deduplicated?: boolean): FileObject {
   }
 }
 
-/** Opaque keyset cursor: the last row's exact created_at (microseconds) and id. */
+/** Opaque keyset cursor: the last row's exact created_at (microseconds) and id (files, keys, audit events). */
 export function encodeCursor(row: Pick<FileRow, 'created_at' | 'id'>): string {
   return Buffer.from(JSON.stringify([row.created_at, row.id])).toString('base64url')
 }
@@ -65,7 +65,8 @@ const cursorTimestamp =
 /** A cursor this service issues is about 110 characters. */
 const maxCursorLength = 256
 
-export function decodeCursor(cursor: string): { createdAt: string; id: string } {
+/** The key a cursor of encodeCursor holds; its id must match `idPattern` (a uuid by default). */
+export function decodeCursor(cursor: string, idPattern: RegExp = uuidPattern): { createdAt: string; id: string } {
   try {
     const value =
       cursor.length <= maxCursorLength ? JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) : null
@@ -76,7 +77,7 @@ export function decodeCursor(cursor: string): { createdAt: string; id: string } 
       cursorTimestamp.test(value[0]) &&
       !Number.isNaN(Date.parse(value[0])) &&
       typeof value[1] === 'string' &&
-      uuidPattern.test(value[1])
+      idPattern.test(value[1])
     ) {
       return { createdAt: value[0], id: value[1] }
     }

@@ -31,7 +31,7 @@ import {
 } from './reads.js'
 import { type StagedBody, type UploadForm, UploadReception, type UploadRequest } from './reception.js'
 import { SettleWaiters } from './settle-waiters.js'
-import { planUpload, type UploadPlan } from './upload-plan.js'
+import { type PlanRequest, planUpload, type UploadPlan } from './upload-plan.js'
 import { type FileMeta, type UploadResult, Uploads } from './uploads.js'
 
 export type { FileContent, ListQuery } from './reads.js'
@@ -75,7 +75,7 @@ export class FileService {
     return this.deletion
   }
 
-  plan(request: { provider: string; purpose?: string | undefined; filename: string }): UploadPlan {
+  plan(request: PlanRequest): UploadPlan {
     return planUpload(this.deps.config.providers, this.deps.providers, request, this.deps.config.autoProviders)
   }
 
@@ -195,8 +195,13 @@ export class FileService {
   /**
    * The file, checked at its provider and uploaded again from its original when the copy is gone.
    * ORIGINAL_UNAVAILABLE when it cannot be (it is then tombstoned `reconciled`), or is not live.
+   * A heal uploads to the file's provider: it must be one of `allowed` (null = every provider).
    */
-  async ensure(tenant: string, id: string): Promise<FileObject> {
+  async ensure(tenant: string, id: string, allowed: readonly string[] | null = null): Promise<FileObject> {
+    if (allowed !== null) {
+      const { provider } = await this.getRow(tenant, id)
+      if (!allowed.includes(provider)) throw errors.providerNotAllowed(provider, allowed)
+    }
     const result = await this.healer.heal(tenant, id)
     if (result.outcome === 'unavailable')
       throw errors.originalUnavailable(id, `the provider copy is gone and ${result.why}; the file is tombstoned`)

@@ -5,6 +5,7 @@
  * upload path for the target, limits, dedup, quotas, breaker and retries included. The new row
  * references the same original (`kept`: nothing is written again).
  */
+import { asCopyOf } from '../audit-context.js'
 import type { Config } from '../config.js'
 import { errors } from '../errors.js'
 import type { Metrics } from '../metrics.js'
@@ -15,13 +16,15 @@ import { storeKeeping } from './original-reads.js'
 import { OriginalLostError, spoolOriginal } from './original-spool.js'
 import { readRow } from './reads.js'
 import { removeSpool } from './spool.js'
-import { candidatesFor, type UploadPlan } from './upload-plan.js'
+import { candidatesFor, type PlanRequest, type UploadPlan } from './upload-plan.js'
 import type { UploadResult, Uploads } from './uploads.js'
 
 export interface CopyRequest {
   provider: string
   purpose?: string | undefined
   expiresInSeconds?: number | undefined
+  /** The providers the caller may copy to; null or absent = every provider. */
+  allowed?: readonly string[] | null | undefined
 }
 
 export interface CopyDeps {
@@ -30,7 +33,7 @@ export interface CopyDeps {
   uploads: Uploads
   metrics: Metrics
   config: Pick<Config, 'uploadTmpDir'>
-  plan(request: { provider: string; purpose?: string | undefined; filename: string }): UploadPlan
+  plan(request: PlanRequest): UploadPlan
 }
 
 export async function copyFile(
@@ -42,12 +45,18 @@ export async function copyFile(
   const source = await readRow(deps.store, tenant, id)
   // Only a live completed file whose content is kept can be copied.
   const originals = storeKeeping(deps.originals, source)
-  const plan = deps.plan({ provider: request.provider, purpose: request.purpose, filename: source.filename })
+  const plan = deps.plan({
+    provider: request.provider,
+    purpose: request.purpose,
+    filename: source.filename,
+    allowed: request.allowed,
+  })
   const target = plan.candidates[0]?.config.name ?? request.provider
   try {
     // The target's size limit, before a byte is read.
     candidatesFor(plan, Number(source.bytes))
-    const result = await copyFromOriginal(deps, originals, source, plan, request)
+    // Recorded as `file.copy` of the source (not as a new upload) when it completes.
+    const result = await asCopyOf(source.id, () => copyFromOriginal(deps, originals, source, plan, request))
     deps.metrics.copies.inc({
       provider: result.file.provider,
       outcome: result.deduplicated ? 'deduplicated' : 'created',

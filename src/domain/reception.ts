@@ -12,7 +12,7 @@ import { AppError, errors } from '../errors.js'
 import { inSpan } from '../spans.js'
 import { type OriginalSource, type StagingDeps, StagingTee } from './original-writes.js'
 import { MirrorClosedError, removeSpool, type SpooledFile, spoolToFile } from './spool.js'
-import type { UploadPlan } from './upload-plan.js'
+import type { PlanRequest, UploadPlan } from './upload-plan.js'
 import type { FileMeta, UploadResult, Uploads } from './uploads.js'
 
 /** The form as far as it was read: the fields the upload needs, and the file's metadata. */
@@ -43,9 +43,11 @@ export interface UploadRequest {
   declaredSha256: string | undefined
   /** Content-Length; undefined for a chunked body. */
   contentLength: number | undefined
+  /** The providers the caller may upload to; null or absent = every provider. */
+  providers?: readonly string[] | null | undefined
 }
 
-export type Planner = (request: { provider: string; purpose?: string | undefined; filename: string }) => UploadPlan
+export type Planner = (request: PlanRequest) => UploadPlan
 
 export class UploadReception {
   private spool: SpooledFile | undefined
@@ -76,7 +78,12 @@ export class UploadReception {
     const { declaredSha256, contentLength, tenant } = this.request
     const plan =
       form.provider !== undefined
-        ? this.plan({ provider: form.provider, purpose: form.purpose, filename: form.filename })
+        ? this.plan({
+            provider: form.provider,
+            purpose: form.purpose,
+            filename: form.filename,
+            allowed: this.request.providers,
+          })
         : undefined
     // Streamed straight through only with a Content-Length, which bounds what is reserved on the
     // provider account while it streams; a chunked body is received first, and counted exactly.
@@ -129,6 +136,7 @@ export class UploadReception {
       provider: form.provider ?? this.config.defaultProvider,
       purpose: form.purpose,
       filename: form.filename,
+      allowed: this.request.providers,
     })
     return this.uploads.uploadSpooled(tenant, plan, form.meta(), stored, await this.original())
   }

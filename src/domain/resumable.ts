@@ -68,6 +68,8 @@ export interface ResumableRequest {
   meta: FileMeta
   /** Declared before the bytes: a duplicate answers unread, and the bytes are checked. */
   sha256: string | undefined
+  /** The providers the caller may upload to (its key's allowlist); null or absent = every provider. */
+  allowed?: readonly string[] | null | undefined
 }
 
 /** An upload, and once completed the File it made (a live duplicate's when one answered). */
@@ -110,7 +112,12 @@ export class ResumableUploads {
     if (protocol === 'openai' && bytes > openAiUploadMaxBytes) {
       throw errors.fileTooLarge('OpenAI Uploads', openAiUploadMaxBytes)
     }
-    const plan = this.deps.files.plan({ provider: request.provider, purpose: request.purpose, filename: meta.filename })
+    const plan = this.deps.files.plan({
+      provider: request.provider,
+      purpose: request.purpose,
+      filename: meta.filename,
+      allowed: request.allowed,
+    })
     candidatesFor(plan, bytes) // 413 before a byte is staged
     // A named provider's quota counts staged bytes now; `auto` learns its provider only at completion.
     const quota = plan.auto ? { maxFiles: null, maxBytes: null } : tenantQuotaOf(this.deps.config.tenantQuotas, tenant)

@@ -3,6 +3,8 @@
  * provider (or auto), purpose, filename extension, and the size once it is known.
  * `auto`: the providers of AUTO_PROVIDERS in its order (default GLM, then Kimi), skipping
  * unconfigured ones, those whose limits or purposes do not fit, and those with an open circuit.
+ * The caller's providers allowlist (a key's `providers`) bounds both: a provider outside it is 403
+ * FORBIDDEN when named, and never a candidate of `auto`.
  */
 
 import { AppError, errors } from '../errors.js'
@@ -50,18 +52,29 @@ function checkFit(config: ProviderConfig, purposeInput: string | undefined, exte
   return purpose
 }
 
+/** What an upload asks for, before its body is read. */
+export interface PlanRequest {
+  provider: string
+  purpose?: string | undefined
+  filename: string
+  /** The providers the caller may use; null or absent = every provider. */
+  allowed?: readonly string[] | null | undefined
+}
+
 export function planUpload(
   providers: ProviderConfig[],
   registry: ProviderRegistry,
-  request: { provider: string; purpose?: string | undefined; filename: string },
+  request: PlanRequest,
   autoOrder: readonly string[] = ['glm', 'kimi'],
 ): UploadPlan {
   const extension = extensionOf(request.filename)
+  const allowed = request.allowed ?? null
   if (request.provider !== 'auto') {
     const config = providers.find((p) => p.name === request.provider)
     if (!config) {
       throw errors.unknownProvider(request.provider, ['auto', ...providers.map((p) => p.name)])
     }
+    if (allowed !== null && !allowed.includes(config.name)) throw errors.providerNotAllowed(config.name, allowed)
     const purpose = checkFit(config, request.purpose, extension)
     const adapter = registry.require(config.name)
     const maxBytes = limitFor(config, purpose, extension)
@@ -72,10 +85,17 @@ export function planUpload(
   if (configured.length === 0) {
     throw errors.providerNotConfigured()
   }
+  const permitted = allowed === null ? configured : configured.filter((p) => allowed.includes(p.name))
+  if (permitted.length === 0) {
+    throw new AppError('FORBIDDEN', {
+      detail: 'None of the providers provider=auto chooses from (AUTO_PROVIDERS) may be used with these credentials',
+      extensions: { auto_providers: configured.map((p) => p.name), allowed_providers: allowed },
+    })
+  }
   const candidates: Candidate[] = []
   let firstRefusal: unknown
   let openCircuitRetryMs = Number.POSITIVE_INFINITY
-  for (const config of configured) {
+  for (const config of permitted) {
     let purpose: string
     try {
       purpose = checkFit(config, request.purpose, extension)

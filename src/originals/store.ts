@@ -11,6 +11,7 @@
  */
 import type { Readable } from 'node:stream'
 import type { SegmentObjects } from '../staging/segments.js'
+import { tenantIdPattern } from '../tenant.js'
 
 export interface OriginalKey {
   tenant: string
@@ -100,9 +101,9 @@ export class OriginalMissingError extends Error {
   }
 }
 
-// Tenant names are `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}` (API_KEYS); checked again here because they
-// become path segments and object keys.
-const tenantPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+// Tenant ids (src/tenant.ts: no `/`, never `.` or `..`) are checked again here because they become
+// path segments and object keys.
+const tenantPattern = tenantIdPattern
 const sha256Pattern = /^[0-9a-f]{64}$/
 
 /** Throws unless both parts of the key are safe to use as path segments. */

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { type AppError, asAppError, errors, logFailure, toProblem } from '../errors.js'
+import { AppError, asAppError, errors, logFailure, toProblem } from '../errors.js'
 
 /** Kept for routes/files/upload-form.ts until it imports the mapper from src/errors.ts. */
 
@@ -17,7 +17,9 @@ import { type AppError, asAppError, errors, logFailure, toProblem } from '../err
  * the body was not received within REQUEST_TIMEOUT_MS, or could not be parsed). Where nothing of a
  * response has been written yet, the client gets a problem+json answer; the connection is then
  * destroyed, which also aborts a handler still reading that body (its spool file and claim are
- * released on that path).
+ * released on that path). A head larger than Node's limit (16 KiB: an oversized Authorization
+ * header, say) is 431 (RFC 6585 §5); the rest of that head is read and dropped for a moment before
+ * the connection closes, so that the client reads the answer rather than a reset.
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
@@ -26,7 +28,9 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
     const appErr =
       err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? errors.requestTimeout('The request was not received within REQUEST_TIMEOUT_MS')
-        : errors.validationFailed('The request could not be parsed')
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? new AppError('HEADERS_TOO_LARGE', { detail: 'The request head is larger than 16 KiB' })
+          : errors.validationFailed('The request could not be parsed')
     const problem = toProblem(appErr, randomUUID())
     const body = JSON.stringify(problem.body)
     const headers = Object.entries({
@@ -37,6 +41,12 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): v
       .map(([name, value]) => `${name}: ${value}\r\n`)
       .join('')
     socket.write(`HTTP/1.1 ${problem.status} ${appErr.title}\r\n${headers}\r\n${body}`)
+    if (appErr.code === 'HEADERS_TOO_LARGE') {
+      socket.end()
+      socket.resume()
+      setTimeout(() => socket.destroy(), 1000).unref()
+      return
+    }
   }
   socket.destroy(err)
 }

@@ -1,6 +1,6 @@
 /**
  * Readiness and shutdown: what /readyz reports, and the gates in front of every route that needs
- * the service (an authenticated route; probes, metrics and docs stay open).
+ * the service (a route with a scope; probes, metrics and docs are public and stay open).
  * - Shutting down: from the first moment (the first signal, or the app closing) new work is 503
  *   SHUTTING_DOWN and every response says `Connection: close`; once the listener is closed, a
  *   connection whose response began before is closed as soon as that response is out (Node's
@@ -193,23 +193,21 @@ declare module 'fastify' {
 }
 
 /** Routes behind authentication are the service's work; the others (probes, metrics, docs) stay open. */
-const needsService = (config: { auth?: string } | undefined) => config?.auth !== undefined && config.auth !== 'none'
+const needsService = (config: { scope?: string } | undefined) =>
+  config?.scope !== undefined && config.scope !== 'public'
 
 export default fp(
   async function readinessPlugin(app: FastifyInstance) {
     const readiness = new Readiness()
     app.decorate('readiness', readiness)
 
-    // After authentication (its onRequest hook is registered first), so a bad key is still a 401.
-    app.addHook('onRequest', (request, _reply, done) => {
+    // preParsing runs after authentication (an onRequest hook, so a bad key is still a 401) and
+    // before any body is read.
+    app.addHook('preParsing', (request, _reply, payload, done) => {
       if (readiness.shuttingDown && needsService(request.routeOptions.config)) {
         done(errors.shuttingDown())
         return
       }
-      done()
-    })
-    // preParsing runs after authentication and before any body is read.
-    app.addHook('preParsing', (request, _reply, payload, done) => {
       if (!readiness.schemaReady && needsService(request.routeOptions.config)) {
         const detail = readiness.starting
           ? 'The service is starting: the database is being opened and migrated; retry shortly'
@@ -235,5 +233,5 @@ export default fp(
       done()
     })
   },
-  { name: 'filegate-readiness', dependencies: ['filegate-errors', 'filegate-auth'] },
+  { name: 'filegate-readiness', dependencies: ['filegate-errors'] },
 )

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import cron from 'node-cron'
 import type { Config } from '../config.js'
-import { jobsByDefault } from '../domain/cleanup.js'
+import { scheduledJobs } from '../domain/cleanup.js'
 import { prepareSpoolDir, removeStaleSpools } from '../domain/spool.js'
 
 export default fp(
@@ -32,7 +32,7 @@ export default fp(
         if (app.readiness.shuttingDown || running) return
         const cleanup =
           lc.enabled && app.readiness.schemaReady
-            ? app.cleanup.run({ dryRun: false, jobs: jobsByDefault(app.originals !== undefined) })
+            ? app.cleanup.run({ dryRun: false, jobs: scheduledJobs(app.originals !== undefined) })
             : undefined
         running = Promise.all([
           sweepSpools().catch((err) => app.log.error({ err }, 'spool sweep failed')),

@@ -31,6 +31,10 @@ export class DeferredStore implements StorePort {
     return this.target?.migrator
   }
 
+  get listen(): StorePort['listen'] {
+    return this.target?.listen
+  }
+
   async close(): Promise<void> {
     await this.target?.close()
   }

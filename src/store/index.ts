@@ -25,6 +25,7 @@ export async function createStore(config: StoreConfig): Promise<StorePort> {
       return {
         ...store,
         migrator: direct.migrator,
+        listen: direct.listen,
         close: async () => {
           await Promise.all([store.close(), direct.close()])
         },

@@ -33,6 +33,14 @@ export async function createPgliteStore(dataDir: string | undefined): Promise<St
           },
         }),
     },
+    // One process owns the database: a notification is delivered in-process, and never lost.
+    async listen(channel, handlers) {
+      const unlisten = await db.listen(channel, (payload) => handlers.notify(payload))
+      handlers.listening()
+      return async () => {
+        if (!db.closed) await unlisten()
+      }
+    },
     async close() {
       if (!db.closed) await db.close()
     },

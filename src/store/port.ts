@@ -15,7 +15,22 @@ export interface StorePort {
   call<T = unknown>(fn: string, args?: CallArgs): Promise<T>
   /** Raw SQL for the migration runner; absent on transports that cannot run DDL (supabase). */
   readonly migrator?: MigrationTarget
+  /**
+   * Notifications sent on `channel` (Postgres NOTIFY, delivered at commit); absent on transports
+   * that cannot receive them (supabase through PostgREST). Resolves once listening, with the
+   * function that stops it.
+   */
+  readonly listen?: (channel: string, handlers: ListenHandlers) => Promise<() => Promise<void>>
   close(): Promise<void>
+}
+
+/** What a listener hears: a notification, and the state of the connection that receives them. */
+export interface ListenHandlers {
+  notify(payload: string): void
+  /** Listening (again). Whatever was announced while not listening was missed: drop what it may have changed. */
+  listening(): void
+  /** Not listening any more (the connection broke); `listening` follows once it is back. */
+  lost(): void
 }
 
 /** What the migration runner needs from a transport: an exclusive session with raw SQL. */

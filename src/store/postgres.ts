@@ -1,5 +1,6 @@
 /** Postgres transport (DATABASE_URL): the `postgres` driver, one pool per process. */
 import postgres from 'postgres'
+import { listenOnPostgres } from './listen.js'
 import {
   type CallArgs,
   databaseUnavailable,
@@ -69,6 +70,7 @@ export function createPostgresStore(databaseUrl: string, options: { max?: number
         }
       },
     },
+    listen: (channel, handlers) => listenOnPostgres(databaseUrl, channel, handlers),
     async close() {
       await sql.end({ timeout: 5 })
     },

@@ -2,9 +2,11 @@
  * Every SQL function filegate calls (migrations/), one typed function each: its arguments, its
  * result. This is the only module that names SQL functions; the rest of the code calls these.
  * The steps of the upload path and of a sweep batch run in a span named after the step, with the
- * SQL function as `db.operation.name`.
+ * SQL function as `db.operation.name`. A function that makes an audited change gets `p_audit`, who
+ * acts (src/audit-context.ts), and records the event in the transaction of the change.
  */
 import type { Attributes } from '@opentelemetry/api'
+import { currentAudit } from '../audit-context.js'
 import type { DeletionReason, ProviderState } from '../schemas.js'
 import { inSpan } from '../spans.js'
 import type { CallArgs, StorePort } from './port.js'
@@ -160,6 +162,7 @@ export function completeUpload(
     p_provider_expires_at: done.providerExpiresAt?.toISOString(),
     p_provider_state: done.providerState,
     p_provider_error: done.providerError,
+    p_audit: currentAudit(),
   })
 }
 
@@ -287,7 +290,7 @@ export const purposeUsage = (store: StorePort): Promise<Array<{ provider: string
 
 /** Tombstones a file (idempotent: an existing tombstone is returned as it is). */
 export function softDeleteFile(store: StorePort, id: string, reason: DeletionReason): Promise<FileRow> {
-  return store.call('soft_delete_file', { file_id: id, reason })
+  return store.call('soft_delete_file', { file_id: id, reason, p_audit: currentAudit() })
 }
 
 /** Leases a tombstone's provider delete to this worker; null when another holds it or it is done. */
@@ -373,6 +376,7 @@ export function claimSweepBatch(
         retention_days: settings.retentionDays,
         p_limit: limit,
         p_lease_seconds: leaseSeconds,
+        p_audit: currentAudit(),
       })
     case 'orphaned':
       return batch('sweep_orphaned_files', {
@@ -416,6 +420,7 @@ export function reconcileGoneFiles(
     p_apply: a.apply,
     p_limit: a.limit,
     p_keep_original_stored: a.keepOriginalStored ?? false,
+    ...(a.apply ? { p_audit: currentAudit() } : {}),
   })
 }
 
@@ -552,12 +557,17 @@ export function completeHeal(
     p_provider_file_id: done.providerFileId,
     ...(done.expiresAt === undefined ? {} : { p_expires_at: done.expiresAt }),
     p_provider_state: done.providerState,
+    p_audit: currentAudit(),
   })
 }
 
 /** The copy is gone and cannot be remade: the row is tombstoned `reconciled` (already gone at the provider). */
 export function reconcileVanishedFile(store: StorePort, heal: HealRef): Promise<FileRow> {
-  return store.call('reconcile_vanished_file', { p_id: heal.id, p_heal_token: heal.healToken })
+  return store.call('reconcile_vanished_file', {
+    p_id: heal.id,
+    p_heal_token: heal.healToken,
+    p_audit: currentAudit(),
+  })
 }
 
 // ---- resumable uploads -----------------------------------------------------------------------
@@ -795,3 +805,176 @@ export function forgetResumableSegments(store: StorePort, lease: { id: string; t
 export function deleteSettledResumableUploads(store: StorePort, limit: number, id?: string): Promise<number> {
   return store.call('delete_settled_resumable_uploads', { p_limit: limit, p_id: id })
 }
+
+// ---- access: keys and the audit --------------------------------------------------------------
+
+/** A key as the API shows it: never a digest, never the secret. */
+export interface KeyRow {
+  id: string
+  tenant_id: string
+  name: string | null
+  scopes: string[]
+  providers: string[] | null
+  key_hint: string
+  created_at: string
+  created_by: string
+  expires_at: string | null
+  revoked_at: string | null
+  rotated_at: string | null
+  previous_key_expires_at: string | null
+  last_used_at: string | null
+}
+
+/** What authentication reads of a key: its digests (the previous one during a rotation's grace). */
+export interface KeyAuthRow {
+  id: string
+  tenant_id: string
+  scopes: string[]
+  providers: string[] | null
+  key_sha256: string
+  previous_sha256: string | null
+  previous_until: string | null
+  expires_at: string | null
+  revoked_at: string | null
+  last_used_at: string | null
+}
+
+export interface NewKey {
+  id: string
+  tenantId: string
+  name: string | undefined
+  scopes: string[]
+  providers: string[] | null
+  sha256: string
+  hint: string
+  expiresAt: Date | undefined
+  createdBy: string
+}
+
+/** Stores a key (its digest) and records `key.create`; every replica hears of it. */
+export function createApiKey(store: StorePort, k: NewKey): Promise<KeyRow> {
+  return store.call('create_api_key', {
+    p_id: k.id,
+    p_tenant_id: k.tenantId,
+    p_name: k.name,
+    p_scopes: k.scopes,
+    p_providers: k.providers,
+    p_key_sha256: k.sha256,
+    p_key_hint: k.hint,
+    p_expires_at: k.expiresAt,
+    p_created_by: k.createdBy,
+    p_audit: currentAudit(),
+  })
+}
+
+export const getApiKey = (store: StorePort, id: string): Promise<KeyRow | null> =>
+  store.call('get_api_key', { p_id: id })
+
+export function findApiKeyForAuth(store: StorePort, id: string): Promise<KeyAuthRow | null> {
+  const found: Describe = (row) => ({ 'filegate.key_found': row !== null })
+  return traced(store, 'filegate.auth.key_lookup', found, 'find_api_key_for_auth', { p_id: id })
+}
+
+/** One keyset page of keys, newest first: one tenant's, or every tenant's (`tenantId` undefined). */
+export function listApiKeys(
+  store: StorePort,
+  a: { tenantId: string | undefined; limit: number; after: { createdAt: string; id: string } | undefined },
+): Promise<{ data: KeyRow[]; has_more: boolean }> {
+  return store.call('list_api_keys', {
+    p_limit: a.limit,
+    p_tenant_id: a.tenantId,
+    p_after_created_at: a.after?.createdAt,
+    p_after_id: a.after?.id,
+  })
+}
+
+/** Revokes a key (idempotent) and records `key.revoke` once; null for an unknown id. */
+export const revokeApiKey = (store: StorePort, id: string): Promise<KeyRow | null> =>
+  store.call('revoke_api_key', { p_id: id, p_audit: currentAudit() })
+
+export type Rotation = { outcome: 'rotated' | 'revoked' | 'expired'; key: KeyRow }
+
+/** A new digest for the key; the previous one authenticates for `graceSeconds` more. Null: unknown id. */
+export function rotateApiKey(
+  store: StorePort,
+  id: string,
+  r: { sha256: string; hint: string; graceSeconds: number },
+): Promise<Rotation | null> {
+  return store.call('rotate_api_key', {
+    p_id: id,
+    p_key_sha256: r.sha256,
+    p_key_hint: r.hint,
+    p_grace_seconds: r.graceSeconds,
+    p_audit: currentAudit(),
+  })
+}
+
+/** Writes last_used_at of these keys (at most once a minute each); how many were written. */
+export const touchApiKeys = (store: StorePort, ids: string[]): Promise<number> =>
+  store.call('touch_api_keys', { p_ids: ids })
+
+/** Whether any key was ever created (open mode ends with the first). */
+export const apiKeysExist = (store: StorePort): Promise<boolean> => store.call('api_keys_exist')
+
+export interface AuditEventRow {
+  id: string
+  at: string
+  tenant_id: string | null
+  actor: string
+  action: string
+  target: string | null
+  request_id: string | null
+  ip: string | null
+  detail: Record<string, unknown>
+}
+
+/** Records an event that is not part of a database change (a cleanup run), as whoever acts now. */
+export function recordAuditEvent(
+  store: StorePort,
+  e: { action: string; tenantId?: string | undefined; target?: string | undefined; detail: Record<string, unknown> },
+): Promise<unknown> {
+  return store.call('record_audit_event', {
+    p_audit: currentAudit(),
+    p_action: e.action,
+    p_tenant_id: e.tenantId,
+    p_target: e.target,
+    p_detail: e.detail,
+  })
+}
+
+export interface AuditQuery {
+  tenantId: string | undefined
+  action: string | undefined
+  target: string | undefined
+  since: string | undefined
+  limit: number
+  after: { at: string; id: string } | undefined
+}
+
+/** One keyset page of audit events, newest first. */
+export function listAuditEvents(
+  store: StorePort,
+  q: AuditQuery,
+): Promise<{ data: AuditEventRow[]; has_more: boolean }> {
+  return store.call('list_audit_events', {
+    p_limit: q.limit,
+    p_tenant_id: q.tenantId,
+    p_action: q.action,
+    p_target: q.target,
+    p_since: q.since,
+    p_after_at: q.after?.at,
+    p_after_id: q.after?.id,
+  })
+}
+
+/** Removes up to `limit` events older than `retentionDays`; how many went. */
+export function purgeAuditEvents(store: StorePort, retentionDays: number, limit: number): Promise<number> {
+  return traced(store, 'filegate.cleanup.batch', () => ({}), 'purge_audit_events', {
+    p_retention_days: retentionDays,
+    p_limit: limit,
+  })
+}
+
+/** How many events the retention sweep would remove now (its dry run). */
+export const countAuditPurgeCandidates = (store: StorePort, retentionDays: number): Promise<number> =>
+  store.call('count_audit_purge_candidates', { p_retention_days: retentionDays })

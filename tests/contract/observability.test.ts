@@ -167,6 +167,7 @@ describe('alert rules', () => {
     const rules = await loadRules()
     const alerts = rules.filter((r) => r.alert).map((r) => r.alert as string)
     assert.deepEqual(alerts.sort(), [
+      'FilegateAuthFailureBurst',
       'FilegateCleanupJobStale',
       'FilegateDown',
       'FilegateHighErrorRatio',

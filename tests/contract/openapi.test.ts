@@ -191,20 +191,34 @@ describe('openapi.yaml', () => {
     assert.ok(doc.components.responses.ServiceUnavailable.headers['Retry-After'], '503 documents Retry-After')
   })
 
-  it('protects /v1 with the bearer scheme and leaves the probes open', () => {
-    assert.deepEqual(doc.components.securitySchemes.bearerAuth, {
-      type: 'http',
-      scheme: 'bearer',
-      description: doc.components.securitySchemes.bearerAuth.description,
-    })
+  it('protects /v1 and the facade with both bearer kinds and the scope each needs, and leaves the probes open', () => {
+    const { apiKey, jwt } = doc.components.securitySchemes
+    assert.deepEqual(apiKey, { type: 'http', scheme: 'bearer', description: apiKey.description })
+    assert.deepEqual(jwt, { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: jwt.description })
+    const scopeOf: Record<string, string> = {}
     for (const { key, path, op } of operations(doc)) {
       if (path.startsWith('/v1/') || ownErrorShape(path)) {
-        assert.deepEqual(op.security, [{ bearerAuth: [] }], `${key} needs the bearer key`)
+        const [first, second] = op.security as Array<Record<string, string[]>>
+        assert.equal(op.security.length, 2, `${key}: an API key or a JWT`)
+        assert.deepEqual(Object.keys(first ?? {}), ['apiKey'], key)
+        assert.deepEqual(Object.keys(second ?? {}), ['jwt'], key)
+        assert.deepEqual(first?.apiKey, second?.jwt, `${key}: the same scope either way`)
+        assert.equal(first?.apiKey?.length, 1, `${key} names its one scope`)
+        scopeOf[key] = first?.apiKey?.[0] as string
         assert.ok(op.responses['401'], `${key} documents 401`)
+        assert.ok(op.responses['403'], `${key} documents 403`)
       } else {
         assert.deepEqual(op.security, [], `${key} is open`)
       }
     }
+    // A sample of the scope table (docs/security.md): reads, writes, keys and admin.
+    assert.equal(scopeOf['GET /v1/files'], 'files:read')
+    assert.equal(scopeOf['POST /v1/files'], 'files:write')
+    assert.equal(scopeOf['DELETE /providers/{provider}/v1/files/{file_id}'], 'files:write')
+    assert.equal(scopeOf['GET /providers/{provider}/v1/files'], 'files:read')
+    assert.equal(scopeOf['POST /v1/keys'], 'keys')
+    assert.equal(scopeOf['GET /v1/audit'], 'keys')
+    assert.equal(scopeOf['POST /v1/cleanup'], 'admin')
   })
 
   it('shows an upload: the multipart fields with an example, and both outcomes with examples', () => {

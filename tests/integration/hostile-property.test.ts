@@ -2,7 +2,8 @@
  * The class of hostile input, not only the cases found by hand (hostile-inputs.test.ts): fast-check
  * drives every route with generated values (NUL and control characters, bidi marks and other
  * Unicode, prototype member names, huge, negative and non-numbers, random cursors and ids, broken
- * multipart framing, hostile tenant and request-id headers) and holds, after every request:
+ * multipart framing, hostile tenant and request-id headers, hostile key bodies, ids and audit
+ * filters) and holds, after every request:
  *   - no 5xx;
  *   - an error is RFC 9457 problem+json with a catalogue code (the OpenAI error shape on the
  *     /providers facade);
@@ -15,6 +16,7 @@ import { describe, test } from 'node:test'
 import fc, { type Arbitrary } from 'fast-check'
 import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
+import { scopes } from '../../src/domain/caller.js'
 import { errorCatalog } from '../../src/errors.js'
 import { maxExpiresInSeconds } from '../../src/schemas.js'
 import { createTestDatabase, requirePostgres, tempDir, testKeys } from '../helper.js'
@@ -340,7 +342,76 @@ function cases(tenants: { acting: Record<string, string> }) {
         payload,
       }),
     )
+  // Keys and the audit: bodies, ids, cursors and filters.
+  const keyId = fc.oneof(fc.stringMatching(/^[a-z0-9]{16}$/), hostile)
+  const keyBody = fc.oneof(
+    {
+      weight: 3,
+      arbitrary: fc
+        .record(
+          {
+            tenant: fc.oneof(fc.constantFrom('prop-tenant', 'auth0|prop@example.com'), hostile),
+            name: hostile,
+            scopes: fc.oneof(fc.array(fc.oneof(fc.constantFrom(...scopes), hostile), { maxLength: 5 }), hostile),
+            providers: fc.oneof(
+              fc.constant(null),
+              fc.array(fc.oneof(fc.constantFrom('kimi', 'glm'), hostile), { maxLength: 3 }),
+              hostile,
+            ),
+            expires_in: fc.oneof(fc.integer(), fc.double(), hostile),
+            grace_seconds: fc.oneof(fc.integer(), hostile),
+            [prototypeNames[0] as string]: hostile,
+          },
+          { requiredKeys: [] },
+        )
+        .map((o) => JSON.stringify(o)),
+    },
+    fc.json(),
+    hostile,
+  )
+  const keysCreate = fc.tuple(auth, keyBody).map(
+    ([a, payload]): Case => ({
+      method: 'POST',
+      url: '/v1/keys',
+      headers: { ...a, 'content-type': 'application/json' },
+      payload,
+    }),
+  )
+  const keysList = fc
+    .tuple(auth, fc.record({ tenant: hostile, limit: numberLike, after: cursorLike }, { requiredKeys: [] }))
+    .map(([a, q]): Case => ({ method: 'GET', url: `/v1/keys${query(Object.entries(q))}`, headers: a }))
+  const keysOne = fc
+    .tuple(auth, keyId, fc.constantFrom('get', 'revoke', 'rotate'), keyBody)
+    .map(([a, id, what, payload]): Case => {
+      const url = `/v1/keys/${enc(id)}`
+      if (what === 'get') return { method: 'GET', url, headers: a }
+      if (what === 'revoke') return { method: 'DELETE', url, headers: a }
+      return { method: 'POST', url: `${url}/rotate`, headers: { ...a, 'content-type': 'application/json' }, payload }
+    })
+  const audit = fc
+    .tuple(
+      auth,
+      fc.record(
+        {
+          tenant: hostile,
+          action: fc.oneof(fc.constantFrom('file.upload', 'key.create'), hostile),
+          target: fc.oneof(fc.uuid(), hostile),
+          since: fc.oneof(
+            fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+            hostile,
+          ),
+          limit: numberLike,
+          after: cursorLike,
+        },
+        { requiredKeys: [] },
+      ),
+    )
+    .map(([a, q]): Case => ({ method: 'GET', url: `/v1/audit${query(Object.entries(q))}`, headers: a }))
   return fc.oneof(
+    { weight: 1, arbitrary: keysCreate },
+    { weight: 1, arbitrary: keysList },
+    { weight: 1, arbitrary: keysOne },
+    { weight: 1, arbitrary: audit },
     { weight: 5, arbitrary: v1Upload },
     { weight: 2, arbitrary: facadeUpload },
     { weight: 3, arbitrary: v1List },

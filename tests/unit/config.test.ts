@@ -259,4 +259,72 @@ describe('config', () => {
     assert.ok(!JSON.stringify(c).includes('metrics-token-0123456789'))
     assert.equal(loadConfig({}).metricsTokenSha256, undefined)
   })
+
+  it('JWT_*: off without JWT_ISSUER, asymmetric algorithms by default, HS256 only with JWT_SECRET, never none', () => {
+    assert.equal(loadConfig({}).jwt, undefined)
+    const c = loadConfig({ JWT_ISSUER: 'https://ref.supabase.co/auth/v1', JWT_AUDIENCE: 'authenticated' })
+    assert.deepEqual(c.jwt, {
+      issuer: 'https://ref.supabase.co/auth/v1',
+      jwksUrl: 'https://ref.supabase.co/auth/v1/.well-known/jwks.json',
+      audience: 'authenticated',
+      tenantClaim: ['sub'],
+      scopesClaim: ['scope'],
+      algorithms: ['RS256', 'ES256', 'EdDSA'],
+      secret: undefined,
+      jwksCooldownMs: 30_000,
+    })
+    assert.equal(c.openMode, false, 'a JWT issuer is a credential: no open mode')
+    const claims = loadConfig({
+      JWT_ISSUER: 'https://idp.example.com/',
+      JWT_JWKS_URL: 'https://idp.example.com/keys',
+      JWT_TENANT_CLAIM: 'app_metadata.tenant_id',
+      JWT_SCOPES_CLAIM: 'https://filegate/scopes',
+    }).jwt
+    assert.deepEqual(claims?.tenantClaim, ['app_metadata', 'tenant_id'])
+    assert.equal(claims?.jwksUrl, 'https://idp.example.com/keys')
+    const hs = loadConfig({ JWT_ISSUER: 'https://idp', JWT_SECRET: 's'.repeat(32), JWT_ALGORITHMS: 'HS256,RS256' }).jwt
+    assert.deepEqual(hs?.algorithms, ['RS256'], 'HS256 goes through JWT_SECRET, never the JWKS')
+    assert.match(
+      problemsOf({ JWT_ISSUER: 'https://idp', JWT_ALGORITHMS: 'HS256' }).join('\n'),
+      /HS256 needs JWT_SECRET/,
+    )
+    assert.match(problemsOf({ JWT_ISSUER: 'https://idp', JWT_ALGORITHMS: 'none' }).join('\n'), /never none/)
+    assert.match(problemsOf({ JWT_ISSUER: 'https://idp', JWT_ALGORITHMS: 'HS512' }).join('\n'), /JWT_ALGORITHMS/)
+    assert.match(problemsOf({ JWT_ISSUER: 'https://idp', JWT_SECRET: 'short' }).join('\n'), /JWT_SECRET/)
+    assert.match(problemsOf({ JWT_AUDIENCE: 'authenticated' }).join('\n'), /JWT_AUDIENCE: needs JWT_ISSUER/)
+    assert.match(problemsOf({ JWT_ISSUER: 'ftp://idp' }).join('\n'), /JWT_ISSUER/)
+    assert.match(problemsOf({ JWT_ISSUER: 'https://idp', JWT_TENANT_CLAIM: 'a..b' }).join('\n'), /JWT_TENANT_CLAIM/)
+    // Off loopback a JWT issuer, like API_KEYS, is enough to start (never open).
+    assert.equal(loadConfig({ HOST: '0.0.0.0', JWT_ISSUER: 'https://idp' }).openMode, false)
+  })
+
+  it('CORS_ORIGINS: origins as browsers send them, or * alone; AUDIT_RETENTION_DAYS: 90 by default', () => {
+    assert.deepEqual(loadConfig({}).corsOrigins, [])
+    assert.deepEqual(loadConfig({ CORS_ORIGINS: 'https://app.example.com, http://localhost:5173' }).corsOrigins, [
+      'https://app.example.com',
+      'http://localhost:5173',
+    ])
+    assert.deepEqual(loadConfig({ CORS_ORIGINS: '*' }).corsOrigins, ['*'])
+    for (const bad of [
+      'app.example.com',
+      'https://app.example.com/',
+      'https://app.example.com/path',
+      '*,https://a.b',
+    ]) {
+      assert.match(problemsOf({ CORS_ORIGINS: bad }).join('\n'), /CORS_ORIGINS/, bad)
+    }
+    assert.equal(loadConfig({}).cleanup.auditRetentionDays, 90)
+    assert.match(problemsOf({ AUDIT_RETENTION_DAYS: '0' }).join('\n'), /AUDIT_RETENTION_DAYS/)
+  })
+
+  it('tenant ids: 1-128 of letters, digits and . _ : @ | - (API_KEYS, TENANT_QUOTAS)', () => {
+    const wide = 'auth0|5f1c.user_01@example.com'
+    const c = loadConfig({ API_KEYS: `${wide}:0123456789abcdef0123`, TENANT_QUOTAS: `{"${wide}": {"max_files": 3}}` })
+    assert.equal(c.apiKeys[0]?.tenant, wide)
+    assert.equal(tenantQuotaOf(c.tenantQuotas, wide).maxFiles, 3)
+    assert.ok(loadConfig({ API_KEYS: `${'a'.repeat(128)}:0123456789abcdef0123` }))
+    for (const bad of ['a'.repeat(129), '-leading', 'a/b', 'a b', '.hidden']) {
+      assert.match(problemsOf({ API_KEYS: `${bad}:0123456789abcdef0123` }).join('\n'), /API_KEYS: entry 1/, bad)
+    }
+  })
 })

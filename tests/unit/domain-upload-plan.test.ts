@@ -324,3 +324,33 @@ describe('provider facts, as documented (read 2026-11-27)', () => {
       assert.throws(() => plan('glm', 'a.pdf', purpose), code('UNSUPPORTED_PURPOSE'))
   })
 })
+
+describe('planUpload with a providers allowlist', () => {
+  const { providers, reg } = registry(['kimi', 'glm'])
+
+  test('a named provider outside it is 403 FORBIDDEN, naming the allowed ones', () => {
+    assert.throws(
+      () => planUpload(providers, reg, { provider: 'glm', filename: 'a.txt', allowed: ['kimi'] }),
+      (err: unknown) => code('FORBIDDEN')(err) && (err as AppError).extensions.allowed_providers?.toString() === 'kimi',
+    )
+    const plan = planUpload(providers, reg, { provider: 'kimi', filename: 'a.txt', allowed: ['kimi'] })
+    assert.equal(plan.candidates[0]?.config.name, 'kimi')
+  })
+
+  test('auto chooses among the allowed only; none of them in AUTO_PROVIDERS is 403', () => {
+    const plan = planUpload(providers, reg, { provider: 'auto', filename: 'a.txt', allowed: ['kimi'] }, ['glm', 'kimi'])
+    assert.deepEqual(
+      plan.candidates.map((c) => c.config.name),
+      ['kimi'],
+    )
+    const every = planUpload(providers, reg, { provider: 'auto', filename: 'a.txt', allowed: null }, ['glm', 'kimi'])
+    assert.deepEqual(
+      every.candidates.map((c) => c.config.name),
+      ['glm', 'kimi'],
+    )
+    assert.throws(
+      () => planUpload(providers, reg, { provider: 'auto', filename: 'a.txt', allowed: [] }, ['glm', 'kimi']),
+      code('FORBIDDEN'),
+    )
+  })
+})
