@@ -30,7 +30,7 @@ export const layerRules: ReadonlyArray<{ layer: Layer; match: RegExp }> = [
   { layer: 'entry', match: /^src\/(app|server|migrate)\.ts$/ },
   { layer: 'cli', match: /^src\/cli\// },
   { layer: 'routes', match: /^routes\// },
-  { layer: 'plugins', match: /^src\/(plugins\/|openapi\.ts$|tracing\.ts$|cors\.ts$)/ },
+  { layer: 'plugins', match: /^src\/(plugins\/|openapi\.ts$|tracing\.ts$|cors\.ts$|schema-compilers\.ts$)/ },
   { layer: 'domain', match: /^src\/domain\// },
   { layer: 'store', match: /^src\/store\// },
   { layer: 'providers', match: /^src\/providers\// },

@@ -39,6 +39,7 @@ import schedulerPlugin from './plugins/scheduler.js'
 import servicesPlugin from './plugins/services.js'
 import storePlugin from './plugins/store.js'
 import type { ProviderRegistry } from './providers/registry.js'
+import { sharedSchemaController } from './schema-compilers.js'
 import type { StorePort } from './store/port.js'
 
 export interface AppOverrides {
@@ -118,6 +119,7 @@ function serverOptions(config: Config, overrides: AppOverrides) {
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: true } },
+    schemaController: sharedSchemaController,
     // A malformed URL (bad percent-encoding, an over-long path parameter) is the client's 400 in
     // the face of its path, like every other error.
     frameworkErrors: (err, request, reply) => request.server.sendError(err, request, reply),
