@@ -411,8 +411,10 @@ export class ResumableUploads {
     }
     try {
       const where = { provider: upload.provider, purpose: upload.purpose ?? undefined, meta: metaOf(upload) }
+      const staged = staging.read({ id: upload.id, tenant: upload.tenant_id }, start.segments)
       const result = await files.uploadStaged(upload.tenant_id, where, {
-        stream: staging.read(upload.id, start.segments),
+        stream: staged.stream,
+        original: staged.original,
         bytes: Number(upload.bytes),
         sha256: upload.sha256 ?? undefined,
         // The md5 the completion was begun with (a completion taken over has no request of its own).
