@@ -1,5 +1,5 @@
 -- filegate schema 12: a resumable upload's completion survives a provider outage and the death of
--- the replica completing it.
+-- the replica completing it; its creation counts the tenant's share of a shared account.
 --
 -- Every byte of a tus upload has arrived once its completion begins: no client request can start it
 -- again (tus-js-client, after a failed last PATCH, asks HEAD, sees the whole offset and reports
@@ -223,6 +223,82 @@ language sql stable set timezone to 'UTC' as $$
            order by updated_at limit p_limit) c
 $$;
 
+-- ----------------------------------------------------------------------------------------
+-- The tenant's caps at creation
+
+-- The caps that apply to a tenant at a provider, as claim_upload (0009) decides them: its own caps
+-- always; for a cap it has none of, its share of the account's while the account is shared
+-- (p_shared, or another tenant has a row). {max_files, max_bytes}, null = no cap. claim_upload
+-- applies it inline (0009 is not redefined here); a migration that redefines it calls this.
+create or replace function filegate_tenant_caps(
+  p_tenant_id text, p_tenant_max_files bigint, p_tenant_max_bytes bigint,
+  p_share_max_files bigint, p_share_max_bytes bigint, p_shared boolean
+) returns jsonb
+language sql stable as $$
+  select case
+    when (p_share_max_files is not null or p_share_max_bytes is not null)
+         and (p_tenant_max_files is null or p_tenant_max_bytes is null)
+         and tenant_account_shared(p_tenant_id, p_shared)
+    then jsonb_build_object('max_files', coalesce(p_tenant_max_files, p_share_max_files),
+                            'max_bytes', coalesce(p_tenant_max_bytes, p_share_max_bytes))
+    else jsonb_build_object('max_files', p_tenant_max_files, 'max_bytes', p_tenant_max_bytes)
+  end
+$$;
+
+-- 0011's took the tenant's own caps only: with the share arguments it is another function, and
+-- keeping both would make calls by name ambiguous.
+drop function if exists create_resumable_upload(text, text, text, text, text, bigint, integer, text, jsonb, integer,
+                                                text, integer, bigint);
+
+-- Creates an upload. At a named provider, what the tenant occupies there (as claim_upload counts
+-- it) plus the declared bytes of its uploads still receiving or processing there, plus this one,
+-- must fit the caps that apply to it (filegate_tenant_caps: its own, else its share of a shared
+-- account): else `tenant_quota_exceeded` with its own figures (same advisory lock as claim_upload).
+create or replace function create_resumable_upload(
+  p_tenant_id text, p_protocol text, p_provider text, p_filename text, p_mime_type text, p_bytes bigint,
+  p_ttl_seconds integer, p_purpose text default null, p_metadata jsonb default '{}'::jsonb,
+  p_file_expires_in integer default null, p_sha256 text default null,
+  p_tenant_max_files integer default null, p_tenant_max_bytes bigint default null,
+  p_share_max_files integer default null, p_share_max_bytes bigint default null, p_shared boolean default false
+) returns jsonb
+language plpgsql set timezone to 'UTC' as $$
+declare
+  u resumable_uploads;
+  v_caps jsonb := filegate_tenant_caps(p_tenant_id, p_tenant_max_files, p_tenant_max_bytes,
+                                       p_share_max_files, p_share_max_bytes, p_shared);
+  v_max_files bigint := (v_caps ->> 'max_files')::bigint;
+  v_max_bytes bigint := (v_caps ->> 'max_bytes')::bigint;
+  v_files bigint;
+  v_bytes bigint;
+begin
+  if v_max_files is not null or v_max_bytes is not null then
+    perform pg_advisory_xact_lock(hashtext('filegate:tenant-quota:' || p_provider || ':' || p_tenant_id));
+    select count(*) + coalesce((select count(*) from resumable_uploads r
+                                 where r.tenant_id = p_tenant_id and r.provider = p_provider
+                                   and r.status in ('receiving', 'processing')), 0),
+           coalesce(sum(f.bytes), 0) + coalesce((select sum(r.bytes) from resumable_uploads r
+                                                  where r.tenant_id = p_tenant_id and r.provider = p_provider
+                                                    and r.status in ('receiving', 'processing')), 0)
+      into v_files, v_bytes
+      from provider_file_uploads f
+     where f.tenant_id = p_tenant_id and f.provider = p_provider and f.provider_deleted = false
+       and filegate_occupies_provider(f);
+    if (v_max_files is not null and v_files + 1 > v_max_files)
+       or (v_max_bytes is not null and v_bytes + p_bytes > v_max_bytes) then
+      return jsonb_build_object('outcome', 'tenant_quota_exceeded', 'files', v_files, 'bytes', v_bytes,
+                                'max_files', v_max_files, 'max_bytes', v_max_bytes);
+    end if;
+  end if;
+  insert into resumable_uploads (tenant_id, protocol, provider, purpose, filename, mime_type, bytes, metadata,
+                                 file_expires_in, sha256, expires_at)
+  values (p_tenant_id, p_protocol, p_provider, p_purpose, p_filename, p_mime_type, p_bytes,
+          coalesce(p_metadata, '{}'::jsonb), p_file_expires_in, p_sha256,
+          now() + make_interval(secs => p_ttl_seconds))
+  returning * into u;
+  return jsonb_build_object('outcome', 'created', 'upload', filegate_resumable_json(u));
+end
+$$;
+
 create or replace function filegate_schema_version() returns jsonb
 language sql immutable as $$ select to_jsonb(12) $$;
 
@@ -236,7 +312,7 @@ begin
        where n.nspname = current_schema() and p.proname in (
          'begin_resumable_completion', 'release_resumable_lock', 'defer_resumable_completion',
          'finish_resumable_upload', 'claim_resumable_completions', 'claim_resumable_removals',
-         'find_resumable_removals')
+         'find_resumable_removals', 'filegate_tenant_caps', 'create_resumable_upload')
     loop
       execute format('revoke execute on function %s from public, anon, authenticated', f.sig);
     end loop;

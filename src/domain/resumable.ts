@@ -19,7 +19,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Config, tenantQuotaOf } from '../config.js'
+import type { Config } from '../config.js'
 import { AppError, errors, isAppError } from '../errors.js'
 import type { Metrics, ResumableOutcome } from '../metrics.js'
 import type { OriginalsStore } from '../originals/index.js'
@@ -50,6 +50,7 @@ import {
 } from '../store/queries.js'
 import { type FileObject, isUuid } from './file-record.js'
 import type { FileMeta, FileService } from './files.js'
+import { tenantCapsAt } from './limits.js'
 import { candidatesFor } from './upload-plan.js'
 import { tenantQuotaExceeded } from './uploads.js'
 
@@ -129,9 +130,11 @@ export class ResumableUploads {
       throw errors.fileTooLarge('OpenAI Uploads', openAiUploadMaxBytes)
     }
     const plan = this.deps.files.plan({ provider: request.provider, purpose: request.purpose, filename: meta.filename })
-    candidatesFor(plan, bytes) // 413 before a byte is staged
-    // A named provider's quota counts staged bytes now; `auto` learns its provider only at completion.
-    const quota = plan.auto ? { maxFiles: null, maxBytes: null } : tenantQuotaOf(this.deps.config.tenantQuotas, tenant)
+    const [named] = candidatesFor(plan, bytes) // 413 before a byte is staged
+    // A named provider's caps count staged bytes now (the tenant's own, else its share of a shared
+    // account, as the claim decides them); `auto` learns its provider only at completion.
+    const { tenantQuotas } = this.deps.config
+    const caps = !plan.auto && named ? tenantCapsAt(tenantQuotas, tenant, named.config) : undefined
     const ttlSeconds =
       protocol === 'openai'
         ? Math.min(openAiUploadTtlSeconds, this.deps.config.ttlSeconds)
@@ -148,8 +151,11 @@ export class ResumableUploads {
       fileExpiresIn: meta.expiresInSeconds,
       sha256: request.sha256,
       ttlSeconds,
-      tenantMaxFiles: quota.maxFiles,
-      tenantMaxBytes: quota.maxBytes,
+      tenantMaxFiles: caps?.maxFiles ?? null,
+      tenantMaxBytes: caps?.maxBytes ?? null,
+      shareMaxFiles: caps?.shareMaxFiles ?? null,
+      shareMaxBytes: caps?.shareMaxBytes ?? null,
+      sharedByConfig: tenantQuotas.sharedByConfig,
     })
     if (created.outcome === 'tenant_quota_exceeded') throw tenantQuotaExceeded(request.provider, created, bytes)
     this.count(protocol, 'created')

@@ -621,13 +621,21 @@ export interface ResumableCreateArgs {
   ttlSeconds: number
   tenantMaxFiles: number | null
   tenantMaxBytes: number | null
+  /** The tenant's share of the account's caps, for a cap it has none of (as claim_upload takes them). */
+  shareMaxFiles: number | null
+  shareMaxBytes: number | null
+  /** The configuration lets more than one tenant in (the account is shared whatever the rows say). */
+  sharedByConfig: boolean
 }
 
 export type ResumableCreation =
   | { outcome: 'created'; upload: ResumableRow }
   | ({ outcome: 'tenant_quota_exceeded' } & QuotaUsage)
 
-/** Creates a resumable upload, its declared bytes counted against the tenant's quota with what it has staged. */
+/**
+ * Creates a resumable upload, its declared bytes counted with what the tenant has staged against the
+ * caps that apply to it (its own, else its share of a shared account: the claim's rule, in SQL).
+ */
 export function createResumableUpload(store: StorePort, a: ResumableCreateArgs): Promise<ResumableCreation> {
   return traced(store, 'filegate.resumable.create', outcome, 'create_resumable_upload', {
     p_tenant_id: a.tenantId,
@@ -643,6 +651,9 @@ export function createResumableUpload(store: StorePort, a: ResumableCreateArgs):
     p_ttl_seconds: a.ttlSeconds,
     p_tenant_max_files: a.tenantMaxFiles ?? undefined,
     p_tenant_max_bytes: a.tenantMaxBytes ?? undefined,
+    p_share_max_files: a.shareMaxFiles ?? undefined,
+    p_share_max_bytes: a.shareMaxBytes ?? undefined,
+    p_shared: a.sharedByConfig,
   })
 }
 

@@ -329,6 +329,27 @@ describe('tus uploads', { skip }, () => {
     assert.equal(bobs.status, 201, "another tenant's quota is its own")
   })
 
+  it("creation counts the tenant's share of a shared account as the claim does (TENANT_MAX_SHARE)", async (t) => {
+    // A 1 MiB account, shared by the keys' two tenants: each may stage half of it.
+    const s = await serve(t, { KIMI_MAX_TOTAL_BYTES: String(1024 * 1024) })
+    const first = await create(s, testKeys.alice, 400 * 1024, { filename: 's1.txt', provider: 'kimi' })
+    assert.equal(first.status, 201)
+    const second = await create(s, testKeys.alice, 200 * 1024, { filename: 's2.txt', provider: 'kimi' })
+    assert.equal(second.status, 507)
+    const problem = (await second.json()) as { code: string; limit_bytes: number; used_bytes: number }
+    assert.equal(problem.code, 'TENANT_QUOTA_EXCEEDED')
+    assert.equal(problem.limit_bytes, 512 * 1024, 'its share, not the account')
+    assert.equal(problem.used_bytes, 400 * 1024, 'its own staged bytes')
+    assert.equal((await create(s, testKeys.bob, 400 * 1024, { filename: 's3.txt', provider: 'kimi' })).status, 201)
+  })
+
+  it('a tenant alone on the account may stage the whole of it', async (t) => {
+    const solo = 'solo-key-0123456789abcdef'
+    const s = await serve(t, { KIMI_MAX_TOTAL_BYTES: String(1024 * 1024), API_KEYS: `solo:${solo}` })
+    // More than a half share: the account is not shared (one tenant in the keys, no other tenant's row).
+    assert.equal((await create(s, solo, 900 * 1024, { filename: 'big.txt', provider: 'kimi' })).status, 201)
+  })
+
   it('leaves no row and no segment once settled uploads pass their expiry', async (t) => {
     const s = await serve(t, { RESUMABLE_TTL_SECONDS: '1' }) // a database of its own: it counts every row
     await tusUpload(s.base, testKeys.alice, content(5000, 'tus-rows'), { filename: 'r.txt', provider: 'kimi' })
