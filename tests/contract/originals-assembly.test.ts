@@ -133,6 +133,13 @@ describe('originals store: s3, a resumable upload assembled from its segments', 
     await assert.rejects(original?.commit(read) ?? Promise.resolve(), /precondition/i)
     assert.equal(await store.stat({ tenant, sha256: sha(content) }), null, 'nothing under the content address')
     assert.equal(since(s3, from).aborts.length, 1, 'the multipart upload aborted')
+    // One segment (a CopyObject) likewise.
+    const single = await segmentsOf(store, content, [content.length])
+    const one = await readAll(single)
+    const replaced = `originals/.resumable/${single.upload.id}/${(single.segments[0] as { id: string }).id}`
+    await s3.put(replaced, randomBytes(content.length))
+    await assert.rejects(one.original?.commit(one.content) ?? Promise.resolve(), /precondition/i)
+    assert.equal(await store.stat({ tenant, sha256: sha(content) }), null)
   })
 
   it('refuses a commit before the segments were read, or of another size', async (t) => {

@@ -5,6 +5,9 @@
  *   source whose ETag is not the one named is 412 PreconditionFailed, one that is missing 404 NoSuchKey
  *   (https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html). The bucket does the
  *   copy: the bytes go from s3rver to s3rver, not through the caller.
+ * - CopyObject's `x-amz-copy-source-if-match` (412 PreconditionFailed when the source's ETag is not
+ *   the one named: https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html), which s3rver
+ *   ignores.
  * - CompleteMultipartUpload's rule that every part but the last is at least 5 MiB, else 400
  *   EntityTooSmall (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html,
  *   https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html), which s3rver does not check.
@@ -76,6 +79,24 @@ export async function startPartCopyFront(upstream: string) {
     else req.pipe(out)
   }
 
+  /** Whether the copy source of `req` has the ETag its If-Match names (true without one). */
+  async function sourceMatches(req: IncomingMessage): Promise<boolean> {
+    const ifMatch = req.headers['x-amz-copy-source-if-match'] as string | undefined
+    if (ifMatch === undefined) return true
+    const source = decodeURIComponent(String(req.headers['x-amz-copy-source'])).replace(/^\//, '')
+    const [bucket = '', ...rest] = source.split('/')
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: rest.join('/') }))
+    return unquoted(ifMatch) === unquoted(head.ETag)
+  }
+
+  async function copyObject(req: IncomingMessage, res: ServerResponse) {
+    if (!(await sourceMatches(req))) {
+      await bodyOf(req)
+      return xmlError(res, 412, 'PreconditionFailed', 'At least one of the preconditions you specified did not hold')
+    }
+    forward(req, res)
+  }
+
   async function uploadPartCopy(req: IncomingMessage, res: ServerResponse, bucket: string, key: string) {
     const url = new URL(req.url ?? '/', 'http://front')
     const UploadId = url.searchParams.get('uploadId') as string
@@ -84,11 +105,9 @@ export async function startPartCopyFront(upstream: string) {
     const [sourceBucket = '', ...rest] = source.split('/')
     const sourceKey = rest.join('/')
     const range = req.headers['x-amz-copy-source-range'] as string | undefined
-    const ifMatch = req.headers['x-amz-copy-source-if-match'] as string | undefined
     await bodyOf(req)
     try {
-      const head = await s3.send(new HeadObjectCommand({ Bucket: sourceBucket, Key: sourceKey }))
-      if (ifMatch !== undefined && unquoted(ifMatch) !== unquoted(head.ETag)) {
+      if (!(await sourceMatches(req))) {
         return xmlError(res, 412, 'PreconditionFailed', 'At least one of the preconditions you specified did not hold')
       }
       const got = await s3.send(
@@ -145,6 +164,8 @@ export async function startPartCopyFront(upstream: string) {
     const fail = (err: unknown) => xmlError(res, 500, 'InternalError', (err as Error).message)
     if (req.method === 'PUT' && uploadId && partNumber && copySource) {
       uploadPartCopy(req, res, bucket, key).catch(fail)
+    } else if (req.method === 'PUT' && copySource) {
+      copyObject(req, res).catch(fail)
     } else if (req.method === 'POST' && uploadId) {
       completeMultipartUpload(req, res, uploadId).catch(fail)
     } else if (req.method === 'PUT' && uploadId && partNumber) {
