@@ -194,6 +194,11 @@ export const EnvSchema = Type.Object({
     Type.String({ description: 'comma list of browser origins allowed (or *); unset = no CORS headers' }),
   ),
   AUDIT_RETENTION_DAYS: Int(90, 1, 'audit events older than this are removed by the sweeps'),
+  RESUMABLE_RETRY_SECONDS: Int(
+    60,
+    1,
+    "a tus upload's completion that failed in a way waiting cures is tried again by the resumable job after this long, doubling with each attempt, at most an hour apart",
+  ),
 })
 export type Env = Static<typeof EnvSchema>
 
@@ -309,8 +314,11 @@ export interface Config {
   tenantQuotas: TenantQuotas
   /** ORIGINALS_URL and its S3 settings; undefined = originals are not kept. */
   originals: (OriginalsOptions & { graceMinutes: number }) | undefined
-  /** Resumable uploads: how long an unfinished one lives (RESUMABLE_TTL_SECONDS). */
-  resumable: { ttlSeconds: number }
+  /**
+   * Resumable uploads: how long an unfinished one lives (RESUMABLE_TTL_SECONDS), and the first delay
+   * before a deferred completion is tried again (RESUMABLE_RETRY_SECONDS).
+   */
+  resumable: { ttlSeconds: number; retrySeconds: number }
 }
 
 export class ConfigError extends Error {
@@ -684,6 +692,6 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
     },
     tenantQuotas,
     originals: originalsOf(env),
-    resumable: { ttlSeconds: env.RESUMABLE_TTL_SECONDS },
+    resumable: { ttlSeconds: env.RESUMABLE_TTL_SECONDS, retrySeconds: env.RESUMABLE_RETRY_SECONDS },
   }
 }

@@ -37,8 +37,18 @@ const UploadStatus = Type.Object(
     file: Type.Union([FileRef, Type.Null()], {
       description: 'The File once completed (a live duplicate when one existed)',
     }),
-    error: Type.Union([Type.String(), Type.Null()]),
-    expires_at: Type.String({ format: 'date-time', description: 'An unfinished upload is gone after this' }),
+    error: Type.Union([Type.String(), Type.Null()], {
+      description:
+        'Why the upload failed; while it is processing, why the last attempt to complete it failed (it is tried again)',
+    }),
+    attempts: Type.Integer({ minimum: 0, description: 'Attempts to complete the upload so far' }),
+    next_attempt_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+      description: 'While processing after a failed attempt: when filegate tries again by itself',
+    }),
+    expires_at: Type.String({
+      format: 'date-time',
+      description: 'An unfinished upload is gone after this; one still processing then fails',
+    }),
   },
   { $id: 'TusUpload', description: 'A tus upload as filegate sees it' },
 )
@@ -60,6 +70,8 @@ const statusOf = ({ upload, file }: ResumableState) => ({
   status: upload.status as 'receiving' | 'processing' | 'completed' | 'failed',
   file,
   error: upload.error,
+  attempts: upload.attempts,
+  next_attempt_at: upload.next_attempt_at === null ? null : new Date(upload.next_attempt_at).toISOString(),
   expires_at: new Date(upload.expires_at).toISOString(),
 })
 
@@ -182,7 +194,9 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
         description:
           'Body: `application/offset+octet-stream`. 204 with the new `Upload-Offset`; the PATCH that completes the ' +
           'upload answers after the File is recorded, with `Filegate-File-Id`. A wrong offset is 409, a PATCH ' +
-          'while another writes is 423, an expired or terminated upload 410.',
+          'while another writes is 423, an expired or terminated upload 410. When that completion fails in a way ' +
+          'waiting cures (the provider failing or unavailable, 5xx or 429), the PATCH answers that error but the ' +
+          'upload stays `processing` with its bytes and filegate completes it by itself (GET /v1/uploads/{id}).',
         security: [{ bearerAuth: [] }],
         params: IdParams,
         headers: Type.Object({ 'upload-offset': Offset }),
@@ -231,8 +245,9 @@ const uploadsRoutes: FastifyPluginAsyncTypebox<{ config: Config }> = async (app,
         tags: ['uploads'],
         summary: 'A tus upload as JSON: offset, length, status, the File once recorded, the error of a failure',
         description:
-          'A client that disconnected while the last PATCH was being processed finds the result here. An expired ' +
-          'upload is 410; a terminated one 404.',
+          'A client that disconnected while the last PATCH was being processed finds the result here; so does one ' +
+          'whose last PATCH failed while the completion is retried (`processing`, with `error`, `attempts` and ' +
+          '`next_attempt_at`). An expired upload is 410; a terminated one 404.',
         security: [{ bearerAuth: [] }],
         params: IdParams,
         response: { 200: Type.Ref(UploadStatus), ...problems(401, 403, 404, 410, 429, 503) },

@@ -49,6 +49,7 @@ export async function openServices(config: Config, logLevel: string): Promise<Cl
     // Logs go to stderr, so that stdout keeps only the report.
     const log = pino({ level: logLevel, base: { name: 'filegate-cli' } }, pino.destination(2))
     const deletion = files.deletionDeps
+    const resumable = createResumableUploads({ store, originals, files, metrics, config, log })
     const cleanup = new CleanupService({
       store,
       providers,
@@ -58,7 +59,7 @@ export async function openServices(config: Config, logLevel: string): Promise<Cl
       log,
       originals,
       healer: files.healer,
-      resumable: createResumableUploads({ store, originals, files, metrics, config, log }),
+      resumable,
     })
     const registry = providers
     const kept = originals
@@ -67,6 +68,8 @@ export async function openServices(config: Config, logLevel: string): Promise<Cl
       providers,
       cleanup,
       async close() {
+        // Completions the resumable job took up finish before the store closes.
+        await resumable.stop()
         await kept?.close()
         await registry.close()
         await store.close()

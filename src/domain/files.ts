@@ -18,6 +18,7 @@ import { type FileObject, type FileRow, toFileObject } from './file-record.js'
 import { Healer } from './heal.js'
 import { type LimitsDeps, providerLimits, refreshUsageGauges } from './limits.js'
 import { type OriginalBody, readOriginal, refreshOriginalsGauges } from './original-reads.js'
+import { settleOnce } from './original-writes.js'
 import { type CopyRequest, copyFile } from './originals-copies.js'
 import {
   type FileContent,
@@ -100,6 +101,7 @@ export class FileService {
       const hit = body.sha256 ? await this.uploads.liveDuplicate(tenant, plan, body.sha256, body.bytes) : undefined
       if (hit) {
         body.stream.destroy()
+        await body.original?.discard()
         return hit
       }
       const form: UploadForm = {
@@ -108,7 +110,9 @@ export class FileService {
         filename: meta.filename,
         meta: () => meta,
       }
-      const reception = this.receive({ tenant, declaredSha256: body.sha256, contentLength: undefined })
+      // Kept once: committed by the upload, or discarded by whichever of it and the reception ends last.
+      const original = body.original && settleOnce(body.original)
+      const reception = this.receive({ tenant, declaredSha256: body.sha256, contentLength: undefined, original })
       const md5 = body.md5 ? createHash('md5') : undefined
       try {
         await reception.takeFile(form, md5 ? Readable.from(hashedBy(md5, body.stream)) : body.stream)

@@ -9,6 +9,7 @@
 import type { Readable } from 'node:stream'
 import type { Config } from '../config.js'
 import { AppError, errors } from '../errors.js'
+import type { StagedOriginal } from '../originals/index.js'
 import { inSpan } from '../spans.js'
 import { type OriginalSource, type StagingDeps, StagingTee } from './original-writes.js'
 import { MirrorClosedError, removeSpool, type SpooledFile, spoolToFile } from './spool.js'
@@ -34,6 +35,11 @@ export interface StagedBody {
   sha256?: string | undefined
   /** OpenAI's `md5` on complete: checked once read, before any provider hears of the upload. */
   md5?: string | undefined
+  /**
+   * The original, assembled by the originals store from the staged segments themselves: kept as is
+   * (committed once the read hashed them), the stream not staged again. Undefined: staged as it is read.
+   */
+  original?: StagedOriginal | undefined
 }
 
 /** What the request says about its body before the form is read. */
@@ -45,6 +51,8 @@ export interface UploadRequest {
   contentLength: number | undefined
   /** The providers the caller may upload to; null or absent = every provider. */
   providers?: readonly string[] | null | undefined
+  /** The body's original, staged already from where the body comes from (see StagedBody.original). */
+  original?: StagedOriginal | undefined
 }
 
 export type Planner = (request: PlanRequest) => UploadPlan
@@ -95,12 +103,13 @@ export class UploadReception {
     const maxBytes = plan?.maxBytes ?? this.largestFileBytes
     const limitOwner = plan?.candidates.find((c) => c.maxBytes === maxBytes)?.config.name ?? 'any provider'
     const { originals } = this
-    const mirror = originals
-      ? () => {
-          this.tee = new StagingTee(originals, tenant)
-          return this.tee.sink
-        }
-      : undefined
+    const mirror =
+      originals && !this.request.original
+        ? () => {
+            this.tee = new StagingTee(originals, tenant)
+            return this.tee.sink
+          }
+        : undefined
     try {
       this.spool = await inSpan(
         'filegate.upload.receive',
@@ -143,12 +152,13 @@ export class UploadReception {
 
   /** The staged original of a body that spilled (throws 503 when the store failed it); undefined otherwise. */
   private async original(): Promise<OriginalSource | undefined> {
+    if (this.request.original) return { kind: 'staged', staged: this.request.original }
     if (!this.tee) return undefined
     return { kind: 'staged', staged: await this.tee.stagedOriginal() }
   }
 
   /** Removes the spool file and an original staged and not kept, whatever happened. */
   async dispose(): Promise<void> {
-    await Promise.all([removeSpool(this.spool), this.tee?.discard()])
+    await Promise.all([removeSpool(this.spool), this.tee?.discard(), this.request.original?.discard()])
   }
 }

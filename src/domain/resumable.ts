@@ -11,14 +11,15 @@
  *   complete  under the lease: the segments read in order, uploaded, the upload completed; N
  *             concurrent completes wait for the one holding the lease and answer its File
  *   cancel    no more bytes; the staged ones are removed
- *   sweep     the cleanup job: expires what ran out, removes staged bytes of settled uploads and
- *             the rows nothing needs any more
+ *   sweep     the cleanup job: takes up completions that are due (deferred after a failure waiting
+ *             cures, or whose holder died), expires what ran out, removes staged bytes of settled
+ *             uploads and the rows nothing needs any more
  * Each holder renews its lease while it works; a holder that dies lets it run out and the next
- * request takes over (a PATCH at the same offset, a retried complete).
+ * request (a PATCH at the same offset, a retried complete) or the job takes over.
  */
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Config, tenantQuotaOf } from '../config.js'
+import type { Config } from '../config.js'
 import { AppError, errors, isAppError } from '../errors.js'
 import type { Metrics, ResumableOutcome } from '../metrics.js'
 import type { OriginalsStore } from '../originals/index.js'
@@ -29,8 +30,10 @@ import {
   appendResumableSegment,
   beginResumableCompletion,
   cancelResumableUpload,
+  claimResumableCompletions,
   claimResumableRemovals,
   createResumableUpload,
+  deferResumableCompletion,
   deleteSettledResumableUploads,
   failResumableUpload,
   findResumableRemovals,
@@ -47,6 +50,7 @@ import {
 } from '../store/queries.js'
 import { type FileObject, isUuid } from './file-record.js'
 import type { FileMeta, FileService } from './files.js'
+import { tenantCapsAt } from './limits.js'
 import { candidatesFor } from './upload-plan.js'
 import { tenantQuotaExceeded } from './uploads.js'
 
@@ -83,8 +87,14 @@ export interface ResumableDeps {
   staging: StagingArea
   files: FileService
   metrics: Metrics
-  config: Pick<Config, 'tenantQuotas' | 'claimLeaseSeconds' | 'timeouts'> & { ttlSeconds: number }
-  log: { warn(obj: object, msg: string): void }
+  config: Pick<Config, 'tenantQuotas' | 'claimLeaseSeconds' | 'timeouts'> & {
+    ttlSeconds: number
+    /** The first delay before a deferred completion is tried again (doubled per attempt, at most an hour). */
+    retrySeconds: number
+    /** At most this many completions taken up by the job run at once in this process. */
+    resumeConcurrency: number
+  }
+  log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void }
 }
 
 /** The service over the staging area the configuration picks: the originals store, else UPLOAD_TMP_DIR. */
@@ -95,7 +105,12 @@ export function createResumableUploads(
   return new ResumableUploads({
     ...rest,
     staging: createStagingArea(originals, config.uploadTmpDir),
-    config: { ...config, ttlSeconds: config.resumable.ttlSeconds },
+    config: {
+      ...config,
+      ttlSeconds: config.resumable.ttlSeconds,
+      retrySeconds: config.resumable.retrySeconds,
+      resumeConcurrency: config.cleanup.concurrency,
+    },
   })
 }
 
@@ -103,6 +118,10 @@ export function createResumableUploads(
 const completionPollMs = 200
 
 export class ResumableUploads {
+  /** Completions the job took up, running in this process (stop() waits for them). */
+  private readonly resuming = new Set<Promise<void>>()
+  private stopping = false
+
   constructor(private readonly deps: ResumableDeps) {}
 
   /** Checks the declared size and the quota, then records the upload; nothing is staged yet. */
@@ -118,9 +137,11 @@ export class ResumableUploads {
       filename: meta.filename,
       allowed: request.allowed,
     })
-    candidatesFor(plan, bytes) // 413 before a byte is staged
-    // A named provider's quota counts staged bytes now; `auto` learns its provider only at completion.
-    const quota = plan.auto ? { maxFiles: null, maxBytes: null } : tenantQuotaOf(this.deps.config.tenantQuotas, tenant)
+    const [named] = candidatesFor(plan, bytes) // 413 before a byte is staged
+    // A named provider's caps count staged bytes now (the tenant's own, else its share of a shared
+    // account, as the claim decides them); `auto` learns its provider only at completion.
+    const { tenantQuotas } = this.deps.config
+    const caps = !plan.auto && named ? tenantCapsAt(tenantQuotas, tenant, named.config) : undefined
     const ttlSeconds =
       protocol === 'openai'
         ? Math.min(openAiUploadTtlSeconds, this.deps.config.ttlSeconds)
@@ -137,24 +158,23 @@ export class ResumableUploads {
       fileExpiresIn: meta.expiresInSeconds,
       sha256: request.sha256,
       ttlSeconds,
-      tenantMaxFiles: quota.maxFiles,
-      tenantMaxBytes: quota.maxBytes,
+      tenantMaxFiles: caps?.maxFiles ?? null,
+      tenantMaxBytes: caps?.maxBytes ?? null,
+      shareMaxFiles: caps?.shareMaxFiles ?? null,
+      shareMaxBytes: caps?.shareMaxBytes ?? null,
+      sharedByConfig: tenantQuotas.sharedByConfig,
     })
     if (created.outcome === 'tenant_quota_exceeded') throw tenantQuotaExceeded(request.provider, created, bytes)
     this.count(protocol, 'created')
     return created.upload
   }
 
-  /** The tenant's upload and its File once completed; a completion whose holder died is taken over. */
+  /**
+   * The tenant's upload and its File once completed. A completion deferred or whose holder died is
+   * taken up by the `resumable` job, not by a read.
+   */
   async get(tenant: string, id: string): Promise<ResumableState> {
-    const upload = await this.row(tenant, id)
-    if (upload.status === 'processing' && !upload.locked) {
-      // Its holder is gone (a tus client that disconnected finds the result here later).
-      void this.takeOver(tenant, id).catch((err) =>
-        this.deps.log.warn({ upload: id, err: { code: (err as AppError).code } }, 'resumable completion failed'),
-      )
-    }
-    return this.withFile(upload)
+    return this.withFile(await this.row(tenant, id))
   }
 
   /**
@@ -239,15 +259,17 @@ export class ResumableUploads {
   }
 
   /**
-   * The cleanup job's work, one batch at a time: uploads past their expiry are expired, then the
-   * staged bytes of settled uploads are removed (each claimed under a lease, so exactly once across
-   * replicas), then rows past their expiry whose bytes are gone are dropped.
+   * The cleanup job's work: completions that are due are taken up (resumeCompletions); then, one
+   * batch at a time, uploads past their expiry are expired (a processing one whose completion never
+   * succeeded fails), the staged bytes of settled uploads are removed (each claimed under a lease, so
+   * exactly once across replicas), and rows past their expiry whose bytes are gone are dropped.
    */
   async sweep(
     options: { dryRun: boolean; limit?: number | undefined; batchSize: number; renewLease: () => Promise<unknown> },
     tally: (protocol: ResumableProtocol) => { candidates: number; deleted: number; failed: number },
   ): Promise<void> {
     const limit = options.limit ?? Number.POSITIVE_INFINITY
+    if (!options.dryRun) await this.resumeCompletions()
     if (options.dryRun) {
       for (const found of await findResumableRemovals(this.deps.store, Math.min(limit, 1000))) {
         tally(found.protocol).candidates++
@@ -260,6 +282,7 @@ export class ResumableUploads {
         leaseSeconds: 120,
       })
       for (const protocol of batch.expired) this.count(protocol, 'expired')
+      for (const protocol of batch.failed) this.count(protocol, 'failed')
       for (const claimed of batch.claimed) {
         const t = tally(claimed.protocol)
         t.candidates++
@@ -277,6 +300,54 @@ export class ResumableUploads {
     }
     while ((await deleteSettledResumableUploads(this.deps.store, options.batchSize)) >= options.batchSize) {
       await options.renewLease()
+    }
+  }
+
+  /**
+   * Takes up the completions that are due, as many as this process has room for: a tus upload whose
+   * completion was deferred (its bytes are all in, no client request can start it again), and any
+   * completion whose holder died (its lease ran out). Each runs under a fresh lease, renewed while it
+   * works, so exactly one replica completes an upload at a time; it runs on after the job returns
+   * (stop() waits for it).
+   */
+  async resumeCompletions(): Promise<number> {
+    const room = this.deps.config.resumeConcurrency - this.resuming.size
+    if (this.stopping || room <= 0) return 0
+    const claimed = await claimResumableCompletions(this.deps.store, {
+      limit: room,
+      leaseSeconds: this.deps.config.claimLeaseSeconds,
+    })
+    for (const { token, upload } of claimed) {
+      const running = this.resume(upload, { id: upload.id, token })
+      this.resuming.add(running)
+      void running.finally(() => this.resuming.delete(running))
+    }
+    return claimed.length
+  }
+
+  /** Takes up no more completions, and waits for those running. */
+  async stop(): Promise<void> {
+    this.stopping = true
+    await Promise.all(this.resuming)
+  }
+
+  /** One completion taken up by the job; its outcome is the upload's (GET shows it), logged here. */
+  private async resume(upload: ResumableRow, lease: ResumableLease): Promise<void> {
+    const heartbeat = this.renewWhileHeld(lease)
+    try {
+      const { file } = await this.completeLocked(upload, lease, undefined)
+      this.deps.log.info(
+        { upload: upload.id, file: file?.id, attempts: upload.attempts + 1 },
+        'resumable upload completed',
+      )
+    } catch (err) {
+      const e = err as AppError
+      this.deps.log.warn(
+        { upload: upload.id, err: { code: e.code, message: e.message } },
+        'resumable completion failed',
+      )
+    } finally {
+      clearInterval(heartbeat)
     }
   }
 
@@ -343,7 +414,7 @@ export class ResumableUploads {
     order: { partIds: string[]; md5?: string | undefined } | undefined,
   ): Promise<ResumableState> {
     const { store, files, staging } = this.deps
-    const start = await beginResumableCompletion(store, lease, order?.partIds)
+    const start = await beginResumableCompletion(store, lease, order)
     if (start.outcome === 'lost') {
       throw new AppError('UPLOAD_LOCKED', { detail: "The upload's lease was lost; retry" })
     }
@@ -353,11 +424,14 @@ export class ResumableUploads {
     }
     try {
       const where = { provider: upload.provider, purpose: upload.purpose ?? undefined, meta: metaOf(upload) }
+      const staged = staging.read({ id: upload.id, tenant: upload.tenant_id }, start.segments)
       const result = await files.uploadStaged(upload.tenant_id, where, {
-        stream: staging.read(upload.id, start.segments),
+        stream: staged.stream,
+        original: staged.original,
         bytes: Number(upload.bytes),
         sha256: upload.sha256 ?? undefined,
-        md5: order?.md5,
+        // The md5 the completion was begun with (a completion taken over has no request of its own).
+        md5: start.upload.part_md5 ?? undefined,
       })
       const done = await finishResumableUpload(store, lease, result.file.id)
       this.count(upload.protocol, result.deduplicated ? 'deduplicated' : 'completed')
@@ -370,9 +444,11 @@ export class ResumableUploads {
   }
 
   /**
-   * A failed completion: an OpenAI Upload goes back to pending (the SDK retries a complete, and the
-   * client may name other parts or another md5); a tus upload fails for good, its bytes removed (no
-   * request could complete it again: every byte has arrived).
+   * A failed completion. An OpenAI Upload goes back to pending (the SDK retries a complete, and the
+   * client may name other parts or another md5). A tus upload whose failure waiting cures stays
+   * processing with its bytes, and the job tries it again after a delay (no request could: every
+   * byte has arrived); any other failure fails it for good, its bytes removed. When the database
+   * cannot record it, the lease runs out and the job takes the upload up then.
    */
   private async settleFailure(upload: ResumableRow, lease: ResumableLease, err: unknown): Promise<void> {
     const failure = {
@@ -383,27 +459,14 @@ export class ResumableUploads {
       await releaseResumableLock(this.deps.store, lease, failure).catch(() => {})
       return
     }
+    if (waitingCures(err)) {
+      await deferResumableCompletion(this.deps.store, lease, failure, this.deps.config.retrySeconds).catch(() => {})
+      return
+    }
     const failed = await failResumableUpload(this.deps.store, lease, failure).catch(() => null)
     if (failed) {
       this.count(upload.protocol, 'failed')
       await this.removeStaged(upload.id)
-    }
-  }
-
-  /** Takes over a completion whose holder died (its lease ran out). */
-  private async takeOver(tenant: string, id: string): Promise<void> {
-    const lock = await lockResumableUpload(this.deps.store, this.leaseArgs(tenant, id))
-    if (lock?.outcome !== 'locked') return
-    const lease = { id, token: lock.token }
-    if (lock.upload.status !== 'processing') {
-      await releaseResumableLock(this.deps.store, lease)
-      return
-    }
-    const heartbeat = this.renewWhileHeld(lease)
-    try {
-      await this.completeLocked(lock.upload, lease, undefined)
-    } finally {
-      clearInterval(heartbeat)
     }
   }
 
@@ -439,6 +502,19 @@ const metaOf = (upload: ResumableRow): FileMeta => ({
   metadata: upload.metadata,
   expiresInSeconds: upload.file_expires_in ?? undefined,
 })
+
+/**
+ * Whether a completion's failure may succeed when tried again later: the provider failing, timing
+ * out, rate limiting or its circuit open, the database or the originals store unreachable, the
+ * service shutting down, an unexpected error. Not the content's own faults (checksum or md5
+ * mismatch, too large, empty, unsupported type or purpose), the provider's refusal (422), a used-up
+ * quota (the tenant's or the account's: waiting does not free it) nor a provider without a key.
+ */
+export function waitingCures(err: unknown): boolean {
+  if (!isAppError(err)) return true
+  if (err.quotaExhausted || err.code === 'PROVIDER_NOT_CONFIGURED') return false
+  return err.status >= 500 || err.code === 'PROVIDER_RATE_LIMITED' || err.code === 'RATE_LIMITED'
+}
 
 const uploadNotFound = (id: string) => errors.notFound(`No upload ${id.slice(0, 64)}`)
 

@@ -3,15 +3,16 @@
  * staging files under `<root>/.staging/`. Files are 0600 in 0700 directories. A staged file is
  * flushed to disk before it is linked under its content address (the writer's hash, its size
  * checked); `link` fails when the name exists, so concurrent writers of one content leave exactly
- * one object and each learns which it was.
+ * one object and each learns which it was. A resumable upload that arrived as one segment becomes
+ * its original the same way: the segment file is linked under its content address (assemble).
  */
 import { randomUUID } from 'node:crypto'
 import { createReadStream, createWriteStream, fdatasync, type WriteStream } from 'node:fs'
-import { access, constants, link, mkdir, readdir, rm, stat } from 'node:fs/promises'
+import { access, constants, link, mkdir, open, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { directorySegments } from '../staging/segments.js'
+import { checkSegmentKey, directorySegments, segmentVersion } from '../staging/segments.js'
 import {
   checkKey,
   checkTenant,
@@ -19,6 +20,7 @@ import {
   type OriginalKey,
   OriginalMissingError,
   type OriginalsStore,
+  type SegmentSource,
   type StagedOriginal,
   type StagingObject,
   type StoredObject,
@@ -27,6 +29,7 @@ import {
 import { StagingCount, verifyingStream } from './verify.js'
 
 const stagingDir = '.staging'
+const segmentsDir = '.resumable'
 const stagingIdPattern = /^[0-9a-f-]{36}$/
 
 const isMissing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT'
@@ -81,6 +84,19 @@ export function createFileOriginalsStore(root: string): OriginalsStore {
     return rootReady
   }
 
+  /** Links the file at `path` under `key`: `existing` when the name is taken (the same content, kept already). */
+  async function linkUnder(key: OriginalKey, path: string): Promise<'created' | 'existing'> {
+    const target = objectPath(key)
+    await mkdir(join(root, key.tenant), { recursive: true, mode: 0o700 })
+    try {
+      await link(path, target)
+      return 'created'
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return 'existing'
+      throw err
+    }
+  }
+
   async function stage(
     tenant: string,
     body: Readable | AsyncIterable<Uint8Array>,
@@ -112,17 +128,44 @@ export function createFileOriginalsStore(root: string): OriginalsStore {
           await discard()
           throw refused
         }
-        const target = objectPath({ tenant, sha256: content.sha256 })
-        await mkdir(join(root, tenant), { recursive: true, mode: 0o700 })
         try {
-          await link(path, target)
-          return 'created'
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'EEXIST') return 'existing'
-          throw err
+          return await linkUnder({ tenant, sha256: content.sha256 }, path)
         } finally {
           await discard()
         }
+      },
+    }
+  }
+
+  /**
+   * A resumable upload that arrived as one segment (one tus PATCH, one OpenAI part): the segment file
+   * is flushed and linked under its content address, once the writer hashed it, if it is still the
+   * file it read. Several segments: undefined. A directory cannot join files without copying their
+   * bytes, and one file appended to by each PATCH could take bytes from a writer that lost its lease
+   * after they were hashed; the completion's read keeps the original then (docs/originals.md).
+   */
+  function assemble(tenant: string, segments: ReadonlyArray<SegmentSource>): StagedOriginal | undefined {
+    checkTenant(tenant)
+    const [segment, ...more] = segments.filter((s) => s.bytes > 0)
+    if (!segment || more.length > 0) return undefined
+    const path = join(root, segmentsDir, checkSegmentKey(segment.key))
+    return {
+      bytes: segment.bytes,
+      // Nothing is staged: the segment is the upload's, removed with it (the link keeps the original).
+      discard: async () => {},
+      async commit(content) {
+        const refused = stagedContentError(segment.bytes, content)
+        if (refused) throw refused
+        const file = await open(path, 'r')
+        try {
+          if (segmentVersion(await file.stat()) !== segment.version()) {
+            throw new Error('the segment is not the file that was read')
+          }
+          await file.datasync() // a committed original survives a crash, as a staged one does
+        } finally {
+          await file.close()
+        }
+        return linkUnder({ tenant, sha256: content.sha256 }, path)
       },
     }
   }
@@ -176,7 +219,8 @@ export function createFileOriginalsStore(root: string): OriginalsStore {
       if (!stagingIdPattern.test(id)) throw new TypeError('invalid staging id')
       await rm(stagingPath(id), { force: true })
     },
-    segments: directorySegments(join(root, '.resumable')),
+    segments: directorySegments(join(root, segmentsDir)),
+    assemble,
     async ping() {
       await ensureRoot()
       await access(root, constants.W_OK)

@@ -5,10 +5,13 @@
  * minimum, those after the first sent as they fill, each kept in a local file until the bucket has
  * it: see putStreamed), and on commit copied server-side to its content address (CopyObject: the
  * bytes do not come back through filegate). A multipart body whose hash was declared before it goes
- * straight to its content address instead, completed only by the commit (stagedInPlace).
+ * straight to its content address instead, completed only by the commit (stagedInPlace). A finished
+ * resumable upload's original is assembled from its segments by the bucket itself (UploadPartCopy:
+ * see assemble), its bytes not sent again.
  *
  * S3 API reference: https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html,
- * https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html
+ * https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html,
+ * https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html
  */
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
@@ -30,6 +33,7 @@ import {
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3'
 import { fileBatchBytes, returnBatch, takeBatch, writeAll } from '../file-batches.js'
 import { checkSegmentKey, checkSegmentPrefix } from '../staging/segments.js'
@@ -40,6 +44,7 @@ import {
   type OriginalKey,
   OriginalMissingError,
   type OriginalsStore,
+  type SegmentSource,
   type StagedOriginal,
   type StagingObject,
   type StoredObject,
@@ -73,6 +78,11 @@ const streamedBodyBytes = 64 * 1024
 const stagingIdPattern = /^[0-9a-f-]{36}$/
 const partAttempts = 3
 const partRetryDelayMs = 100
+/** S3's largest part and most parts (qfacts above): a larger segment is copied in ranges. */
+const maxPartBytes = 5 * 1024 ** 3
+const maxParts = 10_000
+/** Part copies under way at once for one assembly (each is the bucket's work, not filegate's). */
+const partCopyConcurrency = 4
 
 /** A dropped connection, a 5xx, or S3's SlowDown: worth sending the part again. */
 const isTransient = (err: unknown) => {
@@ -103,6 +113,12 @@ interface Part {
   /** Empties the reserve for the next part (once every write to it has landed). */
   reset(): Promise<void>
   close(): Promise<void>
+}
+
+/** An object to copy from (`bucket/key`, URL-encoded) at the version that was read (its ETag). */
+interface CopySource {
+  CopySource: string
+  CopySourceIfMatch: string
 }
 
 /** A multipart upload with all its parts in the bucket, not completed yet: no object exists until `complete`. */
@@ -541,6 +557,122 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     }
   }
 
+  /** Cleared once the store answers a part copy 501 (s3rver, GCS's XML API): assemblies then are copies. */
+  let copiesParts = true
+
+  /**
+   * A finished resumable upload's original, made by the bucket from its segments: nothing before the
+   * commit; then, under the content address, one CopyObject for a single segment, else a multipart
+   * upload of one UploadPartCopy per segment (ranges of a segment over 5 GiB), completed once every
+   * part is in, aborted on any failure. Each copy names the ETag the completion's read saw
+   * (x-amz-copy-source-if-match), so the object is made of exactly the bytes that were hashed.
+   * Every part but the last must be 5 MiB or more: otherwise, or past 10,000 parts, undefined (the
+   * caller keeps the bytes it reads). A store that does not copy parts (501) gets the segments
+   * staged through filegate once, at the commit, and no assembly after.
+   * https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPartCopy.html
+   */
+  function assemble(tenant: string, all: ReadonlyArray<SegmentSource>): StagedOriginal | undefined {
+    checkTenant(tenant)
+    const segments = all.filter((s) => s.bytes > 0) // an empty part adds nothing
+    if (!copiesParts || segments.length === 0 || segments.slice(0, -1).some((s) => s.bytes < partBytes)) {
+      return undefined
+    }
+    const pieces = segments.flatMap((segment, index) => {
+      // Equal ranges, so that none of a segment over 5 GiB falls under 5 MiB.
+      const count = Math.ceil(segment.bytes / maxPartBytes)
+      const size = Math.ceil(segment.bytes / count)
+      return Array.from({ length: count }, (_, i) => ({
+        index,
+        range: count === 1 ? undefined : `bytes=${i * size}-${Math.min(segment.bytes, (i + 1) * size) - 1}`,
+      }))
+    })
+    if (pieces.length > maxParts) return undefined
+    const bytes = segments.reduce((sum, s) => sum + s.bytes, 0)
+    return {
+      bytes,
+      // Nothing is staged: the segments are the upload's, removed with it.
+      discard: async () => {},
+      async commit(content) {
+        const refused = stagedContentError(bytes, content)
+        if (refused) throw refused
+        const versions = segments.map((s) => s.version())
+        if (versions.some((v) => v === undefined)) throw new Error('an assembly before its segments were read')
+        const sources: CopySource[] = segments.map((s, i) => ({
+          CopySource: `${Bucket}/${encodeURI(`${segmentsBase}${checkSegmentKey(s.key)}`)}`,
+          CopySourceIfMatch: versions[i] as string,
+        }))
+        const target = objectKey({ tenant, sha256: content.sha256 })
+        try {
+          if ((await head(target)) !== null) return 'existing'
+          if (pieces.length === 1) {
+            await client.send(new CopyObjectCommand({ Bucket, Key: target, ...(sources[0] as CopySource) }))
+            return 'created'
+          }
+          const parts = pieces.map((piece) => ({
+            ...(sources[piece.index] as CopySource),
+            ...(piece.range ? { CopySourceRange: piece.range } : {}),
+          }))
+          if (await copyParts(target, parts)) return 'created'
+          // The store copies no parts: the segments pass through filegate once, as a staged body.
+          const staged = await stage(tenant, segmentBodies(sources), { sha256: content.sha256 })
+          return await staged.commit(content)
+        } catch (err) {
+          if (await settlesAs(target, bytes)) return 'existing'
+          throw err
+        }
+      },
+    }
+  }
+
+  /**
+   * `target` as a multipart upload of one UploadPartCopy per part, a few at once, completed; false
+   * (the upload aborted) when the store answers the first part copy 501 Not Implemented.
+   */
+  async function copyParts(
+    target: string,
+    sources: ReadonlyArray<CopySource & { CopySourceRange?: string }>,
+  ): Promise<boolean> {
+    const upload = { Bucket, Key: target }
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand(upload))
+    const parts: CompletedPart[] = []
+    let failed = false
+    const copyPart = async (n: number) => {
+      const source = sources[n] as CopySource & { CopySourceRange?: string }
+      const out = await client.send(new UploadPartCopyCommand({ ...upload, UploadId, PartNumber: n + 1, ...source }))
+      parts[n] = { PartNumber: n + 1, ETag: out.CopyPartResult?.ETag }
+    }
+    let next = 1
+    const copyRest = async () => {
+      for (let n = next++; n < sources.length && !failed; n = next++) {
+        await copyPart(n).catch((err: unknown) => {
+          failed = true
+          throw err
+        })
+      }
+    }
+    try {
+      // The first part alone: a store that copies no parts says so before more are asked of it.
+      await copyPart(0)
+      await Promise.all(Array.from({ length: partCopyConcurrency }, copyRest))
+      await client.send(new CompleteMultipartUploadCommand({ ...upload, UploadId, MultipartUpload: { Parts: parts } }))
+      return true
+    } catch (err) {
+      await client.send(new AbortMultipartUploadCommand({ ...upload, UploadId })).catch(() => {})
+      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 501) throw err
+      copiesParts = false
+      return false
+    }
+  }
+
+  /** The segments' bytes, each the version the completion read (If-Match), for a store that copies no parts. */
+  async function* segmentBodies(sources: ReadonlyArray<CopySource>): AsyncGenerator<Uint8Array> {
+    for (const source of sources) {
+      const Key = decodeURI(source.CopySource.slice(Bucket.length + 1))
+      const out = await client.send(new GetObjectCommand({ Bucket, Key, IfMatch: source.CopySourceIfMatch }))
+      yield* out.Body as Readable
+    }
+  }
+
   return {
     kind: 's3',
     stage,
@@ -583,7 +715,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       },
       async get(key) {
         const out = await client.send(new GetObjectCommand({ Bucket, Key: `${segmentsBase}${checkSegmentKey(key)}` }))
-        return out.Body as Readable
+        return { stream: out.Body as Readable, version: out.ETag }
       },
       async removeAll(prefix) {
         const under = `${segmentsBase}${checkSegmentPrefix(prefix)}/`
@@ -592,6 +724,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
         }
       },
     },
+    assemble,
     async ping() {
       await client.send(new HeadBucketCommand({ Bucket }))
     },

@@ -37,6 +37,15 @@ export interface StagedOriginal {
   discard(): Promise<void>
 }
 
+/** A resumable upload's segment, as the staging area read it (see OriginalsStore.assemble). */
+export interface SegmentSource {
+  /** Its key among the segment objects: `<upload id>/<segment id>`. */
+  key: string
+  bytes: number
+  /** The version the read found (S3: the ETag); undefined until the segment has been read. */
+  version(): string | undefined
+}
+
 export interface StoredObject extends OriginalKey {
   bytes: number
   modifiedAt: Date
@@ -77,6 +86,15 @@ export interface OriginalsStore {
    * upload begun on one replica continues on another.
    */
   readonly segments: SegmentObjects
+  /**
+   * The original of a finished resumable upload, assembled in the store from its segments, in order,
+   * without their bytes passing through filegate again. Nothing is written before `commit`, which
+   * the writer calls once it has read and hashed those very segments (each taken at the version it
+   * read); the content address is then written whole, or not at all. Undefined where the store
+   * cannot: a directory (docs/originals.md says why), or S3 when a segment other than the last is
+   * under 5 MiB (S3's smallest part) or the store does not copy parts.
+   */
+  assemble(tenant: string, segments: ReadonlyArray<SegmentSource>): StagedOriginal | undefined
   /** A cheap round trip that proves the store answers (readiness). */
   ping(): Promise<void>
   close(): Promise<void>

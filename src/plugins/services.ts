@@ -35,6 +35,9 @@ export default fp(
       log: app.log,
     })
     app.decorate('resumable', resumable)
+    // Completions the resumable job took up finish before the store closes (or their lease runs out
+    // and another replica takes them up, when shutdown is cut short).
+    app.addHook('preClose', () => resumable.stop())
     app.decorate(
       'cleanup',
       new CleanupService({

@@ -5,8 +5,8 @@
  * bucket of the originals store (src/originals/s3-store.ts), so that an upload begun on one replica
  * continues on another whenever originals are kept. Bytes are streamed both ways, never held whole.
  */
-import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, rm } from 'node:fs/promises'
+import { createWriteStream, type Stats } from 'node:fs'
+import { mkdir, open, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -15,8 +15,8 @@ import { StagingCount } from '../originals/verify.js'
 export interface SegmentObjects {
   /** Streams `body` to `key` and resolves with the bytes stored; on failure nothing is left at `key`. */
   put(key: string, body: AsyncIterable<Uint8Array>): Promise<number>
-  /** The bytes stored at `key`. */
-  get(key: string): Promise<Readable>
+  /** The bytes stored at `key`, and the version they are (S3: the ETag; none for a directory). */
+  get(key: string): Promise<{ stream: Readable; version?: string | undefined }>
   /** Removes every object under `prefix/` (those of writes a crash cut short too); none is not an error. */
   removeAll(prefix: string): Promise<void>
 }
@@ -51,10 +51,23 @@ export function directorySegments(root: string): SegmentObjects {
       return count.bytes
     },
     async get(key) {
-      return createReadStream(join(root, checkSegmentKey(key)))
+      const file = await open(join(root, checkSegmentKey(key)))
+      try {
+        // The stream closes the file once read or destroyed.
+        return { version: segmentVersion(await file.stat()), stream: file.createReadStream() }
+      } catch (err) {
+        await file.close()
+        throw err
+      }
     },
     async removeAll(prefix) {
       await rm(join(root, checkSegmentPrefix(prefix)), { recursive: true, force: true })
     },
   }
 }
+
+/**
+ * A segment file's version: its inode, size and modification time. A segment is written once (its
+ * name is new) and never again, so this changes only if something else replaced it.
+ */
+export const segmentVersion = (stats: Stats) => `${stats.ino}:${stats.size}:${stats.mtimeMs}`

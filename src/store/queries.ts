@@ -608,6 +608,12 @@ export interface ResumableRow {
   /** Another holder's lease (a PATCH, a completion) is live. */
   locked: boolean
   locked_until: string | null
+  /** Completions begun (migration 0012). */
+  attempts: number
+  /** A completion deferred after a failure waiting cures is taken up again from then on. */
+  next_attempt_at: string | null
+  /** OpenAI: the md5 the completion was begun with (kept when it is taken over). */
+  part_md5: string | null
   segments?: SegmentRow[]
 }
 
@@ -625,13 +631,21 @@ export interface ResumableCreateArgs {
   ttlSeconds: number
   tenantMaxFiles: number | null
   tenantMaxBytes: number | null
+  /** The tenant's share of the account's caps, for a cap it has none of (as claim_upload takes them). */
+  shareMaxFiles: number | null
+  shareMaxBytes: number | null
+  /** The configuration lets more than one tenant in (the account is shared whatever the rows say). */
+  sharedByConfig: boolean
 }
 
 export type ResumableCreation =
   | { outcome: 'created'; upload: ResumableRow }
   | ({ outcome: 'tenant_quota_exceeded' } & QuotaUsage)
 
-/** Creates a resumable upload, its declared bytes counted against the tenant's quota with what it has staged. */
+/**
+ * Creates a resumable upload, its declared bytes counted with what the tenant has staged against the
+ * caps that apply to it (its own, else its share of a shared account: the claim's rule, in SQL).
+ */
 export function createResumableUpload(store: StorePort, a: ResumableCreateArgs): Promise<ResumableCreation> {
   return traced(store, 'filegate.resumable.create', outcome, 'create_resumable_upload', {
     p_tenant_id: a.tenantId,
@@ -647,6 +661,9 @@ export function createResumableUpload(store: StorePort, a: ResumableCreateArgs):
     p_ttl_seconds: a.ttlSeconds,
     p_tenant_max_files: a.tenantMaxFiles ?? undefined,
     p_tenant_max_bytes: a.tenantMaxBytes ?? undefined,
+    p_share_max_files: a.shareMaxFiles ?? undefined,
+    p_share_max_bytes: a.shareMaxBytes ?? undefined,
+    p_shared: a.sharedByConfig,
   })
 }
 
@@ -733,18 +750,49 @@ export type CompletionStart =
   | { outcome: 'invalid'; reason: string }
   | { outcome: 'lost' }
 
-/** Under the lease: the segments to read in order (OpenAI: `partIds`' order), the upload processing. */
+/**
+ * Under the lease: the segments to read in order (OpenAI: `partIds`' order, and its `md5`), the
+ * upload processing, one more attempt counted.
+ */
 export function beginResumableCompletion(
   store: StorePort,
   lease: ResumableLease,
-  partIds: string[] | undefined,
+  order: { partIds: string[]; md5?: string | undefined } | undefined,
 ): Promise<CompletionStart> {
   return traced(store, 'filegate.resumable.complete', outcome, 'begin_resumable_completion', {
     p_id: lease.id,
     p_token: lease.token,
     // An object, not an array: the Postgres drivers would send a JS array as a Postgres array.
-    p_part_ids: partIds === undefined ? undefined : { ids: partIds },
+    p_part_ids: order === undefined ? undefined : { ids: order.partIds },
+    p_md5: order?.md5,
   })
+}
+
+/**
+ * A completion failed in a way waiting cures: the upload stays processing, the lease is let go and
+ * the next attempt is due after `baseSeconds` doubled per attempt made; null when the lease was lost.
+ */
+export function deferResumableCompletion(
+  store: StorePort,
+  lease: ResumableLease,
+  failure: { error: string; code: string },
+  baseSeconds: number,
+): Promise<ResumableRow | null> {
+  return store.call('defer_resumable_completion', {
+    p_id: lease.id,
+    p_token: lease.token,
+    p_error: failure.error,
+    p_error_code: failure.code,
+    p_base_seconds: baseSeconds,
+  })
+}
+
+/** Claims completions to take up (deferred and due, or their holder dead), each under a fresh lease. */
+export function claimResumableCompletions(
+  store: StorePort,
+  a: { limit: number; leaseSeconds: number },
+): Promise<Array<{ token: string; upload: ResumableRow }>> {
+  return store.call('claim_resumable_completions', { p_limit: a.limit, p_lease_seconds: a.leaseSeconds })
 }
 
 export function finishResumableUpload(
@@ -777,6 +825,8 @@ export function cancelResumableUpload(store: StorePort, tenantId: string, id: st
 export interface ResumableRemovals {
   /** The protocol of each upload the claim expired. */
   expired: ResumableProtocol[]
+  /** The protocol of each processing upload that expired before its completion succeeded (failed). */
+  failed: ResumableProtocol[]
   claimed: Array<{ id: string; token: string; protocol: ResumableProtocol; status: ResumableStatus }>
 }
 

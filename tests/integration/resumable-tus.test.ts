@@ -3,7 +3,9 @@
  * tus-js-client and fake providers: the bytes reach the provider intact, dedup holds across tus and
  * POST /v1/files, a wrong sha256 fails the upload, limits refuse before a byte is staged, a cut
  * connection resumes from the offset HEAD reports, two PATCHes at one offset never both append,
- * termination and expiry leave no segment and no row behind, another tenant sees nothing.
+ * termination and expiry leave no segment and no row behind, another tenant sees nothing; a
+ * completion the provider fails is finished by the scheduled resumable job with no further client
+ * request, and one the provider refuses fails for good.
  */
 import assert from 'node:assert/strict'
 import { request } from 'node:http'
@@ -49,6 +51,30 @@ const head = (s: Served, key: string, location: string) =>
 
 const status = async (s: Served, key: string, location: string) =>
   (await fetch(`${s.base}${location}`, { headers: auth(key) })).json() as Promise<Record<string, unknown>>
+
+/**
+ * The scheduled jobs every second, a deferred completion tried again one second later (then two,
+ * four…), one provider attempt per completion attempt (so the fake's failures count attempts).
+ */
+const retrying = {
+  CLEANUP_ENABLED: 'true',
+  CLEANUP_CRON: '* * * * * *',
+  RESUMABLE_RETRY_SECONDS: '1',
+  RETRY_MAX_ATTEMPTS: '1',
+}
+
+/** GET /v1/uploads/{id} until its status is `until`; every state seen on the way. */
+async function watchStatus(s: Served, key: string, location: string, until: string, timeoutMs: number) {
+  const seen: Array<Record<string, unknown>> = []
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const state = await status(s, key, location)
+    seen.push(state)
+    if (state.status === until) return seen
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.fail(`the upload did not become ${until} within ${timeoutMs} ms: ${JSON.stringify(seen.at(-1))}`)
+}
 
 describe('tus uploads', { skip }, () => {
   it('tus-js-client uploads in chunks: bytes intact at the provider, the File recorded, nothing left staged', async (t) => {
@@ -303,6 +329,27 @@ describe('tus uploads', { skip }, () => {
     assert.equal(bobs.status, 201, "another tenant's quota is its own")
   })
 
+  it("creation counts the tenant's share of a shared account as the claim does (TENANT_MAX_SHARE)", async (t) => {
+    // A 1 MiB account, shared by the keys' two tenants: each may stage half of it.
+    const s = await serve(t, { KIMI_MAX_TOTAL_BYTES: String(1024 * 1024) })
+    const first = await create(s, testKeys.alice, 400 * 1024, { filename: 's1.txt', provider: 'kimi' })
+    assert.equal(first.status, 201)
+    const second = await create(s, testKeys.alice, 200 * 1024, { filename: 's2.txt', provider: 'kimi' })
+    assert.equal(second.status, 507)
+    const problem = (await second.json()) as { code: string; limit_bytes: number; used_bytes: number }
+    assert.equal(problem.code, 'TENANT_QUOTA_EXCEEDED')
+    assert.equal(problem.limit_bytes, 512 * 1024, 'its share, not the account')
+    assert.equal(problem.used_bytes, 400 * 1024, 'its own staged bytes')
+    assert.equal((await create(s, testKeys.bob, 400 * 1024, { filename: 's3.txt', provider: 'kimi' })).status, 201)
+  })
+
+  it('a tenant alone on the account may stage the whole of it', async (t) => {
+    const solo = 'solo-key-0123456789abcdef'
+    const s = await serve(t, { KIMI_MAX_TOTAL_BYTES: String(1024 * 1024), API_KEYS: `solo:${solo}` })
+    // More than a half share: the account is not shared (one tenant in the keys, no other tenant's row).
+    assert.equal((await create(s, solo, 900 * 1024, { filename: 'big.txt', provider: 'kimi' })).status, 201)
+  })
+
   it('leaves no row and no segment once settled uploads pass their expiry', async (t) => {
     const s = await serve(t, { RESUMABLE_TTL_SECONDS: '1' }) // a database of its own: it counts every row
     await tusUpload(s.base, testKeys.alice, content(5000, 'tus-rows'), { filename: 'r.txt', provider: 'kimi' })
@@ -316,5 +363,125 @@ describe('tus uploads', { skip }, () => {
     await s.app.cleanup.run({ dryRun: false, jobs: ['resumable'] })
     assert.deepEqual(await resumableRows(s.db), { uploads: 0, segments: 0 })
     assert.deepEqual(await stagedSegments(s.tmpDir), [])
+  })
+
+  it('a completion the provider fails is finished by the resumable job, with no further client request', async (t) => {
+    const s = await serve(t, retrying) // a database of its own: its jobs run every second
+    // The first two provider puts fail (the PATCH's own attempt, then the job's first retry).
+    s.fakes.kimi.failNext(2, 500, 'upload')
+    const bytes = content(200 * 1024 + 3, 'tus-retry')
+    // tus-js-client: the last PATCH fails with a 5xx; it retries, asks HEAD, sees every byte arrived
+    // and reports success without the File (it sends no other PATCH).
+    const done = await tusUpload(
+      s.base,
+      testKeys.alice,
+      bytes,
+      { filename: 'retry.txt', provider: 'kimi' },
+      { chunkSize: 128 * 1024, retryDelays: [50] },
+    )
+    assert.equal(done.fileId, undefined, 'the client reported success on HEAD, before the file was recorded')
+    const location = new URL(done.url).pathname
+    const seen = await watchStatus(s, testKeys.alice, location, 'completed', 20_000)
+    const first = seen[0] as Record<string, unknown>
+    assert.equal(first.status, 'processing', 'processing while the completion is retried')
+    assert.equal(first.offset, bytes.length)
+    assert.match(String(first.error), /kimi failed \(HTTP 500\)/, 'the last error is visible')
+    assert.ok(Number(first.attempts) >= 1)
+    const last = seen.at(-1) as Record<string, unknown>
+    assert.equal(last.attempts, 3, 'the PATCH, then two attempts of the job')
+    assert.equal(last.error, null)
+    assert.equal(last.next_attempt_at, null)
+    const file = last.file as { id: string; sha256: string }
+    assert.equal(file.sha256, sha256(bytes))
+    assert.equal(s.fakes.kimi.uploads.length, 1, 'one provider upload')
+    assert.equal(s.fakes.kimi.uploads[0]?.sha256, sha256(bytes), 'the bytes intact at the provider')
+    assert.equal(s.fakes.kimi.requests.upload, 3)
+    const headed = await head(s, testKeys.alice, location)
+    assert.equal(headed.headers.get('filegate-file-id'), file.id, 'HEAD names the File once recorded')
+    assert.deepEqual(await stagedSegments(s.tmpDir), [], 'the staged bytes removed once completed')
+    assert.equal(
+      await metricValue(s.app, 'filegate_resumable_uploads_total', { protocol: 'tus', outcome: 'completed' }),
+      1,
+    )
+  })
+
+  it("the last PATCH answers the provider's failure while the upload stays processing", async (t) => {
+    const s = await served(t, { RETRY_MAX_ATTEMPTS: '1', RESUMABLE_RETRY_SECONDS: '3600' })
+    s.fakes.kimi.failNext(1, 503, 'upload')
+    const bytes = content(50 * 1024, 'tus-retry-answer')
+    const created = await create(s, testKeys.alice, bytes.length, { filename: 'a.txt', provider: 'kimi' })
+    const location = created.headers.get('location') as string
+    const res = await patch(s, testKeys.alice, location, 0, bytes)
+    assert.equal(res.status, 502)
+    assert.equal(((await res.json()) as { code: string }).code, 'PROVIDER_ERROR')
+    const state = await status(s, testKeys.alice, location)
+    assert.equal(state.status, 'processing')
+    assert.equal(state.attempts, 1)
+    const next = Date.parse(String(state.next_attempt_at))
+    assert.ok(next > Date.now() + 3500_000 && next <= Date.now() + 3600_000, 'the next attempt after the delay')
+    assert.equal((await stagedSegments(s.tmpDir)).length, 1, 'the bytes kept')
+    const headed = await head(s, testKeys.alice, location)
+    assert.equal(headed.status, 200)
+    assert.equal(headed.headers.get('upload-offset'), String(bytes.length))
+    // A client that asks for the completion itself (a PATCH of nothing at the end) need not wait.
+    const again = await patch(s, testKeys.alice, location, bytes.length, Buffer.alloc(0))
+    assert.equal(again.status, 204)
+    assert.ok(again.headers.get('filegate-file-id'))
+    assert.equal(s.fakes.kimi.uploads[0]?.sha256, sha256(bytes))
+  })
+
+  it("a provider's definitive refusal (422) fails the upload for good and removes its bytes", async (t) => {
+    const s = await serve(t, retrying)
+    s.fakes.kimi.rejectContent = 'file content is not allowed'
+    const bytes = content(40 * 1024, 'tus-refused')
+    const created = await create(s, testKeys.alice, bytes.length, { filename: 'no.txt', provider: 'kimi' })
+    const location = created.headers.get('location') as string
+    const res = await patch(s, testKeys.alice, location, 0, bytes)
+    assert.equal(res.status, 422)
+    assert.equal(((await res.json()) as { code: string }).code, 'PROVIDER_REJECTED')
+    const state = await status(s, testKeys.alice, location)
+    assert.equal(state.status, 'failed')
+    assert.match(String(state.error), /not allowed/)
+    assert.deepEqual(await stagedSegments(s.tmpDir), [], 'its bytes removed')
+    assert.equal((await head(s, testKeys.alice, location)).status, 410)
+    // The job, ticking meanwhile, does not try it again.
+    await new Promise((r) => setTimeout(r, 2_500))
+    assert.equal(s.fakes.kimi.requests.upload, 1)
+    assert.equal((await status(s, testKeys.alice, location)).status, 'failed')
+    assert.equal(
+      await metricValue(s.app, 'filegate_resumable_uploads_total', { protocol: 'tus', outcome: 'failed' }),
+      1,
+    )
+  })
+
+  it('a processing upload whose expiry passes before its completion succeeds fails, and its bytes go', async (t) => {
+    const s = await serve(t, { RESUMABLE_TTL_SECONDS: '3', RETRY_MAX_ATTEMPTS: '1', RESUMABLE_RETRY_SECONDS: '1' })
+    s.fakes.kimi.failNext(100, 500, 'upload')
+    const bytes = content(10 * 1024, 'tus-gave-up')
+    const created = await create(s, testKeys.alice, bytes.length, { filename: 'late.txt', provider: 'kimi' })
+    const location = created.headers.get('location') as string
+    assert.equal((await patch(s, testKeys.alice, location, 0, bytes)).status, 502)
+    const expires = Date.parse(String(created.headers.get('upload-expires')))
+    // The job runs until the upload has expired: each run tries the completion again when it is due.
+    let attempts = 0
+    while (Date.now() < expires - 200) {
+      await s.app.cleanup.run({ dryRun: false, jobs: ['resumable'] })
+      const state = await status(s, testKeys.alice, location)
+      assert.equal(state.status, 'processing')
+      attempts = Number(state.attempts)
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    assert.ok(attempts >= 2, `tried again (${attempts} attempts)`)
+    await new Promise((r) => setTimeout(r, Math.max(0, expires + 1100 - Date.now())))
+    await s.app.resumable.stop() // an attempt still running ends first
+    await s.app.cleanup.run({ dryRun: false, jobs: ['resumable'] })
+    // Failed, its bytes removed, and (its expiry passed) its row dropped in the same run.
+    assert.equal((await head(s, testKeys.alice, location)).status, 404)
+    assert.deepEqual(await stagedSegments(s.tmpDir), [])
+    assert.equal(s.fakes.kimi.uploads.length, 0)
+    assert.equal(
+      await metricValue(s.app, 'filegate_resumable_uploads_total', { protocol: 'tus', outcome: 'failed' }),
+      1,
+    )
   })
 })
