@@ -24,9 +24,8 @@ function cachedSerializers(factory: SerializerFactory): SerializerFactory {
   return (externalSchemas, options) => {
     const compile = factory(externalSchemas, options)
     const key = JSON.stringify([externalSchemas, options])
-    let cache = byShared.get(key)
-    if (!cache) byShared.set(key, (cache = new WeakMap()))
-    const known = cache
+    const known = byShared.get(key) ?? new WeakMap<object, Serializer>()
+    byShared.set(key, known)
     return (route) => {
       const schema = route.schema as object
       let serializer = known.get(schema)
