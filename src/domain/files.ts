@@ -97,7 +97,12 @@ export class FileService {
   uploadStaged(tenant: string, upload: StagedUpload, body: StagedBody): Promise<UploadResult> {
     return this.trackActive(async () => {
       const { meta } = upload
-      const plan = this.plan({ provider: upload.provider, purpose: upload.purpose, filename: meta.filename })
+      const plan = this.plan({
+        provider: upload.provider,
+        purpose: upload.purpose,
+        filename: meta.filename,
+        allowed: upload.allowed,
+      })
       const hit = body.sha256 ? await this.uploads.liveDuplicate(tenant, plan, body.sha256, body.bytes) : undefined
       if (hit) {
         body.stream.destroy()
@@ -112,7 +117,13 @@ export class FileService {
       }
       // Kept once: committed by the upload, or discarded by whichever of it and the reception ends last.
       const original = body.original && settleOnce(body.original)
-      const reception = this.receive({ tenant, declaredSha256: body.sha256, contentLength: undefined, original })
+      const reception = this.receive({
+        tenant,
+        providers: upload.allowed,
+        declaredSha256: body.sha256,
+        contentLength: undefined,
+        original,
+      })
       const md5 = body.md5 ? createHash('md5') : undefined
       try {
         await reception.takeFile(form, md5 ? Readable.from(hashedBy(md5, body.stream)) : body.stream)
@@ -244,6 +255,8 @@ export interface StagedUpload {
   provider: string
   purpose: string | undefined
   meta: FileMeta
+  /** The providers its creator's key may upload to; null = every provider. */
+  allowed: readonly string[] | null
 }
 
 /** `source`, unchanged, each chunk also fed to `hash`. */

@@ -163,6 +163,7 @@ export class ResumableUploads {
       shareMaxFiles: caps?.shareMaxFiles ?? null,
       shareMaxBytes: caps?.shareMaxBytes ?? null,
       sharedByConfig: tenantQuotas.sharedByConfig,
+      allowedProviders: request.allowed ?? null,
     })
     if (created.outcome === 'tenant_quota_exceeded') throw tenantQuotaExceeded(request.provider, created, bytes)
     this.count(protocol, 'created')
@@ -423,7 +424,12 @@ export class ResumableUploads {
       throw errors.validationFailed(`Cannot complete the upload: ${start.reason}`)
     }
     try {
-      const where = { provider: upload.provider, purpose: upload.purpose ?? undefined, meta: metaOf(upload) }
+      const where = {
+        provider: upload.provider,
+        purpose: upload.purpose ?? undefined,
+        meta: metaOf(upload),
+        allowed: upload.allowed_providers ?? null,
+      }
       const staged = staging.read({ id: upload.id, tenant: upload.tenant_id }, start.segments)
       const result = await files.uploadStaged(upload.tenant_id, where, {
         stream: staged.stream,

@@ -598,6 +598,8 @@ export interface ResumableRow {
   metadata: Record<string, unknown>
   file_expires_in: number | null
   sha256: string | null
+  /** The providers its creator's key may upload to (migration 0013); null = every provider. */
+  allowed_providers?: string[] | null
   status: ResumableStatus
   file_id: string | null
   error: string | null
@@ -636,6 +638,8 @@ export interface ResumableCreateArgs {
   shareMaxBytes: number | null
   /** The configuration lets more than one tenant in (the account is shared whatever the rows say). */
   sharedByConfig: boolean
+  /** The providers the creator's key may upload to; null = every provider. */
+  allowedProviders: readonly string[] | null
 }
 
 export type ResumableCreation =
@@ -664,6 +668,7 @@ export function createResumableUpload(store: StorePort, a: ResumableCreateArgs):
     p_share_max_files: a.shareMaxFiles ?? undefined,
     p_share_max_bytes: a.shareMaxBytes ?? undefined,
     p_shared: a.sharedByConfig,
+    p_allowed_providers: a.allowedProviders ?? undefined,
   })
 }
 

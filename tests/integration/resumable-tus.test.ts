@@ -201,6 +201,26 @@ describe('tus uploads', { skip }, () => {
     assert.match(String(options.headers.get('tus-extension')), /creation-with-upload/)
   })
 
+  it("a key's providers allowlist holds at creation and at completion: auto chooses among its providers only", async (t) => {
+    const s = await served(t)
+    const made = await s.app.inject({
+      method: 'POST',
+      url: '/v1/keys',
+      headers: auth(testKeys.admin),
+      payload: { tenant: 'alice', providers: ['kimi'] },
+    })
+    assert.equal(made.statusCode, 201, made.body)
+    const key = made.json().key as string
+    const refused = await create(s, key, 1000, { filename: 'glm.txt', provider: 'glm' })
+    assert.equal(refused.status, 403, 'a provider outside the allowlist is refused at creation')
+    // A small file: `auto` (glm first) would put it at GLM; the key allows only Kimi.
+    const bytes = content(2000, 'tus-allowlist')
+    const done = await tusUpload(s.base, key, bytes, { filename: 'auto.txt', provider: 'auto' })
+    assert.ok(done.fileId)
+    assert.equal(s.fakes.glm.uploads.length, 0, 'nothing reached GLM')
+    assert.equal(s.fakes.kimi.uploads[0]?.sha256, sha256(bytes))
+  })
+
   it("another tenant's upload is 404 on HEAD, PATCH, GET and DELETE", async (t) => {
     const s = await served(t)
     const created = await create(s, testKeys.alice, 10, { filename: 'mine.txt', provider: 'kimi' })
