@@ -94,10 +94,11 @@ export function spawnNode(
   t: Pick<TestContext, 'after'>,
   entry: string,
   env: Record<string, string>,
-  nodeArgs: string[] = ['--import', 'tsx'],
+  nodeArgs?: string[],
   args: string[] = [],
 ): Child {
-  return spawnChild(t, process.execPath, [...nodeArgs, entry, ...args], {
+  const run = nodeArgs === undefined ? serviceModule(entry) : { nodeArgs, entry }
+  return spawnChild(t, process.execPath, [...run.nodeArgs, run.entry, ...args], {
     cwd: root,
     env: {
       PATH: process.env.PATH ?? '',
@@ -106,6 +107,19 @@ export function spawnNode(
       ...env,
     },
   })
+}
+
+/**
+ * How a process runs one of the service's modules (`src/server.ts`, `src/cli/main.ts`…): from this
+ * run's build of the tree (FILEGATE_TEST_BUILD, made once by scripts/run-tests.ts: the same
+ * TypeScript transform tsx applies, without a loader in each process), else the source through tsx.
+ */
+export function serviceModule(source: string): { nodeArgs: string[]; entry: string } {
+  const build = process.env.FILEGATE_TEST_BUILD
+  if (build && /^(src|routes)\/.+\.ts$/.test(source)) {
+    return { nodeArgs: [], entry: join(build, source.replace(/\.ts$/, '.js')) }
+  }
+  return { nodeArgs: ['--import', 'tsx'], entry: join(root, source) }
 }
 
 /** Resolves with what `promise` gives within `ms`, or rejects naming `what`. */

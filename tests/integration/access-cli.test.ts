@@ -8,14 +8,14 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import { auth, build, fileDatabase, requirePostgres, startFakes } from '../helper.js'
-import { root, spawnChild } from '../process-support.js'
+import { root, serviceModule, spawnChild } from '../process-support.js'
 import { statusWith, within } from './access-support.js'
 
-const entry = join(root, 'src/cli/main.ts')
+const cli = serviceModule('src/cli/main.ts')
 
 /** `filegate args…` with only `env` (and PATH); its exit code and output. */
 async function filegate(t: TestContext, args: string[], env: Record<string, string>) {
-  const child = spawnChild(t, process.execPath, ['--import', 'tsx', entry, ...args], {
+  const child = spawnChild(t, process.execPath, [...cli.nodeArgs, cli.entry, ...args], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', ...env },
   })

@@ -1,7 +1,8 @@
 /**
  * The `filegate` executable (package.json "bin"), run as a child process in its own process group:
  * help and exit codes, keys, migrate, cleanup and doctor against real Postgres and the fake
- * providers. The bin is the compiled src/cli/main.ts; the tests run that source through tsx.
+ * providers. The bin is the compiled src/cli/main.ts; the tests run this run's build of it (or the
+ * source through tsx when the file runs on its own: tests/process-support.ts serviceModule).
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
@@ -24,11 +25,11 @@ import {
   tempDir,
   testKeys,
 } from '../helper.js'
-import { type Child, spawnChild } from '../process-support.js'
+import { type Child, serviceModule, spawnChild } from '../process-support.js'
 import { toolRuns } from '../tools.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
-const entry = join(root, 'src/cli/main.ts')
+const cli = serviceModule('src/cli/main.ts')
 
 interface Run {
   code: number | string
@@ -43,7 +44,7 @@ async function filegate(
   env: Record<string, string> = {},
   stdin?: string,
 ): Promise<Run & { child: Child }> {
-  const child = spawnChild(t, process.execPath, ['--import', 'tsx', entry, ...args], {
+  const child = spawnChild(t, process.execPath, [...cli.nodeArgs, cli.entry, ...args], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', ...env },
     ...(stdin === undefined ? {} : { stdin }),
@@ -63,7 +64,7 @@ describe('filegate executable', () => {
     }
     assert.ok(build.include.includes('src'))
     assert.equal(pkg.bin.filegate, join(base.compilerOptions.outDir, 'src/cli/main.js').replace(/^\.\//, ''))
-    assert.match(await readFile(entry, 'utf8'), /^#!\/usr\/bin\/env node\n/)
+    assert.match(await readFile(join(root, 'src/cli/main.ts'), 'utf8'), /^#!\/usr\/bin\/env node\n/)
   })
 
   it('runs compiled, as `npx filegate` in a checkout (npm run build first)', async (t) => {
@@ -274,7 +275,7 @@ describe('filegate against Postgres and the fake providers', () => {
     const child = spawnChild(
       t,
       process.execPath,
-      ['--import', 'tsx', entry, 'cleanup', '--jobs', 'expired,provider_deletes'],
+      [...cli.nodeArgs, cli.entry, 'cleanup', '--jobs', 'expired,provider_deletes'],
       {
         cwd: root,
         env: {
@@ -311,7 +312,7 @@ describe('filegate against Postgres and the fake providers', () => {
     const db = await createTestDatabase()
     t.after(() => db.drop())
     assert.equal((await filegate(t, ['migrate'], { DATABASE_URL: db.url })).code, 0)
-    const command = `${process.execPath} --import tsx ${entry} cleanup --dry-run`
+    const command = `${process.execPath} ${[...cli.nodeArgs, cli.entry].join(' ')} cleanup --dry-run`
     const child = spawnChild(t, 'script', ['-qefc', command, '/dev/null'], {
       cwd: root,
       env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, TERM: 'dumb' },
