@@ -5,7 +5,6 @@
  * revoke and rotation reach the app within a second, and the audit names the actor `cli`.
  */
 import assert from 'node:assert/strict'
-import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
 import { auth, build, fileDatabase, requirePostgres, startFakes } from '../helper.js'
 import { root, serviceModule, spawnChild } from '../process-support.js'
