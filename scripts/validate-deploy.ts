@@ -128,6 +128,8 @@ async function schemaProblems(files: ManifestFile[]): Promise<string[]> {
   return problems
 }
 
+const parsedDeclarations = new Map<string, ts.SourceFile>()
+
 /** 2. Excess-property check against the models' TypeScript interfaces, in memory. */
 function unknownFieldProblems(files: ManifestFile[]): string[] {
   const virtual = join(root, 'scripts', '__deploy-manifests__.ts')
@@ -164,8 +166,18 @@ function unknownFieldProblems(files: ManifestFile[]): string[] {
   }
   const host = ts.createCompilerHost(options)
   const getSourceFile = host.getSourceFile.bind(host)
-  host.getSourceFile = (name, version, ...rest) =>
-    resolve(name) === virtual ? ts.createSourceFile(name, source, version) : getSourceFile(name, version, ...rest)
+  host.getSourceFile = (name, version, ...rest) => {
+    if (resolve(name) === virtual) return ts.createSourceFile(name, source, version)
+    // The libraries and the models' declarations are parsed once per process (the tests check
+    // many edited manifests): TypeScript reuses a parsed declaration file across programs.
+    const key = `${name}\0${JSON.stringify(version)}`
+    let file = parsedDeclarations.get(key)
+    if (!file) {
+      file = getSourceFile(name, version, ...rest)
+      if (file) parsedDeclarations.set(key, file)
+    }
+    return file
+  }
   const fileExists = host.fileExists.bind(host)
   host.fileExists = (name) => resolve(name) === virtual || fileExists(name)
   const program = ts.createProgram([virtual], options, host)
