@@ -22,8 +22,8 @@ import { maxExpiresInSeconds } from '../../src/schemas.js'
 import { createTestDatabase, requirePostgres, tempDir, testKeys } from '../helper.js'
 import {
   filePart,
-  metric,
   postFile,
+  registryValue,
   setupUploads,
   sha256,
   spoolEntries,
@@ -452,7 +452,7 @@ function checkAnswer(c: Case, res: Awaited<ReturnType<FastifyInstance['inject']>
 async function checkNothingLeft(ctx: UploadContext, sql: postgres.Sql, c: Case) {
   const where = `${c.method} ${c.url.slice(0, 200)}`
   assert.deepEqual(await spoolEntries(ctx.spoolDir), [], `no spool file: ${where}`)
-  assert.equal(await metric(ctx.app, 'filegate_file_active_uploads'), 0, `no active upload: ${where}`)
+  assert.equal(await registryValue(ctx.app, 'filegate_file_active_uploads'), 0, `no active upload: ${where}`)
   const [inFlight] =
     await sql`select count(*)::int as n from provider_file_uploads where status in ('pending', 'uploading')`
   assert.equal(inFlight?.n, 0, `no row in flight: ${where}`)

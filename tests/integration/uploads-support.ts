@@ -127,6 +127,23 @@ export async function metric(app: FastifyInstance, name: string, labels: Record<
   return metricIn(res.body, name, labels)
 }
 
+/**
+ * A metric's value as the registry holds it now (summed over the series whose labels match), without
+ * rendering the whole exposition: for a check made after every one of many requests.
+ */
+export async function registryValue(
+  app: FastifyInstance,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const found = app.metrics.registry.getSingleMetric(name)
+  assert.ok(found, `metric ${name} is registered`)
+  const { values } = await found.get()
+  return values
+    .filter((v) => Object.entries(labels).every(([k, want]) => String(v.labels[k]) === want))
+    .reduce((sum, v) => sum + v.value, 0)
+}
+
 export function metricIn(text: string, name: string, labels: Record<string, string> = {}): number {
   let total = 0
   for (const line of text.split('\n')) {
