@@ -10,7 +10,7 @@ import { connect } from 'node:net'
 import { describe, it } from 'node:test'
 import { buildApp } from '../../src/app.js'
 import { startFakeIssuer } from '../fakes/jwks-server.js'
-import { auth, build, tempDir, testConfig, testKeys } from '../helper.js'
+import { auth, build, pgliteDataDir, testConfig, testKeys } from '../helper.js'
 import { createKey } from './access-support.js'
 import { metric } from './uploads-support.js'
 
@@ -42,7 +42,7 @@ describe('hostile credentials', () => {
   it('answer 401 (431 for a head over 16 KiB over HTTP), never 5xx, and are counted', async (t) => {
     const issuer = await startFakeIssuer()
     t.after(() => issuer.close())
-    const app = await build(t, { DATA_DIR: await tempDir(t, 'filegate-hostile-'), JWT_ISSUER: issuer.url })
+    const app = await build(t, { DATA_DIR: await pgliteDataDir(t, 'filegate-hostile-'), JWT_ISSUER: issuer.url })
     const made = await createKey(app, { tenant: 'hostile' })
     const id = made.id
     const jwt = await issuer.sign({
@@ -104,7 +104,7 @@ describe('hostile credentials', () => {
   })
 
   it('limits failed authentications per address (429, counted rate_limited); a valid key still passes', async (t) => {
-    const app = await build(t, { DATA_DIR: await tempDir(t, 'filegate-limit-'), RATE_LIMIT_PER_MINUTE: '5' })
+    const app = await build(t, { DATA_DIR: await pgliteDataDir(t, 'filegate-limit-'), RATE_LIMIT_PER_MINUTE: '5' })
     const made = await createKey(app, { tenant: 'limited' })
     const statuses = []
     for (let i = 0; i < 8; i++) {
@@ -141,7 +141,7 @@ describe('every route declares its scope', () => {
 describe('CORS_ORIGINS', () => {
   it('answers a browser preflight from an allowed origin with the API, tus and id headers; others get none', async (t) => {
     const app = await build(t, {
-      DATA_DIR: await tempDir(t, 'filegate-cors-'),
+      DATA_DIR: await pgliteDataDir(t, 'filegate-cors-'),
       CORS_ORIGINS: 'https://app.example.com,http://localhost:5173',
     })
     const preflight = await app.inject({
@@ -197,7 +197,7 @@ describe('CORS_ORIGINS', () => {
   })
 
   it('sends no CORS headers when CORS_ORIGINS is unset', async (t) => {
-    const app = await build(t, { DATA_DIR: await tempDir(t, 'filegate-nocors-') })
+    const app = await build(t, { DATA_DIR: await pgliteDataDir(t, 'filegate-nocors-') })
     const res = await app.inject({ method: 'GET', url: '/healthz', headers: { origin: 'https://app.example.com' } })
     assert.equal(res.headers['access-control-allow-origin'], undefined)
   })

@@ -15,7 +15,7 @@ import type { FastifyInstance } from 'fastify'
 import { type JWTPayload, SignJWT } from 'jose'
 import { startTracing, type Tracing } from '../../src/tracing.js'
 import { type FakeIssuer, startFakeIssuer } from '../fakes/jwks-server.js'
-import { auth, build, multipart, startFakes, tempDir, testKeys } from '../helper.js'
+import { auth, build, multipart, pgliteDataDir, startFakes, testKeys } from '../helper.js'
 import { forbidden, suiteScope } from './access-support.js'
 
 const now = () => Math.floor(Date.now() / 1000)
@@ -44,7 +44,7 @@ describe('JWTs of an identity provider (Supabase Auth set-up, PGlite)', () => {
       scope,
       {
         ...fakes.env,
-        DATA_DIR: await tempDir(scope, 'filegate-jwt-'),
+        DATA_DIR: await pgliteDataDir(scope, 'filegate-jwt-'),
         JWT_ISSUER: iss,
         JWT_AUDIENCE: 'authenticated',
         JWT_TENANT_CLAIM: 'app_metadata.tenant_id',
@@ -200,7 +200,7 @@ describe('JWT_SECRET: HS256 for older Supabase projects', () => {
     const fakes = await startFakes(t)
     const app = await build(t, {
       ...fakes.env,
-      DATA_DIR: await tempDir(t, 'filegate-jwt-hs-'),
+      DATA_DIR: await pgliteDataDir(t, 'filegate-jwt-hs-'),
       JWT_ISSUER: issuer.url,
       JWT_AUDIENCE: 'authenticated',
       JWT_SECRET: secret,

@@ -14,10 +14,10 @@ import {
   createTestDatabase,
   type Fakes,
   multipart,
+  pgliteDataDir,
   postgresSuiteSkip,
   startFakes,
   type TestDatabase,
-  tempDir,
   testKeys,
 } from '../helper.js'
 
@@ -47,7 +47,7 @@ export interface Place {
 
 /** A database of the suite's own on `transport`: a Postgres database, or a PGlite data directory. */
 export async function place(scope: { after(fn: () => Promise<void>): void }, transport: Transport): Promise<Place> {
-  if (transport === 'pglite') return { transport, env: { DATA_DIR: await tempDir(scope, 'filegate-access-') } }
+  if (transport === 'pglite') return { transport, env: { DATA_DIR: await pgliteDataDir(scope, 'filegate-access-') } }
   const db = await createTestDatabase('filegate_access')
   scope.after(() => db.drop())
   return { transport, env: { DATABASE_URL: db.url }, db }
