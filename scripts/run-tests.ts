@@ -87,6 +87,8 @@ async function serviceBuild(): Promise<string> {
     format: 'esm',
     platform: 'node',
     target: 'node24',
+    // The processes' coverage (c8) is mapped back to the sources through these.
+    sourcemap: 'linked',
     logLevel: 'warning',
   })
   return outdir
