@@ -88,6 +88,43 @@ export function isConnectionError(err: unknown): boolean {
   return cause !== undefined && cause !== err && isConnectionError(cause)
 }
 
+/**
+ * Failures met before a call reached the database: the connection was refused, timed out or could
+ * not be named, the server was starting or full. Such a call cannot have committed; any other
+ * connection failure (a connection cut while the call was under way) may have.
+ */
+const beforeSending = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'EAI_AGAIN',
+  'CONNECT_TIMEOUT',
+  '53300',
+  '57P03',
+  '3D000',
+])
+
+/**
+ * Whether a failed call may still have committed: true for a connection lost while it was under
+ * way, false when it never reached the database or the database answered with an error (its
+ * transaction rolled back).
+ */
+export function mayHaveCommitted(err: unknown): boolean {
+  if (!isConnectionError(err)) return false
+  const causes: unknown[] = []
+  for (
+    let e: unknown = err;
+    e !== undefined && e !== null && !causes.includes(e);
+    e = (e as { cause?: unknown }).cause
+  ) {
+    causes.push(e)
+  }
+  return !causes.some((e) => {
+    const code = (e as { code?: unknown }).code
+    return typeof code === 'string' && beforeSending.has(code)
+  })
+}
+
 export const databaseUnavailable = (cause: unknown) =>
   errors.databaseUnavailable('The database is not reachable; retry shortly', cause)
 
