@@ -105,24 +105,23 @@ const beforeSending = new Set([
 ])
 
 /**
- * Whether a failed call may still have committed: true for a connection lost while it was under
- * way, false when it never reached the database or the database answered with an error (its
- * transaction rolled back).
+ * Whether a failed call may still have committed. False only when that is known: it never reached
+ * the database (a code of `beforeSending` in its causes), or the database answered with an error (a
+ * SQLSTATE, or a value it refused: its transaction rolled back). A connection lost while the call was
+ * under way, an unreachable database on a transport that cannot say more (PostgREST's status 0 or
+ * 5xx) or an error of unknown kind may have.
  */
 export function mayHaveCommitted(err: unknown): boolean {
-  if (!isConnectionError(err)) return false
   const causes: unknown[] = []
-  for (
-    let e: unknown = err;
-    e !== undefined && e !== null && !causes.includes(e);
-    e = (e as { cause?: unknown }).cause
-  ) {
+  for (let e = err; e !== undefined && e !== null && !causes.includes(e); e = (e as { cause?: unknown }).cause) {
     causes.push(e)
   }
-  return !causes.some((e) => {
-    const code = (e as { code?: unknown }).code
-    return typeof code === 'string' && beforeSending.has(code)
-  })
+  const codeOf = (e: unknown) => (e as { code?: unknown }).code
+  if (causes.some((e) => beforeSending.has(codeOf(e) as string))) return false
+  if (isConnectionError(err)) return true
+  if (err instanceof AppError) return err.code === 'DATABASE_UNAVAILABLE'
+  const code = codeOf(err)
+  return !(typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code))
 }
 
 export const databaseUnavailable = (cause: unknown) =>

@@ -58,8 +58,8 @@ const orphans = (app: Parameters<typeof registryValue>[0], outcome: string) =>
   registryValue(app, 'filegate_provider_orphans_total', { provider: 'kimi', outcome })
 
 /**
- * Starts `send`, cuts the database once the provider has the upload (it answers 300 ms later, so
- * the settle meets the cut), and returns the answer.
+ * Starts `send`, cuts the database once the provider has the upload (it answers a second later, so
+ * the settle meets the cut however slow the machine), and returns the answer.
  */
 async function cutWhileProviderAnswers<T>(
   ctx: { fakes: Fakes; proxy: PostgresProxy },
@@ -68,7 +68,7 @@ async function cutWhileProviderAnswers<T>(
 ): Promise<T> {
   const { kimi } = ctx.fakes
   const before = kimi.log.filter((r) => r.op === 'upload').length
-  kimi.latencyMs = 300
+  kimi.latencyMs = 1_000
   kimi.ops = ['upload']
   const answer = send()
   await eventually('the provider receives the upload', () => kimi.log.filter((r) => r.op === 'upload').length > before)

@@ -138,5 +138,8 @@ describe('a provider copy whose settle never answers', () => {
     assert.equal(mayHaveCommitted(timedOut), false)
     // The database answered with an error: its transaction rolled back.
     assert.equal(mayHaveCommitted(Object.assign(new Error('boom'), { code: '23505' })), false)
+    // PostgREST unreachable or timed out (status 0): the transport cannot say whether it committed.
+    assert.equal(mayHaveCommitted(databaseUnavailable({ message: 'TypeError: fetch failed', code: '' })), true)
+    assert.equal(mayHaveCommitted(new Error('something else')), true)
   })
 })
