@@ -2,10 +2,10 @@
  * The database cut between the provider's answer and the settle that records it (Postgres behind a
  * proxy the test cuts): a provider copy is never left behind with no row pointing at it. A cut
  * shorter than the settle's retry window is ridden out (one copy, the upload answered); a longer
- * one that refuses connections has the copy deleted before the 503; a silent one (a settle may be
- * under way and may yet commit) has it journaled, and the journal's sweep records it once the
- * database is back: tombstoned and deleted. Uploads and heals (ensure); each claim is let go, no
- * row is left `uploading`, no provider delete owed, and the retried upload makes the one copy.
+ * one has the copy deleted before the 503 when no settle can have committed, else journaled; the
+ * journal's sweep, once the database is back, finds it held by a row (a settle that was waiting
+ * ran late and committed) or tombstones and deletes it. Uploads and heals (ensure); each claim is
+ * let go, no row is left `uploading`, no provider delete owed, and the retried upload leaves one copy.
  */
 import assert from 'node:assert/strict'
 import { readdir } from 'node:fs/promises'
@@ -24,7 +24,6 @@ import {
   freshTenant,
   postFile,
   registryValue,
-  shortTimeouts,
   uploadApp,
   useFileDatabase,
 } from './uploads-support.js'
@@ -33,13 +32,23 @@ const skip = await postgresSuiteSkip()
 const database = useFileDatabase()
 const db = () => database() as TestDatabase
 
-/** A lease short enough that the journal's sweep (every third of it) runs often. */
-const leaseEnv = { CLAIM_LEASE_SECONDS: '2' }
+/**
+ * A lease short enough that the journal's sweep (every third of it) runs often; a provider attempt
+ * long enough for the fake's second of latency; a settle retry window (REQUEST_TIMEOUT_MS minus
+ * UPLOAD_TIMEOUT_MS) of 4 s.
+ */
+const cutEnv = {
+  CLAIM_LEASE_SECONDS: '2',
+  PROVIDER_TIMEOUT_MS: '3000',
+  UPLOAD_TIMEOUT_MS: '6000',
+  REQUEST_TIMEOUT_MS: '10000',
+  SHUTDOWN_TIMEOUT_MS: '12000',
+}
 
 /** The app under test, on the test database through a proxy the test cuts; its own SQL session beside it. */
 async function cutApp(t: TestContext, env: Record<string, string> = {}) {
   const proxy = await postgresProxy(t)
-  const ctx = await uploadApp(t, db(), { ...shortTimeouts, ...leaseEnv, DATABASE_URL: proxy.urlFor(db().url), ...env })
+  const ctx = await uploadApp(t, db(), { ...cutEnv, DATABASE_URL: proxy.urlFor(db().url), ...env })
   const sql = postgres(db().url, { max: 1, onnotice: () => {} })
   t.after(() => sql.end({ timeout: 1 }))
   return { ...ctx, proxy, sql }
@@ -80,6 +89,12 @@ async function cutWhileProviderAnswers<T>(
   }
 }
 
+/**
+ * How long the database may take to be reached again after a cut: the driver waits longer and longer
+ * between reconnects while it is refused (postgres.js backoff), and the journal is swept every 2/3 s.
+ */
+const backMs = 30_000
+
 /** Nothing is owed or stuck: no row `uploading`, no tombstone owing its provider delete, the journal empty. */
 async function assertSettled(ctx: Awaited<ReturnType<typeof cutApp>>, tenant: string) {
   await eventually('no row left uploading and no provider delete owed', async () =>
@@ -87,14 +102,43 @@ async function assertSettled(ctx: Awaited<ReturnType<typeof cutApp>>, tenant: st
       (r) => r.status !== 'uploading' && (r.status !== 'deleted' || r.provider_deleted),
     ),
   )
-  await eventually('the journal is empty', async () => (await journal(ctx.spoolDir)).length === 0)
+  await eventually('the journal is empty', async () => (await journal(ctx.spoolDir)).length === 0, backMs)
   assert.equal(await registryValue(ctx.app, 'filegate_file_active_uploads'), 0, 'no upload is counted active')
+}
+
+/**
+ * Restores the database and follows the copy `made` (the upload of `bytes`) to its end, whichever
+ * way it went: deleted before the answer (its claim then let go: `failed`), or journaled and then
+ * found held by its row (a settle waiting for a connection ran once the database was back, and
+ * committed) or tombstoned and deleted. The client's retry then leaves one copy, the row's.
+ */
+async function afterTheCut(ctx: Awaited<ReturnType<typeof cutApp>>, tenant: string, made: string, bytes: string) {
+  await ctx.proxy.restore()
+  await assertSettled(ctx, tenant)
+  const [deleted, settled, recorded] = await Promise.all(
+    ['deleted', 'settled', 'recorded'].map((outcome) => orphans(ctx.app, outcome)),
+  )
+  assert.equal(Number(deleted) + Number(settled) + Number(recorded), 1, 'the copy was dealt with once')
+  const rows = (await rowsIn(ctx.sql, tenant)).map((r) => [r.status, r.deletion_reason, r.provider_file_id])
+  if (settled) {
+    assert.deepEqual(rows, [['completed', null, made]], 'the late settle recorded the copy')
+    assert.deepEqual(ctx.fakes.kimi.deletes, [])
+  } else {
+    const claim = deleted ? ['failed', null, null] : ['deleted', 'orphaned', made]
+    assert.deepEqual(rows, [claim], 'the claim was let go, or became the tombstone of its copy')
+    assert.deepEqual(ctx.fakes.kimi.deletes, [made], 'deleted once')
+    assert.equal(await registryValue(ctx.app, 'filegate_file_deletions_total', { reason: 'orphaned' }), 1)
+  }
+  const again = await postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(bytes)])
+  assert.equal(again.statusCode, settled ? 200 : 201, again.body)
+  assert.deepEqual([...ctx.fakes.kimi.files.keys()], [(again.json() as FileRow).provider_file_id], 'one copy')
+  await assertSettled(ctx, tenant)
 }
 
 describe('the database cut between the provider answer and the settle', { skip }, () => {
   it('a cut shorter than the retry window: the settle is tried again and records the one copy', async (t) => {
-    // A retry window (REQUEST_TIMEOUT_MS - UPLOAD_TIMEOUT_MS) of 16 s: longer than the driver's own
-    // reconnect backoff after a second of refused connections, however loaded the machine.
+    // A retry window of 14 s: longer than the driver's own reconnect backoff after a second of
+    // refused connections, however loaded the machine.
     const ctx = await cutApp(t, { REQUEST_TIMEOUT_MS: '20000', SHUTDOWN_TIMEOUT_MS: '25000' })
     const tenant = freshTenant('cut-short')
     const res = await cutWhileProviderAnswers(ctx, 'refuse', async () => {
@@ -134,24 +178,10 @@ describe('the database cut between the provider answer and the settle', { skip }
       'the claim is as the cut left it',
     )
 
-    await ctx.proxy.restore()
-    await eventually('the copy is gone from the provider', () => ctx.fakes.kimi.files.size === 0)
-    await assertSettled(ctx, tenant)
-    assert.deepEqual(ctx.fakes.kimi.deletes, [made?.id], 'deleted once')
-    assert.equal(await registryValue(ctx.app, 'filegate_file_deletions_total', { reason: 'orphaned' }), 1)
-    assert.deepEqual(
-      (await rowsIn(ctx.sql, tenant)).map((r) => r.status),
-      [deleted ? 'failed' : 'deleted'],
-      'the claim was let go (failed), or became the tombstone of its copy',
-    )
-    // The client's retry makes the one copy.
-    const again = await postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(bytes)])
-    assert.equal(again.statusCode, 201, again.body)
-    assert.deepEqual([...ctx.fakes.kimi.files.keys()], [(again.json() as FileRow).provider_file_id])
-    await assertSettled(ctx, tenant)
+    await afterTheCut(ctx, tenant, made?.id as string, bytes)
   })
 
-  it('a silent cut (a settle may yet commit): the copy is journaled, then recorded and deleted once the database is back', async (t) => {
+  it("a silent cut (a settle may yet commit): the copy is journaled; once the database is back it is the row's, or deleted", async (t) => {
     const ctx = await cutApp(t)
     const tenant = freshTenant('cut-silent')
     const bytes = 'nothing answered the settle'
@@ -159,32 +189,19 @@ describe('the database cut between the provider answer and the settle', { skip }
       postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(bytes)]),
     )
     assertProblem(res, 503, 'DATABASE_UNAVAILABLE')
-    const [made] = ctx.fakes.kimi.uploads
+    const made = ctx.fakes.kimi.uploads[0]?.id as string
     assert.equal(ctx.fakes.kimi.files.size, 1, 'not deleted: a settle under way may have recorded it')
     assert.equal((await journal(ctx.spoolDir)).length, 1, 'the copy is in the journal')
     assert.equal(await orphans(ctx.app, 'journaled'), 1)
 
-    await ctx.proxy.restore()
-    await eventually('the journal sweep deletes the copy', () => ctx.fakes.kimi.files.size === 0)
-    await assertSettled(ctx, tenant)
-    assert.deepEqual(ctx.fakes.kimi.deletes, [made?.id])
-    assert.equal(await orphans(ctx.app, 'recorded'), 1)
-    assert.deepEqual(
-      (await rowsIn(ctx.sql, tenant)).map((r) => [r.status, r.deletion_reason, r.provider_file_id]),
-      [['deleted', 'orphaned', made?.id]],
-      'the claim became the tombstone of its copy',
-    )
-    const again = await postFile(ctx.app, tenant, [['provider', 'kimi'], filePart(bytes)])
-    assert.equal(again.statusCode, 201, again.body)
-    assert.equal(ctx.fakes.kimi.files.size, 1)
-    await assertSettled(ctx, tenant)
+    await afterTheCut(ctx, tenant, made, bytes)
   })
 })
 
 describe('a heal (ensure) whose settle meets the cut', { skip }, () => {
-  it('the remade copy is journaled, recorded and deleted; the heal claim is let go and the next ensure heals', async (t) => {
+  it("the remade copy is journaled, then the row's or deleted; the heal claim is let go and one copy is left", async (t) => {
     const proxy = await postgresProxy(t)
-    const kept = await keptApp(t, db(), { env: { ...leaseEnv, DATABASE_URL: proxy.urlFor(db().url) } })
+    const kept = await keptApp(t, db(), { env: { ...cutEnv, DATABASE_URL: proxy.urlFor(db().url) } })
     const ctx = { ...kept, proxy }
     const tenant = freshTenant('cut-heal')
     const file = await uploadKept(kept, tenant, content('heal across a cut'))
@@ -195,23 +212,27 @@ describe('a heal (ensure) whose settle meets the cut', { skip }, () => {
     const remade = kept.fakes.kimi.uploads.at(-1)?.id as string
     assert.ok(kept.fakes.kimi.files.has(remade))
     assert.equal((await journal(kept.spoolDir)).length, 1)
+    assert.equal(await orphans(kept.app, 'journaled'), 1)
 
     await proxy.restore()
-    await eventually('the journal sweep deletes the remade copy', () => !kept.fakes.kimi.files.has(remade))
-    await eventually('the journal is empty', async () => (await journal(kept.spoolDir)).length === 0)
-    assert.equal(await orphans(kept.app, 'recorded'), 1)
+    await eventually('the journal is swept', async () => (await journal(kept.spoolDir)).length === 0, backMs)
+    const settled = await orphans(kept.app, 'settled')
+    assert.equal(settled + (await orphans(kept.app, 'recorded')), 1)
+    await eventually('no provider delete is owed', async () => {
+      const owed = await kept.sql`
+        select 1 from provider_file_uploads where tenant_id = ${tenant} and deleted_at is not null and not provider_deleted`
+      return owed.length === 0
+    })
     const [row] = await kept.sql<Array<{ provider_file_id: string; heal_token: string | null }>>`
       select provider_file_id, heal_token from provider_file_uploads where id = ${file.id}`
-    assert.equal(row?.provider_file_id, file.provider_file_id, 'the row still names the copy it had')
     assert.equal(row?.heal_token, null, 'the heal claim was let go')
+    // The late complete_heal committed (the row holds the remade copy), or the copy was deleted.
+    assert.equal(row?.provider_file_id, settled ? remade : file.provider_file_id)
+    assert.equal(kept.fakes.kimi.files.has(remade), settled === 1)
 
     const healed = await ensure(kept.app, as(tenant), file.id)
     assert.equal(healed.statusCode, 200, healed.body)
     const now = healed.json() as FileRow
-    assert.notEqual(now.provider_file_id, remade)
-    assert.deepEqual([...kept.fakes.kimi.files.keys()], [now.provider_file_id])
-    const owed = await kept.sql`
-      select 1 from provider_file_uploads where tenant_id = ${tenant} and deleted_at is not null and not provider_deleted`
-    assert.equal(owed.length, 0, 'no provider delete is owed')
+    assert.deepEqual([...kept.fakes.kimi.files.keys()], [now.provider_file_id], "one copy, the row's")
   })
 })
