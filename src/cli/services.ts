@@ -68,8 +68,10 @@ export async function openServices(config: Config, logLevel: string): Promise<Cl
       providers,
       cleanup,
       async close() {
-        // Completions the resumable job took up finish before the store closes.
+        // Completions the resumable job took up finish before the store closes, and a provider copy
+        // a heal here could not record (journaled) is recorded while the database answers.
         await resumable.stop()
+        await files.unsettled.sweep().catch(() => 0)
         await kept?.close()
         await registry.close()
         await store.close()
