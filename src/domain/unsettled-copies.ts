@@ -104,7 +104,7 @@ export class UnsettledCopies {
     metrics.providerOrphans.inc({ provider: copy.provider, outcome })
     const line = { ...logged(copy), outcome, uncertain }
     if (outcome === 'lost') log.error(line, 'provider copy neither recorded, deleted nor journaled')
-    else log.warn(line, 'provider copy not recorded: the database was unreachable')
+    else log.warn(line, 'provider copy not recorded: its settle failed')
   }
 
   /** One provider delete (its adapter retries a transient failure); false when it failed. */
