@@ -20,6 +20,13 @@ export type OriginalWriteOutcome = 'created' | 'existing' | 'failed'
 /** A heal (`ensure`, reconcile): the copy was still there, was remade, could not be (no original), or failed. */
 export type HealOutcome = 'present' | 'healed' | 'unavailable' | 'failed'
 export type CopyOutcome = 'created' | 'deduplicated' | 'failed'
+/**
+ * A provider copy whose settle the database did not record in time: deleted at the provider before
+ * the answer, written to the local journal, or (by the journal's sweep once the database answers)
+ * found settled after all or recorded as a tombstone owing its delete; `lost` when it could be
+ * neither deleted nor journaled (its id is in the error log).
+ */
+export type OrphanOutcome = 'deleted' | 'journaled' | 'settled' | 'recorded' | 'lost'
 /** What became of a resumable upload (tus, OpenAI Uploads): each counted once, when it happens. */
 export type ResumableOutcome = 'created' | 'completed' | 'deduplicated' | 'failed' | 'cancelled' | 'expired'
 /** Why a request was refused access: no credentials, unknown or wrong, expired, revoked, out of scope, a bad JWT, too many failures. */
@@ -195,6 +202,12 @@ export function createMetrics() {
     copies: new Counter({
       name: 'filegate_copies_total',
       help: 'Copies of a file made at another provider from its original, by target provider and outcome',
+      labelNames: ['provider', 'outcome'] as const,
+      registers: r,
+    }),
+    providerOrphans: new Counter({
+      name: 'filegate_provider_orphans_total',
+      help: 'Provider copies whose settle could not be recorded (the database unreachable), by outcome: deleted, journaled, then settled or recorded by the journal sweep, or lost',
       labelNames: ['provider', 'outcome'] as const,
       registers: r,
     }),

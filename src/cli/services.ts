@@ -45,9 +45,9 @@ export async function openServices(config: Config, logLevel: string): Promise<Cl
     const metrics = createMetrics()
     providers = createProviderRegistry(config)
     originals = config.originals ? await createOriginalsStore(config.originals) : undefined
-    const files = new FileService({ store, providers, config, metrics, originals })
     // Logs go to stderr, so that stdout keeps only the report.
     const log = pino({ level: logLevel, base: { name: 'filegate-cli' } }, pino.destination(2))
+    const files = new FileService({ store, providers, config, metrics, originals, log })
     const deletion = files.deletionDeps
     const resumable = createResumableUploads({ store, originals, files, metrics, config, log })
     const cleanup = new CleanupService({
@@ -68,8 +68,10 @@ export async function openServices(config: Config, logLevel: string): Promise<Cl
       providers,
       cleanup,
       async close() {
-        // Completions the resumable job took up finish before the store closes.
+        // Completions the resumable job took up finish before the store closes, and a provider copy
+        // a heal here could not record (journaled) is recorded while the database answers.
         await resumable.stop()
+        await files.unsettled.sweep().catch(() => 0)
         await kept?.close()
         await registry.close()
         await store.close()

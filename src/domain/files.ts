@@ -4,6 +4,7 @@
  * (domain/limits.ts), over one store, one provider registry and one set of settle waiters.
  */
 import { createHash, type Hash } from 'node:crypto'
+import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import type { Config } from '../config.js'
 import { AppError, errors, isAppError } from '../errors.js'
@@ -32,6 +33,7 @@ import {
 } from './reads.js'
 import { type StagedBody, type UploadForm, UploadReception, type UploadRequest } from './reception.js'
 import { SettleWaiters } from './settle-waiters.js'
+import { UnsettledCopies, type UnsettledCopiesDeps } from './unsettled-copies.js'
 import { type PlanRequest, planUpload, type UploadPlan } from './upload-plan.js'
 import { type FileMeta, type UploadResult, Uploads } from './uploads.js'
 
@@ -46,6 +48,7 @@ export interface FileServiceDeps {
   metrics: Metrics
   /** The originals store (ORIGINALS_URL); undefined = originals are not kept. */
   originals?: OriginalsStore | undefined
+  log: UnsettledCopiesDeps['log']
 }
 
 export class FileService {
@@ -55,11 +58,23 @@ export class FileService {
   private readonly limitsDeps: LimitsDeps
   /** Checks provider copies and remakes vanished ones from their originals (ensure, reconcile). */
   readonly healer: Healer
+  /** Provider copies whose settle the database did not record: deleted or journaled, then swept. */
+  readonly unsettled: UnsettledCopies
 
   constructor(private readonly deps: FileServiceDeps) {
-    const { store, providers, config, metrics, originals } = deps
+    const { store, providers, config, metrics, originals, log } = deps
     this.deletion = { store, providers, metrics, leaseSeconds: Math.ceil(config.timeouts.uploadMs / 1000) + 60 }
-    this.uploads = new Uploads({ store, config, metrics, deletion: this.deletion, waiters: this.waiters, originals })
+    this.unsettled = new UnsettledCopies({
+      providers,
+      metrics,
+      deletion: this.deletion,
+      journalDir: unsettledJournalDir(config.uploadTmpDir),
+      // The margin the timeouts leave between the upload and the request: a database cut lasts seconds.
+      retryMs: config.timeouts.requestMs - config.timeouts.uploadMs,
+      log,
+    })
+    const { waiters, unsettled } = this
+    this.uploads = new Uploads({ store, config, metrics, deletion: this.deletion, waiters, unsettled, originals })
     this.healer = new Healer({
       store,
       providers,
@@ -67,7 +82,8 @@ export class FileService {
       metrics,
       deletion: this.deletion,
       config,
-      waiters: this.waiters,
+      waiters,
+      unsettled,
     })
     this.limitsDeps = { store, providers, providerConfigs: config.providers, tenantQuotas: config.tenantQuotas }
   }
@@ -266,3 +282,6 @@ async function* hashedBy(hash: Hash, source: AsyncIterable<Buffer>): AsyncGenera
     yield chunk
   }
 }
+
+/** The journal of provider copies not settled in time, under UPLOAD_TMP_DIR (the spool's sweep leaves it alone). */
+export const unsettledJournalDir = (uploadTmpDir: string) => join(uploadTmpDir, 'unsettled-copies')

@@ -29,6 +29,7 @@ import { keptOriginal } from './original-reads.js'
 import { OriginalLostError, spoolOriginal } from './original-spool.js'
 import type { SettleWaiters } from './settle-waiters.js'
 import { removeSpool, type SpooledFile } from './spool.js'
+import type { UnsettledCopies } from './unsettled-copies.js'
 
 export interface HealDeps {
   store: StorePort
@@ -39,6 +40,8 @@ export interface HealDeps {
   config: Pick<Config, 'timeouts' | 'claimLeaseSeconds' | 'uploadTmpDir'>
   /** Woken when a heal ends here, so that callers waiting on the same file look again at once. */
   waiters: SettleWaiters
+  /** complete_heal goes through it: tried again, and the new copy never lost (unsettled-copies.ts). */
+  unsettled: UnsettledCopies
 }
 
 /** What became of one file: still at its provider, uploaded again, or tombstoned (not live). */
@@ -167,12 +170,15 @@ export class Healer {
     }
     metrics.uploadAttempts.inc({ provider: row.provider })
     const sent = await adapter.upload(input, AbortSignal.timeout(config.timeouts.uploadMs))
-    const done = await completeHeal(store, ref, {
-      providerFileId: sent.id,
-      // A remade copy has the provider's new expiry (Gemini: 48 hours again) and processing state.
-      expiresAt: typeof sent.expiresAt === 'number' ? new Date(sent.expiresAt * 1000) : undefined,
-      providerState: sent.state,
-    })
+    const copy = { provider: row.provider, rowId: row.id, healToken: ref.healToken, providerFileId: sent.id }
+    const done = await this.deps.unsettled.settle(copy, () =>
+      completeHeal(store, ref, {
+        providerFileId: sent.id,
+        // A remade copy has the provider's new expiry (Gemini: 48 hours again) and processing state.
+        expiresAt: typeof sent.expiresAt === 'number' ? new Date(sent.expiresAt * 1000) : undefined,
+        providerState: sent.state,
+      }),
+    )
     if (done.outcome === 'healed') {
       metrics.uploadBytes.inc({ provider: row.provider, status: 'success' }, spool.bytes)
       return { outcome: 'healed' as const, row: done.file }

@@ -48,6 +48,7 @@ import { tenantCapsAt } from './limits.js'
 import { type OriginalSource, PendingOriginal, StagingTee } from './original-writes.js'
 import type { SettleWaiters } from './settle-waiters.js'
 import { HashCounter, type SpooledFile } from './spool.js'
+import type { UnsettledCopies } from './unsettled-copies.js'
 import { type Candidate, candidatesFor, type UploadPlan } from './upload-plan.js'
 
 export type { OriginalSource } from './original-writes.js'
@@ -114,6 +115,8 @@ export interface UploadDeps {
   deletion: DeletionDeps
   /** Hears of each row that settled, so that uploads waiting on it look again at once. */
   waiters: SettleWaiters
+  /** Settles that record a provider copy go through it: tried again, and the copy never lost. */
+  unsettled: UnsettledCopies
   /** The originals store (ORIGINALS_URL); undefined = originals are not kept. */
   originals?: OriginalsStore | undefined
 }
@@ -269,17 +272,37 @@ export class Uploads {
     try {
       await original.keep(job.deadline)
     } catch (err) {
-      await this.failClaim(claimRef(claim), err)
+      const error = isAppError(err) ? (err.detail ?? err.code) : describe(err)
+      await failUpload(this.deps.store, claimRef(claim), { error })
+      this.deps.waiters.notify(claim.file.id)
       throw err
     }
   }
 
-  /** Fails the claimed row; a provider copy it already has is tombstoned and deleted. */
-  private async failClaim(ref: ClaimRef, err: unknown, providerFileId?: string): Promise<void> {
+  /** Fails the claimed row that has the provider copy `sent`: the row becomes its tombstone, deleted. */
+  private async failWithCopy(job: UploadJob, ref: ClaimRef, err: unknown, sent: Sent): Promise<void> {
     const error = isAppError(err) ? (err.detail ?? err.code) : describe(err)
-    const tomb = await failUpload(this.deps.store, ref, { error, ...(providerFileId ? { providerFileId } : {}) })
+    const tomb = await this.recording(job, ref, sent.id, () =>
+      failUpload(this.deps.store, ref, { error, providerFileId: sent.id }),
+    )
     this.deps.waiters.notify(ref.id)
     if (tomb) await deleteAtProvider(this.deps.deletion, tomb)
+  }
+
+  /**
+   * A settle of the claim that records the provider's copy `providerFileId`: tried again while the
+   * database is unreachable; when it never answers, the copy is deleted or journaled before the
+   * error goes on (unsettled-copies.ts), never only held here.
+   */
+  private recording<T>(job: UploadJob, ref: ClaimRef, providerFileId: string, settle: () => Promise<T>): Promise<T> {
+    const copy = {
+      provider: job.candidate.config.name,
+      rowId: ref.id,
+      claimToken: ref.claimToken,
+      providerFileId,
+      bytes: job.bytes,
+    }
+    return this.deps.unsettled.settle(copy, settle)
   }
 
   /** A live copy for any candidate, the first candidate's purpose first; all asked in one batch. */
@@ -374,10 +397,9 @@ export class Uploads {
       // A copy the provider made before its reply failed (and that could not be deleted at once)
       // is recorded on the failed row's tombstone and deleted like any other.
       const copyId = isProviderError(err) ? err.copyId : undefined
-      const tomb = await failUpload(this.deps.store, ref, {
-        error: describe(err),
-        ...(copyId ? { providerFileId: copyId } : {}),
-      })
+      const fail = () =>
+        failUpload(this.deps.store, ref, { error: describe(err), ...(copyId ? { providerFileId: copyId } : {}) })
+      const tomb = copyId ? await this.recording(job, ref, copyId, fail) : await fail()
       this.deps.waiters.notify(ref.id)
       if (tomb && copyId) await deleteAtProvider(this.deps.deletion, tomb)
       throw err
@@ -457,7 +479,7 @@ export class Uploads {
     const verdict = body.kind === 'streamed' ? verifyStreamed(job.candidate, body, sent, provider) : job.bytes
     if (verdict instanceof AppError) {
       metrics.uploadBytes.inc({ provider, status: 'failed' }, job.bytes)
-      await this.failClaim(ref, verdict, sent.id)
+      await this.failWithCopy(job, ref, verdict, sent)
       throw verdict
     }
     if (original && sent.tee) {
@@ -466,18 +488,20 @@ export class Uploads {
         await original.keep(job.deadline, verdict)
       } catch (err) {
         metrics.uploadBytes.inc({ provider, status: 'failed' }, job.bytes)
-        await this.failClaim(ref, err, sent.id)
+        await this.failWithCopy(job, ref, err, sent)
         throw err
       }
     }
-    const done = await completeUpload(store, ref, {
-      providerFileId: sent.id,
-      bytes: verdict,
-      originalStored: original !== undefined,
-      providerExpiresAt: typeof sent.copy.expiresAt === 'number' ? new Date(sent.copy.expiresAt * 1000) : undefined,
-      providerState: sent.copy.state,
-      providerError: sent.copy.stateMessage,
-    })
+    const done = await this.recording(job, ref, sent.id, () =>
+      completeUpload(store, ref, {
+        providerFileId: sent.id,
+        bytes: verdict,
+        originalStored: original !== undefined,
+        providerExpiresAt: typeof sent.copy.expiresAt === 'number' ? new Date(sent.copy.expiresAt * 1000) : undefined,
+        providerState: sent.copy.state,
+        providerError: sent.copy.stateMessage,
+      }),
+    )
     waiters.notify(ref.id)
     if (done.outcome === 'completed') {
       metrics.uploadBytes.inc({ provider, status: 'success' }, verdict)

@@ -24,8 +24,12 @@ export default fp(
       config: opts.config,
       metrics: app.metrics,
       originals: app.originals,
+      log: app.log,
     })
     app.decorate('files', files)
+    // Each process sweeps its own journal of unsettled provider copies, as often as a claim is renewed.
+    files.unsettled.start((opts.config.claimLeaseSeconds * 1000) / 3)
+    app.addHook('onClose', () => files.unsettled.stop())
     const resumable = createResumableUploads({
       store: app.store,
       originals: app.originals,

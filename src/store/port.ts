@@ -88,6 +88,42 @@ export function isConnectionError(err: unknown): boolean {
   return cause !== undefined && cause !== err && isConnectionError(cause)
 }
 
+/**
+ * Failures met before a call reached the database: the connection was refused, timed out or could
+ * not be named, the server was starting or full. Such a call cannot have committed; any other
+ * connection failure (a connection cut while the call was under way) may have.
+ */
+const beforeSending = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'EAI_AGAIN',
+  'CONNECT_TIMEOUT',
+  '53300',
+  '57P03',
+  '3D000',
+])
+
+/**
+ * Whether a failed call may still have committed. False only when that is known: it never reached
+ * the database (a code of `beforeSending` in its causes), or the database answered with an error (a
+ * SQLSTATE, or a value it refused: its transaction rolled back). A connection lost while the call was
+ * under way, an unreachable database on a transport that cannot say more (PostgREST's status 0 or
+ * 5xx) or an error of unknown kind may have.
+ */
+export function mayHaveCommitted(err: unknown): boolean {
+  const causes: unknown[] = []
+  for (let e = err; e !== undefined && e !== null && !causes.includes(e); e = (e as { cause?: unknown }).cause) {
+    causes.push(e)
+  }
+  const codeOf = (e: unknown) => (e as { code?: unknown }).code
+  if (causes.some((e) => beforeSending.has(codeOf(e) as string))) return false
+  if (isConnectionError(err)) return true
+  if (err instanceof AppError) return err.code === 'DATABASE_UNAVAILABLE'
+  const code = codeOf(err)
+  return !(typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code))
+}
+
 export const databaseUnavailable = (cause: unknown) =>
   errors.databaseUnavailable('The database is not reachable; retry shortly', cause)
 

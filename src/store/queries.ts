@@ -201,6 +201,38 @@ export function failUpload(
   })
 }
 
+/** A provider copy made for a row whose settle could not be recorded in time (see unsettled-copies.ts). */
+export interface UnsettledCopy {
+  /** The row the copy was made for: an upload's claimed row, or the file a heal remade. */
+  rowId: string
+  providerFileId: string
+  /** The upload's claim, or the heal's, when the copy was made under one. */
+  claimToken?: string | undefined
+  healToken?: string | undefined
+  bytes?: number | undefined
+}
+
+export type UnsettledRecord = { outcome: 'settled'; file: FileRow } | { outcome: 'orphan'; file: FileRow }
+
+/**
+ * Records a copy whose settle never answered: `settled` when a row holds it live (a settle did
+ * commit), else the tombstone owing its provider delete. Null when the row is gone altogether.
+ */
+export function recordUnsettledCopy(
+  store: StorePort,
+  copy: UnsettledCopy,
+  why: string,
+): Promise<UnsettledRecord | null> {
+  return store.call('record_unsettled_copy', {
+    p_id: copy.rowId,
+    p_provider_file_id: copy.providerFileId,
+    p_why: why,
+    p_claim_token: copy.claimToken,
+    p_heal_token: copy.healToken,
+    p_bytes: copy.bytes,
+  })
+}
+
 /** One dedup probe: a live copy at any of `providers` (in order of preference). */
 export interface DedupProbe {
   tenant_id: string

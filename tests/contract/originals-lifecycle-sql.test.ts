@@ -173,6 +173,14 @@ for (const transport of transports) {
       assert.equal(healed.outcome, 'healed')
       assert.equal(healed.file.provider_file_id, 'file-new')
       assert.equal((healed.file as unknown as Record<string, unknown>).heal_token, undefined, 'kept out of the row')
+      // The same completion again (its first answer lost in a database cut) answers the same.
+      const repeated = await completeHeal(
+        store,
+        { id: row.id, healToken: first.heal_token },
+        { providerFileId: 'file-new' },
+      )
+      assert.equal(repeated.outcome, 'healed', 'the live copy is not made an orphan')
+      assert.equal(repeated.file.provider_file_id, 'file-new')
       // A second completion with the spent token is an orphan.
       const late = await completeHeal(
         store,

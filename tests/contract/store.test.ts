@@ -277,6 +277,66 @@ for (const transport of transports) {
       assert.equal(claimed?.id, lost.orphan.id)
     })
 
+    it('a settle repeated after it committed answers the same, never a lost claim nor a second tombstone', async () => {
+      const a = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(31) }))
+      const settle = { p_id: a.file?.id, p_claim_token: a.claim_token, p_provider_file_id: 'prov-once', p_bytes: 100 }
+      const first = await store.call<{ outcome: string; file: FileJson }>('complete_upload', settle)
+      const again = await store.call<{ outcome: string; file: FileJson; orphan?: FileJson }>('complete_upload', settle)
+      assert.equal(first.outcome, 'completed')
+      assert.equal(again.outcome, 'completed', 'the copy stays the live one')
+      assert.equal(again.orphan, undefined)
+      assert.equal(again.file.provider_file_id, 'prov-once')
+      const recorded = await store.call<{ outcome: string; file: FileJson }>('record_unsettled_copy', {
+        p_id: a.file?.id,
+        p_provider_file_id: 'prov-once',
+        p_why: 'not answered',
+        p_claim_token: a.claim_token,
+      })
+      assert.equal(recorded.outcome, 'settled', 'a copy the row holds is left alone')
+      assert.equal(recorded.file.status, 'completed')
+
+      const b = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(32) }))
+      const fail = { p_id: b.file?.id, p_claim_token: b.claim_token, p_error: 'mismatch', p_provider_file_id: 'prov-x' }
+      const tomb = await store.call<FileJson>('fail_upload', fail)
+      const tombAgain = await store.call<FileJson>('fail_upload', fail)
+      assert.equal(tomb.status, 'deleted')
+      assert.equal(tombAgain?.id, tomb.id, 'the tombstone it made, its delete still owed')
+      assert.equal(tombAgain.provider_deleted, false)
+    })
+
+    it('records a copy whose settle never answered: the claim becomes its tombstone, once; a claim taken over leaves one beside', async () => {
+      const a = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(33) }))
+      const copy = {
+        p_id: a.file?.id,
+        p_provider_file_id: 'prov-unsettled',
+        p_why: 'unreachable',
+        p_claim_token: a.claim_token,
+      }
+      const first = await store.call<{ outcome: string; file: FileJson }>('record_unsettled_copy', copy)
+      const again = await store.call<{ outcome: string; file: FileJson }>('record_unsettled_copy', copy)
+      assert.equal(first.outcome, 'orphan')
+      assert.equal(first.file.id, a.file?.id, 'the claimed row itself')
+      assert.equal(first.file.status, 'deleted')
+      assert.equal(first.file.deletion_reason, 'orphaned')
+      assert.equal(first.file.provider_deleted, false)
+      assert.equal(again.file.id, first.file.id, 'recorded once')
+
+      const b = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(34) }))
+      const takeover = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(34), p_stuck_minutes: 0 }))
+      assert.equal(takeover.outcome, 'claimed')
+      const beside = await store.call<{ outcome: string; file: FileJson }>('record_unsettled_copy', {
+        p_id: b.file?.id,
+        p_provider_file_id: 'prov-old-claim',
+        p_why: 'unreachable',
+        p_claim_token: b.claim_token,
+      })
+      assert.equal(beside.outcome, 'orphan')
+      assert.notEqual(beside.file.id, b.file?.id, 'the new claim is left alone')
+      assert.equal(beside.file.provider_file_id, 'prov-old-claim')
+      const live = await store.call<FileJson>('get_file', { p_tenant_id: 't1', p_id: b.file?.id })
+      assert.equal(live.status, 'uploading')
+    })
+
     it('refuses a claim that would break the account cap, counting every tenant', async () => {
       const capped = { p_provider: 'capped', p_max_files: 2, p_max_bytes: 1000 }
       const one = await store.call<Claim>('claim_upload', claimArgs({ ...capped, p_sha256: sha(40) }))

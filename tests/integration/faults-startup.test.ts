@@ -7,47 +7,13 @@
  * store is ready; it never dies of Fastify's plugin timeout. A broken migration still stops it.
  */
 import assert from 'node:assert/strict'
-import { connect, createServer, type Socket } from 'node:net'
-import { describe, it, type TestContext } from 'node:test'
+import { describe, it } from 'node:test'
 import postgres from 'postgres'
-import { adminUrl, auth, createTestDatabase, freePort, postgresSuiteSkip, testKeys } from '../helper.js'
+import { auth, createTestDatabase, freePort, postgresSuiteSkip, testKeys } from '../helper.js'
+import { postgresProxy } from '../postgres-proxy.js'
 import { httpRequest, serverEnv, spawnNode, waitForStatus, watchStartUp, within } from '../process-support.js'
 
 const needsPostgres = await postgresSuiteSkip()
-
-/** A TCP proxy to Postgres that holds every connection until `releaseAt`, then forwards it. */
-async function delayingProxy(t: TestContext, releaseAt: number): Promise<number> {
-  const target = new URL(adminUrl)
-  const sockets = new Set<Socket>()
-  const server = createServer((client) => {
-    sockets.add(client)
-    client.pause()
-    client.on('error', () => {})
-    client.once('close', () => sockets.delete(client))
-    setTimeout(
-      () => {
-        if (client.destroyed) return
-        const upstream = connect(Number(target.port || 5432), target.hostname)
-        sockets.add(upstream)
-        upstream.on('error', () => client.destroy())
-        upstream.once('close', () => {
-          sockets.delete(upstream)
-          client.destroy()
-        })
-        client.once('close', () => upstream.destroy())
-        client.pipe(upstream).pipe(client)
-        client.resume()
-      },
-      Math.max(0, releaseAt - Date.now()),
-    )
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(async () => {
-    for (const s of sockets) s.destroy()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  return (server.address() as { port: number }).port
-}
 
 describe('cold start', () => {
   it('a Postgres that takes 15 s to answer: listens at once, 503 meanwhile, ready after', {
@@ -56,11 +22,10 @@ describe('cold start', () => {
     const db = await createTestDatabase('filegate_cold')
     t.after(() => db.drop())
     const releaseAt = Date.now() + 15_000
-    const proxyPort = await delayingProxy(t, releaseAt)
-    const url = new URL(db.url)
-    url.port = String(proxyPort)
+    // Every connection is held until releaseAt, then forwarded.
+    const proxy = await postgresProxy(t, { heldUntil: releaseAt })
     const port = await freePort()
-    const child = spawnNode(t, 'src/server.ts', await serverEnv(t, port, { DATABASE_URL: url.toString() }))
+    const child = spawnNode(t, 'src/server.ts', await serverEnv(t, port, { DATABASE_URL: proxy.urlFor(db.url) }))
 
     const live = await waitForStatus(child, port, '/healthz', 200, 12_000)
     assert.equal(live.status, 200)

@@ -275,6 +275,7 @@ describe('an upload racing the delete of its original', { skip }, () => {
       metrics: app.metrics,
       deletion: app.files.deletionDeps,
       waiters: new SettleWaiters(),
+      unsettled: app.files.unsettled,
       originals: app.originals,
     })
     return async (tenant: string, bytes: Buffer) => {
