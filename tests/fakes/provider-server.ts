@@ -129,9 +129,10 @@ export interface FakeProvider {
   forget(id: string): boolean
   /**
    * Called with each list request's `after` cursor (undefined for the first page) before the page
-   * is made, so that a test can delete files between the pages of a walk, as other clients do.
+   * is made (and awaited), so that a test can change things between the pages of a walk, as other
+   * clients do.
    */
-  onList: ((after: string | undefined) => void) | undefined
+  onList: ((after: string | undefined) => void | Promise<void>) | undefined
   reset(): void
   close(): Promise<void>
 }
@@ -668,8 +669,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
 
   // Kimi: every file at once, no cursor (platform.kimi.ai/docs/api/files-list). GLM: `purpose`,
   // `after`, `limit` 1-100 (docs.bigmodel.cn 文件列表). OpenAI: `limit` 1-10,000, default 10,000, `order`.
-  const handleList = (url: URL, res: ServerResponse) => {
-    hooks.onList?.(url.searchParams.get('after') ?? undefined)
+  const handleList = async (url: URL, res: ServerResponse) => {
+    await hooks.onList?.(url.searchParams.get('after') ?? undefined)
     let all = [...records.files.values()]
     if (kind === 'kimi') return send(res, 200, { object: 'list', data: listData(all) })
     const purpose = url.searchParams.get('purpose')
