@@ -78,8 +78,12 @@ export interface CleanupDeps {
 }
 
 const leaseTtlSeconds = 120
-/** A claimed original delete holds its original this long: far longer than one removal takes. */
-const originalDeleteLeaseSeconds = 600
+/**
+ * A claimed original delete holds its original this long unless its run renews it (every third of
+ * it): long beside one removal, short enough that claims a failed run could not let go of (the
+ * database unreachable) are free again within a few sweeps.
+ */
+const originalDeleteLeaseSeconds = 30
 
 export class CleanupService {
   /** Identifies this process as a lease holder. */
