@@ -18,6 +18,7 @@ import { spoolToFile } from '../../src/domain/spool.js'
 import type { Tallies } from '../../src/domain/sweep-batches.js'
 import { Uploads } from '../../src/domain/uploads.js'
 import { createOriginalsStore, type OriginalsStore } from '../../src/originals/index.js'
+import type { StorePort } from '../../src/store/port.js'
 import { build, fileDatabase, postgresSuiteSkip, requirePostgres, tempDir, testConfig } from '../helper.js'
 import { content, copy, type KeptContext, keptApp, originalRow, uploadKept } from './originals-kept-support.js'
 import { collect, readAll } from './originals-support.js'
@@ -110,6 +111,29 @@ async function countingStore(t: TestContext) {
   }
 }
 
+/** One run of the originals sweep outside the job (no job lease), grace 0: its tallies. */
+async function sweepOnce(
+  store: StorePort,
+  originals: OriginalsStore,
+  o: { batchSize: number; concurrency: number; leaseSeconds: number },
+): Promise<Tallies> {
+  const tallies: Tallies = {}
+  await new OriginalsSweep(
+    {
+      store,
+      originals,
+      graceMinutes: 0,
+      inFlightMs: 60_000,
+      ...o,
+      renewLease: async () => true,
+      stopping: () => false,
+      warn: () => {},
+    },
+    { dryRun: false },
+  ).run(tallies)
+  return tallies
+}
+
 const exists = async (store: OriginalsStore, tenant: string, sha: string) =>
   (await store.stat({ tenant, sha256: sha })) !== null
 
@@ -140,26 +164,8 @@ describe('the originals job', { skip }, () => {
     const more: FileRow[] = []
     for (let i = 0; i < 20; i++) more.push(await uploadKept(a, tenant, content(`more ${i}`)))
     for (const f of more) await deleteFile(a, tenant, f.id)
-    const sweep = (app: typeof a.app) => {
-      const tallies: Tallies = {}
-      return new OriginalsSweep(
-        {
-          store: app.store,
-          originals: counted.store,
-          graceMinutes: 0,
-          inFlightMs: 60_000,
-          batchSize: 3,
-          concurrency: 3,
-          leaseSeconds: 600,
-          renewLease: async () => true,
-          stopping: () => false,
-          warn: () => {},
-        },
-        { dryRun: false },
-      )
-        .run(tallies)
-        .then(() => tallies)
-    }
+    const sweep = (app: typeof a.app) =>
+      sweepOnce(app.store, counted.store, { batchSize: 3, concurrency: 3, leaseSeconds: 600 })
     const [ta, tb] = await Promise.all([sweep(a.app), sweep(b.app)])
     assert.equal((ta.originals?.deleted ?? 0) + (tb.originals?.deleted ?? 0), 20)
     for (const f of more) assert.equal(counted.removes.get(`${tenant}/${f.sha256}`), 1, 'removed once')
@@ -228,26 +234,8 @@ describe('the originals job', { skip }, () => {
     const tenant = freshTenant('job-short-lease')
     const file = await uploadKept(ctx, tenant, content('short lease'))
     await deleteFile(ctx, tenant, file.id)
-    const sweep = (leaseSeconds: number) => {
-      const tallies: Tallies = {}
-      return new OriginalsSweep(
-        {
-          store: ctx.app.store,
-          originals: counted.store,
-          graceMinutes: 0,
-          inFlightMs: 60_000,
-          batchSize: 10,
-          concurrency: 2,
-          leaseSeconds,
-          renewLease: async () => true,
-          stopping: () => false,
-          warn: () => {},
-        },
-        { dryRun: false },
-      )
-        .run(tallies)
-        .then(() => tallies)
-    }
+    const sweep = (leaseSeconds: number) =>
+      sweepOnce(ctx.app.store, counted.store, { batchSize: 10, concurrency: 2, leaseSeconds })
     // A removal that outlasts the lease keeps its claim: the run renews it.
     const held = counted.hold()
     const running = sweep(1)
