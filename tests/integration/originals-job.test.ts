@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { utimes } from 'node:fs/promises'
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, it, type TestContext } from 'node:test'
@@ -19,6 +20,7 @@ import type { Tallies } from '../../src/domain/sweep-batches.js'
 import { Uploads } from '../../src/domain/uploads.js'
 import { createOriginalsStore, type OriginalsStore } from '../../src/originals/index.js'
 import type { StorePort } from '../../src/store/port.js'
+import { startS3Server } from '../fakes/s3-server.js'
 import { build, fileDatabase, postgresSuiteSkip, requirePostgres, tempDir, testConfig } from '../helper.js'
 import { content, copy, type KeptContext, keptApp, originalRow, uploadKept } from './originals-kept-support.js'
 import { collect, readAll } from './originals-support.js'
@@ -111,6 +113,42 @@ async function countingStore(t: TestContext) {
   }
 }
 
+/**
+ * A loopback port in front of `target` that can stop listening (connections refused, as a store
+ * that is down answers) and listen again on the same port.
+ */
+async function connectionGate(t: TestContext, target: string) {
+  const to = new URL(target)
+  const sockets = new Set<Socket>()
+  let server: Server | undefined
+  let port = 0
+  const accept = async () => {
+    const gate = createServer((client) => {
+      const upstream = connect(Number(to.port), to.hostname)
+      for (const s of [client, upstream]) {
+        sockets.add(s)
+        s.on('error', () => {})
+        s.once('close', () => sockets.delete(s))
+      }
+      client.once('close', () => upstream.destroy())
+      upstream.once('close', () => client.destroy())
+      client.pipe(upstream).pipe(client)
+    })
+    await new Promise<void>((resolve) => gate.listen(port, '127.0.0.1', resolve))
+    port = (gate.address() as AddressInfo).port
+    server = gate
+  }
+  const refuse = async () => {
+    const gate = server
+    server = undefined
+    for (const s of sockets) s.destroy()
+    if (gate) await new Promise<void>((resolve) => gate.close(() => resolve()))
+  }
+  await accept()
+  t.after(refuse)
+  return { endpoint: `http://127.0.0.1:${port}`, accept, refuse }
+}
+
 /** One run of the originals sweep outside the job (no job lease), grace 0: its tallies. */
 async function sweepOnce(
   store: StorePort,
@@ -171,18 +209,30 @@ describe('the originals job', { skip }, () => {
     for (const f of more) assert.equal(counted.removes.get(`${tenant}/${f.sha256}`), 1, 'removed once')
   })
 
-  it('a file deleted during a store outage loses its original once the store is back, though the failed run could not let go at first', async (t) => {
+  it('a file deleted while the bucket refuses connections loses its original once it is back, though the failed run could not let go at first', async (t) => {
     if (!(await requirePostgres(t))) return
-    const counted = await countingStore(t)
+    const s3 = await startS3Server(t)
+    const gate = await connectionGate(t, s3.endpoint)
     const ctx = await keptApp(t, await fileDatabase(t), {
-      originals: counted.store,
-      env: { ORIGINALS_GRACE_MINUTES: '0' },
+      env: {
+        ORIGINALS_URL: `s3://${s3.bucket}/originals`,
+        S3_ENDPOINT: gate.endpoint,
+        S3_REGION: 'us-east-1',
+        S3_ACCESS_KEY_ID: 'S3RVER',
+        S3_SECRET_ACCESS_KEY: 'S3RVER',
+        S3_FORCE_PATH_STYLE: 'true',
+        ORIGINALS_GRACE_MINUTES: '0',
+      },
     })
+    // The bucket as the test sees it, past the gate.
+    const bucket = await createOriginalsStore({ url: `s3://${s3.bucket}/originals`, s3: s3.options })
+    t.after(() => bucket.close())
     const tenant = freshTenant('job-outage')
     const file = await uploadKept(ctx, tenant, content('deleted in an outage'))
-    counted.outage.down = true
+    assert.ok(await exists(bucket, tenant, file.sha256))
+    await gate.refuse()
     await deleteFile(ctx, tenant, file.id)
-    // The database does not answer the run's first two attempts to let go of its claim.
+    // The database does not answer the run's first two attempts to let go of its claim either.
     let releases = 0
     routeStoreCalls(t, ctx.app, (call, fn, args) => {
       if (fn === 'release_original_delete' && ++releases <= 2) {
@@ -191,15 +241,15 @@ describe('the originals job', { skip }, () => {
       return call(fn, args)
     })
     const failed = await runJob(ctx)
-    assert.equal(failed.status, 'failed', 'the store refused its listing too')
+    assert.equal(failed.status, 'failed', 'the bucket refused its listing too')
     assert.equal(failed.providers.originals?.failed, 1)
-    assert.ok(await exists(counted.store, tenant, file.sha256))
+    assert.ok(await exists(bucket, tenant, file.sha256))
 
-    counted.outage.down = false
+    await gate.accept()
     const next = await runJob(ctx)
-    assert.equal(next.status, 'completed')
+    assert.equal(next.status, 'completed', JSON.stringify(next))
     assert.equal(next.providers.originals?.deleted, 1)
-    assert.equal(await exists(counted.store, tenant, file.sha256), false, 'gone from the store at the next sweep')
+    assert.equal(await exists(bucket, tenant, file.sha256), false, 'gone from the bucket at the next sweep')
     assert.equal(await originalRow(ctx, tenant, file.sha256), undefined)
   })
 
