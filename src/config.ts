@@ -116,6 +116,9 @@ export const EnvSchema = Type.Object({
   CLEANUP_CONCURRENCY: Type.Integer({ default: 8, minimum: 1, maximum: 256 }),
   RECONCILE_DELETE_UNKNOWN: Type.Boolean({ default: false }),
   RECONCILE_GRACE_MINUTES: Int(60, 0),
+  RECONCILE_CRON: Type.Optional(
+    Type.String({ description: 'schedule of the reconcile job (5 or 6 fields); unset = on demand only' }),
+  ),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   METRICS_TOKEN: Type.Optional(
     Type.String({ minLength: 16, description: 'Bearer token /metrics requires (both listeners); unset = open' }),
@@ -302,6 +305,8 @@ export interface Config {
     concurrency: number
     reconcileDeleteUnknown: boolean
     reconcileGraceMinutes: number
+    /** RECONCILE_CRON: the reconcile job's own schedule; undefined = on demand only. */
+    reconcileCron: string | undefined
     auditRetentionDays: number
   }
   metricsPort: number | undefined
@@ -548,6 +553,8 @@ function crossFieldProblems(env: Env, problems: string[]): void {
   }
   if (!cron.validate(env.CLEANUP_CRON))
     problems.push(`CLEANUP_CRON: "${env.CLEANUP_CRON}" is not a valid cron expression`)
+  if (env.RECONCILE_CRON !== undefined && !cron.validate(env.RECONCILE_CRON))
+    problems.push(`RECONCILE_CRON: "${env.RECONCILE_CRON}" is not a valid cron expression`)
 
   if ((env.SUPABASE_URL === undefined) !== (env.SUPABASE_SERVICE_ROLE_KEY === undefined)) {
     problems.push('SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY: set both or neither')
@@ -679,6 +686,7 @@ export function loadConfig(source: Record<string, string | undefined>): Config {
       concurrency: env.CLEANUP_CONCURRENCY,
       reconcileDeleteUnknown: env.RECONCILE_DELETE_UNKNOWN,
       reconcileGraceMinutes: env.RECONCILE_GRACE_MINUTES,
+      reconcileCron: env.RECONCILE_CRON,
       auditRetentionDays: env.AUDIT_RETENTION_DAYS,
     },
     metricsPort: env.METRICS_PORT,

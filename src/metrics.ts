@@ -13,6 +13,8 @@ export interface ScrapeHooks {
   refreshUsage?: () => Promise<void>
   /** Refreshes filegate_originals_objects / filegate_originals_bytes (originals kept only). */
   refreshOriginals?: () => Promise<void>
+  /** Refreshes filegate_provider_unknown_files from the last reconcile's findings in the database. */
+  refreshReconcile?: () => Promise<void>
 }
 
 /** What became of one write of an original: written, already stored (dedup in the store), or failed. */
@@ -164,6 +166,21 @@ export function createMetrics() {
       help: 'Cleanup job runs by outcome',
       labelNames: ['job', 'outcome'] as const,
       registers: r,
+    }),
+    cleanupOverruns: new Counter({
+      name: 'filegate_cleanup_overruns_total',
+      help: 'Scheduled runs still going when their schedule came round again (that tick skipped), by the job then running',
+      labelNames: ['job'] as const,
+      registers: r,
+    }),
+    providerUnknownFiles: new Gauge({
+      name: 'filegate_provider_unknown_files',
+      help: 'Provider files no row knows, older than RECONCILE_GRACE_MINUTES, still there after the last reconcile (any replica)',
+      labelNames: ['provider'] as const,
+      registers: r,
+      async collect() {
+        await hooks.refreshReconcile?.()
+      },
     }),
     cleanupLastSuccess: new Gauge({
       name: 'filegate_cleanup_last_success_timestamp_seconds',

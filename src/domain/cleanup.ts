@@ -21,6 +21,8 @@ import {
   findUnknownProviderFiles,
   purgeAuditEvents,
   reconcileGoneFiles,
+  reconcileResults,
+  recordReconcileResult,
   releaseJobLease,
 } from '../store/queries.js'
 import { recordCleanupRun } from './audit.js'
@@ -55,6 +57,8 @@ export interface CleanupOptions {
   jobs: CleanupJob[]
   /** At most this many candidates per job; unbounded (batch after batch) when absent. */
   limit?: number | undefined
+  /** Told as each job starts (the schedule names the job an overrun caught). */
+  onJob?: ((job: CleanupJob) => void) | undefined
 }
 
 interface Log {
@@ -78,8 +82,12 @@ export interface CleanupDeps {
 }
 
 const leaseTtlSeconds = 120
-/** A claimed original delete holds its original this long: far longer than one removal takes. */
-const originalDeleteLeaseSeconds = 600
+/**
+ * A claimed original delete holds its original this long unless its run renews it (every third of
+ * it): long beside one removal, short enough that claims a failed run could not let go of (the
+ * database unreachable) are free again within a few sweeps.
+ */
+const originalDeleteLeaseSeconds = 30
 
 export class CleanupService {
   /** Identifies this process as a lease holder. */
@@ -97,6 +105,7 @@ export class CleanupService {
     const started = new Date()
     const jobs: CleanupReport['jobs'] = {}
     for (const job of cleanupJobs.filter((j) => options.jobs.includes(j))) {
+      options.onJob?.(job)
       jobs[job] = await inSpan('filegate.cleanup.job', { 'filegate.job': job }, () => this.runJob(job, options))
     }
     const report = {
@@ -125,6 +134,14 @@ export class CleanupService {
     }
     const report: JobReport = { status: 'completed', providers: {} }
     const started = Date.now()
+    // The job lease is renewed while the job runs, also through a long provider listing (reconcile).
+    const heartbeat = options.dryRun
+      ? undefined
+      : setInterval(
+          () => void acquireJobLease(store, leaseName, this.holder, leaseTtlSeconds).catch(() => undefined),
+          (leaseTtlSeconds * 1000) / 3,
+        )
+    heartbeat?.unref()
     try {
       await this.sweep(job, options, report, leaseName)
       if (!options.dryRun) {
@@ -138,6 +155,7 @@ export class CleanupService {
       if (!options.dryRun) metrics.cleanupRuns.inc({ job, outcome: 'failure' })
       log.warn({ job, err: { code: e.code, message: e.message } }, 'cleanup job failed')
     } finally {
+      clearInterval(heartbeat)
       if (!options.dryRun) {
         await releaseJobLease(store, leaseName, this.holder).catch(() => {})
       }
@@ -253,16 +271,25 @@ export class CleanupService {
       const t = tally(report.providers, adapter.name)
       t.candidates += chosen.length
       if (options.dryRun) t.candidate_ids = chosen.slice(0, dryRunIdCap).map((f) => f.id)
+      let deleted = 0
       if (!options.dryRun && config.cleanup.reconcileDeleteUnknown) {
         await mapBounded(chosen, config.cleanup.concurrency, async (f) => {
           try {
             await adapter.delete(f.id)
             metrics.deletions.inc({ provider: adapter.name, reason: 'reconciled' })
             t.deleted++
+            deleted++
           } catch {
             t.failed++
           }
         })
+      }
+      // filegate_provider_unknown_files: what a real run leaves there, kept in the database so that
+      // every replica shows the last run's findings, whichever replica ran it.
+      if (!options.dryRun) {
+        const left = stale.length - deleted
+        await recordReconcileResult(store, adapter.name, left)
+        metrics.providerUnknownFiles.set({ provider: adapter.name }, left)
       }
       const gone = (apply: boolean) =>
         reconcileGoneFiles(store, {
@@ -304,6 +331,22 @@ export class CleanupService {
         this.deps.log.warn({ id: row.id, err: { code: (err as { code?: string }).code } }, 'reconcile heal failed')
       }
     })
+  }
+}
+
+/**
+ * Sets filegate_provider_unknown_files from the last reconcile of each configured provider (called
+ * on scrape); a provider never reconciled has no series.
+ */
+export async function refreshUnknownFilesGauge(
+  store: StorePort,
+  providers: ProviderRegistry,
+  metrics: Metrics,
+): Promise<void> {
+  const results = await reconcileResults(store)
+  for (const adapter of providers.list()) {
+    const r = results.find((x) => x.provider === adapter.name)
+    if (r) metrics.providerUnknownFiles.set({ provider: adapter.name }, Number(r.unknown_files))
   }
 }
 

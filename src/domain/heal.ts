@@ -3,7 +3,10 @@
  * claim the heal (SQL claim_heal: one healer per file across replicas, a lease renewed while it
  * works), ask the provider whether it still has the file, and when it does not, upload it again
  * from the kept original under the same filegate id (complete_heal: the old provider id joins the
- * row's history). Without an original to upload from, the row is tombstoned `reconciled`.
+ * row's history, and the old copy is deleted like any other: it may still be there, and a 404
+ * answers that it was not). Without an original to upload from, the row is tombstoned `reconciled`.
+ * Where retrieve is a walk of the listing (GLM), not being shown is no proof that the copy is gone:
+ * such a tombstone gets its provider delete too, which a 404 settles.
  *
  * Concurrent callers of one file heal it once: the others wait for the claim to end and answer the
  * row as it is then. A caller that finds the claim's lease run out (its holder died) heals itself.
@@ -128,13 +131,18 @@ export class Healer {
   }
 
   private async checkAndHeal(row: FileRow, ref: HealRef): Promise<HealResult> {
-    const { store, originals } = this.deps
+    const { originals } = this.deps
     const adapter = this.deps.providers.require(row.provider)
-    if (row.provider_file_id && !isGoneAtProvider(await adapter.retrieve(row.provider_file_id))) {
-      return { outcome: 'present', row: (await releaseHeal(store, ref)) ?? row }
+    let listed: ProviderFile | null | undefined
+    if (row.provider_file_id) {
+      listed = await adapter.retrieve(row.provider_file_id)
+      if (!isGoneAtProvider(listed))
+        return { outcome: 'present', row: (await releaseHeal(this.deps.store, ref)) ?? row }
     }
+    // Gone for sure when the provider said so: a 404 to a retrieve, or a file object saying so.
+    const provenGone = listed !== null || !adapter.retrieveByListing
     const kept = keptOriginal(originals, row)
-    if ('why' in kept) return { outcome: 'unavailable', row: await reconcileVanishedFile(store, ref), why: kept.why }
+    if ('why' in kept) return this.tombstone(ref, provenGone, kept.why)
     let spool: SpooledFile
     try {
       spool = await spoolOriginal(
@@ -148,13 +156,20 @@ export class Healer {
       )
     } catch (err) {
       if (!(err instanceof OriginalLostError)) throw err
-      return { outcome: 'unavailable', row: await reconcileVanishedFile(store, ref), why: err.why }
+      return this.tombstone(ref, provenGone, err.why)
     }
     try {
       return await this.uploadAgain(row, ref, adapter, spool)
     } finally {
       await removeSpool(spool)
     }
+  }
+
+  /** No original to heal from: tombstoned `reconciled`; a copy not proven gone is deleted at the provider. */
+  private async tombstone(ref: HealRef, provenGone: boolean, why: string): Promise<HealResult> {
+    const tomb = await reconcileVanishedFile(this.deps.store, ref, provenGone)
+    if (tomb.deleted_at === null || tomb.provider_deleted) return { outcome: 'unavailable', row: tomb, why }
+    return { outcome: 'unavailable', row: (await deleteAtProvider(this.deps.deletion, tomb)).row, why }
   }
 
   /** One provider upload (retries allowed: the spool can be read again), then complete_heal. */
@@ -181,6 +196,8 @@ export class Healer {
     )
     if (done.outcome === 'healed') {
       metrics.uploadBytes.inc({ provider: row.provider, status: 'success' }, spool.bytes)
+      // The replaced copy, queued as an orphan tombstone: deleted now, or by the provider_deletes sweep.
+      if (done.replaced) await deleteAtProvider(this.deps.deletion, done.replaced)
       return { outcome: 'healed' as const, row: done.file }
     }
     // The claim was lost meanwhile (the file deleted, or its lease taken over): the new copy is an orphan.

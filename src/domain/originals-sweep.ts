@@ -11,7 +11,14 @@
  *   unknown    content objects no row knows (a crash between a write and its bookkeeping), older
  *              than the grace: held through the same lease (claim_unknown_original) while removed.
  * The job runs under the job lease like the others; a dry run only reads.
+ *
+ * A claim is held by a short lease that the run renews while it works (HeldClaims), and a run that
+ * stops for any reason lets go of what it still holds, trying the database a few times: whatever
+ * it could not let go of (the database unreachable, the process killed) is free again once that
+ * short lease runs out, so a deleted file's original leaves the store within a few sweeps of the
+ * store and the database answering again.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { OriginalsStore } from '../originals/index.js'
 import type { StoredObject } from '../originals/store.js'
 import type { StorePort } from '../store/port.js'
@@ -22,6 +29,7 @@ import {
   finishOriginalDelete,
   type OriginalRef,
   releaseOriginalDelete,
+  renewOriginalDeletes,
   unknownOriginals,
 } from '../store/queries.js'
 import { dryRunIdCap, mapBounded, type ProviderTally, type Tallies, tally } from './sweep-batches.js'
@@ -34,7 +42,7 @@ export interface OriginalsSweepDeps {
   inFlightMs: number
   batchSize: number
   concurrency: number
-  /** How long a claimed delete holds its original: far longer than one object removal takes. */
+  /** How long a claimed delete holds its original unless renewed (every third of it while the run works). */
   leaseSeconds: number
   renewLease: () => Promise<unknown>
   stopping: () => boolean
@@ -48,17 +56,81 @@ export interface OriginalsSweepOptions {
 }
 
 const keyOf = (o: { tenant_id: string; sha256: string }) => `${o.tenant_id}/${o.sha256}`
+const refKey = (ref: OriginalRef) => `${ref.tenantId}/${ref.sha256}`
+
+/** A release the database did not answer is tried this many times in all, this far apart at first. */
+const releaseAttempts = 4
+const releaseBackoffMs = 100
+
+/**
+ * The delete claims one run holds: renewed every third of their lease while the run works, and
+ * let go of when it stops. A claim is given up once its removal is done or released.
+ */
+class HeldClaims {
+  private readonly held = new Map<string, OriginalRef>()
+  private readonly timer: NodeJS.Timeout
+
+  constructor(
+    private readonly store: StorePort,
+    private readonly leaseSeconds: number,
+  ) {
+    // A failed renewal is not fatal: the next one tries again, and a claim it lost is only a delete
+    // done later (finish_original_delete then answers false if an upload took the original back).
+    this.timer = setInterval(() => void this.renew().catch(() => undefined), (leaseSeconds * 1000) / 3)
+    this.timer.unref()
+  }
+
+  add(ref: OriginalRef): void {
+    this.held.set(refKey(ref), ref)
+  }
+
+  done(ref: OriginalRef): void {
+    this.held.delete(refKey(ref))
+  }
+
+  private async renew(): Promise<void> {
+    if (this.held.size > 0) await renewOriginalDeletes(this.store, [...this.held.values()], this.leaseSeconds)
+  }
+
+  /** Lets go of one claim, trying a database that does not answer a few times; false when it could not. */
+  async release(ref: OriginalRef): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await releaseOriginalDelete(this.store, ref)
+        this.done(ref)
+        return true
+      } catch {
+        if (attempt >= releaseAttempts) return false
+        await sleep(releaseBackoffMs * 2 ** (attempt - 1))
+      }
+    }
+  }
+
+  /** Stops renewing and lets go of every claim still held (the rest lapse with their short lease). */
+  async close(): Promise<void> {
+    clearInterval(this.timer)
+    await Promise.all([...this.held.values()].map((ref) => this.release(ref)))
+  }
+}
 
 export class OriginalsSweep {
+  private readonly claims: HeldClaims | undefined
+
   constructor(
     private readonly deps: OriginalsSweepDeps,
     private readonly options: OriginalsSweepOptions,
-  ) {}
+  ) {
+    if (!options.dryRun) this.claims = new HeldClaims(deps.store, deps.leaseSeconds)
+  }
 
   async run(tallies: Tallies): Promise<void> {
-    await this.unreferenced(tally(tallies, 'originals'))
-    await this.staging(tally(tallies, 'staging'))
-    await this.unknown(tally(tallies, 'unknown'))
+    try {
+      await this.unreferenced(tally(tallies, 'originals'))
+      await this.staging(tally(tallies, 'staging'))
+      await this.unknown(tally(tallies, 'unknown'))
+    } finally {
+      await this.claims?.close()
+    }
   }
 
   private get limit(): number {
@@ -81,16 +153,17 @@ export class OriginalsSweep {
       for (const o of found) this.note(t, keyOf(o))
       return
     }
+    const claims = this.claims as HeldClaims
     let remaining = this.limit
     while (remaining > 0 && !this.deps.stopping()) {
       const size = Math.min(batchSize, remaining)
-      const [batch] = await Promise.all([
-        claimOriginalDeletes(store, { graceSeconds, leaseSeconds, limit: size }),
-        this.deps.renewLease(),
-      ])
+      await this.deps.renewLease()
+      const batch = await claimOriginalDeletes(store, { graceSeconds, leaseSeconds, limit: size })
+      const refs = batch.map((o) => ({ tenantId: o.tenant_id, sha256: o.sha256 }))
+      for (const ref of refs) claims.add(ref)
       remaining -= batch.length
       for (const o of batch) this.note(t, keyOf(o))
-      await mapBounded(batch, this.deps.concurrency, (o) => this.remove(t, { tenantId: o.tenant_id, sha256: o.sha256 }))
+      await mapBounded(refs, this.deps.concurrency, (ref) => this.remove(t, ref))
       if (batch.length < size) return
     }
   }
@@ -98,14 +171,16 @@ export class OriginalsSweep {
   /** Removes one claimed original; a failure lets go of its claim at once (the next run tries again). */
   private async remove(t: ProviderTally, ref: OriginalRef): Promise<void> {
     const { store, originals } = this.deps
+    const claims = this.claims as HeldClaims
     try {
       await originals.remove({ tenant: ref.tenantId, sha256: ref.sha256 })
       // False: an upload referenced it after the lease ran out; its row stays and it writes the object anew.
       await finishOriginalDelete(store, ref)
+      claims.done(ref)
       t.deleted++
     } catch (err) {
       t.failed++
-      await releaseOriginalDelete(store, ref).catch(() => undefined)
+      await claims.release(ref)
       this.deps.warn({ err: { message: (err as Error).message } }, 'original delete failed')
     }
   }
@@ -163,9 +238,12 @@ export class OriginalsSweep {
         t.candidates--
         return
       }
+      const claims = this.claims as HeldClaims
+      claims.add(ref)
       // Listed before another run removed it and forgot its row: gone already, nothing to remove.
       if ((await this.deps.originals.stat({ tenant: o.tenant_id, sha256: o.sha256 }).catch(() => 0)) === null) {
         await finishOriginalDelete(store, ref)
+        claims.done(ref)
         t.candidates--
         return
       }

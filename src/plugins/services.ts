@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
-import { CleanupService } from '../domain/cleanup.js'
+import { CleanupService, refreshUnknownFilesGauge } from '../domain/cleanup.js'
 import { FileService } from '../domain/files.js'
 import { createResumableUploads, type ResumableUploads } from '../domain/resumable.js'
 import { atMostEvery, usageRefreshMs } from '../metrics.js'
@@ -62,6 +62,11 @@ export default fp(
     // database outage keeps the last values rather than failing the whole exposition.
     app.metrics.hooks.refreshUsage = atMostEvery(usageRefreshMs, async () => {
       if (app.readiness.schemaReady) await files.refreshUsageGauges().catch(() => {})
+    })
+    app.metrics.hooks.refreshReconcile = atMostEvery(usageRefreshMs, async () => {
+      if (app.readiness.schemaReady) {
+        await refreshUnknownFilesGauge(app.store, app.providers, app.metrics).catch(() => {})
+      }
     })
     if (app.originals) {
       app.metrics.hooks.refreshOriginals = atMostEvery(usageRefreshMs, async () => {

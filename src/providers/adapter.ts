@@ -124,6 +124,7 @@ export function createProviderAdapter(
   return {
     name,
     config,
+    retrieveByListing: !kind.hasRetrieve,
 
     uploadSlot: (request) => resilience.acquireUploadSlot(request),
 

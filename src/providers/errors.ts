@@ -272,6 +272,18 @@ export const badResponse = (provider: string, what: string, copyId?: string) =>
   })
 
 /**
+ * A list walked again and again ended early every time (its cursor file deleted between pages):
+ * what it did not show cannot be taken as gone. Not a health signal, not retried within the call.
+ */
+export const listIncomplete = (provider: string, walks: number) =>
+  new ProviderError('PROVIDER_ERROR', {
+    provider,
+    retryable: false,
+    providerFault: false,
+    detail: `${provider}'s file list ended early on each of ${walks} walks (files deleted meanwhile); nothing was concluded from it`,
+  })
+
+/**
  * The one classification of a failure, read by the resilience layer (retries, breaker), the sweeps
  * (which record the code and back off) and the providers' error table (docs/providers.md). Its
  * client-facing half (clientMayRetry, quotaExhausted) is carried by the AppError itself

@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream'
 import type { Agent, Dispatcher } from 'undici'
 import { request } from 'undici'
-import { badResponse, type ErrorDialect, parseErrorBody } from './errors.js'
+import { badResponse, type ErrorDialect, listIncomplete, parseErrorBody } from './errors.js'
 import { buildMultipartBody, type FormFields } from './multipart-body.js'
 import type { ProviderContent, ProviderFile, ProviderOp, UploadInput } from './types.js'
 import {
@@ -66,6 +66,9 @@ export interface FilesClientOptions {
   connections?: number
 }
 
+/** Walks of a list that ended early started again before the listing fails (listAll). */
+const walkRestarts = 3
+
 /** Wraps one page fetch, e.g. with retries and the circuit breaker. */
 export type PageRunner = <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => Promise<T>
 
@@ -119,8 +122,31 @@ export class FilesClient {
     return { data, hasMore: body.has_more === true, nextAfter: lastId }
   }
 
-  /** Every file, page by page (`after` = the previous page's last id, while `has_more`). */
+  /**
+   * Every file once, page by page (`after` = the previous page's last id, while `has_more`). A walk
+   * that ends on an empty page after `has_more` may have lost its cursor: the file it names was
+   * deleted between the pages, and a provider may answer an unknown cursor with an empty page
+   * (GLM documents nothing either way). Not seeing a file is then no proof that it is gone: the
+   * walk starts again, and the end is believed only when two walks in a row end at the same cursor
+   * (its file is still there). After `walkRestarts` more walks the listing fails: nothing concluded.
+   */
   async *listAll(opts: { purpose?: string; pageSize?: number } = {}, run?: PageRunner): AsyncGenerator<ProviderFile> {
+    const seen = new Set<string>()
+    let previousEnd: string | undefined
+    for (let walk = 0; ; walk++) {
+      const end = yield* this.#walk(opts, seen, run)
+      if (end === undefined || end === previousEnd) return
+      if (walk >= walkRestarts) throw listIncomplete(this.provider, walk + 1)
+      previousEnd = end
+    }
+  }
+
+  /** One walk from the first page: yields the files not seen yet; answers the cursor of an early end. */
+  async *#walk(
+    opts: { purpose?: string; pageSize?: number },
+    seen: Set<string>,
+    run: PageRunner | undefined,
+  ): AsyncGenerator<ProviderFile, string | undefined> {
     const fetchPage = (after: string | undefined) => {
       const query: ListOptions = { ...opts, ...(after !== undefined ? { after } : {}) }
       if (opts.pageSize !== undefined) query.limit = opts.pageSize
@@ -129,10 +155,16 @@ export class FilesClient {
     let after: string | undefined
     for (;;) {
       const page = await fetchPage(after)
-      yield* page.data
-      if (!this.#options.dialect.paginated || !page.hasMore || page.data.length === 0) return
+      for (const file of page.data) {
+        if (seen.has(file.id)) continue
+        seen.add(file.id)
+        yield file
+      }
+      // An empty page where the one before promised more: the walk may have lost its cursor.
+      if (page.data.length === 0 && after !== undefined) return after
+      if (!this.#options.dialect.paginated || !page.hasMore || page.data.length === 0) return undefined
       // A cursor that does not move would loop for ever.
-      if (page.nextAfter === undefined || page.nextAfter === after) return
+      if (page.nextAfter === undefined || page.nextAfter === after) return undefined
       after = page.nextAfter
     }
   }

@@ -113,8 +113,13 @@ export interface ProviderAdapter {
   uploadSlot(request: SlotRequest): Promise<SlotLease>
   /** One upload; with `slot` (from uploadSlot) it takes no slot of its own. */
   upload(input: UploadInput, signal?: AbortSignal, slot?: SlotLease): Promise<ProviderFile>
-  /** null on 404 */
+  /** null on 404 (or, where retrieve is a listing, when a complete walk did not show it) */
   retrieve(id: string): Promise<ProviderFile | null>
+  /**
+   * True when the provider has no single-file GET (GLM) and retrieve walks the listing: its null is
+   * then no proof that the file is gone, only that the listing did not show it.
+   */
+  readonly retrieveByListing: boolean
   /** 404 => alreadyGone: true */
   delete(id: string): Promise<{ alreadyGone: boolean }>
   listAll(opts?: { purpose?: string }): AsyncIterable<ProviderFile>

@@ -445,6 +445,8 @@ export function reconcileGoneFiles(
     keepOriginalStored?: boolean
   },
 ): Promise<FileRow[]> {
+  // Not being listed is no proof that a copy is gone: the tombstones wait for a provider delete
+  // (a 404 there settles them).
   return store.call('reconcile_gone_files', {
     p_provider: a.provider,
     p_provider_file_ids: a.listedIds,
@@ -452,9 +454,22 @@ export function reconcileGoneFiles(
     p_apply: a.apply,
     p_limit: a.limit,
     p_keep_original_stored: a.keepOriginalStored ?? false,
-    ...(a.apply ? { p_audit: currentAudit() } : {}),
+    ...(a.apply ? { p_audit: currentAudit(), p_provider_deleted: false } : {}),
   })
 }
+
+export interface ReconcileResult {
+  provider: string
+  unknown_files: number
+  finished_at: string
+}
+
+/** What the last reconcile of `provider` found: its unknown files still there. */
+export function recordReconcileResult(store: StorePort, provider: string, unknownFiles: number): Promise<unknown> {
+  return store.call('record_reconcile_result', { p_provider: provider, p_unknown_files: unknownFiles })
+}
+
+export const reconcileResults = (store: StorePort): Promise<ReconcileResult[]> => store.call('reconcile_results')
 
 // ---- originals -------------------------------------------------------------------------------
 
@@ -519,6 +534,12 @@ export function releaseOriginalDelete(store: StorePort, ref: OriginalRef): Promi
   return store.call('release_original_delete', { p_tenant_id: ref.tenantId, p_sha256: ref.sha256 })
 }
 
+/** Keeps the claims on `refs` for `leaseSeconds` more (those whose lease ran out stay lost); how many. */
+export async function renewOriginalDeletes(store: StorePort, refs: OriginalRef[], leaseSeconds: number) {
+  const keys = refs.map((r) => ({ tenant_id: r.tenantId, sha256: r.sha256 }))
+  return Number(await store.call('renew_original_deletes', { p_keys: { keys }, p_lease_seconds: leaseSeconds }))
+}
+
 /** Of the objects listed in the store, those no row knows. */
 export function unknownOriginals(
   store: StorePort,
@@ -575,9 +596,14 @@ export function releaseHeal(store: StorePort, heal: HealRef): Promise<FileRow | 
   return store.call('release_heal', { p_id: heal.id, p_heal_token: heal.healToken })
 }
 
-export type HealCompletion = { outcome: 'healed'; file: FileRow } | { outcome: 'lost'; file: FileRow; orphan: FileRow }
+export type HealCompletion =
+  | { outcome: 'healed'; file: FileRow; replaced: FileRow | null }
+  | { outcome: 'lost'; file: FileRow; orphan: FileRow }
 
-/** Records the remade copy (the old provider id joins the history); `lost`: the new copy is an orphan to delete. */
+/**
+ * Records the remade copy (the old provider id joins the history; `replaced`: the old copy as an
+ * orphan tombstone, to delete); `lost`: the new copy is an orphan to delete.
+ */
 export function completeHeal(
   store: StorePort,
   heal: HealRef,
@@ -593,12 +619,16 @@ export function completeHeal(
   })
 }
 
-/** The copy is gone and cannot be remade: the row is tombstoned `reconciled` (already gone at the provider). */
-export function reconcileVanishedFile(store: StorePort, heal: HealRef): Promise<FileRow> {
+/**
+ * The copy is gone and cannot be remade: the row is tombstoned `reconciled`, already gone at the
+ * provider when `providerDeleted` (the provider said so), else waiting for its provider delete.
+ */
+export function reconcileVanishedFile(store: StorePort, heal: HealRef, providerDeleted = true): Promise<FileRow> {
   return store.call('reconcile_vanished_file', {
     p_id: heal.id,
     p_heal_token: heal.healToken,
     p_audit: currentAudit(),
+    p_provider_deleted: providerDeleted,
   })
 }
 

@@ -173,6 +173,7 @@ describe('alert rules', () => {
       'FilegateHighErrorRatio',
       'FilegateProviderCircuitOpen',
       'FilegateProviderNearCap',
+      'FilegateProviderUnknownFiles',
       'FilegateSlowUploads',
     ])
     const operations = await readFile(fileURLToPath(new URL('../../docs/operations.md', import.meta.url)), 'utf8')

@@ -127,6 +127,12 @@ export interface FakeProvider {
    * and the listing leaves it out, as for any unknown id. False when there was no such file.
    */
   forget(id: string): boolean
+  /**
+   * Called with each list request's `after` cursor (undefined for the first page) before the page
+   * is made (and awaited), so that a test can change things between the pages of a walk, as other
+   * clients do.
+   */
+  onList: ((after: string | undefined) => void | Promise<void>) | undefined
   reset(): void
   close(): Promise<void>
 }
@@ -270,6 +276,7 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     maxFiles: kind === 'kimi' ? 1000 : Number.POSITIVE_INFINITY,
     maxFileBytes: MAX_FILE_BYTES[kind],
   }
+  const hooks: { onList: FakeProvider['onList'] } = { onList: undefined }
   const records = {
     uploads: [] as FakeUpload[],
     deletes: [] as string[],
@@ -662,7 +669,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
 
   // Kimi: every file at once, no cursor (platform.kimi.ai/docs/api/files-list). GLM: `purpose`,
   // `after`, `limit` 1-100 (docs.bigmodel.cn 文件列表). OpenAI: `limit` 1-10,000, default 10,000, `order`.
-  const handleList = (url: URL, res: ServerResponse) => {
+  const handleList = async (url: URL, res: ServerResponse) => {
+    await hooks.onList?.(url.searchParams.get('after') ?? undefined)
     let all = [...records.files.values()]
     if (kind === 'kimi') return send(res, 200, { object: 'list', data: listData(all) })
     const purpose = url.searchParams.get('purpose')
@@ -670,6 +678,8 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     if (kind === 'openai' && url.searchParams.get('order') !== 'asc') all.reverse()
     const after = url.searchParams.get('after')
     if (after) {
+      // A cursor naming a file deleted meanwhile: GLM's 文件列表 page (docs.bigmodel.cn) documents
+      // nothing either way, and this fake answers an empty page (has_more false), the worst case.
       const index = all.findIndex((f) => f.id === after)
       all = index === -1 ? [] : all.slice(index + 1)
     }
@@ -1012,7 +1022,14 @@ export async function startFakeProvider(opts: { kind: FakeKind; apiKey?: string 
     forget(id) {
       return records.files.delete(id)
     },
+    get onList() {
+      return hooks.onList
+    },
+    set onList(v) {
+      hooks.onList = v
+    },
     reset() {
+      hooks.onList = undefined
       Object.assign(state, {
         latencyMs: 0,
         hang: false,

@@ -272,6 +272,46 @@ describe('lifecycle sweeps', () => {
     assert.equal(f.deletion_reason, 'reconciled')
   })
 
+  it('reconcile does not take a listing that left a file out as proof: the tombstone gets a provider delete', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const { app, fakes, sql } = await setup(t, { RECONCILE_GRACE_MINUTES: '0' })
+    const up = await upload(app, 'left out of one listing')
+    const id = String(up.body.provider_file_id)
+    await sql`update provider_file_uploads set created_at = now() - interval '1 minute',
+                updated_at = now() - interval '1 minute' where id = ${String(up.body.id)}`
+    // The listing leaves the file out (an eventually consistent listing), though the provider has it.
+    fakes.kimi.onList = () => {
+      const hidden = fakes.kimi.files.get(id)
+      if (!hidden) return
+      fakes.kimi.forget(id)
+      setImmediate(() => fakes.kimi.files.set(id, hidden))
+    }
+    const report = await cleanup(app, { dry_run: false, jobs: ['reconcile', 'provider_deletes'] })
+    assert.equal(report.jobs.reconcile?.providers.kimi?.candidates, 1)
+    const f = (await app.inject({ url: `/v1/files/${up.body.id}`, headers: alice })).json()
+    assert.equal(f.deletion_reason, 'reconciled')
+    assert.equal(f.provider_deleted, true)
+    assert.ok(fakes.kimi.deletes.includes(id), 'the copy the listing left out was deleted, not leaked')
+    assert.equal(fakes.kimi.files.has(id), false)
+  })
+
+  it('reconcile leaves alone a row whose copy a heal replaced while the listing was under way', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const { app, fakes, sql } = await setup(t, { RECONCILE_GRACE_MINUTES: '0' })
+    const up = await upload(app, 'healed mid-listing')
+    await sql`update provider_file_uploads set created_at = now() - interval '1 minute' where id = ${String(up.body.id)}`
+    // While the listing is under way, the row takes a copy the listing cannot show (a heal's).
+    fakes.kimi.onList = async () => {
+      fakes.kimi.onList = undefined
+      await sql`update provider_file_uploads set provider_file_id = 'file-healed-meanwhile', updated_at = now()
+                 where id = ${String(up.body.id)}`
+    }
+    const report = await cleanup(app, { dry_run: false, jobs: ['reconcile'] })
+    assert.equal(report.jobs.reconcile?.status, 'completed')
+    const f = (await app.inject({ url: `/v1/files/${up.body.id}`, headers: alice })).json()
+    assert.equal(f.status, 'completed', 'changed after the listing began: left for the next run')
+  })
+
   it('a provider down during a sweep leaves tombstones with provider_deleted: false, and a later sweep finishes them', async (t) => {
     if (!(await requirePostgres(t))) return
     const { app, fakes, sql } = await setup(t, { CIRCUIT_RESET_MS: '200', RETRY_MAX_ATTEMPTS: '1' })

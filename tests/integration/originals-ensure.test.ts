@@ -241,6 +241,89 @@ describe('POST /v1/files/{id}/ensure', { skip }, () => {
     await sleep(0)
   })
 
+  it('deletes the copy a heal replaced, also one the provider still had: no copy is left without a row', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const ctx = await keptApp(t, db())
+    const tenant = freshTenant('ensure-replaced')
+    const file = await uploadKept(ctx, tenant, content('replaced copy'))
+    const old = file.provider_file_id as string
+    // The provider answers one retrieve 404 although it still has the file (a lagging replica).
+    ctx.fakes.kimi.errorNext(1, { status: 404, type: 'resource_not_found_error', message: 'not found' }, 'retrieve')
+    const res = await ensure(ctx.app, as(tenant), file.id)
+    assert.equal(res.statusCode, 200, res.body)
+    assert.notEqual((res.json() as FileRow).provider_file_id, old)
+    assert.ok(ctx.fakes.kimi.deletes.includes(old), 'the replaced copy was deleted at the provider')
+    assert.equal(ctx.fakes.kimi.files.has(old), false)
+    const tomb = (await rowsOf(ctx.app, tenant)).find((r) => r.provider_file_id === old)
+    assert.equal(tomb?.deletion_reason, 'orphaned')
+    assert.equal(tomb?.provider_deleted, true)
+
+    // Its provider delete failing, the replaced copy waits for the provider_deletes sweep.
+    ctx.fakes.kimi.forget((res.json() as FileRow).provider_file_id as string)
+    const second = (res.json() as FileRow).provider_file_id as string
+    ctx.fakes.kimi.addFile({ id: second, filename: file.filename })
+    ctx.fakes.kimi.errorNext(1, { status: 404, type: 'resource_not_found_error', message: 'not found' }, 'retrieve')
+    ctx.fakes.kimi.deleteFailNext(1, 400)
+    assert.equal((await ensure(ctx.app, as(tenant), file.id)).statusCode, 200)
+    assert.ok(ctx.fakes.kimi.files.has(second), 'its delete failed')
+    const [waiting] = await ctx.sql<Array<{ provider_deleted: boolean }>>`
+      update provider_file_uploads set next_delete_at = now()
+       where provider_file_id = ${second} and deleted_at is not null returning provider_deleted`
+    assert.equal(waiting?.provider_deleted, false, 'queued for the sweep (its backoff cut short here)')
+    const sweep = await ctx.app.inject({
+      method: 'POST',
+      url: '/v1/cleanup',
+      headers: as(tenant),
+      payload: { dry_run: false, jobs: ['provider_deletes'] },
+    })
+    assert.equal(sweep.statusCode, 200, sweep.body)
+    assert.equal(ctx.fakes.kimi.files.has(second), false, 'the sweep deleted it')
+  })
+
+  it('at GLM, finds a file past a cursor deleted between pages instead of healing it again', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const ctx = await keptApp(t, db())
+    const tenant = freshTenant('ensure-glm-cursor')
+    // Another client's files fill GLM's first page of 100; ours is on the second.
+    const others = Array.from({ length: 100 }, (_, i) => ctx.fakes.glm.addFile({ filename: `other-${i}.txt` }))
+    const file = await uploadKept(ctx, tenant, content('past the cursor'), [['provider', 'glm']])
+    let armed = true
+    ctx.fakes.glm.onList = (after) => {
+      if (after === undefined || !armed) return
+      armed = false
+      ctx.fakes.glm.forget(after)
+    }
+    const res = await ensure(ctx.app, as(tenant), file.id)
+    assert.equal(res.statusCode, 200, res.body)
+    assert.equal(armed, false, 'the cursor file was deleted mid-walk')
+    assert.equal(ctx.fakes.glm.files.has(others[99]?.id as string), false)
+    assert.equal((res.json() as FileRow).provider_file_id, file.provider_file_id, 'present: not healed')
+    assert.equal(ctx.fakes.glm.uploads.length, 1, 'nothing uploaded again')
+    assert.deepEqual(await historyOf(ctx, file.id), [])
+  })
+
+  it('at GLM, a file its listing did not show and without an original is tombstoned and deleted at the provider', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const ctx = await keptApp(t, db())
+    const tenant = freshTenant('ensure-glm-hidden')
+    const file = await uploadKept(ctx, tenant, content('hidden'), [['provider', 'glm']])
+    await ctx.sql`update provider_file_uploads set original_stored = false where id = ${file.id}`
+    const id = file.provider_file_id as string
+    // The listing leaves the file out (an eventually consistent listing), though the provider has it.
+    ctx.fakes.glm.onList = () => {
+      const hidden = ctx.fakes.glm.files.get(id)
+      if (!hidden) return
+      ctx.fakes.glm.forget(id)
+      setImmediate(() => ctx.fakes.glm.files.set(id, hidden))
+    }
+    assertProblem(await ensure(ctx.app, as(tenant), file.id), 409, 'ORIGINAL_UNAVAILABLE')
+    const row = (await rowsOf(ctx.app, tenant)).find((r) => r.id === file.id)
+    assert.equal(row?.deletion_reason, 'reconciled')
+    assert.ok(ctx.fakes.glm.deletes.includes(id), 'not being listed is no proof: the copy was deleted')
+    assert.equal(ctx.fakes.glm.files.has(id), false)
+    assert.equal(row?.provider_deleted, true)
+  })
+
   it('heals from an original kept on an S3-protocol server (s3rver)', async (t) => {
     if (!(await requirePostgres(t))) return
     const ctx = await keptApp(t, db(), { kind: 's3' })

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { utimes } from 'node:fs/promises'
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, it, type TestContext } from 'node:test'
@@ -18,6 +19,8 @@ import { spoolToFile } from '../../src/domain/spool.js'
 import type { Tallies } from '../../src/domain/sweep-batches.js'
 import { Uploads } from '../../src/domain/uploads.js'
 import { createOriginalsStore, type OriginalsStore } from '../../src/originals/index.js'
+import type { StorePort } from '../../src/store/port.js'
+import { startS3Server } from '../fakes/s3-server.js'
 import { build, fileDatabase, postgresSuiteSkip, requirePostgres, tempDir, testConfig } from '../helper.js'
 import { content, copy, type KeptContext, keptApp, originalRow, uploadKept } from './originals-kept-support.js'
 import { collect, readAll } from './originals-support.js'
@@ -48,17 +51,33 @@ const deleteFile = async (ctx: KeptContext, tenant: string, id: string) => {
   return res.json() as FileRow
 }
 
-/** A local-directory store whose removals are counted (and may be held at a gate). */
+/** What a store that refuses connections answers (an S3 endpoint down). */
+const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9000'), { code: 'ECONNREFUSED' })
+
+/**
+ * A local-directory store whose removals are counted (and may be held at a gate); `outage.down`
+ * makes it refuse removals and listings, as a store that refuses connections does.
+ */
 async function countingStore(t: TestContext) {
   const root = await tempDir(t, 'fg-originals-counted-')
   const real = await createOriginalsStore({ url: `file://${root}`, s3: { region: 'us-east-1', forcePathStyle: false } })
   t.after(() => real.close())
   const removes = new Map<string, number>()
+  const outage = { down: false }
   let gate: Promise<void> | undefined
   let arrived: (() => void) | undefined
   const store: OriginalsStore = {
     ...real,
+    async *list() {
+      if (outage.down) throw refused()
+      yield* real.list()
+    },
+    async *listStaging() {
+      if (outage.down) throw refused()
+      yield* real.listStaging()
+    },
     async remove(key) {
+      if (outage.down) throw refused()
       const k = `${key.tenant}/${key.sha256}`
       removes.set(k, (removes.get(k) ?? 0) + 1)
       arrived?.()
@@ -72,6 +91,7 @@ async function countingStore(t: TestContext) {
     store,
     root,
     removes,
+    outage,
     /** Holds every removal until the returned function is called; `reached` resolves on the first. */
     hold() {
       let open: () => void = () => {}
@@ -91,6 +111,65 @@ async function countingStore(t: TestContext) {
       }
     },
   }
+}
+
+/**
+ * A loopback port in front of `target` that can stop listening (connections refused, as a store
+ * that is down answers) and listen again on the same port.
+ */
+async function connectionGate(t: TestContext, target: string) {
+  const to = new URL(target)
+  const sockets = new Set<Socket>()
+  let server: Server | undefined
+  let port = 0
+  const accept = async () => {
+    const gate = createServer((client) => {
+      const upstream = connect(Number(to.port), to.hostname)
+      for (const s of [client, upstream]) {
+        sockets.add(s)
+        s.on('error', () => {})
+        s.once('close', () => sockets.delete(s))
+      }
+      client.once('close', () => upstream.destroy())
+      upstream.once('close', () => client.destroy())
+      client.pipe(upstream).pipe(client)
+    })
+    await new Promise<void>((resolve) => gate.listen(port, '127.0.0.1', resolve))
+    port = (gate.address() as AddressInfo).port
+    server = gate
+  }
+  const refuse = async () => {
+    const gate = server
+    server = undefined
+    for (const s of sockets) s.destroy()
+    if (gate) await new Promise<void>((resolve) => gate.close(() => resolve()))
+  }
+  await accept()
+  t.after(refuse)
+  return { endpoint: `http://127.0.0.1:${port}`, accept, refuse }
+}
+
+/** One run of the originals sweep outside the job (no job lease), grace 0: its tallies. */
+async function sweepOnce(
+  store: StorePort,
+  originals: OriginalsStore,
+  o: { batchSize: number; concurrency: number; leaseSeconds: number },
+): Promise<Tallies> {
+  const tallies: Tallies = {}
+  await new OriginalsSweep(
+    {
+      store,
+      originals,
+      graceMinutes: 0,
+      inFlightMs: 60_000,
+      ...o,
+      renewLease: async () => true,
+      stopping: () => false,
+      warn: () => {},
+    },
+    { dryRun: false },
+  ).run(tallies)
+  return tallies
 }
 
 const exists = async (store: OriginalsStore, tenant: string, sha: string) =>
@@ -123,29 +202,119 @@ describe('the originals job', { skip }, () => {
     const more: FileRow[] = []
     for (let i = 0; i < 20; i++) more.push(await uploadKept(a, tenant, content(`more ${i}`)))
     for (const f of more) await deleteFile(a, tenant, f.id)
-    const sweep = (app: typeof a.app) => {
-      const tallies: Tallies = {}
-      return new OriginalsSweep(
-        {
-          store: app.store,
-          originals: counted.store,
-          graceMinutes: 0,
-          inFlightMs: 60_000,
-          batchSize: 3,
-          concurrency: 3,
-          leaseSeconds: 600,
-          renewLease: async () => true,
-          stopping: () => false,
-          warn: () => {},
-        },
-        { dryRun: false },
-      )
-        .run(tallies)
-        .then(() => tallies)
-    }
+    const sweep = (app: typeof a.app) =>
+      sweepOnce(app.store, counted.store, { batchSize: 3, concurrency: 3, leaseSeconds: 600 })
     const [ta, tb] = await Promise.all([sweep(a.app), sweep(b.app)])
     assert.equal((ta.originals?.deleted ?? 0) + (tb.originals?.deleted ?? 0), 20)
     for (const f of more) assert.equal(counted.removes.get(`${tenant}/${f.sha256}`), 1, 'removed once')
+  })
+
+  it('a file deleted while the bucket refuses connections loses its original once it is back, though the failed run could not let go at first', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const s3 = await startS3Server(t)
+    const gate = await connectionGate(t, s3.endpoint)
+    const ctx = await keptApp(t, await fileDatabase(t), {
+      env: {
+        ORIGINALS_URL: `s3://${s3.bucket}/originals`,
+        S3_ENDPOINT: gate.endpoint,
+        S3_REGION: 'us-east-1',
+        S3_ACCESS_KEY_ID: 'S3RVER',
+        S3_SECRET_ACCESS_KEY: 'S3RVER',
+        S3_FORCE_PATH_STYLE: 'true',
+        ORIGINALS_GRACE_MINUTES: '0',
+      },
+    })
+    // The bucket as the test sees it, past the gate.
+    const bucket = await createOriginalsStore({ url: `s3://${s3.bucket}/originals`, s3: s3.options })
+    t.after(() => bucket.close())
+    const tenant = freshTenant('job-outage')
+    const file = await uploadKept(ctx, tenant, content('deleted in an outage'))
+    assert.ok(await exists(bucket, tenant, file.sha256))
+    await gate.refuse()
+    await deleteFile(ctx, tenant, file.id)
+    // The database does not answer the run's first two attempts to let go of its claim either.
+    let releases = 0
+    routeStoreCalls(t, ctx.app, (call, fn, args) => {
+      if (fn === 'release_original_delete' && ++releases <= 2) {
+        return Promise.reject(new Error('write CONNECT_TIMEOUT 127.0.0.1:5432'))
+      }
+      return call(fn, args)
+    })
+    const failed = await runJob(ctx)
+    assert.equal(failed.status, 'failed', 'the bucket refused its listing too')
+    assert.equal(failed.providers.originals?.failed, 1)
+    assert.ok(await exists(bucket, tenant, file.sha256))
+
+    await gate.accept()
+    const next = await runJob(ctx)
+    assert.equal(next.status, 'completed', JSON.stringify(next))
+    assert.equal(next.providers.originals?.deleted, 1)
+    assert.equal(await exists(bucket, tenant, file.sha256), false, 'gone from the bucket at the next sweep')
+    assert.equal(await originalRow(ctx, tenant, file.sha256), undefined)
+  })
+
+  it('a run that fails after claiming a batch (its job lease not renewed) leaves nothing held for the next one', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const counted = await countingStore(t)
+    const ctx = await keptApp(t, await fileDatabase(t), {
+      originals: counted.store,
+      env: { ORIGINALS_GRACE_MINUTES: '0', CLEANUP_BATCH_SIZE: '2' },
+    })
+    const tenant = freshTenant('job-lease-lost')
+    const files: FileRow[] = []
+    for (let i = 0; i < 3; i++) files.push(await uploadKept(ctx, tenant, content(`lease lost ${i}`)))
+    for (const f of files) await deleteFile(ctx, tenant, f.id)
+    // The job lease is taken, then the database stops answering its renewal.
+    let leases = 0
+    const restore = routeStoreCalls(t, ctx.app, (call, fn, args) => {
+      if (fn === 'acquire_job_lease' && ++leases === 2) return Promise.reject(new Error('connect ETIMEDOUT'))
+      return call(fn, args)
+    })
+    assert.equal((await runJob(ctx)).status, 'failed')
+    restore()
+    const next = await runJob(ctx)
+    assert.equal(next.providers.originals?.deleted, 3, JSON.stringify(next))
+    for (const f of files) assert.equal(await exists(counted.store, tenant, f.sha256), false)
+  })
+
+  it('holds a claim with a short lease renewed while the removal lasts; a claim no one could let go of lapses with it', async (t) => {
+    if (!(await requirePostgres(t))) return
+    const counted = await countingStore(t)
+    const ctx = await keptApp(t, await fileDatabase(t), { originals: counted.store })
+    const tenant = freshTenant('job-short-lease')
+    const file = await uploadKept(ctx, tenant, content('short lease'))
+    await deleteFile(ctx, tenant, file.id)
+    const sweep = (leaseSeconds: number) =>
+      sweepOnce(ctx.app.store, counted.store, { batchSize: 10, concurrency: 2, leaseSeconds })
+    // A removal that outlasts the lease keeps its claim: the run renews it.
+    const held = counted.hold()
+    const running = sweep(1)
+    await held.reached
+    const first = (await originalRow(ctx, tenant, file.sha256))?.deleting_until as Date
+    assert.ok(first, 'claimed')
+    await eventually('the claim renewed past its first lease', async () => {
+      const now = (await originalRow(ctx, tenant, file.sha256))?.deleting_until
+      return now instanceof Date && now.getTime() > first.getTime()
+    })
+    held.release()
+    assert.equal((await running).originals?.deleted, 1)
+
+    // The store refuses and the database cannot be told: the claim lapses after its short lease.
+    const again = await uploadKept(ctx, tenant, content('lapses'))
+    await deleteFile(ctx, tenant, again.id)
+    counted.outage.down = true
+    const restore = routeStoreCalls(t, ctx.app, (call, fn, args) =>
+      fn === 'release_original_delete' ? Promise.reject(new Error('connect ECONNREFUSED')) : call(fn, args),
+    )
+    await sweep(1).catch(() => undefined)
+    const stuck = await originalRow(ctx, tenant, again.sha256)
+    assert.ok(stuck?.deleting_until, 'still claimed: no one could let go of it')
+    restore()
+    counted.outage.down = false
+    await eventually('the lapsed claim is taken again and the original removed', async () => {
+      await sweep(1)
+      return !(await exists(counted.store, tenant, again.sha256))
+    })
   })
 
   it('never deletes an original a live row uses, nor one whose provider delete is still owed', async (t) => {

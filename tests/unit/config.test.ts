@@ -42,6 +42,17 @@ describe('config', () => {
     assert.ok(problems.some((p) => p.startsWith('CLAIM_LEASE_SECONDS')))
   })
 
+  it('RECONCILE_CRON: off unless set; a bad expression is refused by name, like CLEANUP_CRON', () => {
+    assert.equal(loadConfig({}).cleanup.reconcileCron, undefined)
+    assert.equal(loadConfig({ RECONCILE_CRON: '0 0 * * * *' }).cleanup.reconcileCron, '0 0 * * * *')
+    const problems = problemsOf({ RECONCILE_CRON: 'every hour', CLEANUP_CRON: '99 * * * *' })
+    assert.ok(
+      problems.some((p) => p.startsWith('RECONCILE_CRON: "every hour"')),
+      problems.join('\n'),
+    )
+    assert.ok(problems.some((p) => p.startsWith('CLEANUP_CRON')))
+  })
+
   it('default purposes: GLM agent, Kimi file-extract; each can be set, and must be a purpose of its provider', () => {
     const c = loadConfig({})
     assert.equal(c.providers.find((p) => p.name === 'glm')?.defaultPurpose, 'agent')

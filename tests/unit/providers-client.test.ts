@@ -140,6 +140,47 @@ describe('list', () => {
     assert.equal(files[7]?.createdAt, 1_700_000_007)
   })
 
+  test('a GLM walk whose cursor file is deleted between pages starts again: every file once, the file past it found', async () => {
+    glm.reset()
+    const seeded = Array.from({ length: 150 }, (_, i) => glm.addFile({ filename: `w${i}.txt` }))
+    const target = seeded[140]?.id as string
+    // Another client deletes the first page's last file while the walk is between pages, once.
+    let armed = true
+    const deleted: string[] = []
+    glm.onList = (after) => {
+      if (after !== undefined && armed) {
+        armed = false
+        deleted.push(after)
+        glm.forget(after)
+      }
+    }
+    const found = await registry.require('glm').retrieve(target)
+    assert.equal(found?.id, target, 'not seeing a file in a list that ended early is no proof that it is gone')
+    assert.deepEqual(deleted, [seeded[99]?.id])
+    assert.equal(glm.requests.list, 4, 'page 1, the empty page, then the walk again: pages 1 and 2')
+    armed = true
+    const ids = (await collect(registry.require('glm').listAll())).map((f) => f.id)
+    assert.equal(new Set(ids).size, ids.length, 'each file once, though two walks showed the first page')
+    for (const id of glm.files.keys()) assert.ok(ids.includes(id), `${id} is still there and was listed`)
+    assert.equal(glm.requests.list, 8)
+  })
+
+  test('a GLM list that ends early on every walk fails rather than concluding anything', async () => {
+    glm.reset()
+    const seeded = Array.from({ length: 150 }, (_, i) => glm.addFile({ filename: `x${i}.txt` }))
+    glm.onList = (after) => {
+      if (after !== undefined) glm.forget(after)
+    }
+    const err = await registry
+      .require('glm')
+      .retrieve(seeded[140]?.id as string)
+      .catch((e: unknown) => e)
+    assert.ok(isProviderError(err), String(err))
+    assert.equal(err.code, 'PROVIDER_ERROR')
+    assert.match(err.detail ?? '', /ended early on each of 4 walks/)
+    assert.equal(glm.requests.list, 8, 'four walks of two pages, then no more')
+  })
+
   test('listAll passes the purpose filter', async () => {
     glm.reset()
     glm.addFile({ filename: 'a.jsonl', purpose: 'batch' })
