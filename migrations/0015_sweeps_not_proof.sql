@@ -14,7 +14,8 @@
 -- * provider_reconcile_results: the unknown provider files each provider had at the last reconcile
 --   (filegate_provider_unknown_files), the same on every replica whichever one ran it.
 
--- As in 0008, and the replaced copy recorded as an orphan tombstone (`replaced` in the answer).
+-- As in 0014 (a repeated call answers as the first did), and the replaced copy recorded as an
+-- orphan tombstone (`replaced` in the answer).
 create or replace function complete_heal(
   p_id uuid, p_heal_token uuid, p_provider_file_id text, p_expires_at timestamptz default null,
   p_provider_state text default null, p_audit jsonb default null
@@ -36,7 +37,7 @@ begin
      where id = p_id
     returning * into r;
     if v_old is not null and v_old <> p_provider_file_id then
-      replaced := filegate_orphan_copy(o, v_old, o.bytes, 'provider copy replaced by a heal');
+      replaced := filegate_unrecorded_copy(o, v_old, o.bytes, 'provider copy replaced by a heal');
     end if;
     perform filegate_audit(p_audit, 'file.heal', r.tenant_id, r.id::text, jsonb_build_object(
       'provider', r.provider, 'replaced_provider_file_id', v_old));
@@ -44,7 +45,11 @@ begin
                               'replaced', case when replaced.id is null then null else filegate_file_json(replaced) end);
   end if;
   select * into o from provider_file_uploads where id = p_id;
-  r := filegate_orphan_copy(o, p_provider_file_id, o.bytes, 'heal claim lost before completion');
+  -- A call repeated after it committed (its answer lost to a cut): the row it made (as 0014).
+  if o.deleted_at is null and o.provider_file_id = p_provider_file_id then
+    return jsonb_build_object('outcome', 'healed', 'file', filegate_file_json(o));
+  end if;
+  r := filegate_unrecorded_copy(o, p_provider_file_id, o.bytes, 'heal claim lost before completion');
   return jsonb_build_object('outcome', 'lost', 'orphan', filegate_file_json(r), 'file', filegate_file_json(o));
 end
 $$;
