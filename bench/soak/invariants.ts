@@ -125,7 +125,7 @@ function leaks(input: InvariantInputs, rows: Row[], v: Note, notes: string[]): v
       const upload = tap.uploads.get(id)
       const when = upload
         ? ` (uploaded ${iso(upload.at)}, answer ${upload.delivered ? 'delivered' : 'not delivered'})`
-        : ''
+        : ' (no upload answer went back through the tap)'
       if (row && !row.deleted_at && row.status === 'completed') continue
       if (row?.deleted_at && !row.provider_deleted) {
         pending++
@@ -142,7 +142,7 @@ function leaks(input: InvariantInputs, rows: Row[], v: Note, notes: string[]): v
         v('leak', `${provider} ${id}${when}: replaced by a heal of row ${replaced.get(id)?.id}, never deleted`)
         continue
       }
-      if (unknown.has(id) && upload && unseeable(upload, input.timeline)) {
+      if (unknown.has(id) && unseeable(upload, input.timeline)) {
         accounted++
         continue
       }
@@ -165,8 +165,9 @@ function leaks(input: InvariantInputs, rows: Row[], v: Note, notes: string[]): v
  * A copy the service could not have recorded: the fake's answer never reached it (a timeout),
  * or a replica died within seconds of it (SIGKILL, a crash) before it could write the row.
  */
-function unseeable(upload: { at: number; delivered: boolean }, timeline: FaultWindow[]): boolean {
-  if (!upload.delivered) return true
+function unseeable(upload: { at: number; delivered: boolean } | undefined, timeline: FaultWindow[]): boolean {
+  // No answer came back through the tap at all: the service gave up on the attempt first.
+  if (!upload || !upload.delivered) return true
   return timeline.some(
     (w) =>
       (w.kind === 'replica-sigkill' || w.kind === 'replica-crash') &&

@@ -53,6 +53,7 @@ export class Replica {
   #signalled: NodeJS.Signals | undefined
   #exited: Promise<void> = Promise.resolve()
   #lines: string[] = []
+  #retired = false
   readonly #log: WriteStream
 
   constructor(
@@ -90,7 +91,13 @@ export class Replica {
     return child !== undefined && child.exitCode === null && child.signalCode === null
   }
 
+  /** Never started again (the end of the run, Ctrl-C): a restart in flight becomes a no-op. */
+  retire(): void {
+    this.#retired = true
+  }
+
   start(): void {
+    if (this.#retired) return
     this.#incarnation++
     this.#log.write(`{"soak":"start ${this.name}#${this.#incarnation}","time":${Date.now()}}\n`)
     this.#signalled = undefined

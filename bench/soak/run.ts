@@ -52,6 +52,7 @@ let cleaning: Promise<void> | undefined
 
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
+    for (const r of replicas) r.retire()
     for (const r of replicas) await r.signal('SIGKILL').catch(() => {})
     for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {})
   })()
