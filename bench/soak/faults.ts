@@ -60,7 +60,6 @@ export interface FaultDeps {
   router: Router
   /** Provider file ids the soak put at the fakes itself (never deleted by a fault). */
   foreign: Set<string>
-  providerTimeoutMs: number
 }
 
 const INFRA = ['db-cut', 'store-refuse', 'store-pause', 'replica-sigkill', 'replica-sigterm'] as const

@@ -206,6 +206,8 @@ export class Replica {
     if (pid === undefined) return
     try {
       const { rssBytes } = await readMemory(pid)
+      // A process between its exit and its reaping has no VmRSS line.
+      if (rssBytes === 0) return
       const series = this.seen.rss.get(this.name) ?? []
       series.push({ at: Date.now(), rss: rssBytes })
       this.seen.rss.set(this.name, series)

@@ -171,10 +171,7 @@ async function main(): Promise<number> {
   const client = new SoakClient(timeouts.request + 15_000)
   cleanups.push(() => client.close())
   const ledger = new Ledger()
-  const faults = new FaultRunner(
-    { fakes, taps, db: dbProxy, store: storeProxy, replicas, router, foreign, providerTimeoutMs: timeouts.provider },
-    faultRng,
-  )
+  const faults = new FaultRunner({ fakes, taps, db: dbProxy, store: storeProxy, replicas, router, foreign }, faultRng)
   let stopping = false
   const poolWaitingMax = new Map<string, number>()
   const monitors = monitor(() => stopping, faults, router, observed.metrics, poolWaitingMax)

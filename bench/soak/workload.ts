@@ -139,7 +139,7 @@ export class Workload {
       case 'list':
         return this.list(tenant)
       default:
-        return this.onFile(op, tenant, rng.pick(live.length > 0 ? live : this.ledger.live(tenant.name)))
+        return this.onFile(op, tenant, rng.pick(live))
     }
   }
 
