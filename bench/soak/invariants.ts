@@ -167,7 +167,7 @@ function leaks(input: InvariantInputs, rows: Row[], v: Note, notes: string[]): v
  */
 function unseeable(upload: { at: number; delivered: boolean } | undefined, timeline: FaultWindow[]): boolean {
   // No answer came back through the tap at all: the service gave up on the attempt first.
-  if (!upload || !upload.delivered) return true
+  if (!upload?.delivered) return true
   return timeline.some(
     (w) =>
       (w.kind === 'replica-sigkill' || w.kind === 'replica-crash') &&
