@@ -264,7 +264,9 @@ export class FaultRunner {
       const chosen = new Set<string>()
       while (chosen.size < Math.min(plan.amount, ids.length)) chosen.add(this.rng.pick(ids))
       for (const id of chosen) fake.forget(id)
-      const w = this.open('provider-forget', plan.target, `deleted inside the fake: ${[...chosen].join(', ')}`)
+      const what =
+        chosen.size > 0 ? `deleted inside the fake: ${[...chosen].join(', ')}` : 'no file there yet to delete'
+      const w = this.open('provider-forget', plan.target, what)
       w.end = w.start
       return
     }
