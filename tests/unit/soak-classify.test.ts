@@ -1,10 +1,11 @@
-/** The soak's judge (bench/soak/classify.ts): each answer against the docs' error table and the fault then active. */
+/** The soak's judge (bench/soak/classify.ts): each answer against the docs' error table and the fault then active; and the database figures its report reads from /metrics. */
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { classify, type Judge, readDocumentedCodes } from '../../bench/soak/classify.js'
 import type { FaultWindow } from '../../bench/soak/faults.js'
 import type { Outcome } from '../../bench/soak/ledger.js'
+import { dbFigures, poolWaiting } from '../../bench/soak/report.js'
 
 const documented = readDocumentedCodes(join(import.meta.dirname, '..', '..', 'docs', 'api.md'))
 const judge = (windows: FaultWindow[]): Judge => ({
@@ -80,5 +81,25 @@ describe('soak classification', () => {
   test('an answer whose content is wrong is a violation even when its status is right', () => {
     assert.equal(kinds(at(1, 2, { status: 201, contentProblem: 'another sha256' }), []), 'wrong-answer')
     assert.equal(kinds(at(1, 2, { status: 201 }), []), 'ok')
+  })
+})
+
+describe('soak report: the database figures of /metrics', () => {
+  test('connect durations and the highest pool wait per replica when exported, nothing when not', () => {
+    const text = [
+      '# HELP filegate_db_connect_duration_seconds Time to open a database connection',
+      '# TYPE filegate_db_connect_duration_seconds histogram',
+      'filegate_db_connect_duration_seconds_bucket{le="0.01"} 3',
+      'filegate_db_connect_duration_seconds_bucket{le="0.1"} 4',
+      'filegate_db_connect_duration_seconds_bucket{le="+Inf"} 4',
+      'filegate_db_connect_duration_seconds_sum 0.12',
+      'filegate_db_connect_duration_seconds_count 4',
+      'filegate_db_pool_waiting 2',
+    ].join('\n')
+    assert.equal(poolWaiting(text), 2)
+    assert.equal(poolWaiting('filegate_http_requests_total 1'), undefined)
+    const lines = dbFigures(new Map([['replica-a#1', text]]), new Map([['replica-a#1', 5]]))
+    assert.deepEqual(lines, ['  replica-a#1: 4 connects, mean 30.0 ms, all within 0.1 s; pool waiting at most 5'])
+    assert.deepEqual(dbFigures(new Map([['replica-a#1', 'process_cpu_seconds_total 1']]), new Map()), [])
   })
 })
