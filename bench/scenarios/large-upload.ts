@@ -9,7 +9,7 @@
  */
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { freshRandomFile, sha256OfFile, uploadFile } from '../harness/client.js'
+import { freshRandomFile, settleDisk, sha256OfFile, type UploadClient, uploadFile } from '../harness/client.js'
 import { type BenchContext, envNumber, type Figure, type ScenarioResult } from '../harness/context.js'
 import { cpuMeter } from '../harness/cpu.js'
 import { benchKeys, type FakeHandle, startGeminiFake, startRelay } from '../harness/processes.js'
@@ -33,16 +33,21 @@ export interface LargeTarget {
   pids: number[]
   /** Uploads `file` (new content, its SHA-256 given) and returns the seconds to the whole answer. */
   send(file: string, sha256: string): Promise<number>
+  /** This target's own file size (and the template of that size); default the rounds' size. */
+  size?: { bytes: number; template: string }
+  /** The target never reads the SHA-256: the rounds skip hashing its file (an empty string is passed). */
+  unhashed?: boolean
 }
 
 /** The same file and client straight to the fake (the baseline). */
-export function directTarget(fake: FakeHandle): LargeTarget {
+export function directTarget(fake: FakeHandle, client: UploadClient = 'undici', name = 'direct'): LargeTarget {
   return {
-    name: 'direct',
+    name,
     pids: [],
     async send(file) {
       const auth = { authorization: `Bearer ${fake.apiKey}` }
-      const r = await uploadFile(`${fake.baseUrl}/files`, auth, [['purpose', 'file-extract']], file, 'bench.txt')
+      const fields: Array<[string, string]> = [['purpose', 'file-extract']]
+      const r = await uploadFile(`${fake.baseUrl}/files`, auth, fields, file, 'bench.txt', client)
       expectStatus('direct upload', r.status, 200, r.body)
       return r.seconds
     },
@@ -64,11 +69,15 @@ export function relayTarget(relay: { baseUrl: string; pid: number }, fake: FakeH
 }
 
 /** Through filegate: store-and-forward (no declared hash) and stream-through (X-Content-SHA256). */
-export function serviceTargets(service: { baseUrl: string; pid: number }, prefix = ''): [LargeTarget, LargeTarget] {
+export function serviceTargets(
+  service: { baseUrl: string; pid: number },
+  prefix = '',
+  client: UploadClient = 'undici',
+): [LargeTarget, LargeTarget] {
   const url = `${service.baseUrl}/v1/files`
   const auth = { authorization: `Bearer ${benchKeys.tenant}` }
   const via = async (what: string, headers: Record<string, string>, file: string) => {
-    const r = await uploadFile(url, headers, [['provider', 'kimi']], file, 'bench.txt')
+    const r = await uploadFile(url, headers, [['provider', 'kimi']], file, 'bench.txt', client)
     expectStatus(`filegate ${what} upload`, r.status, 201, r.body)
     return r.seconds
   }
@@ -96,6 +105,26 @@ export function geminiTarget(service: { baseUrl: string; pid: number }): LargeTa
   }
 }
 
+/**
+ * `target` with a reading taken around each of its sends (`begin` starts one and hands back what
+ * ends it: CPU ms of a process, RSS growth) appended to `into` under the target's name.
+ */
+export function measuredAround(
+  target: LargeTarget,
+  begin: () => Promise<() => Promise<number>>,
+  into: Map<string, number[]>,
+): LargeTarget {
+  return {
+    ...target,
+    async send(file, sha256) {
+      const end = await begin()
+      const seconds = await target.send(file, sha256)
+      into.set(target.name, [...(into.get(target.name) ?? []), await end()])
+      return seconds
+    },
+  }
+}
+
 export interface LargeRuns {
   /** MB/s of each run, per target name. */
   mbps: Map<string, number[]>
@@ -104,22 +133,33 @@ export interface LargeRuns {
 }
 
 /**
- * One unmeasured warm-up round, then `runs` rounds; each round sends a fresh file (new content, so
- * dedup never answers) to every target, the order rotated every round so that neither side always
- * runs first (page cache, JIT, TCP warm-up) and drift in the machine lands on every target alike.
+ * One unmeasured warm-up round (unless `warmUp` is false), then `runs` rounds; each round sends a
+ * fresh file (new content, so dedup never answers) to every target, the order rotated every round
+ * so that neither side always runs first (page cache, JIT, TCP warm-up) and drift in the machine
+ * lands on every target alike. Files are of `bytes` (default BENCH_LARGE_BYTES) unless a target
+ * names its own size.
  */
 export async function largeRounds(
   targets: LargeTarget[],
-  options: { template: string; workDir: string; runs: number; log(line: string): void },
+  options: {
+    template: string
+    workDir: string
+    runs: number
+    log(line: string): void
+    bytes?: number
+    warmUp?: boolean
+  },
 ): Promise<LargeRuns> {
-  const bytes = largeFileBytes()
   const out: LargeRuns = { mbps: new Map(), cpuMs: new Map() }
-  for (let i = -1; i < options.runs; i++) {
+  for (let i = options.warmUp === false ? 0 : -1; i < options.runs; i++) {
     const line: string[] = []
     for (let s = 0; s < targets.length; s++) {
       const target = targets[(s + i + 1) % targets.length] as LargeTarget
-      const file = await freshRandomFile(options.template, join(options.workDir, `large-${s}.bin`), bytes)
-      const sha256 = await sha256OfFile(file)
+      const bytes = target.size?.bytes ?? options.bytes ?? largeFileBytes()
+      const template = target.size?.template ?? options.template
+      const file = await freshRandomFile(template, join(options.workDir, `large-${s}.bin`), bytes)
+      const sha256 = target.unhashed ? '' : await sha256OfFile(file)
+      await settleDisk()
       const meter = await cpuMeter({ target: target.pids }, 1)
       const seconds = await target.send(file, sha256)
       const split = await meter.stop()
