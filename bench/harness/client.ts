@@ -19,6 +19,12 @@ const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 64 })
 /** Which client sends a large upload: undici `request`, or `node:http` piping a file stream. */
 export type UploadClient = 'undici' | 'http'
 
+/**
+ * The client of every large upload unless a scenario names one: `node:http`, what a plain Node
+ * client writes (docs/performance.md says why); BENCH_CLIENT=undici for the client of older runs.
+ */
+export const defaultClient = (): UploadClient => (process.env.BENCH_CLIENT === 'undici' ? 'undici' : 'http')
+
 export interface StreamedForm {
   body: Readable
   contentType: string
@@ -75,7 +81,7 @@ export async function uploadFile(
   fields: Array<[string, string]>,
   path: string,
   filename: string,
-  client: UploadClient = 'undici',
+  client: UploadClient = defaultClient(),
 ): Promise<UploadOutcome> {
   if (client === 'http') return httpUpload(url, headers, fields, path, filename)
   const form = await streamedForm(fields, path, filename)

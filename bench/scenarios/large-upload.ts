@@ -9,7 +9,14 @@
  */
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { freshRandomFile, settleDisk, sha256OfFile, type UploadClient, uploadFile } from '../harness/client.js'
+import {
+  defaultClient,
+  freshRandomFile,
+  settleDisk,
+  sha256OfFile,
+  type UploadClient,
+  uploadFile,
+} from '../harness/client.js'
 import { type BenchContext, envNumber, type Figure, type ScenarioResult } from '../harness/context.js'
 import { cpuMeter } from '../harness/cpu.js'
 import { benchKeys, type FakeHandle, startGeminiFake, startRelay } from '../harness/processes.js'
@@ -40,7 +47,7 @@ export interface LargeTarget {
 }
 
 /** The same file and client straight to the fake (the baseline). */
-export function directTarget(fake: FakeHandle, client: UploadClient = 'undici', name = 'direct'): LargeTarget {
+export function directTarget(fake: FakeHandle, client = defaultClient(), name = 'direct'): LargeTarget {
   return {
     name,
     pids: [],
@@ -72,7 +79,7 @@ export function relayTarget(relay: { baseUrl: string; pid: number }, fake: FakeH
 export function serviceTargets(
   service: { baseUrl: string; pid: number },
   prefix = '',
-  client: UploadClient = 'undici',
+  client: UploadClient = defaultClient(),
 ): [LargeTarget, LargeTarget] {
   const url = `${service.baseUrl}/v1/files`
   const auth = { authorization: `Bearer ${benchKeys.tenant}` }
