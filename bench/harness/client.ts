@@ -146,13 +146,7 @@ async function httpUpload(
 export async function freshRandomFile(template: string | undefined, path: string, bytes: number): Promise<string> {
   if (template) {
     await copyFile(template, path)
-    const fh = await open(path, 'r+')
-    try {
-      await fh.write(randomBytes(32), 0, 32, 0)
-    } finally {
-      await fh.close()
-    }
-    return path
+    return renewContent(path)
   }
   const fh = await open(path, 'w')
   try {
@@ -160,6 +154,20 @@ export async function freshRandomFile(template: string | undefined, path: string
     for (let written = 0; written < bytes; written += chunk) {
       await fh.write(randomBytes(Math.min(chunk, bytes - written)))
     }
+  } finally {
+    await fh.close()
+  }
+  return path
+}
+
+/**
+ * Gives the file at `path` new content in place (its first 32 bytes replaced): for uploads sent one
+ * at a time, so nothing is copied and only one page is left to write to disk.
+ */
+export async function renewContent(path: string): Promise<string> {
+  const fh = await open(path, 'r+')
+  try {
+    await fh.write(randomBytes(32), 0, 32, 0)
   } finally {
     await fh.close()
   }

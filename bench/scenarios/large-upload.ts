@@ -7,11 +7,12 @@
  * Gemini (the resumable protocol, 8 MiB chunks; children/fake-gemini.ts) beside the same to the fake
  * Kimi (one multipart request), in the same rounds. Median of runs.
  */
-import { rm } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   defaultClient,
   freshRandomFile,
+  renewContent,
   settleDisk,
   sha256OfFile,
   type UploadClient,
@@ -40,8 +41,8 @@ export interface LargeTarget {
   pids: number[]
   /** Uploads `file` (new content, its SHA-256 given) and returns the seconds to the whole answer. */
   send(file: string, sha256: string): Promise<number>
-  /** This target's own file size (and the template of that size); default the rounds' size. */
-  size?: { bytes: number; template: string }
+  /** This target's own file (another size); default the rounds' template. */
+  template?: string
   /** The target never reads the SHA-256: the rounds skip hashing its file (an empty string is passed). */
   unhashed?: boolean
 }
@@ -143,8 +144,8 @@ export interface LargeRuns {
  * One unmeasured warm-up round (unless `warmUp` is false), then `runs` rounds; each round sends a
  * fresh file (new content, so dedup never answers) to every target, the order rotated every round
  * so that neither side always runs first (page cache, JIT, TCP warm-up) and drift in the machine
- * lands on every target alike. Files are of `bytes` (default BENCH_LARGE_BYTES) unless a target
- * names its own size.
+ * lands on every target alike. Each send is of the template (a target may name its own), its
+ * content renewed.
  */
 export async function largeRounds(
   targets: LargeTarget[],
@@ -153,7 +154,6 @@ export async function largeRounds(
     workDir: string
     runs: number
     log(line: string): void
-    bytes?: number
     warmUp?: boolean
   },
 ): Promise<LargeRuns> {
@@ -162,15 +162,15 @@ export async function largeRounds(
     const line: string[] = []
     for (let s = 0; s < targets.length; s++) {
       const target = targets[(s + i + 1) % targets.length] as LargeTarget
-      const bytes = target.size?.bytes ?? options.bytes ?? largeFileBytes()
-      const template = target.size?.template ?? options.template
-      const file = await freshRandomFile(template, join(options.workDir, `large-${s}.bin`), bytes)
+      // New content in place: the rounds send one file at a time, and a copy would leave the whole
+      // file's pages for the settle below to write out before every send.
+      const file = await renewContent(target.template ?? options.template)
+      const { size: bytes } = await stat(file)
       const sha256 = target.unhashed ? '' : await sha256OfFile(file)
       await settleDisk()
       const meter = await cpuMeter({ target: target.pids }, 1)
       const seconds = await target.send(file, sha256)
       const split = await meter.stop()
-      await rm(file, { force: true })
       if (i < 0) continue
       const mbps = bytes / MB / seconds
       out.mbps.set(target.name, [...(out.mbps.get(target.name) ?? []), mbps])

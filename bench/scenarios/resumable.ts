@@ -147,20 +147,13 @@ export async function resumable(ctx: BenchContext): Promise<ScenarioResult> {
         name: 'tus chunked',
         pids,
         unhashed: true,
-        size: { bytes: chunkedBytes, template: chunkedTemplate },
+        template: chunkedTemplate,
         send: (file) => tusSend(service.baseUrl, file, smallChunk),
       }
       const targets = [single, tusWhole, openAi, tusChunked].map((t) =>
         measuredAround(t, rssGrowth(service.pid), growth),
       )
-      measured = await largeRounds(targets, {
-        template,
-        workDir: ctx.workDir,
-        runs,
-        log: ctx.log,
-        bytes,
-        warmUp: false,
-      })
+      measured = await largeRounds(targets, { template, workDir: ctx.workDir, runs, log: ctx.log, warmUp: false })
     } finally {
       await service.stop()
     }
