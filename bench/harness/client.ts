@@ -129,14 +129,16 @@ async function httpUpload(
     })
   })
   req.write(headBuf)
-  // A service that answers early (an error) ends the exchange: the answer is what counts.
   const sent = pipeline(createReadStream(path), req, { end: false }).then(
     () => new Promise<void>((resolve) => req.end(tailBuf, () => resolve())),
   )
   sent.catch(() => {})
   const { status, body } = await answer
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  // A service that answered before reading the whole body (an error) ends the exchange: stop sending.
+  if (!req.writableFinished) req.destroy()
   await sent.catch(() => {})
-  return { status, body, seconds: Number(process.hrtime.bigint() - started) / 1e9 }
+  return { status, body, seconds }
 }
 
 /**

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, createServer as createNetServer } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { Busboy } from '@fastify/busboy'
@@ -65,6 +65,34 @@ describe('bench upload client, node:http', () => {
       assert.deepEqual(last?.fields, ['provider', 'file'])
       assert.equal(last?.sha256, expected)
     }
+  })
+})
+
+describe('bench upload client, an early answer', () => {
+  // Answers 413 at once and keeps the connection open without reading another byte of the body.
+  const answer = '{"code":"FILE_TOO_LARGE"}'
+  const server = createNetServer((socket) => {
+    socket.once('data', () => {
+      socket.pause()
+      socket.write(
+        `HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: ${answer.length}\r\n\r\n${answer}`,
+      )
+    })
+  })
+  let url = ''
+  before(async () => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/files`
+  })
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+
+  test('returns the answer and stops sending instead of waiting on a body nobody reads', async (t) => {
+    const dir = await tempDir(t, 'bench-client-early-')
+    const path = join(dir, 'big.bin')
+    await writeFile(path, randomBytes(64 * 1024 * 1024))
+    const r = await uploadFile(url, {}, [['provider', 'kimi']], path, 'big.bin', 'http')
+    assert.equal(r.status, 413)
+    assert.match(r.body, /FILE_TOO_LARGE/)
   })
 })
 
