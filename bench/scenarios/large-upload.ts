@@ -268,7 +268,7 @@ export async function largeUpload(ctx: BenchContext, template: string): Promise<
       },
     ],
     notes: [
-      `- Scenario 1: one unmeasured warm-up round, then ${runs} runs of ${size} of new random content each; direct = the same file and client straight to the fake ` +
+      `- Scenario 1: one unmeasured warm-up round, then ${runs} runs of ${size} of new random content each, \`sync\` before each upload, every large upload of scenarios 1, 2 and 6 sent by ${defaultClient() === 'http' ? '`node:http` (a file read stream piped into the request)' : 'undici `request` (BENCH_CLIENT=undici)'}; direct = the same file and client straight to the fake ` +
         `(\`POST /v1/files\`, \`purpose=file-extract\`). Direct MB/s: ${list(direct)}; store-and-forward: ${list(spooled)}; stream-through: ${list(streamed)}; bare relay: ${list(relayed)}. ` +
         'The relay (bench/children/relay.ts) is node:http piping the request body to the fake while hashing it: no multipart parsing, no database. ' +
         `CPU per 100 MB (utime + stime, median): filegate ${cpu('store-and-forward')} ms store-and-forward, ${cpu('stream-through')} ms stream-through, ${cpu('gemini store-and-forward')} ms store-and-forward to Gemini; the relay ${cpu('bare relay')} ms. ` +
