@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
-import { createServer } from 'node:http'
-import { type AddressInfo, createServer as createNetServer } from 'node:net'
+import { createServer, type Server } from 'node:http'
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { Busboy } from '@fastify/busboy'
@@ -17,8 +17,18 @@ import { quickSettings } from '../../bench/quick.js'
 import { consoleSummary, summaryFigures, worseBy } from '../../bench/report.js'
 import { tempDir } from '../helper.js'
 
+/** `server` listening on loopback for the suite; the URL of its upload path (its port set before the tests). */
+function served(server: Server | NetServer): URL {
+  const url = new URL('http://127.0.0.1/v1/files')
+  before(async () => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    url.port = String((server.address() as AddressInfo).port)
+  })
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  return url
+}
+
 describe('bench upload client, node:http', () => {
-  let url = ''
   const seen: Array<{ contentLength: string | undefined; received: number; fields: string[]; sha256: string }> = []
   const server = createServer((req, res) => {
     const fields: string[] = []
@@ -43,11 +53,7 @@ describe('bench upload client, node:http', () => {
     })
     req.pipe(bb)
   })
-  before(async () => {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/files`
-  })
-  after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const url = served(server)
 
   test('streams the file with its Content-Length, the provider field first, and reads the whole answer', async (t) => {
     const dir = await tempDir(t, 'bench-client-')
@@ -56,7 +62,7 @@ describe('bench upload client, node:http', () => {
     await writeFile(path, content)
     const expected = createHash('sha256').update(content).digest('hex')
     for (const run of [1, 2]) {
-      const r = await uploadFile(url, { authorization: 'Bearer x' }, [['provider', 'kimi']], path, 'a.bin', 'http')
+      const r = await uploadFile(url.href, { authorization: 'Bearer x' }, [['provider', 'kimi']], path, 'a.bin', 'http')
       assert.equal(r.status, 201, `run ${run}`)
       assert.deepEqual(JSON.parse(r.body), { sha256: expected })
       assert.ok(r.seconds > 0)
@@ -79,18 +85,13 @@ describe('bench upload client, an early answer', () => {
       )
     })
   })
-  let url = ''
-  before(async () => {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/files`
-  })
-  after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const url = served(server)
 
   test('returns the answer and stops sending instead of waiting on a body nobody reads', async (t) => {
     const dir = await tempDir(t, 'bench-client-early-')
     const path = join(dir, 'big.bin')
     await writeFile(path, randomBytes(64 * 1024 * 1024))
-    const r = await uploadFile(url, {}, [['provider', 'kimi']], path, 'big.bin', 'http')
+    const r = await uploadFile(url.href, {}, [['provider', 'kimi']], path, 'big.bin', 'http')
     assert.equal(r.status, 413)
     assert.match(r.body, /FILE_TOO_LARGE/)
   })
