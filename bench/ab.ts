@@ -12,13 +12,17 @@
  *   BENCH_AB_ROUNDS (5), BENCH_AB_SECONDS (4), BENCH_AB_HEADER=1 (send X-Content-SHA256);
  *   for scenario 1 BENCH_AB_ROUNDS and BENCH_LARGE_BYTES. NODE_ARGS=… in a variant are Node flags.
  *
+ * BENCH_AB_SCENARIO=summary: the figures `npm run bench` prints as its summary (three ratios, the
+ * RSS peaks), per variant, and a flag on any more than 10 % worse than the first variant's (exit
+ * code 1). BENCH_AB_ROUNDS (1 here) rounds of every variant's set; the scenarios' own settings apply.
+ *
  * A tool for trying a fix, not a record: `npm run bench` writes the figures.
  */
 import { rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { request } from 'undici'
 import { freshRandomFile } from './harness/client.js'
-import { envNumber } from './harness/context.js'
+import { type BenchContext, envNumber } from './harness/context.js'
 import { type BenchDatabase, createBenchDatabase } from './harness/db.js'
 import type { LoadResult } from './harness/load.js'
 import {
@@ -31,8 +35,12 @@ import {
   startService,
 } from './harness/processes.js'
 import { MB, median, round } from './harness/stats.js'
+import { quickSettings } from './quick.js'
+import { summaryFigures, summaryKeys, summaryValue, worseBy } from './report.js'
+import { clientView } from './scenarios/client-view.js'
 import { directTarget, largeFileBytes, largeRounds, relayTarget, serviceTargets } from './scenarios/large-upload.js'
-import { smallUploadLoad, smallUploadRequest } from './scenarios/small-uploads.js'
+import { variant } from './scenarios/memory.js'
+import { smallUploadLoad, smallUploadRequest, smallUploads } from './scenarios/small-uploads.js'
 
 interface Variant {
   name: string
@@ -41,6 +49,8 @@ interface Variant {
   stop(): Promise<void>
 }
 
+// BENCH_QUICK=1: the small sizes of `npm run bench`'s quick run, to prove a mode works.
+quickSettings()
 const rounds = envNumber('BENCH_AB_ROUNDS', 5)
 const seconds = envNumber('BENCH_AB_SECONDS', 4)
 const specs = process.argv.slice(2).map((arg) => {
@@ -73,6 +83,17 @@ try {
   for (const s of specs) {
     if (!builds.has(s.dir)) builds.set(s.dir, await buildCompiled(join(workDir, `build-${builds.size}`), s.dir))
   }
+  if (process.env.BENCH_AB_SCENARIO === 'summary') await summaryAb(db, fake, builds)
+  else await turnsAb(db, fake, builds)
+} finally {
+  for (const v of variants) await v.stop().catch(() => {})
+  await fake?.stop().catch(() => {})
+  await db?.drop().catch(() => {})
+  await rm(workDir, { recursive: true, force: true })
+}
+
+/** Scenario 3 or 1 in turns: every variant started once, measured beside the scenario's baselines. */
+async function turnsAb(db: BenchDatabase, fake: FakeHandle, builds: Map<string, string>) {
   const req = smallUploadRequest()
   const headers = process.env.BENCH_AB_HEADER === '1' ? { ...req.headers, 'x-content-sha256': req.sha256 } : req.headers
   const large = process.env.BENCH_AB_SCENARIO === '1'
@@ -93,11 +114,75 @@ try {
   }
   if (large) await largeAb(variants, fake, workDir)
   else await smallAb(variants, req.body, headers)
-} finally {
-  for (const v of variants) await v.stop().catch(() => {})
-  await fake?.stop().catch(() => {})
-  await db?.drop().catch(() => {})
-  await rm(workDir, { recursive: true, force: true })
+}
+
+/**
+ * The summary of `npm run bench` per variant: scenario 3 (its Postgres-lookup ratio), scenario 7
+ * (both ratios) and the peak RSS of scenario 2 and of scenario 6 with originals in a directory,
+ * each variant's set run in turns (rotated every round), each against its own same-run baselines.
+ * Medians per variant; a figure more than 10 % worse than the first variant's is a regression
+ * (exit code 1).
+ */
+async function summaryAb(db: BenchDatabase, fake: FakeHandle, builds: Map<string, string>) {
+  const summaryRounds = envNumber('BENCH_AB_ROUNDS', 1)
+  const template = await freshRandomFile(undefined, join(workDir, 'large-template.bin'), largeFileBytes())
+  const values = new Map<string, Map<string, number[]>>(specs.map((s) => [s.name, new Map()]))
+  for (let r = 0; r < summaryRounds; r++) {
+    for (let i = 0; i < specs.length; i++) {
+      const s = specs[(i + r) % specs.length] as (typeof specs)[number]
+      console.log(`round ${r + 1}: ${s.name}`)
+      const ctx: BenchContext = {
+        db,
+        fake,
+        workDir,
+        log: (line) => console.log(`[${s.name}]${line}`),
+        startService: (_name, env = {}) =>
+          startService({
+            databaseUrl: db.url,
+            fake,
+            spoolDir: join(workDir, 'spool'),
+            env: { ...s.env, ...env },
+            nodeArgs: s.nodeArgs,
+            compiledRoot: builds.get(s.dir),
+          }),
+      }
+      const dir = {
+        key: 'file',
+        label: 'originals in a directory',
+        env: { ORIGINALS_URL: `file://${join(workDir, 'originals')}` },
+        scenario: 6,
+      }
+      const figures = [
+        ...(await smallUploads(ctx)).figures,
+        ...(await clientView(ctx, template)).figures,
+        await variant(ctx, template, false),
+        await variant(ctx, template, true),
+        await variant(ctx, template, false, false, dir),
+        await variant(ctx, template, true, false, dir),
+      ]
+      const mine = values.get(s.name) as Map<string, number[]>
+      for (const { key, figure } of summaryFigures(figures))
+        mine.set(key, [...(mine.get(key) ?? []), summaryValue(figure)])
+    }
+  }
+  const [first] = specs
+  console.log(`\nsummary figure | ${specs.map((s) => s.name).join(' | ')} | vs ${first?.name}`)
+  let regressions = 0
+  for (const { key, label } of summaryKeys) {
+    const medians = specs.map((s) => median(values.get(s.name)?.get(key) ?? []))
+    if (medians.every((m) => Number.isNaN(m))) continue
+    const base = medians[0] as number
+    const flags = medians.slice(1).map((m, i) => {
+      const worse = worseBy(key, base, m)
+      if (worse > 0.1) regressions++
+      return `${specs[i + 1]?.name} ${worse > 0 ? `${round(worse * 100, 1)} % worse` : `${round(-worse * 100, 1)} % better`}${worse > 0.1 ? ' REGRESSION' : ''}`
+    })
+    console.log(`${label} | ${medians.map((m) => round(m, 3)).join(' | ')} | ${flags.join('; ')}`)
+  }
+  if (regressions) {
+    console.log(`\n${regressions} figure(s) more than 10 % worse than ${first?.name}`)
+    process.exitCode = 1
+  }
 }
 
 /** Scenario 1 in turns: direct, the bare relay, and both upload paths of every variant. */

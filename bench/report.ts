@@ -73,10 +73,79 @@ export function resultsMarkdown(r: ReportInput): string {
     out.push('', '## Scenarios that failed to run', '')
     for (const f of r.failures) out.push(`- ${f}`)
   }
+  const summary = summaryFigures(r.figures)
+  if (summary.length) {
+    out.push('', '## Summary', '', '| figure | value | goal | result |', '|---|---|---|---|')
+    for (const { label, figure: f } of summary)
+      out.push(
+        `| ${label} | ${f.ratio === undefined ? fmt(f.value, 'MB') : fmt(f.ratio)} | ${f.target} | ${f.met ? '**met**' : '**not met**'} |`,
+      )
+  }
   out.push('', '## Details', '')
   for (const f of r.figures) if (f.detail) out.push(`- ${f.name}: ${f.detail}`)
   out.push('')
   out.push(...r.notes)
   out.push('', '## What bounds each figure', '', r.bounds.trim(), '')
   return out.join('\n')
+}
+
+/**
+ * The figures read together (`npm run bench` prints them after its table; `npm run bench:ab`
+ * compares them between variants): the three ratios and the peak RSS of eight concurrent 100 MB
+ * uploads, each upload path with originals off and kept. `higher`: a ratio, larger is better;
+ * `lower`: a peak, smaller is better.
+ */
+export const summaryKeys: ReadonlyArray<{ key: string; label: string; better: 'higher' | 'lower' }> = [
+  { key: 'dedup-vs-lookup', label: 'small dedup hits ÷ bare Fastify + Postgres lookup (3)', better: 'higher' },
+  { key: 'store-and-forward-vs-direct', label: 'large store-and-forward ÷ direct, node:http (7)', better: 'higher' },
+  { key: 'originals-dir-vs-off', label: 'large, originals in a directory ÷ off, node:http (7)', better: 'higher' },
+  {
+    key: 'rss-store-and-forward-off',
+    label: 'peak RSS, concurrent large uploads, store-and-forward (2)',
+    better: 'lower',
+  },
+  { key: 'rss-stream-through-off', label: 'peak RSS, concurrent large uploads, stream-through (2)', better: 'lower' },
+  {
+    key: 'rss-store-and-forward-file',
+    label: 'peak RSS, … store-and-forward, originals in a directory (6)',
+    better: 'lower',
+  },
+  {
+    key: 'rss-stream-through-file',
+    label: 'peak RSS, … stream-through, originals in a directory (6)',
+    better: 'lower',
+  },
+  { key: 'rss-store-and-forward-s3', label: 'peak RSS, … store-and-forward, originals in s3rver (6)', better: 'lower' },
+  { key: 'rss-stream-through-s3', label: 'peak RSS, … stream-through, originals in s3rver (6)', better: 'lower' },
+]
+
+/** A summary figure's number: its ratio, or its value when it has none (a peak). */
+export const summaryValue = (f: Figure): number => f.ratio ?? f.value
+
+/** The summary figures present in `figures`, in summaryKeys' order, with their label. */
+export function summaryFigures(figures: Figure[]): Array<{ key: string; label: string; figure: Figure }> {
+  return summaryKeys.flatMap(({ key, label }) => {
+    const figure = figures.find((f) => f.key === key)
+    return figure ? [{ key, label, figure }] : []
+  })
+}
+
+export function consoleSummary(figures: Figure[]): string {
+  const rows = summaryFigures(figures).map(({ label, figure: f }) => [
+    label,
+    f.ratio === undefined ? fmt(f.value, 'MB') : fmt(f.ratio),
+    f.target,
+    verdict(f),
+  ])
+  if (rows.length === 0) return ''
+  const head = ['summary', 'value', 'goal', 'result']
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('-|-'), ...rows.map(line)].join('\n')
+}
+
+/** How far `candidate` is from `base` on the summary key's scale: positive = worse (0.1 = 10 % worse). */
+export function worseBy(key: string, base: number, candidate: number): number {
+  const better = summaryKeys.find((k) => k.key === key)?.better ?? 'higher'
+  return better === 'higher' ? (base - candidate) / base : (candidate - base) / base
 }

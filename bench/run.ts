@@ -1,15 +1,18 @@
 /**
- * `npm run bench`: the five scenarios against filegate running as its own process on a
+ * `npm run bench`: the scenarios against filegate running as its own process on a
  * fresh Postgres database, with the fake Kimi provider in another process, each figure measured
  * against its baseline in the same run. Prints a table and writes bench/RESULTS.md (a partial run,
  * with BENCH_SCENARIOS, writes bench/RESULTS.partial.md instead).
  *
  *   BENCH_SCENARIOS=1,3   run only these scenarios (1 large upload, 2 memory, 3 small uploads,
- *                         4 sweep, 5 dedup lookup, 6 originals kept); default all
+ *                         4 sweep, 5 dedup lookup, 6 originals kept, 7 a node:http client's view,
+ *                         8 credentials, 9 resumable uploads); default all
  *   BENCH_SERVICE_NODE_ARGS  extra Node flags for every service process, e.g.
  *                         "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it (docs/performance.md)
  *   BENCH_LARGE_BYTES, BENCH_LARGE_RUNS, BENCH_SMALL_SECONDS, BENCH_SWEEP_ROWS,
- *   BENCH_DEDUP_ROWS=100000,1000000, BENCH_DEDUP_CALLS   sizes, for quick runs
+ *   BENCH_DEDUP_ROWS=100000,1000000, BENCH_DEDUP_CALLS, BENCH_CLIENT_RUNS, BENCH_ACCESS_ROUNDS,
+ *   BENCH_RESUMABLE_BYTES, BENCH_TUS_CHUNKED_BYTES, BENCH_RESUMABLE_RUNS, …   sizes, for quick runs
+ *   (every one in docs/performance.md); BENCH_QUICK=1 sets small ones for all that are unset
  */
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -27,16 +30,21 @@ import {
   startFake,
   startService,
 } from './harness/processes.js'
-import { consoleTable, resultsMarkdown } from './report.js'
+import { quickSettings } from './quick.js'
+import { consoleSummary, consoleTable, resultsMarkdown } from './report.js'
+import { access } from './scenarios/access.js'
+import { clientView } from './scenarios/client-view.js'
 import { dedupLookup } from './scenarios/dedup-lookup.js'
 import { ensureTemplate, largeUpload } from './scenarios/large-upload.js'
 import { memory } from './scenarios/memory.js'
 import { originals } from './scenarios/originals.js'
+import { resumable } from './scenarios/resumable.js'
 import { smallUploads } from './scenarios/small-uploads.js'
 import { sweep } from './scenarios/sweep.js'
 
 const log = (message: string) => process.stdout.write(`${message}\n`)
-const allScenarios = [1, 2, 3, 4, 5, 6]
+const quick = quickSettings()
+const allScenarios = [1, 2, 3, 4, 5, 6, 7, 8, 9]
 const selected = (process.env.BENCH_SCENARIOS ?? '')
   .split(',')
   .map((s) => Number(s.trim()))
@@ -57,7 +65,7 @@ async function main() {
   const figures: Figure[] = []
   const notes: string[] = []
   const failures: string[] = []
-  const needsService = scenarios.some((s) => s <= 4 || s === 6)
+  const needsService = scenarios.some((s) => s !== 5)
   let db: BenchDatabase | undefined
   let fake: FakeHandle | undefined
   const cleanup = async () => {
@@ -78,6 +86,7 @@ async function main() {
     if (serviceRoot !== repoRoot) log(`service under test started from ${serviceRoot} (BENCH_SERVICE_DIR)`)
     log(`load average ${loadAtStart}`)
     log(`scenarios ${scenarios.join(',')}; work dir ${workDir}`)
+    if (quick.length) log(`BENCH_QUICK: ${quick.join(' ')} (sizes that prove the scenarios run; not figures)`)
     if (needsService) fake = await startFake('sk-bench-kimi-0123456789')
     // The service runs compiled, as in production (Dockerfile, npm start); BENCH_TSX=1 runs it
     // through the tsx loader instead.
@@ -113,6 +122,9 @@ async function main() {
       4: ['sweep', () => sweep(context)],
       5: ['dedup lookup', () => dedupLookup(context)],
       6: ['originals', async () => originals(context, await largeTemplate())],
+      7: ["a node:http client's view", async () => clientView(context, await largeTemplate())],
+      8: ['credentials', () => access(context)],
+      9: ['resumable uploads', () => resumable(context)],
     }
     for (const n of scenarios) {
       const [label, run] = runners[n] as [string, () => Promise<{ figures: Figure[]; notes: string[] }>]
@@ -142,6 +154,8 @@ async function main() {
     }
 
     log(`\n${consoleTable(figures)}`)
+    const summary = consoleSummary(figures)
+    if (summary) log(`\n${summary}`)
     const boundsFile = join(benchDir, 'bounds.md')
     const bounds = existsSync(boundsFile) ? await readFile(boundsFile, 'utf8') : '(bench/bounds.md is missing)'
     const markdown = resultsMarkdown({
@@ -156,8 +170,9 @@ async function main() {
       totalSeconds: (Date.now() - startedAt) / 1000,
       loadAverage: { start: loadAtStart, end: await loadAverage() },
     })
-    // Only a run of every scenario is the record; a partial run (BENCH_SCENARIOS) must not replace it.
-    const resultsFile = process.env.BENCH_SCENARIOS ? 'RESULTS.partial.md' : 'RESULTS.md'
+    // Only a full run of every scenario is the record; a partial or quick run must not replace it.
+    const resultsFile =
+      process.env.BENCH_SCENARIOS || process.env.BENCH_QUICK === '1' ? 'RESULTS.partial.md' : 'RESULTS.md'
     await writeFile(join(benchDir, resultsFile), markdown)
     log(`\nwrote bench/${resultsFile} (${Math.round((Date.now() - startedAt) / 1000)} s in all)`)
     if (failures.length) process.exitCode = 1

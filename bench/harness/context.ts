@@ -14,6 +14,11 @@ export interface Figure {
   /** null when the figure is informative only. */
   met: boolean | null
   detail?: string
+  /**
+   * Set on the figures of the summary (report.ts: summaryKeys): the same name in every run, so that
+   * `npm run bench` prints them together and `npm run bench:ab` compares them between variants.
+   */
+  key?: string
 }
 
 export interface ScenarioResult {

@@ -51,13 +51,11 @@ export async function cpuMeter(groups: CpuGroups, cores: number) {
   const resolved: Record<string, number[]> = {}
   for (const [name, pids] of Object.entries(groups))
     resolved[name] = pids === 'postgres' ? await pidsNamed('postgres') : pids
+  // Ticks per process: one that exits in the window (a Postgres backend whose connection closed)
+  // reads 0 at the end and counts nothing, instead of taking its earlier ticks off its group's sum.
   const read = async () => {
-    const out: Record<string, number> = {}
-    for (const [name, pids] of Object.entries(resolved)) {
-      let sum = 0
-      for (const pid of pids) sum += await processTicks(pid)
-      out[name] = sum
-    }
+    const out = new Map<number, number>()
+    for (const pids of Object.values(resolved)) for (const pid of pids) out.set(pid, await processTicks(pid))
     return out
   }
   // Postgres starts a backend per new connection: count those born during the window too.
@@ -75,7 +73,11 @@ export async function cpuMeter(groups: CpuGroups, cores: number) {
       const after = await read()
       const sysAfter = await systemBusyTicks()
       const out: Record<string, number> = {}
-      for (const name of Object.keys(resolved)) out[name] = ((after[name] ?? 0) - (before[name] ?? 0)) / ticksPerSecond
+      for (const [name, pids] of Object.entries(resolved)) {
+        let ticks = 0
+        for (const pid of pids) ticks += Math.max(0, (after.get(pid) ?? 0) - (before.get(pid) ?? 0))
+        out[name] = ticks / ticksPerSecond
+      }
       return {
         seconds,
         groups: out,

@@ -99,8 +99,11 @@ export async function startFake(apiKey: string): Promise<FakeHandle> {
   }
 }
 
-export async function startBaseline(): Promise<{ baseUrl: string; pid: number; stop(): Promise<void> }> {
-  const child = forkTs('baseline-server.ts')
+/** Bare Fastify + multipart (children/baseline-server.ts); with `databaseUrl`, plus one indexed lookup of the hash. */
+export async function startBaseline(
+  databaseUrl?: string,
+): Promise<{ baseUrl: string; pid: number; stop(): Promise<void> }> {
+  const child = forkTs('baseline-server.ts', databaseUrl ? { BASELINE_DATABASE_URL: databaseUrl } : {})
   const baseUrl = await whenReady(child, 'baseline server')
   return { baseUrl, pid: child.pid ?? 0, stop: () => stopChild(child) }
 }

@@ -1,5 +1,5 @@
 /** Samples a process's resident memory from /proc/<pid>/status (Linux). */
-import { readFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 
 export interface MemoryReading {
   rssBytes: number
@@ -34,4 +34,16 @@ export function sampleRss(pid: number, intervalMs = 50) {
       return { peakRssBytes: peak, samples, series }
     },
   }
+}
+
+/**
+ * Resets the kernel's high-water mark (VmHWM) of `pid` to its current RSS (`5` written to
+ * /proc/<pid>/clear_refs, Linux ≥ 4.0), so the next VmHWM read is the peak since now. False when
+ * the kernel refuses (not the process's owner, not Linux): the sampled peak is all there is then.
+ */
+export async function resetPeak(pid: number): Promise<boolean> {
+  return writeFile(`/proc/${pid}/clear_refs`, '5').then(
+    () => true,
+    () => false,
+  )
 }

@@ -7,9 +7,17 @@
  * Gemini (the resumable protocol, 8 MiB chunks; children/fake-gemini.ts) beside the same to the fake
  * Kimi (one multipart request), in the same rounds. Median of runs.
  */
-import { rm } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { freshRandomFile, sha256OfFile, uploadFile } from '../harness/client.js'
+import {
+  defaultClient,
+  freshRandomFile,
+  renewContent,
+  settleDisk,
+  sha256OfFile,
+  type UploadClient,
+  uploadFile,
+} from '../harness/client.js'
 import { type BenchContext, envNumber, type Figure, type ScenarioResult } from '../harness/context.js'
 import { cpuMeter } from '../harness/cpu.js'
 import { benchKeys, type FakeHandle, startGeminiFake, startRelay } from '../harness/processes.js'
@@ -33,16 +41,21 @@ export interface LargeTarget {
   pids: number[]
   /** Uploads `file` (new content, its SHA-256 given) and returns the seconds to the whole answer. */
   send(file: string, sha256: string): Promise<number>
+  /** This target's own file (another size); default the rounds' template. */
+  template?: string
+  /** The target never reads the SHA-256: the rounds skip hashing its file (an empty string is passed). */
+  unhashed?: boolean
 }
 
 /** The same file and client straight to the fake (the baseline). */
-export function directTarget(fake: FakeHandle): LargeTarget {
+export function directTarget(fake: FakeHandle, client = defaultClient(), name = 'direct'): LargeTarget {
   return {
-    name: 'direct',
+    name,
     pids: [],
     async send(file) {
       const auth = { authorization: `Bearer ${fake.apiKey}` }
-      const r = await uploadFile(`${fake.baseUrl}/files`, auth, [['purpose', 'file-extract']], file, 'bench.txt')
+      const fields: Array<[string, string]> = [['purpose', 'file-extract']]
+      const r = await uploadFile(`${fake.baseUrl}/files`, auth, fields, file, 'bench.txt', client)
       expectStatus('direct upload', r.status, 200, r.body)
       return r.seconds
     },
@@ -64,11 +77,15 @@ export function relayTarget(relay: { baseUrl: string; pid: number }, fake: FakeH
 }
 
 /** Through filegate: store-and-forward (no declared hash) and stream-through (X-Content-SHA256). */
-export function serviceTargets(service: { baseUrl: string; pid: number }, prefix = ''): [LargeTarget, LargeTarget] {
+export function serviceTargets(
+  service: { baseUrl: string; pid: number },
+  prefix = '',
+  client: UploadClient = defaultClient(),
+): [LargeTarget, LargeTarget] {
   const url = `${service.baseUrl}/v1/files`
   const auth = { authorization: `Bearer ${benchKeys.tenant}` }
   const via = async (what: string, headers: Record<string, string>, file: string) => {
-    const r = await uploadFile(url, headers, [['provider', 'kimi']], file, 'bench.txt')
+    const r = await uploadFile(url, headers, [['provider', 'kimi']], file, 'bench.txt', client)
     expectStatus(`filegate ${what} upload`, r.status, 201, r.body)
     return r.seconds
   }
@@ -96,6 +113,26 @@ export function geminiTarget(service: { baseUrl: string; pid: number }): LargeTa
   }
 }
 
+/**
+ * `target` with a reading taken around each of its sends (`begin` starts one and hands back what
+ * ends it: CPU ms of a process, RSS growth) appended to `into` under the target's name.
+ */
+export function measuredAround(
+  target: LargeTarget,
+  begin: () => Promise<() => Promise<number>>,
+  into: Map<string, number[]>,
+): LargeTarget {
+  return {
+    ...target,
+    async send(file, sha256) {
+      const end = await begin()
+      const seconds = await target.send(file, sha256)
+      into.set(target.name, [...(into.get(target.name) ?? []), await end()])
+      return seconds
+    },
+  }
+}
+
 export interface LargeRuns {
   /** MB/s of each run, per target name. */
   mbps: Map<string, number[]>
@@ -104,26 +141,36 @@ export interface LargeRuns {
 }
 
 /**
- * One unmeasured warm-up round, then `runs` rounds; each round sends a fresh file (new content, so
- * dedup never answers) to every target, the order rotated every round so that neither side always
- * runs first (page cache, JIT, TCP warm-up) and drift in the machine lands on every target alike.
+ * One unmeasured warm-up round (unless `warmUp` is false), then `runs` rounds; each round sends a
+ * fresh file (new content, so dedup never answers) to every target, the order rotated every round
+ * so that neither side always runs first (page cache, JIT, TCP warm-up) and drift in the machine
+ * lands on every target alike. Each send is of the template (a target may name its own), its
+ * content renewed.
  */
 export async function largeRounds(
   targets: LargeTarget[],
-  options: { template: string; workDir: string; runs: number; log(line: string): void },
+  options: {
+    template: string
+    workDir: string
+    runs: number
+    log(line: string): void
+    warmUp?: boolean
+  },
 ): Promise<LargeRuns> {
-  const bytes = largeFileBytes()
   const out: LargeRuns = { mbps: new Map(), cpuMs: new Map() }
-  for (let i = -1; i < options.runs; i++) {
+  for (let i = options.warmUp === false ? 0 : -1; i < options.runs; i++) {
     const line: string[] = []
     for (let s = 0; s < targets.length; s++) {
       const target = targets[(s + i + 1) % targets.length] as LargeTarget
-      const file = await freshRandomFile(options.template, join(options.workDir, `large-${s}.bin`), bytes)
-      const sha256 = await sha256OfFile(file)
+      // New content in place: the rounds send one file at a time, and a copy would leave the whole
+      // file's pages for the settle below to write out before every send.
+      const file = await renewContent(target.template ?? options.template)
+      const { size: bytes } = await stat(file)
+      const sha256 = target.unhashed ? '' : await sha256OfFile(file)
+      await settleDisk()
       const meter = await cpuMeter({ target: target.pids }, 1)
       const seconds = await target.send(file, sha256)
       const split = await meter.stop()
-      await rm(file, { force: true })
       if (i < 0) continue
       const mbps = bytes / MB / seconds
       out.mbps.set(target.name, [...(out.mbps.get(target.name) ?? []), mbps])
@@ -221,7 +268,7 @@ export async function largeUpload(ctx: BenchContext, template: string): Promise<
       },
     ],
     notes: [
-      `- Scenario 1: one unmeasured warm-up round, then ${runs} runs of ${size} of new random content each; direct = the same file and client straight to the fake ` +
+      `- Scenario 1: one unmeasured warm-up round, then ${runs} runs of ${size} of new random content each, \`sync\` before each upload, every large upload of scenarios 1, 2 and 6 sent by ${defaultClient() === 'http' ? '`node:http` (a file read stream piped into the request)' : 'undici `request` (BENCH_CLIENT=undici)'}; direct = the same file and client straight to the fake ` +
         `(\`POST /v1/files\`, \`purpose=file-extract\`). Direct MB/s: ${list(direct)}; store-and-forward: ${list(spooled)}; stream-through: ${list(streamed)}; bare relay: ${list(relayed)}. ` +
         'The relay (bench/children/relay.ts) is node:http piping the request body to the fake while hashing it: no multipart parsing, no database. ' +
         `CPU per 100 MB (utime + stime, median): filegate ${cpu('store-and-forward')} ms store-and-forward, ${cpu('stream-through')} ms stream-through, ${cpu('gemini store-and-forward')} ms store-and-forward to Gemini; the relay ${cpu('bare relay')} ms. ` +

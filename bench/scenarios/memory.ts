@@ -17,6 +17,8 @@ const limitBytes = 200 * MB
 
 /** Extra settings of the service (originals kept, scenario 6) and the words that name them. */
 export interface MemoryExtra {
+  /** A short name for the figure's summary key (`file`, `s3`). */
+  key: string
   label: string
   env: Record<string, string>
   scenario: number
@@ -73,6 +75,8 @@ export async function variant(
     )
     const figure: Figure = {
       scenario: extra?.scenario ?? 2,
+      // The summary's RSS peaks: each upload path, originals off (scenario 2) and kept (6).
+      ...(tsx ? {} : { key: `rss-${streamThrough ? 'stream-through' : 'store-and-forward'}-${extra?.key ?? 'off'}` }),
       name: `Memory, ${concurrency} × ${round(bytes / MB)} MB concurrent, ${label}`,
       value: peak / MB,
       unit: 'MB peak RSS',

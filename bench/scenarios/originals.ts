@@ -16,7 +16,7 @@ import { type BenchContext, envNumber, type Figure, type ScenarioResult } from '
 import { type CpuSplit, cpuMeter } from '../harness/cpu.js'
 import { startS3rver } from '../harness/processes.js'
 import { MB, median, round } from '../harness/stats.js'
-import { type LargeTarget, largeFileBytes, largeRounds, serviceTargets } from './large-upload.js'
+import { type LargeTarget, largeFileBytes, largeRounds, measuredAround, serviceTargets } from './large-upload.js'
 import { variant } from './memory.js'
 import { storeAloneTarget } from './store-alone.js'
 
@@ -27,16 +27,14 @@ const s3rverKeys = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }
 
 /** `target` with the CPU milliseconds `pid` spends during each of its sends appended to `into`. */
 function meteringProcess(target: LargeTarget, pid: number, into: Map<string, number[]>): LargeTarget {
-  return {
-    ...target,
-    async send(file, sha256) {
+  return measuredAround(
+    target,
+    async () => {
       const meter = await cpuMeter({ process: [pid] }, 1)
-      const seconds = await target.send(file, sha256)
-      const { groups } = await meter.stop()
-      into.set(target.name, [...(into.get(target.name) ?? []), (groups.process ?? 0) * 1000])
-      return seconds
+      return async () => ((await meter.stop()).groups.process ?? 0) * 1000
     },
-  }
+    into,
+  )
 }
 
 export async function originals(ctx: BenchContext, template: string): Promise<ScenarioResult> {
@@ -76,7 +74,12 @@ export async function originals(ctx: BenchContext, template: string): Promise<Sc
         for (const streamThrough of [false, true]) {
           const meter = await cpuMeter({ s3rver: [s3.pid] }, 1)
           figures.push(
-            await variant(ctx, template, streamThrough, false, { label: kind.label, env: kind.env, scenario: 6 }),
+            await variant(ctx, template, streamThrough, false, {
+              key: kind.key,
+              label: kind.label,
+              env: kind.env,
+              scenario: 6,
+            }),
           )
           const split = await meter.stop()
           if (kind.key === 's3')
