@@ -108,9 +108,9 @@ interface Part {
   readonly filled: number
   write(chunk: Uint8Array): Promise<void>
   /**
-   * The whole reserve as a request body (once every write to it has landed). A stream body is read
-   * through the part's own open file (no open of its own that a removal could fail later); its
-   * failure is reported to `onError`, and the caller destroys it once its request settled.
+   * The whole reserve as a request body (once every write to it has landed). A stream body's file
+   * is open before it is returned (no lazy open that a removal could fail later); its failure is
+   * reported to `onError`, and the caller destroys it (closing the file) once its request settled.
    */
   body(onError: (err: Error) => void): Promise<{ Body: Buffer | Readable; ContentLength: number }>
   /** Empties the reserve for the next part (once every write to it has landed). */
@@ -211,8 +211,9 @@ async function filePart(path: string): Promise<Part> {
     async body(onError) {
       await landed()
       if (filled === 0) return { Body: Buffer.alloc(0), ContentLength: 0 }
-      // autoClose false: the file is the part's, closed by close(), which ends any stream still reading it.
-      const Body = file.createReadStream({ start: 0, end: filled - 1, autoClose: false })
+      // Its own handle, opened here (a failure is this call's): destroying the stream closes it,
+      // and the part's handle stays the writer's.
+      const Body = (await open(path, 'r')).createReadStream({ start: 0, end: filled - 1 })
       Body.on('error', onError)
       return { Body, ContentLength: filled }
     },
