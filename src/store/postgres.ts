@@ -22,6 +22,25 @@ export const migrationLockKey = 7_261_019_301 // arbitrary, constant: pg_advisor
  */
 export const reconnectBackoff = (retries: number) => Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2)
 
+const queryDetails = new Set(['query', 'parameters', 'args', 'types'])
+
+/**
+ * The driver makes a failed query's text, parameters and arguments enumerable (and fixed)
+ * properties of its error whenever `debug` is set (it is, to count the waiting calls): such an
+ * error is copied without them (same class, every other property), so that no error logged
+ * carries a call's arguments.
+ */
+function hideQueryDetails(err: unknown): unknown {
+  if (err === null || typeof err !== 'object') return err
+  if (![...queryDetails].some((key) => Object.getOwnPropertyDescriptor(err, key)?.enumerable)) return err
+  const copy = Object.create(Object.getPrototypeOf(err)) as object
+  for (const key of Object.getOwnPropertyNames(err)) {
+    if (!queryDetails.has(key))
+      Object.defineProperty(copy, key, Object.getOwnPropertyDescriptor(err, key) as PropertyDescriptor)
+  }
+  return copy
+}
+
 export function createPostgresStore(
   databaseUrl: string,
   options: { max?: number; metrics?: PoolMetrics | undefined } = {},
@@ -65,7 +84,7 @@ export function createPostgresStore(
         const rows = await sql.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true })
         return (rows[0]?.v ?? null) as T
       } catch (err) {
-        throw storeError(err)
+        throw storeError(hideQueryDetails(err))
       } finally {
         call?.done()
       }

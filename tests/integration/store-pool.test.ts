@@ -139,6 +139,14 @@ describe('the Postgres pool: connects, waiting calls, reconnecting after a cut',
     assert.ok((await within(10_000, 'the next call', backendPid(store))) > 0)
   })
 
+  it("a failed call's error carries neither its query text nor its arguments as enumerable properties (logs)", async (t) => {
+    const { store } = await storeBehindFront(t, 1)
+    const err = await store.call('length', { no_such_argument: 'secret-argument-value' }).catch((e: unknown) => e)
+    assert.ok(err instanceof Error)
+    assert.doesNotMatch(JSON.stringify(err), /secret-argument-value/)
+    for (const key of ['query', 'parameters', 'args']) assert.ok(!Object.keys(err).includes(key), key)
+  })
+
   it('reconnectBackoff: 50 ms doubling, never over 1 s', () => {
     for (let retries = 0; retries < 40; retries++) {
       const delay = reconnectBackoff(retries)
