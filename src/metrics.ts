@@ -240,6 +240,18 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: r,
     }),
+    dbConnectDuration: new Histogram({
+      name: 'filegate_db_connect_duration_seconds',
+      help: 'Establishing a connection to DATABASE_URL (TCP connect, startup, authentication, until ready for queries), by outcome (connected, failed)',
+      labelNames: ['outcome'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: r,
+    }),
+    dbPoolWaiting: new Gauge({
+      name: 'filegate_db_pool_waiting',
+      help: 'Database calls waiting for a connection of the pool (none free, or the one given them still connecting)',
+      registers: r,
+    }),
     httpDuration: new Histogram({
       name: 'filegate_http_request_duration_seconds',
       help: 'HTTP request duration by route template',

@@ -30,6 +30,14 @@ export interface Child {
   exitedAt(): number | undefined
 }
 
+/** What src/server.ts logs (pino, JSON) when close-with-grace catches an uncaughtException or unhandledRejection. */
+export const uncaughtMessage = 'fatal error, closing'
+
+/** The log line of an uncaught error in `output`, if any. */
+export function uncaughtIn(output: string): string | undefined {
+  return output.split('\n').find((line) => line.includes(`"msg":"${uncaughtMessage}"`))
+}
+
 /** Kills a child's whole process group (it leads one: spawned detached). */
 export function killGroup(proc: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
   if (proc.pid === undefined) return
@@ -49,9 +57,9 @@ export function spawnChild(
   t: Pick<TestContext, 'after'>,
   command: string,
   args: string[],
-  options: SpawnOptions & { stdin?: string } = {},
+  options: SpawnOptions & { stdin?: string; uncaughtExpected?: boolean } = {},
 ): Child {
-  const { stdin, ...spawnOptions } = options
+  const { stdin, uncaughtExpected: _, ...spawnOptions } = options
   const proc = spawn(command, args, { ...spawnOptions, detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
@@ -82,6 +90,12 @@ export function spawnChild(
     // The group may hold more than the child (and outlive it): kill it in any case.
     killGroup(proc)
     await exited
+    // A service that met an uncaught exception or an unhandled rejection fails the test that ran it,
+    // whatever the test itself asserted: no failure of one request may end the process.
+    const uncaught = uncaughtIn(all)
+    if (uncaught && !options.uncaughtExpected) {
+      throw new Error(`the process met an uncaught error (src/server.ts logs "${uncaughtMessage}"): ${uncaught}`)
+    }
   })
   return { proc, stdout: () => out, stderr: () => err, output: () => all, exited, exitedAt: () => exitedAt }
 }

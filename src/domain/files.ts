@@ -152,6 +152,9 @@ export class FileService {
         }
         return await reception.finish(form)
       } finally {
+        // Read to its end, or left unread (a duplicate answered first), or cut by a failure: either
+        // way the segments' files and sockets behind it are let go now, not when it is collected.
+        body.stream.destroy()
         await reception.dispose()
       }
     })

@@ -9,7 +9,7 @@
  * committed and marked, `failed` when the store refused or did not answer at any step (the staging,
  * a stat, the commit, the mark). A body that failed on the client's side is no write of the store's.
  */
-import { createReadStream } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { PassThrough, Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { errors, isAppError } from '../errors.js'
@@ -272,13 +272,23 @@ export class PendingOriginal {
     }
   }
 
-  /** A second pass, only where the body did not stream past a tee (held in memory, or a copy's spool). */
+  /**
+   * A second pass, only where the body did not stream past a tee (held in memory, or a copy's spool).
+   * The spool file is opened before the store is handed its stream, and the stream is destroyed once
+   * the staging settled: a store that fails before reading it leaves no read pending on a file the
+   * request's cleanup then removes.
+   */
   private async stageFromSpool(spool: SpooledFile): Promise<StagedOriginal> {
-    const body = spool.buffer ? Readable.from([spool.buffer]) : createReadStream(spool.path)
+    let body: Readable | undefined
     try {
+      body = spool.buffer ? Readable.from([spool.buffer]) : (await open(spool.path, 'r')).createReadStream()
+      // The staging reads it and gets its errors; this only keeps one before that from going unhandled.
+      body.on('error', () => {})
       return settleOnce(await this.deps.originals.stage(this.tenant, body))
     } catch (err) {
       throw errors.originalsUnavailable(err)
+    } finally {
+      body?.destroy()
     }
   }
 }

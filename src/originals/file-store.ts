@@ -7,8 +7,8 @@
  * its original the same way: the segment file is linked under its content address (assemble).
  */
 import { randomUUID } from 'node:crypto'
-import { createReadStream, createWriteStream, fdatasync, type WriteStream } from 'node:fs'
-import { access, constants, link, mkdir, open, readdir, rm, stat } from 'node:fs/promises'
+import { createWriteStream, fdatasync, type WriteStream } from 'node:fs'
+import { access, constants, type FileHandle, link, mkdir, open, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -206,9 +206,22 @@ export function createFileOriginalsStore(root: string): OriginalsStore {
     stage,
     stat: statObject,
     async read(key) {
-      const bytes = await statObject(key)
-      if (bytes === null) throw new OriginalMissingError(key)
-      return { bytes, stream: verifyingStream(key, createReadStream(objectPath(key))) }
+      // Opened here, not by the stream on its own later: a remove in between is a missing original
+      // now, never a stream error after it was handed on. The stream closes the file.
+      let file: FileHandle
+      try {
+        file = await open(objectPath(key), 'r')
+      } catch (err) {
+        if (isMissing(err)) throw new OriginalMissingError(key)
+        throw err
+      }
+      try {
+        const { size } = await file.stat()
+        return { bytes: size, stream: verifyingStream(key, file.createReadStream()) }
+      } catch (err) {
+        await file.close()
+        throw err
+      }
     },
     async remove(key) {
       await rm(objectPath(key), { force: true })

@@ -15,9 +15,8 @@
  */
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import { createReadStream } from 'node:fs'
 import { open, rm } from 'node:fs/promises'
-import { PassThrough, type Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   AbortMultipartUploadCommand,
@@ -108,8 +107,12 @@ const isNotFound = (err: unknown) => {
 interface Part {
   readonly filled: number
   write(chunk: Uint8Array): Promise<void>
-  /** The whole reserve as a request body (once every write to it has landed). */
-  body(): Promise<{ Body: Buffer | Readable; ContentLength: number }>
+  /**
+   * The whole reserve as a request body (once every write to it has landed). A stream body's file
+   * is open before it is returned (no lazy open that a removal could fail later); its failure is
+   * reported to `onError`, and the caller destroys it (closing the file) once its request settled.
+   */
+  body(onError: (err: Error) => void): Promise<{ Body: Buffer | Readable; ContentLength: number }>
   /** Empties the reserve for the next part (once every write to it has landed). */
   reset(): Promise<void>
   close(): Promise<void>
@@ -205,10 +208,14 @@ async function filePart(path: string): Promise<Part> {
       })()
       return lastWrite
     },
-    async body() {
+    async body(onError) {
       await landed()
       if (filled === 0) return { Body: Buffer.alloc(0), ContentLength: 0 }
-      return { Body: createReadStream(path, { start: 0, end: filled - 1 }), ContentLength: filled }
+      // Its own handle, opened here (a failure is this call's): destroying the stream closes it,
+      // and the part's handle stays the writer's.
+      const Body = (await open(path, 'r')).createReadStream({ start: 0, end: filled - 1 })
+      Body.on('error', onError)
+      return { Body, ContentLength: filled }
     },
     async reset() {
       // The part the bucket has: what is still in the batch need not reach the file, nor a write that failed.
@@ -299,21 +306,39 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
   }
 
   /**
+   * A part's reserve as a request body, owned by the request that sends it. The SDK pipes a stream
+   * body without listening for its errors and leaves it as it is when the request fails before
+   * reading it: a failed read stops the request here (`abortSignal`), and `release` destroys the
+   * stream once the request settled, however it did.
+   */
+  async function reserveBody(part: Part) {
+    const stop = new AbortController()
+    const body = await part.body((err) => stop.abort(err))
+    const release = () => {
+      if (body.Body instanceof Readable) body.Body.destroy()
+    }
+    return { body, abortSignal: stop.signal, release }
+  }
+
+  /**
    * One part sent from its reserve (a fresh stream each attempt): a part body that is a stream is one
    * the SDK will not retry itself, so a dropped connection or a 5xx/SlowDown is retried here, a few
    * times with backoff. API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
    */
   async function sendPart(Key: string, UploadId: string, PartNumber: number, part: Part): Promise<CompletedPart> {
     for (let attempt = 1; ; attempt++) {
+      const reserve = await reserveBody(part)
       try {
-        const out = await client.send(
-          new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, ...(await part.body()) }),
-        )
+        const out = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, ...reserve.body }), {
+          abortSignal: reserve.abortSignal,
+        })
         return { PartNumber, ETag: out.ETag }
       } catch (err) {
         if (attempt >= partAttempts || !isTransient(err)) throw err
-        await sleep(partRetryDelayMs * 2 ** (attempt - 1))
+      } finally {
+        reserve.release()
       }
+      await sleep(partRetryDelayMs * 2 ** (attempt - 1))
     }
   }
 
@@ -445,7 +470,14 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
         }
       }
       if (uploadId === undefined) {
-        await client.send(new PutObjectCommand({ Bucket, Key, ...(await filling.body()) }))
+        const reserve = await reserveBody(filling)
+        try {
+          await client.send(new PutObjectCommand({ Bucket, Key, ...reserve.body }), {
+            abortSignal: reserve.abortSignal,
+          })
+        } finally {
+          reserve.release()
+        }
         return undefined
       }
       if (filling.filled < partBytes) await streaming?.cancel()

@@ -7,7 +7,12 @@ import { createHash } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { OriginalCorruptError, type OriginalKey } from './store.js'
 
-export function verifyingStream(key: OriginalKey, source: AsyncIterable<Uint8Array>): Readable {
+/**
+ * `source`'s bytes, verified. The stream returned owns `source`: destroyed, or abandoned before it
+ * was read, it destroys `source` too (an open file, a socket of the store's); a failure of `source`
+ * before it is read is kept (its listener here) and reaches the reader as the stream's error.
+ */
+export function verifyingStream(key: OriginalKey, source: Readable): Readable {
   async function* verified() {
     const hash = createHash('sha256')
     let held: Uint8Array | undefined
@@ -20,7 +25,10 @@ export function verifyingStream(key: OriginalKey, source: AsyncIterable<Uint8Arr
     if (actual !== key.sha256) throw new OriginalCorruptError(key, actual)
     if (held) yield held
   }
-  return Readable.from(verified(), { objectMode: false })
+  source.on('error', () => {}) // the read of `source` below rethrows it
+  const verifying = Readable.from(verified(), { objectMode: false })
+  verifying.once('close', () => source.destroy())
+  return verifying
 }
 
 /** Counts what passes, for staged writes (their hash is the writer's: see store.ts). */

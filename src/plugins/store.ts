@@ -46,7 +46,7 @@ export default fp(
       })
 
     const prepare = async (): Promise<void> => {
-      if (deferred && !deferred.opened) deferred.open(await createStore(opts.config))
+      if (deferred && !deferred.opened) deferred.open(await createStore(opts.config, app.metrics))
       const result = await migrateStore(store)
       if (result?.applied.length) app.log.info({ applied: result.applied }, 'migrations applied')
       const version = await schemaVersion(store)
@@ -96,5 +96,5 @@ export default fp(
       if (!opts.store) await store.close()
     })
   },
-  { name: 'filegate-store', dependencies: ['filegate-readiness'] },
+  { name: 'filegate-store', dependencies: ['filegate-readiness', 'filegate-metrics'] },
 )

@@ -1,12 +1,14 @@
 /** Picks the transport from the configuration and applies migrations where it can. */
 import type { StoreConfig } from '../config.js'
 import { applyMigrations, loadMigrations, type MigrationResult } from './migrations.js'
+import type { PoolMetrics } from './pool-watch.js'
 import type { StorePort } from './port.js'
 import { createPostgresStore } from './postgres.js'
 
 export type { StorePort } from './port.js'
 
-export async function createStore(config: StoreConfig): Promise<StorePort> {
+/** `metrics`: where the Postgres pool reports its connects and waiting calls (none: not reported). */
+export async function createStore(config: StoreConfig, metrics?: PoolMetrics): Promise<StorePort> {
   switch (config.transport) {
     // PGlite (a WASM Postgres) and supabase-js are loaded only when selected: a service on
     // Postgres does not carry their modules in its resident memory.
@@ -15,7 +17,7 @@ export async function createStore(config: StoreConfig): Promise<StorePort> {
       return createPgliteStore(config.dataDir)
     }
     case 'postgres':
-      return createPostgresStore(config.databaseUrl, { max: config.poolMax })
+      return createPostgresStore(config.databaseUrl, { max: config.poolMax, metrics })
     case 'supabase': {
       const { createSupabaseStore } = await import('./supabase.js')
       const store = createSupabaseStore(config.url, config.serviceRoleKey)
