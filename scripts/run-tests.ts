@@ -44,6 +44,8 @@ const runsAlone = (file: string) => alonePattern.test(readFileSync(file, 'utf8')
 const alone = files.filter(runsAlone)
 const together = files.filter((file) => !alone.includes(file))
 const concurrency = Number(process.env.TEST_CONCURRENCY ?? Math.max(2, 2 * availableParallelism()))
+const testTimeoutMs = Number(process.env.TEST_TIMEOUT_MS ?? 600_000)
+const passDeadlineSeconds = Number(process.env.TEST_PASS_DEADLINE_SECONDS ?? 2400)
 
 function runPass(passFiles: string[], passConcurrency: number, nodeFlags: string[]): Promise<number> {
   if (passFiles.length === 0) return Promise.resolve(0)
@@ -53,6 +55,11 @@ function runPass(passFiles: string[], passConcurrency: number, nodeFlags: string
     'tsx',
     '--test',
     `--test-concurrency=${passConcurrency}`,
+    // A test, hook or suite that never settles fails after this long, naming itself, and a file whose
+    // tests are all done exits even if a handle it forgot keeps its event loop alive (the guard still
+    // fails the run on a process or database it leaves behind): a hang costs minutes, not the CI's hour.
+    `--test-timeout=${testTimeoutMs}`,
+    '--test-force-exit',
     '--test-reporter=spec',
     '--test-reporter-destination=stdout',
     '--test-reporter=./tests/reporters/slowest-files.ts',
@@ -61,7 +68,18 @@ function runPass(passFiles: string[], passConcurrency: number, nodeFlags: string
   ]
   const child = spawn(process.execPath, args, { stdio: 'inherit' })
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => child.kill(signal))
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))))
+  // The last resort against a hang no test timeout sees (a file stuck before its first test): the
+  // pass is interrupted, which lists the files it had not finished, and fails.
+  const watchdog = setTimeout(() => {
+    console.error(`# the pass ran past ${passDeadlineSeconds} s (TEST_PASS_DEADLINE_SECONDS): interrupted`)
+    child.kill('SIGTERM')
+  }, passDeadlineSeconds * 1000)
+  return new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      clearTimeout(watchdog)
+      resolve(code ?? (signal ? 1 : 0))
+    }),
+  )
 }
 
 /** An initialised PGlite cluster with the schema applied, for tests/helper.ts to copy. */

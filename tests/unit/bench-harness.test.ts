@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
-import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from 'node:net'
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { Busboy } from '@fastify/busboy'
@@ -17,14 +17,27 @@ import { quickSettings } from '../../bench/quick.js'
 import { consoleSummary, summaryFigures, worseBy } from '../../bench/report.js'
 import { tempDir } from '../helper.js'
 
-/** `server` listening on loopback for the suite; the URL of its upload path (its port set before the tests). */
+/**
+ * `server` listening on loopback for the suite; the URL of its upload path (its port set before the tests).
+ * At the end its connections are destroyed before it closes: a server that stopped reading (the
+ * early answer) never sees the client's FIN behind the unread body, so close() alone would wait for ever.
+ */
 function served(server: Server | NetServer): URL {
   const url = new URL('http://127.0.0.1/v1/files')
+  const sockets = new Set<Socket>()
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
   before(async () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     url.port = String((server.address() as AddressInfo).port)
   })
-  after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  after(async () => {
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+    for (const socket of sockets) socket.destroy()
+    await closed
+  })
   return url
 }
 
