@@ -56,10 +56,11 @@ function runPass(passFiles: string[], passConcurrency: number, nodeFlags: string
     '--test',
     `--test-concurrency=${passConcurrency}`,
     // A test, hook or suite that never settles fails after this long, naming itself, and a file whose
-    // tests are all done exits even if a handle it forgot keeps its event loop alive (the guard still
-    // fails the run on a process or database it leaves behind): a hang costs minutes, not the CI's hour.
+    // tests are all done but whose process a forgotten handle keeps alive fails after a grace
+    // (tests/linger-guard.ts): a hang costs minutes, not the CI's hour.
     `--test-timeout=${testTimeoutMs}`,
-    '--test-force-exit',
+    '--import',
+    './tests/linger-guard.ts',
     '--test-reporter=spec',
     '--test-reporter-destination=stdout',
     '--test-reporter=./tests/reporters/slowest-files.ts',

@@ -321,18 +321,19 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
   }
 
   /**
-   * One part sent from its reserve (a fresh stream each attempt): a part body that is a stream is one
-   * the SDK will not retry itself, so a dropped connection or a 5xx/SlowDown is retried here, a few
-   * times with backoff. API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html
+   * A request whose body is a part's reserve, sent again from the reserve (a fresh stream each
+   * attempt) when it fails on the way: a body that is a stream is one the SDK will not retry itself,
+   * so a dropped connection (a kept-alive one the store closed as it was reused, a reset mid-body) or
+   * a 5xx/SlowDown is retried here, a few times with backoff.
    */
-  async function sendPart(Key: string, UploadId: string, PartNumber: number, part: Part): Promise<CompletedPart> {
+  async function sendFromReserve<T>(
+    part: Part,
+    send: (reserve: Awaited<ReturnType<typeof reserveBody>>) => Promise<T>,
+  ) {
     for (let attempt = 1; ; attempt++) {
       const reserve = await reserveBody(part)
       try {
-        const out = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, ...reserve.body }), {
-          abortSignal: reserve.abortSignal,
-        })
-        return { PartNumber, ETag: out.ETag }
+        return await send(reserve)
       } catch (err) {
         if (attempt >= partAttempts || !isTransient(err)) throw err
       } finally {
@@ -340,6 +341,16 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       }
       await sleep(partRetryDelayMs * 2 ** (attempt - 1))
     }
+  }
+
+  /** One part sent from its reserve. API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_UploadPart.html */
+  async function sendPart(Key: string, UploadId: string, PartNumber: number, part: Part): Promise<CompletedPart> {
+    return sendFromReserve(part, async (reserve) => {
+      const out = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, ...reserve.body }), {
+        abortSignal: reserve.abortSignal,
+      })
+      return { PartNumber, ETag: out.ETag }
+    })
   }
 
   /**
@@ -470,14 +481,10 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
         }
       }
       if (uploadId === undefined) {
-        const reserve = await reserveBody(filling)
-        try {
-          await client.send(new PutObjectCommand({ Bucket, Key, ...reserve.body }), {
-            abortSignal: reserve.abortSignal,
-          })
-        } finally {
-          reserve.release()
-        }
+        // API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
+        await sendFromReserve(filling, (reserve) =>
+          client.send(new PutObjectCommand({ Bucket, Key, ...reserve.body }), { abortSignal: reserve.abortSignal }),
+        )
         return undefined
       }
       if (filling.filled < partBytes) await streaming?.cancel()

@@ -5,7 +5,10 @@
  * reset with a TCP RST once the client sent `afterBytes`: a request cut mid-body), `pause`
  * (connections are accepted and held, nothing is forwarded, until the mode changes: held ones are
  * then reset, as a store that hung and then failed), `delay` (each connection is forwarded only
- * `ms` after it was accepted: a slow handshake), and `pass`.
+ * `ms` after it was accepted: a slow handshake), `drop` (the next `requests` times a client sends on
+ * any connection, new or kept alive, that connection is reset before anything reaches the server: a
+ * store, or a proxy before it, that closed an idle keep-alive connection as the client reused it;
+ * then as `pass`), and `pass`.
  */
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
 import type { TestContext } from 'node:test'
@@ -16,6 +19,7 @@ export type FrontMode =
   | { kind: 'reset'; afterBytes: number }
   | { kind: 'pause' }
   | { kind: 'delay'; ms: number }
+  | { kind: 'drop'; requests: number }
 
 export interface TcpFront {
   readonly port: number
@@ -26,6 +30,8 @@ export interface TcpFront {
   /** Connections accepted so far, and those held (paused) now. */
   accepted(): number
   held(): number
+  /** Connections a `drop` mode reset so far. */
+  dropped(): number
   close(): Promise<void>
 }
 
@@ -36,6 +42,9 @@ export async function startTcpFront(
 ): Promise<TcpFront> {
   let mode = initial
   let accepted = 0
+  /** What is left of a `drop` mode's budget. */
+  let drops = initial.kind === 'drop' ? initial.requests : 0
+  let dropped = 0
   const open = new Set<Socket>()
   const held = new Set<Socket>()
   const reset = (socket: Socket) => {
@@ -53,6 +62,13 @@ export async function startTcpFront(
     client.on('close', () => upstream.destroy())
     let sent = 0
     client.on('data', (chunk: Buffer) => {
+      if (mode.kind === 'drop' && drops > 0) {
+        drops--
+        dropped++
+        reset(client)
+        upstream.destroy()
+        return
+      }
       sent += chunk.length
       if (afterBytes !== undefined && sent > afterBytes) {
         reset(client)
@@ -113,6 +129,7 @@ export async function startTcpFront(
     origin: `http://127.0.0.1:${port}`,
     async set(next) {
       mode = next
+      drops = next.kind === 'drop' ? next.requests : 0
       for (const socket of held) reset(socket)
       held.clear()
       if (next.kind === 'refuse') {
@@ -123,6 +140,7 @@ export async function startTcpFront(
     },
     accepted: () => accepted,
     held: () => held.size,
+    dropped: () => dropped,
     async close() {
       for (const socket of open) socket.destroy()
       await stopListening()

@@ -117,4 +117,25 @@ describe('the originals store failing at each step of concurrent writes (S3 behi
     ])
     assert.equal(ok.statusCode, 201, ok.body.slice(0, 300))
   })
+
+  // What a soak found: after a store outage ended, the client reused a kept-alive connection the
+  // store (or a proxy before it) had closed, and an upload failed 503 on a store that was healthy.
+  it('a connection dropped before the store answered is sent again: every size of body is stored, 201', async (t) => {
+    const setup = await behindFront(t)
+    if (!setup) return
+    const { ctx, front } = setup
+    const tenant = freshTenant('dropped')
+    for (const size of sizes) {
+      await front.set({ kind: 'drop', requests: 1 })
+      const before = front.dropped()
+      const res = await postFile(ctx.app, tenant, [
+        ['provider', 'kimi'],
+        ['file', { filename: 'a.pdf', content: randomBytes(size) }],
+      ])
+      assert.equal(front.dropped(), before + 1, `${size} bytes: the front dropped one request`)
+      assert.equal(res.statusCode, 201, `${size} bytes: ${res.body.slice(0, 300)}`)
+      await assertAliveAndClean(ctx, `${size} bytes`)
+    }
+    assert.equal(await metric(ctx.app, 'filegate_original_writes_total', { outcome: 'failed' }), 0)
+  })
 })

@@ -227,7 +227,9 @@ describe('embedded default', () => {
     const port = await freePort()
     const env = await serverEnv(t, port, { DATA_DIR: dataDir })
     const child = spawnNode(t, 'src/server.ts', env)
-    const ready = await waitForStatus(child, port, '/readyz', 200, 30_000)
+    // A bound against a hang, not a speed check: creating a PGlite cluster takes seconds of CPU,
+    // several times that while other test files load both cores (31 s seen).
+    const ready = await waitForStatus(child, port, '/readyz', 200, 120_000)
     assert.equal(JSON.parse(ready.body).transport, 'pglite')
     assert.ok((await readdir(dataDir)).length > 0, 'PGlite keeps its data under DATA_DIR')
     child.proc.kill('SIGTERM')
