@@ -193,6 +193,12 @@ export const EnvSchema = Type.Object({
     Type.String({ minLength: 32, description: 'HS256 shared secret (older Supabase projects); unset = HS256 refused' }),
   ),
   JWT_JWKS_COOLDOWN_SECONDS: Int(30, 0, 'an unknown key id fetches the keys again at most this often'),
+  JWT_CACHE_SECONDS: Int(
+    60,
+    0,
+    'a token that passed is not verified again for this long (never past its exp); 0 = every request',
+  ),
+  JWT_CACHE_SIZE: Int(10_000, 1, 'how many verified tokens are kept; the least recently used goes first'),
   CORS_ORIGINS: Type.Optional(
     Type.String({ description: 'comma list of browser origins allowed (or *); unset = no CORS headers' }),
   ),
@@ -255,6 +261,10 @@ export interface JwtConfig {
   /** JWT_SECRET: HS256 tokens are verified with it; undefined = HS256 refused. */
   secret: string | undefined
   jwksCooldownMs: number
+  /** JWT_CACHE_SECONDS: how long the verdict on a token that passed is kept at most; 0 = off. */
+  cacheMs: number
+  /** JWT_CACHE_SIZE: how many verdicts are kept at most. */
+  cacheSize: number
 }
 
 export interface ApiKeyEntry {
@@ -429,6 +439,8 @@ function parseJwt(env: Env, problems: string[]): JwtConfig | undefined {
     algorithms,
     secret: env.JWT_SECRET,
     jwksCooldownMs: env.JWT_JWKS_COOLDOWN_SECONDS * 1000,
+    cacheMs: env.JWT_CACHE_SECONDS * 1000,
+    cacheSize: env.JWT_CACHE_SIZE,
   }
 }
 

@@ -23,7 +23,7 @@ import fp from 'fastify-plugin'
 import { actingAs } from '../audit-context.js'
 import type { ApiKeyEntry, JwtConfig } from '../config.js'
 import { anyTenant, type Caller, holds, isAdmin, isScope, type Scope, scopes } from '../domain/caller.js'
-import { JwtVerifier } from '../domain/jwt.js'
+import { type JwtIdentity, JwtVerifier } from '../domain/jwt.js'
 import { type KeyAuthRow, type KeyVerdict, keyIdOf } from '../domain/keyring.js'
 import { type AppError, errors, isAppError } from '../errors.js'
 import type { AuthFailureReason } from '../metrics.js'
@@ -98,6 +98,15 @@ const envIdentity = (entry: ApiKeyEntry): Identity =>
         actor: `env:${entry.tenant}`,
         expiresAt: null,
       }
+
+/** A JWT's caller: its tenant claim's tenant, its scopes, the actor `jwt:<sub>`. */
+const jwtIdentity = (id: JwtIdentity): Identity => ({
+  ownTenant: id.tenant,
+  scopes: id.scopes,
+  providers: null,
+  actor: `jwt:${id.subject}`,
+  expiresAt: null,
+})
 
 const keyRefusals: Record<Exclude<KeyVerdict, { ok: true }>['reason'], string> = {
   invalid: 'The API key is not valid',
@@ -199,18 +208,12 @@ export default fp(
       const entry = matchKey(envKeys, token)
       if (entry) return envIdentity(entry)
       if (jwt && JwtVerifier.isJwtShaped(token)) {
-        return jwt.verify(token).then(
-          (id): Identity => ({
-            ownTenant: id.tenant,
-            scopes: id.scopes,
-            providers: null,
-            actor: `jwt:${id.subject}`,
-            expiresAt: null,
-          }),
-          (err: AppError) => {
-            throw refusal('jwt', err)
-          },
-        )
+        const verdict = jwt.verify(token)
+        return verdict instanceof Promise
+          ? verdict.then(jwtIdentity, (err: AppError) => {
+              throw refusal('jwt', err)
+            })
+          : jwtIdentity(verdict)
       }
       throw refusal('invalid', errors.unauthorized('The API key is not valid'))
     }

@@ -6,7 +6,8 @@
  * their discovery document (https://openid.net/specs/openid-connect-discovery-1_0.html §3), and it
  * signs tokens with `jose` (ES256 and RS256 keys, each with its `kid`, RFC 7515 §4.1.4).
  *
- * Switches: `rotateIn(alg)` publishes one more key (a key rotation at the issuer), `mode` makes the
+ * Switches: `rotateIn(alg)` publishes one more key (a key rotation at the issuer), `withdraw(key)`
+ * stops publishing one (a key rotated out) and `republish(key)` publishes it again, `mode` makes the
  * key set answer 500 or garbage, and `close()` takes the issuer down.
  */
 import { randomBytes } from 'node:crypto'
@@ -39,6 +40,10 @@ export interface FakeIssuer {
   unpublished(alg: SigningAlg): Promise<IssuerKey>
   /** Publishes one more key. */
   rotateIn(alg: SigningAlg): Promise<IssuerKey>
+  /** Stops publishing a key (and signing with it unless named). */
+  withdraw(key: IssuerKey): void
+  /** Publishes a withdrawn key again. */
+  republish(key: IssuerKey): void
   close(): Promise<void>
 }
 
@@ -50,6 +55,7 @@ async function newKey(alg: SigningAlg): Promise<IssuerKey & { publicJwk: Record<
 
 export async function startFakeIssuer(): Promise<FakeIssuer> {
   const published: Array<Record<string, unknown>> = []
+  const jwks = new Map<string, Record<string, unknown>>()
   const issuer: FakeIssuer = {
     url: '',
     keys: [],
@@ -67,9 +73,21 @@ export async function startFakeIssuer(): Promise<FakeIssuer> {
     },
     async rotateIn(alg) {
       const key = await newKey(alg)
+      jwks.set(key.kid, key.publicJwk)
       published.push(key.publicJwk)
       issuer.keys.push(key)
       return key
+    },
+    withdraw(key) {
+      published.splice(0, published.length, ...published.filter((jwk) => jwk.kid !== key.kid))
+      issuer.keys = issuer.keys.filter((k) => k.kid !== key.kid)
+    },
+    republish(key) {
+      const jwk = jwks.get(key.kid)
+      if (!jwk) throw new Error('no such key')
+      issuer.withdraw(key)
+      published.push(jwk)
+      issuer.keys.push(key)
     },
     close: async () => {},
   }

@@ -4,8 +4,9 @@
  * <base>/auth/v1, audience `authenticated`, the tenant in app_metadata.tenant_id): a good token acts
  * for its claim's tenant with its scopes; every failed check is 401 (wrong aud or iss, expired, not
  * yet valid, alg none, HS256 without JWT_SECRET, an unknown key, a bad signature, a tenant claim that
- * is no tenant id, a 100 KB token); a key rotated in at the issuer is fetched on first sight; the
- * issuer down is 503 AUTH_UNAVAILABLE with Retry-After. The auth span names the subject, never the
+ * is no tenant id, a 100 KB token); a key rotated in at the issuer is fetched on first sight; a token
+ * that passed is not verified again (its verdict is kept, domain-jwt-cache.test.ts tests the bounds);
+ * the issuer down is 503 AUTH_UNAVAILABLE with Retry-After. The auth span names the subject, never the
  * token.
  */
 import assert from 'node:assert/strict'
@@ -172,6 +173,22 @@ describe('JWTs of an identity provider (Supabase Auth set-up, PGlite)', () => {
     const everything = JSON.stringify(exporter.getFinishedSpans().map((s) => s.attributes))
     assert.ok(!everything.includes(token.split('.')[2] as string), 'no signature in any span')
     assert.ok(!everything.includes(token.split('.')[1] as string), 'no token in any span')
+  })
+
+  it("verifies a client's token once: it keeps passing after its key is withdrawn, another token of that key does not", async () => {
+    const key = await issuer.rotateIn('ES256')
+    const token = await issuer.sign(claims({ sub: 'user-cached' }), { key })
+    assert.equal((await list(token)).statusCode, 200)
+    issuer.withdraw(key)
+    // A token of a newer key makes jose fetch the key set, which no longer holds `key`.
+    const fetched = issuer.fetches
+    const newer = await issuer.rotateIn('ES256')
+    assert.equal((await list(await issuer.sign(claims(), { key: newer }))).statusCode, 200)
+    assert.equal(issuer.fetches, fetched + 1)
+    const again = await list(token)
+    assert.equal(again.statusCode, 200, `the verdict on the token was kept: ${again.body}`)
+    const other = await list(await issuer.sign(claims({ sub: 'user-other' }), { key }))
+    assert.equal(other.statusCode, 401, 'a token not verified before is judged against the keys published now')
   })
 
   it('answers 503 AUTH_UNAVAILABLE with Retry-After while the signing keys cannot be fetched', async () => {

@@ -283,6 +283,8 @@ describe('config', () => {
       algorithms: ['RS256', 'ES256', 'EdDSA'],
       secret: undefined,
       jwksCooldownMs: 30_000,
+      cacheMs: 60_000,
+      cacheSize: 10_000,
     })
     assert.equal(c.openMode, false, 'a JWT issuer is a credential: no open mode')
     const claims = loadConfig({
@@ -307,6 +309,22 @@ describe('config', () => {
     assert.match(problemsOf({ JWT_ISSUER: 'https://idp', JWT_TENANT_CLAIM: 'a..b' }).join('\n'), /JWT_TENANT_CLAIM/)
     // Off loopback a JWT issuer, like API_KEYS, is enough to start (never open).
     assert.equal(loadConfig({ HOST: '0.0.0.0', JWT_ISSUER: 'https://idp' }).openMode, false)
+  })
+
+  it('JWT_CACHE_SECONDS and JWT_CACHE_SIZE: 60 s and 10,000 tokens by default, 0 s turns the cache off', () => {
+    const set = loadConfig({ JWT_ISSUER: 'https://idp', JWT_CACHE_SECONDS: '5', JWT_CACHE_SIZE: '100' }).jwt
+    assert.equal(set?.cacheMs, 5_000)
+    assert.equal(set?.cacheSize, 100)
+    assert.equal(loadConfig({ JWT_ISSUER: 'https://idp', JWT_CACHE_SECONDS: '0' }).jwt?.cacheMs, 0)
+    const problems = problemsOf({ JWT_ISSUER: 'https://idp', JWT_CACHE_SECONDS: '-1', JWT_CACHE_SIZE: '0' })
+    assert.ok(
+      problems.some((p) => p.startsWith('JWT_CACHE_SECONDS')),
+      problems.join('\n'),
+    )
+    assert.ok(
+      problems.some((p) => p.startsWith('JWT_CACHE_SIZE')),
+      problems.join('\n'),
+    )
   })
 
   it('CORS_ORIGINS: origins as browsers send them, or * alone; AUDIT_RETENTION_DAYS: 90 by default', () => {
