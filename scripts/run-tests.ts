@@ -24,7 +24,7 @@
  */
 import { spawn } from 'node:child_process'
 import { globSync, readFileSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { build } from 'esbuild'
@@ -113,10 +113,27 @@ async function serviceBuild(): Promise<string> {
   return outdir
 }
 
+/** The files that used the most CPU (their own and their children's), from tests/linger-guard.ts. */
+async function cpuReport(path: string): Promise<string> {
+  const lines = (await readFile(path, 'utf8').catch(() => '')).split('\n').filter(Boolean)
+  const rows = lines.map((line) => JSON.parse(line) as { file: string; own: number; children: number })
+  const total = rows.reduce((sum, r) => sum + r.own + r.children, 0)
+  const top = rows.sort((a, b) => b.own + b.children - (a.own + a.children)).slice(0, 15)
+  const out = [`# CPU: ${total.toFixed(0)} s in all test files; the ${top.length} that used most (own + children's)`]
+  for (const r of top) {
+    out.push(
+      `# ${(r.own + r.children).toFixed(1).padStart(7)} s  ${r.file} (${r.own.toFixed(1)} + ${r.children.toFixed(1)})`,
+    )
+  }
+  return out.join('\n')
+}
+
 const started = Date.now()
 const [template, serviceDir] = await Promise.all([pgliteTemplate(), serviceBuild()])
 process.env.FILEGATE_TEST_PGLITE_TEMPLATE = template
 process.env.FILEGATE_TEST_BUILD = serviceDir
+const cpuFile = join(template, '..', `filegate-test-cpu-${process.pid}.jsonl`)
+process.env.FILEGATE_TEST_CPU_FILE = cpuFile
 console.log(`# ${together.length} test files ${concurrency} at a time, then ${alone.length} alone`)
 let togetherCode: number
 let aloneCode: number
@@ -128,6 +145,8 @@ try {
 } finally {
   await rm(template, { recursive: true, force: true })
 }
+console.log(await cpuReport(cpuFile))
+await rm(cpuFile, { force: true })
 const seconds = (ms: number) => `${(ms / 1000).toFixed(0)} s`
 console.log(
   `# test files: ${seconds(aloneStarted - started)} together, ${seconds(Date.now() - aloneStarted)} alone` +
