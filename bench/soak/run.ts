@@ -243,7 +243,10 @@ async function main(): Promise<number> {
     documented: readDocumentedCodes(join(repoRoot, 'docs', 'api.md')),
     windows: faults.timeline,
     slotWaitMs: timeouts.upload - timeouts.provider,
-    tails: { dbMs: 5_000, storeMs: 5_000, providerMs: timeouts.circuitReset + 2_000 },
+    // A provider fault's effects outlast it: an attempt begun in the window fails up to
+    // PROVIDER_TIMEOUT_MS after it ended, and the circuit that failure opens stays open
+    // CIRCUIT_RESET_MS (docs/operations.md): 503 PROVIDER_UNAVAILABLE until then is the promise.
+    tails: { dbMs: 5_000, storeMs: 5_000, providerMs: timeouts.provider + timeouts.circuitReset + 2_000 },
   }
   const judged = ledger.outcomes.map((outcome) => ({ outcome, verdict: classify(outcome, judge) }))
   await writeFile(

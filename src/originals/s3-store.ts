@@ -58,6 +58,11 @@ export interface S3Connection {
   accessKeyId?: string | undefined
   secretAccessKey?: string | undefined
   forcePathStyle: boolean
+  /**
+   * How long a request's connection may stay silent (no byte either way), or a connect take, before
+   * the store counts as hung and the request fails; 0 = no bound.
+   */
+  idleTimeoutMs?: number | undefined
 }
 
 export interface S3Options extends S3Connection {
@@ -83,14 +88,16 @@ const maxParts = 10_000
 /** Part copies under way at once for one assembly (each is the bucket's work, not filegate's). */
 const partCopyConcurrency = 4
 
-/** A dropped connection, a 5xx, or S3's SlowDown: worth sending the part again. */
+/**
+ * A dropped connection, a 5xx, or S3's SlowDown: worth sending the part again. Not a store that
+ * stayed silent past the idle bound (the SDK's TimeoutError): it is hung, and another attempt would
+ * make the upload wait that long again before its answer.
+ */
 const isTransient = (err: unknown) => {
   const e = err as { code?: string; name?: string; $metadata?: { httpStatusCode?: number } }
   const status = e.$metadata?.httpStatusCode
   if (status !== undefined) return status >= 500 || status === 429
-  return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'TimeoutError', 'RequestTimeout'].includes(
-    e.code ?? e.name ?? '',
-  )
+  return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'RequestTimeout'].includes(e.code ?? e.name ?? '')
 }
 
 const silentLogger = { debug() {}, info() {}, warn() {}, error() {} }
@@ -263,6 +270,13 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     // CreateMultipartUpload before any part is sent; a part refused mid-body is sent again from its
     // reserve and its error reaches the caller.
     expectContinueHeader: false,
+    // A store that accepts a connection and then answers nothing (a hung server, a network that
+    // drops packets) fails the request after idleTimeoutMs of silence, so the upload is answered
+    // 503 ORIGINALS_UNAVAILABLE within its own deadline instead of waiting until the client gives
+    // up, and the connection is freed for the next request.
+    ...(options.idleTimeoutMs
+      ? { requestHandler: { socketTimeout: options.idleTimeoutMs, connectionTimeout: options.idleTimeoutMs } }
+      : {}),
   })
   const Bucket = options.bucket
   const base = options.prefix ? `${options.prefix}/` : ''

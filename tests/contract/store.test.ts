@@ -277,6 +277,33 @@ for (const transport of transports) {
       assert.equal(claimed?.id, lost.orphan.id)
     })
 
+    it('a failure with a provider copy recorded after the claim was taken over: the copy gets a tombstone owing its delete, once', async () => {
+      const a = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(34) }))
+      // The upload outlived the stuck threshold (0 minutes here): another caller took the row over.
+      const takeover = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(34), p_stuck_minutes: 0 }))
+      assert.equal(takeover.outcome, 'claimed')
+      assert.equal(takeover.file?.id, a.file?.id)
+      const fail = {
+        p_id: a.file?.id,
+        p_claim_token: a.claim_token,
+        p_error: 'store hung',
+        p_provider_file_id: 'prov-late',
+      }
+      const tomb = await store.call<FileJson | null>('fail_upload', fail)
+      assert.ok(tomb, 'the late copy is named by a row')
+      assert.notEqual(tomb.id, a.file?.id, 'a tombstone beside the row the new owner holds')
+      assert.equal(tomb.provider_file_id, 'prov-late')
+      assert.equal(tomb.status, 'deleted')
+      assert.equal(tomb.deletion_reason, 'orphaned')
+      assert.equal(tomb.provider_deleted, false)
+      const again = await store.call<FileJson | null>('fail_upload', fail)
+      assert.equal(again?.id, tomb.id, 'a repeated call answers the same tombstone')
+      const row = await store.call<FileJson>('get_file', { p_tenant_id: 't1', p_id: a.file?.id })
+      assert.equal(row.status, 'uploading', "the new owner's claim is left alone")
+      const claimed = await store.call<FileJson | null>('claim_provider_delete', { p_id: tomb.id })
+      assert.equal(claimed?.id, tomb.id)
+    })
+
     it('a settle repeated after it committed answers the same, never a lost claim nor a second tombstone', async () => {
       const a = await store.call<Claim>('claim_upload', claimArgs({ p_sha256: sha(31) }))
       const settle = { p_id: a.file?.id, p_claim_token: a.claim_token, p_provider_file_id: 'prov-once', p_bytes: 100 }

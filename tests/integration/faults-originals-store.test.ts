@@ -26,7 +26,10 @@ const database = useFileDatabase()
 const s3 = backends.find((b) => b.name.startsWith('s3')) as Backend
 
 /** The app's originals store reached through a TCP front before the S3 server. */
-async function behindFront(t: TestContext): Promise<{ ctx: OriginalsApp; front: TcpFront } | undefined> {
+async function behindFront(
+  t: TestContext,
+  env: Record<string, string> = {},
+): Promise<{ ctx: OriginalsApp; front: TcpFront } | undefined> {
   const front: { current?: TcpFront } = {}
   const backend: Backend = {
     name: 's3 behind a TCP front',
@@ -37,7 +40,7 @@ async function behindFront(t: TestContext): Promise<{ ctx: OriginalsApp; front: 
       return { ...originals, env: { ...originals.env, S3_ENDPOINT: front.current.origin } }
     },
   }
-  const ctx = await setupOriginals(t, database, backend)
+  const ctx = await setupOriginals(t, database, backend, env)
   return ctx && { ctx, front: front.current as TcpFront }
 }
 
@@ -114,6 +117,36 @@ describe('the originals store failing at each step of concurrent writes (S3 behi
     const ok = await postFile(ctx.app, freshTenant('back'), [
       ['provider', 'kimi'],
       ['file', { filename: 'a.pdf', content: randomBytes(6 * 1024 * 1024) }],
+    ])
+    assert.equal(ok.statusCode, 201, ok.body.slice(0, 300))
+  })
+
+  // What a soak found: uploads waited on a store that accepted connections and answered nothing
+  // until the client gave up (the server closed the connection at REQUEST_TIMEOUT_MS, no answer).
+  it('a store that holds every connection and never answers: each upload is answered 503 within its deadline', async (t) => {
+    // UPLOAD_TIMEOUT_MS 4 s: the store may stay silent a quarter of it (1 s) per request.
+    const setup = await behindFront(t, { PROVIDER_TIMEOUT_MS: '2000', UPLOAD_TIMEOUT_MS: '4000' })
+    if (!setup) return
+    const { ctx, front } = setup
+    await front.set({ kind: 'pause' })
+    const { answers } = await uploadsAnswer503(ctx, 'hung', sizes, 2)
+    let timer: NodeJS.Timeout | undefined
+    const bound = new Promise<never>((_, reject) => {
+      // A bound against waiting for ever (the failure before the fix), far above the deadline.
+      timer = setTimeout(() => reject(new Error('uploads still unanswered 60 s into a hung store')), 60_000)
+    })
+    try {
+      assertAll503(await Promise.race([answers, bound]), 'hung store')
+    } finally {
+      clearTimeout(timer)
+    }
+    assert.ok(front.accepted() >= 1, 'the store accepted the connections it then held')
+    await assertAliveAndClean(ctx, 'hung store')
+    // Once the store answers again, an upload goes through on fresh connections.
+    await front.set({ kind: 'pass' })
+    const ok = await postFile(ctx.app, freshTenant('after-hung'), [
+      ['provider', 'kimi'],
+      ['file', { filename: 'a.pdf', content: randomBytes(1024 * 1024) }],
     ])
     assert.equal(ok.statusCode, 201, ok.body.slice(0, 300))
   })
