@@ -244,40 +244,47 @@ async function filePart(path: string): Promise<Part> {
 }
 
 export function createS3OriginalsStore(options: S3Options): OriginalsStore {
-  const client = new S3Client({
-    region: options.region,
-    forcePathStyle: options.forcePathStyle,
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    // Without explicit keys the SDK's default chain applies (IAM role, web identity, profile).
-    ...(options.accessKeyId && options.secretAccessKey
-      ? { credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } }
-      : {}),
-    // The SDK's default (WHEN_SUPPORTED) sends a streamed body as aws-chunked with a trailing CRC32,
-    // which not every S3-compatible store decodes (it would store the framing). Integrity does not
-    // rest on it: each object's SHA-256 is checked on commit and on every read (verify.ts).
-    // https://docs.aws.amazon.com/sdkref/latest/guide/feature-dataintegrity.html
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    // Without a logger the SDK still writes one line to the console for every failed request whose
-    // body is a stream. Here those failures are expected (a short last part's request is stopped) or
-    // handled (the part is sent again from its reserve), and a final one reaches the caller.
-    logger: silentLogger,
-    // The SDK's default sends `Expect: 100-continue` with every body of 2 MiB or more, and
-    // @smithy/node-http-handler then gives each such request a fresh connection and holds the body
-    // until the server's 100 Continue: a connect and a round trip at the start of every streamed
-    // part, while the upload's body waits. Without it parts go on the client's keep-alive
-    // connections at once. A store that refuses the request (credentials, bucket) has refused
-    // CreateMultipartUpload before any part is sent; a part refused mid-body is sent again from its
-    // reserve and its error reaches the caller.
-    expectContinueHeader: false,
-    // A store that accepts a connection and then answers nothing (a hung server, a network that
-    // drops packets) fails the request after idleTimeoutMs of silence, so the upload is answered
-    // 503 ORIGINALS_UNAVAILABLE within its own deadline instead of waiting until the client gives
-    // up, and the connection is freed for the next request.
-    ...(options.idleTimeoutMs
-      ? { requestHandler: { socketTimeout: options.idleTimeoutMs, connectionTimeout: options.idleTimeoutMs } }
-      : {}),
-  })
+  const clientWith = (idleTimeoutMs: number | undefined) =>
+    new S3Client({
+      region: options.region,
+      forcePathStyle: options.forcePathStyle,
+      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      // Without explicit keys the SDK's default chain applies (IAM role, web identity, profile).
+      ...(options.accessKeyId && options.secretAccessKey
+        ? { credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } }
+        : {}),
+      // The SDK's default (WHEN_SUPPORTED) sends a streamed body as aws-chunked with a trailing CRC32,
+      // which not every S3-compatible store decodes (it would store the framing). Integrity does not
+      // rest on it: each object's SHA-256 is checked on commit and on every read (verify.ts).
+      // https://docs.aws.amazon.com/sdkref/latest/guide/feature-dataintegrity.html
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      // Without a logger the SDK still writes one line to the console for every failed request whose
+      // body is a stream. Here those failures are expected (a short last part's request is stopped) or
+      // handled (the part is sent again from its reserve), and a final one reaches the caller.
+      logger: silentLogger,
+      // The SDK's default sends `Expect: 100-continue` with every body of 2 MiB or more, and
+      // @smithy/node-http-handler then gives each such request a fresh connection and holds the body
+      // until the server's 100 Continue: a connect and a round trip at the start of every streamed
+      // part, while the upload's body waits. Without it parts go on the client's keep-alive
+      // connections at once. A store that refuses the request (credentials, bucket) has refused
+      // CreateMultipartUpload before any part is sent; a part refused mid-body is sent again from its
+      // reserve and its error reaches the caller.
+      expectContinueHeader: false,
+      ...(idleTimeoutMs ? { requestHandler: { socketTimeout: idleTimeoutMs, connectionTimeout: idleTimeoutMs } } : {}),
+    })
+  // A store that accepts a connection and then answers nothing (a hung server, a network that drops
+  // packets) fails a request after idleTimeoutMs of silence, so the upload is answered 503
+  // ORIGINALS_UNAVAILABLE within its own deadline instead of waiting until the client gives up, and
+  // the connection is freed. A request given up on may still reach the store later, so the bound is
+  // only for requests whose late effect is harmless: reads, and writes to staging keys and to
+  // multipart uploads not yet completed. The requests that put or remove a content object (the
+  // commit's copy or completion, an original's delete) go on `ordered`, which waits for the store's
+  // answer: given up on, one could land after the request that followed it (an object a failed
+  // upload committed late, never known to any row; a delete that removes the object a new upload
+  // of the same content just wrote).
+  const client = clientWith(options.idleTimeoutMs)
+  const ordered = options.idleTimeoutMs ? clientWith(undefined) : client
   const Bucket = options.bucket
   const base = options.prefix ? `${options.prefix}/` : ''
   const stagingBase = `${base}.staging/`
@@ -507,7 +514,10 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       const upload = { Bucket, Key: multipartKey, UploadId: uploadId }
       const deferred: DeferredUpload = {
         complete: async () => {
-          await client.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } }))
+          // Completing at the content address (the caller's commit) is a content write: `ordered`.
+          await (multipartKey === Key ? client : ordered).send(
+            new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } }),
+          )
         },
         abort: async () => {
           await client.send(new AbortMultipartUploadCommand(upload))
@@ -593,7 +603,9 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
           const target = objectKey({ tenant, sha256: content.sha256 })
           try {
             if ((await head(target)) !== null) return 'existing'
-            await client.send(new CopyObjectCommand({ Bucket, Key: target, CopySource: `${Bucket}/${encodeURI(Key)}` }))
+            await ordered.send(
+              new CopyObjectCommand({ Bucket, Key: target, CopySource: `${Bucket}/${encodeURI(Key)}` }),
+            )
             return 'created'
           } catch (err) {
             // Content-addressed: a writer racing this one puts identical bytes under the same key, and
@@ -658,7 +670,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
         try {
           if ((await head(target)) !== null) return 'existing'
           if (pieces.length === 1) {
-            await client.send(new CopyObjectCommand({ Bucket, Key: target, ...(sources[0] as CopySource) }))
+            await ordered.send(new CopyObjectCommand({ Bucket, Key: target, ...(sources[0] as CopySource) }))
             return 'created'
           }
           const parts = pieces.map((piece) => ({
@@ -707,7 +719,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       // The first part alone: a store that copies no parts says so before more are asked of it.
       await copyPart(0)
       await Promise.all(Array.from({ length: partCopyConcurrency }, copyRest))
-      await client.send(new CompleteMultipartUploadCommand({ ...upload, UploadId, MultipartUpload: { Parts: parts } }))
+      await ordered.send(new CompleteMultipartUploadCommand({ ...upload, UploadId, MultipartUpload: { Parts: parts } }))
       return true
     } catch (err) {
       await client.send(new AbortMultipartUploadCommand({ ...upload, UploadId })).catch(() => {})
@@ -742,7 +754,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       }
     },
     async remove(key) {
-      await client.send(new DeleteObjectCommand({ Bucket, Key: objectKey(key) }))
+      await ordered.send(new DeleteObjectCommand({ Bucket, Key: objectKey(key) }))
     },
     async *list(): AsyncIterable<StoredObject> {
       for await (const item of listKeys(base)) {
@@ -783,6 +795,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     },
     async close() {
       client.destroy()
+      ordered.destroy()
     },
   }
 }
