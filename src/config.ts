@@ -609,11 +609,12 @@ function originalsOf(env: Env): Config['originals'] {
       accessKeyId: env.S3_ACCESS_KEY_ID,
       secretAccessKey: env.S3_SECRET_ACCESS_KEY,
       forcePathStyle: env.S3_FORCE_PATH_STYLE,
-      // A store silent for a quarter of an upload's time (at most a minute) is hung. The SDK tries
-      // a request without a streamed body up to three times, so three such silences still end
-      // within UPLOAD_TIMEOUT_MS and the upload is answered 503. S3 keeps a long
-      // CompleteMultipartUpload or copy alive with whitespace: a working store is not that silent.
-      idleTimeoutMs: Math.min(Math.ceil(env.UPLOAD_TIMEOUT_MS / 4), 60_000),
+      // A store silent for a quarter of an upload's time (at least 5 s, at most a minute) is hung.
+      // The SDK tries a request without a streamed body up to three times, so three such silences
+      // still end within UPLOAD_TIMEOUT_MS (the default's 37.5 s) and the upload is answered 503. A
+      // working store is not that silent: S3 keeps a long copy alive with whitespace, and the floor
+      // spares a loaded store a few seconds' pause where UPLOAD_TIMEOUT_MS is set short.
+      idleTimeoutMs: Math.min(Math.max(Math.ceil(env.UPLOAD_TIMEOUT_MS / 4), 5_000), 60_000),
     },
     graceMinutes: env.ORIGINALS_GRACE_MINUTES,
   }

@@ -279,12 +279,15 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
   // the connection is freed. A request given up on may still reach the store later, so the bound is
   // only for requests whose late effect is harmless: reads, and writes to staging keys and to
   // multipart uploads not yet completed. The requests that put or remove a content object (the
-  // commit's copy or completion, an original's delete) go on `ordered`, which waits for the store's
-  // answer: given up on, one could land after the request that followed it (an object a failed
-  // upload committed late, never known to any row; a delete that removes the object a new upload
-  // of the same content just wrote).
-  const client = clientWith(options.idleTimeoutMs)
-  const ordered = options.idleTimeoutMs ? clientWith(undefined) : client
+  // commit's copy or completion, an original's delete) go on `unbounded`, which waits for the
+  // store's answer: given up on, one could land after the request that followed it (an object a
+  // failed upload committed late, never known to any row; a delete that removes the object a new
+  // upload of the same content just wrote). So does a part streamed as the upload's body arrives,
+  // whose silences are the client's or the provider's pace, not the store's: it bounds only its
+  // own waits on the store (streamPart).
+  const idleTimeoutMs = options.idleTimeoutMs
+  const client = clientWith(idleTimeoutMs)
+  const unbounded = idleTimeoutMs ? clientWith(undefined) : client
   const Bucket = options.bucket
   const base = options.prefix ? `${options.prefix}/` : ''
   const stagingBase = `${base}.staging/`
@@ -394,7 +397,19 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     let open = true
     let cancelled = false
     let failure: { error: unknown } | undefined
-    const sent = client.send(
+    /** Stops the request if the store stays silent idleTimeoutMs from now; returns how to call that off. */
+    const boundStoreWait = () => {
+      if (!idleTimeoutMs) return () => {}
+      const timer = setTimeout(() => {
+        const error = Object.assign(new Error(`the store took nothing and answered nothing for ${idleTimeoutMs} ms`), {
+          name: 'TimeoutError',
+        })
+        failure ??= { error }
+        stop.abort(error)
+      }, idleTimeoutMs)
+      return () => clearTimeout(timer)
+    }
+    const sent = unbounded.send(
       new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body, ContentLength: partBytes }),
       { abortSignal: stop.signal },
     )
@@ -420,11 +435,23 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     return {
       result,
       async write(chunk) {
-        if (open && !Body.write(chunk)) await Promise.race([once(Body, 'drain'), settled])
+        if (open && !Body.write(chunk)) {
+          // Waiting for the store to take what it was given: its silence, not the body's pace.
+          const calledOff = boundStoreWait()
+          try {
+            await Promise.race([once(Body, 'drain'), settled])
+          } finally {
+            calledOff()
+          }
+        }
         if (failure && !isTransient(failure.error)) throw failure.error
       },
       end() {
-        if (open) Body.end()
+        if (open) {
+          Body.end()
+          // The whole part is given: from now on only the store's answer is awaited.
+          void settled.finally(boundStoreWait())
+        }
       },
       async cancel() {
         if (open) {
@@ -514,8 +541,8 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       const upload = { Bucket, Key: multipartKey, UploadId: uploadId }
       const deferred: DeferredUpload = {
         complete: async () => {
-          // Completing at the content address (the caller's commit) is a content write: `ordered`.
-          await (multipartKey === Key ? client : ordered).send(
+          // Completing at the content address (the caller's commit) is a content write: `unbounded`.
+          await (multipartKey === Key ? client : unbounded).send(
             new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } }),
           )
         },
@@ -603,7 +630,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
           const target = objectKey({ tenant, sha256: content.sha256 })
           try {
             if ((await head(target)) !== null) return 'existing'
-            await ordered.send(
+            await unbounded.send(
               new CopyObjectCommand({ Bucket, Key: target, CopySource: `${Bucket}/${encodeURI(Key)}` }),
             )
             return 'created'
@@ -670,7 +697,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
         try {
           if ((await head(target)) !== null) return 'existing'
           if (pieces.length === 1) {
-            await ordered.send(new CopyObjectCommand({ Bucket, Key: target, ...(sources[0] as CopySource) }))
+            await unbounded.send(new CopyObjectCommand({ Bucket, Key: target, ...(sources[0] as CopySource) }))
             return 'created'
           }
           const parts = pieces.map((piece) => ({
@@ -719,7 +746,9 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       // The first part alone: a store that copies no parts says so before more are asked of it.
       await copyPart(0)
       await Promise.all(Array.from({ length: partCopyConcurrency }, copyRest))
-      await ordered.send(new CompleteMultipartUploadCommand({ ...upload, UploadId, MultipartUpload: { Parts: parts } }))
+      await unbounded.send(
+        new CompleteMultipartUploadCommand({ ...upload, UploadId, MultipartUpload: { Parts: parts } }),
+      )
       return true
     } catch (err) {
       await client.send(new AbortMultipartUploadCommand({ ...upload, UploadId })).catch(() => {})
@@ -754,7 +783,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
       }
     },
     async remove(key) {
-      await ordered.send(new DeleteObjectCommand({ Bucket, Key: objectKey(key) }))
+      await unbounded.send(new DeleteObjectCommand({ Bucket, Key: objectKey(key) }))
     },
     async *list(): AsyncIterable<StoredObject> {
       for await (const item of listKeys(base)) {
@@ -795,7 +824,7 @@ export function createS3OriginalsStore(options: S3Options): OriginalsStore {
     },
     async close() {
       client.destroy()
-      ordered.destroy()
+      unbounded.destroy()
     },
   }
 }

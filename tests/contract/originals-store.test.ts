@@ -562,3 +562,47 @@ describe('originals store: s3, a body whose hash was declared before it', () => 
     assert.deepEqual(await collect(store.listStaging()), [])
   })
 })
+
+describe('originals store: s3, a store silent past the idle bound', () => {
+  const idleTimeoutMs = 300
+  async function boundedStore(t: TestContext, endpoint?: (s3: { endpoint: string }) => Promise<string>) {
+    const s3 = await startS3Server(t)
+    const store = await createOriginalsStore({
+      url: `s3://${s3.bucket}/originals`,
+      s3: { ...s3.options, idleTimeoutMs, ...(endpoint ? { endpoint: await endpoint(s3.options as never) } : {}) },
+    })
+    t.after(() => store.close())
+    return store
+  }
+
+  it("a body that pauses mid-part longer than the bound is the client's pace, not the store's: staged whole", async (t) => {
+    const store = await boundedStore(t)
+    const content = randomBytes(7 * 1024 * 1024)
+    async function* paced() {
+      // Part 1 whole, then part 2 under way as a streamed request when the source goes quiet.
+      yield content.subarray(0, 6 * 1024 * 1024)
+      await sleep(idleTimeoutMs * 4)
+      yield content.subarray(6 * 1024 * 1024)
+    }
+    await roundTrip(store, Readable.from(paced()), content)
+  })
+
+  it('a store that accepts a connection and then answers nothing fails the write after the bound', async (t) => {
+    // A listener that accepts and never reads nor answers: a hung store.
+    const held = new Set<Socket>()
+    const hung = createServer((socket) => {
+      held.add(socket)
+      socket.pause()
+    })
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve))
+    t.after(() => {
+      for (const socket of held) socket.destroy()
+      return new Promise<void>((resolve) => hung.close(() => resolve()))
+    })
+    const store = await boundedStore(t, async () => `http://127.0.0.1:${(hung.address() as AddressInfo).port}`)
+    const started = Date.now()
+    await assert.rejects(store.stage('acme', Readable.from([randomBytes(64 * 1024)])), { name: 'TimeoutError' })
+    assert.ok(held.size >= 1, 'the write reached the hung store')
+    t.diagnostic(`failed after ${Date.now() - started} ms (bound ${idleTimeoutMs} ms)`)
+  })
+})

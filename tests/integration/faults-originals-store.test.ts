@@ -124,7 +124,7 @@ describe('the originals store failing at each step of concurrent writes (S3 behi
   // What a soak found: uploads waited on a store that accepted connections and answered nothing
   // until the client gave up (the server closed the connection at REQUEST_TIMEOUT_MS, no answer).
   it('a store that holds every connection and never answers: each upload is answered 503 within its deadline', async (t) => {
-    // UPLOAD_TIMEOUT_MS 4 s: the store may stay silent a quarter of it (1 s) per request.
+    // UPLOAD_TIMEOUT_MS 4 s: the store may stay silent 5 s (the floor) per request.
     const setup = await behindFront(t, { PROVIDER_TIMEOUT_MS: '2000', UPLOAD_TIMEOUT_MS: '4000' })
     if (!setup) return
     const { ctx, front } = setup
