@@ -143,6 +143,12 @@ function connectionVerdict(o: Outcome, judge: Judge): Verdict {
     }
     return { kind: 'expected', because: `${down.kind} ${down.target}` }
   }
+  // A download of the original whose store fails once its 200 has begun: the status cannot change,
+  // so the response is cut short (docs/api.md, "Reading the original").
+  if (o.op === 'original' && o.error !== 'timeout') {
+    const store = judge.windows.find((w) => w.kind.startsWith('store-') && overlaps(w, o))
+    if (store) return { kind: 'expected', because: `${store.kind} ${store.target}: the download cut short` }
+  }
   return violation(o.error === 'timeout' ? 'no-answer' : 'connection-error', o)
 }
 

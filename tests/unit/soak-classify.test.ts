@@ -78,6 +78,15 @@ describe('soak classification', () => {
     assert.equal(kinds(at(1, 40_000, { error: 'timeout' }), []), 'no-answer')
   })
 
+  test("a download of an original cut short is expected only while a store fault overlaps it, and only that op's", () => {
+    const refuse: FaultWindow = { kind: 'store-refuse', target: 'store', start: 10_000, end: 20_000, detail: '' }
+    const cut = { op: 'original' as const, error: 'UND_ERR_SOCKET' }
+    assert.equal(kinds(at(9_990, 10_030, cut), [refuse]), 'expected')
+    assert.equal(kinds(at(25_000, 25_030, cut), [refuse]), 'connection-error')
+    assert.equal(kinds(at(9_990, 10_030, { ...cut, op: 'list' }), [refuse]), 'connection-error')
+    assert.equal(kinds(at(9_990, 40_000, { ...cut, error: 'timeout' }), [refuse]), 'no-answer')
+  })
+
   test('an answer whose content is wrong is a violation even when its status is right', () => {
     assert.equal(kinds(at(1, 2, { status: 201, contentProblem: 'another sha256' }), []), 'wrong-answer')
     assert.equal(kinds(at(1, 2, { status: 201 }), []), 'ok')
