@@ -202,6 +202,7 @@ async function main(): Promise<number> {
     timeouts.provider,
   )
   const t0 = Date.now()
+  const stalls = watchOwnEventLoop(t0)
   workload.start()
   faults.run(plans, t0)
   log(`running ${seconds} s: ${plans.length} faults planned`)
@@ -231,7 +232,7 @@ async function main(): Promise<number> {
   await sleep((settleSeconds * 1000) / 2)
 
   const retrieved = await retrieve(ledger, tenants, router, client)
-  const notes: string[] = []
+  const notes: string[] = [stalls.stop()]
   const reconcileUnknown = await reconcileDryRun(router, client, admin, notes)
   stopping = true
   for (const r of replicas) await r.scrapeMetrics()
@@ -353,6 +354,30 @@ async function retrieve(ledger: Ledger, tenants: Tenant[], router: Router, clien
  * A reconcile dry run's report: per provider, the ids it names (provider files no row knows among
  * them). Asked up to three times for a run that completes (a listing may fail once).
  */
+/**
+ * This process runs the fake providers, their taps, the clients and the proxies before Postgres and
+ * the store: while its event loop is held, the replicas see a silent database or store that no fault
+ * made. Every wait of more than half a second past a 100 ms tick is noted with its time since the
+ * start, to set beside the violations.
+ */
+function watchOwnEventLoop(t0: number): { stop(): string } {
+  const stalls: string[] = []
+  let expected = Date.now() + 100
+  const timer = setInterval(() => {
+    const now = Date.now()
+    if (now - expected > 500) stalls.push(`+${((expected - t0) / 1000).toFixed(1)} s for ${now - expected} ms`)
+    expected = now + 100
+  }, 100)
+  return {
+    stop() {
+      clearInterval(timer)
+      return stalls.length === 0
+        ? 'the soak process never held its event loop past 0.5 s (its proxies, fakes and clients kept pace)'
+        : `the soak process held its event loop past 0.5 s ${stalls.length} time(s) (its proxies and fakes stalled meanwhile): ${stalls.slice(0, 12).join(', ')}`
+    },
+  }
+}
+
 async function reconcileDryRun(router: Router, client: SoakClient, headers: Record<string, string>, notes: string[]) {
   type Report = {
     jobs?: {
