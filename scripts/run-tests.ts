@@ -132,7 +132,7 @@ const started = Date.now()
 const [template, serviceDir] = await Promise.all([pgliteTemplate(), serviceBuild()])
 process.env.FILEGATE_TEST_PGLITE_TEMPLATE = template
 process.env.FILEGATE_TEST_BUILD = serviceDir
-const cpuFile = join(template, '..', `filegate-test-cpu-${process.pid}.jsonl`)
+const cpuFile = join(tmpdir(), `filegate-test-cpu-${process.pid}.jsonl`)
 process.env.FILEGATE_TEST_CPU_FILE = cpuFile
 console.log(`# ${together.length} test files ${concurrency} at a time, then ${alone.length} alone`)
 let togetherCode: number

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { readdir, readlink } from 'node:fs/promises'
 import { describe, it, type TestContext } from 'node:test'
 import { type FrontMode, startTcpFront, type TcpFront } from '../fakes/tcp-front.js'
+import { within } from '../process-support.js'
 import { type Backend, backends, type OriginalsApp, setupOriginals } from './originals-support.js'
 import {
   assertProblem,
@@ -130,16 +131,8 @@ describe('the originals store failing at each step of concurrent writes (S3 behi
     const { ctx, front } = setup
     await front.set({ kind: 'pause' })
     const { answers } = await uploadsAnswer503(ctx, 'hung', sizes, 2)
-    let timer: NodeJS.Timeout | undefined
-    const bound = new Promise<never>((_, reject) => {
-      // A bound against waiting for ever (the failure before the fix), far above the deadline.
-      timer = setTimeout(() => reject(new Error('uploads still unanswered 60 s into a hung store')), 60_000)
-    })
-    try {
-      assertAll503(await Promise.race([answers, bound]), 'hung store')
-    } finally {
-      clearTimeout(timer)
-    }
+    // A bound against waiting for ever (the failure before the fix), far above the deadline.
+    assertAll503(await within(60_000, 'the uploads into a hung store', answers), 'hung store')
     assert.ok(front.accepted() >= 1, 'the store accepted the connections it then held')
     await assertAliveAndClean(ctx, 'hung store')
     // Once the store answers again, an upload goes through on fresh connections.
