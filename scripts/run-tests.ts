@@ -18,16 +18,22 @@
  * - a PGlite data directory with the schema applied, the template that tests/helper.ts copies for
  *   every test that needs a PGlite store but not a first start (creating a cluster costs a few
  *   seconds of CPU; a copy costs milliseconds). It is removed at the end;
- * - a build of src/ and routes/ under .test-build/ (esbuild: the transform tsx applies to each
- *   module as it loads), which the services and commands the tests start as processes run from
- *   (tests/process-support.ts serviceModule): without a loader, a start costs a third less CPU.
+ * - a build of the tree (src/, routes/, tests/, scripts/, bench/) under .test-build/ (esbuild: the
+ *   transform tsx applies to each module as it loads). The test files run from it, and so do the
+ *   services and commands the tests start as processes (tests/process-support.ts serviceModule):
+ *   without a loader in each process, a test file costs about a second less CPU and a service start
+ *   a third less, and the run starts some 90 test files and 150 processes. Coverage (c8) and stack
+ *   traces are mapped back to the sources through the build's source maps. In tests/, scripts/ and
+ *   bench/, `import.meta.url` and `import.meta.dirname` are the source file's, not the built one's:
+ *   paths they compute (the repository's root, docs/, openapi.yaml) are the same either way.
  */
 import { spawn } from 'node:child_process'
 import { globSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { build } from 'esbuild'
+import { dirname, join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { build, type Plugin } from 'esbuild'
 import { migrateStore } from '../src/store/index.js'
 import { createPgliteStore } from '../src/store/pglite.js'
 
@@ -51,8 +57,8 @@ function runPass(passFiles: string[], passConcurrency: number, nodeFlags: string
   if (passFiles.length === 0) return Promise.resolve(0)
   const args = [
     ...nodeFlags,
-    '--import',
-    'tsx',
+    // Failures name the lines of the sources, not of the build.
+    '--enable-source-maps',
     '--test',
     `--test-concurrency=${passConcurrency}`,
     // A test, hook or suite that never settles fails after this long, naming itself, and a file whose
@@ -60,12 +66,12 @@ function runPass(passFiles: string[], passConcurrency: number, nodeFlags: string
     // (tests/linger-guard.ts): a hang costs minutes, not the CI's hour.
     `--test-timeout=${testTimeoutMs}`,
     '--import',
-    './tests/linger-guard.ts',
+    built('tests/linger-guard.ts'),
     '--test-reporter=spec',
     '--test-reporter-destination=stdout',
-    '--test-reporter=./tests/reporters/slowest-files.ts',
+    `--test-reporter=${built('tests/reporters/slowest-files.ts')}`,
     '--test-reporter-destination=stdout',
-    ...passFiles,
+    ...passFiles.map(built),
   ]
   const child = spawn(process.execPath, args, { stdio: 'inherit' })
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => child.kill(signal))
@@ -95,22 +101,41 @@ async function pgliteTemplate(): Promise<string> {
   return dir
 }
 
-/** src/ and routes/ as JavaScript under .test-build/, beside package.json and migrations/ as dist/ is. */
-async function serviceBuild(): Promise<string> {
-  const outdir = resolve('.test-build')
-  await rm(outdir, { recursive: true, force: true })
+const buildDir = resolve('.test-build')
+/** Where a test file (or the guard, or the reporter) of the tree runs from: its build. */
+const built = (file: string) => join(buildDir, file.replace(/\.ts$/, '.js'))
+
+/** `import.meta.url`, `.dirname` and `.filename` of a tests/, scripts/ or bench/ module: its source's. */
+const sourceLocation: Plugin = {
+  name: 'source-location',
+  setup(esbuild) {
+    const filter = new RegExp(`^${resolve('.').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(tests|scripts|bench)/.*\\.ts$`)
+    esbuild.onLoad({ filter }, async ({ path }) => ({
+      contents: (await readFile(path, 'utf8'))
+        .replaceAll('import.meta.url', JSON.stringify(pathToFileURL(path).href))
+        .replaceAll('import.meta.dirname', JSON.stringify(dirname(path)))
+        .replaceAll('import.meta.filename', JSON.stringify(path)),
+      loader: 'ts',
+    }))
+  },
+}
+
+/** The tree as JavaScript under .test-build/, beside package.json and migrations/ as dist/ is. */
+async function treeBuild(): Promise<string> {
+  await rm(buildDir, { recursive: true, force: true })
   await build({
-    entryPoints: globSync('{src,routes}/**/*.ts'),
-    outdir,
+    entryPoints: globSync('{src,routes,tests,scripts,bench}/**/*.ts'),
+    outdir: buildDir,
     outbase: '.',
     format: 'esm',
     platform: 'node',
     target: 'node24',
-    // The processes' coverage (c8) is mapped back to the sources through these.
+    // Coverage (c8) and stack traces are mapped back to the sources through these.
     sourcemap: 'linked',
+    plugins: [sourceLocation],
     logLevel: 'warning',
   })
-  return outdir
+  return buildDir
 }
 
 /** The files that used the most CPU (their own and their children's), from tests/linger-guard.ts. */
@@ -118,7 +143,10 @@ async function cpuReport(path: string): Promise<string> {
   const lines = (await readFile(path, 'utf8').catch(() => '')).split('\n').filter(Boolean)
   const rows = lines.map((line) => JSON.parse(line) as { file: string; own: number; children: number })
   const total = rows.reduce((sum, r) => sum + r.own + r.children, 0)
-  const top = rows.sort((a, b) => b.own + b.children - (a.own + a.children)).slice(0, 15)
+  // TEST_CPU_LIST_ALL=1 lists every file, not only the 15 that used most.
+  const top = rows
+    .sort((a, b) => b.own + b.children - (a.own + a.children))
+    .slice(0, process.env.TEST_CPU_LIST_ALL === '1' ? rows.length : 15)
   const out = [`# CPU: ${total.toFixed(0)} s in all test files; the ${top.length} that used most (own + children's)`]
   for (const r of top) {
     out.push(
@@ -129,7 +157,7 @@ async function cpuReport(path: string): Promise<string> {
 }
 
 const started = Date.now()
-const [template, serviceDir] = await Promise.all([pgliteTemplate(), serviceBuild()])
+const [template, serviceDir] = await Promise.all([pgliteTemplate(), treeBuild()])
 process.env.FILEGATE_TEST_PGLITE_TEMPLATE = template
 process.env.FILEGATE_TEST_BUILD = serviceDir
 const cpuFile = join(tmpdir(), `filegate-test-cpu-${process.pid}.jsonl`)

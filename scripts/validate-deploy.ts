@@ -129,25 +129,42 @@ async function schemaProblems(files: ManifestFile[]): Promise<string[]> {
 }
 
 const parsedDeclarations = new Map<string, ts.SourceFile>()
+/**
+ * A document's problems, by where it is and what it holds: a document's type check does not depend
+ * on the others, so one checked before (the tests validate many edits of the same manifests, each
+ * changing one document) is not checked again in this process.
+ */
+const checkedDocuments = new Map<string, string[]>()
 
 /** 2. Excess-property check against the models' TypeScript interfaces, in memory. */
 function unknownFieldProblems(files: ManifestFile[]): string[] {
   const virtual = join(root, 'scripts', '__deploy-manifests__.ts')
   const imports: string[] = []
-  const bodies: Array<{ where: string; text: string }> = []
+  const bodies: Array<{ where: string; text: string; key: string }> = []
+  const keys: string[] = []
   for (const file of files) {
     for (const doc of file.docs) {
       const module = typeof doc.apiVersion === 'string' ? modelModule(doc.apiVersion) : undefined
       if (!module || typeof doc.kind !== 'string') continue
+      const where = `${file.path} ${doc.kind}/${doc.metadata?.name ?? '?'}`
+      const key = `${where}\0${module}\0${JSON.stringify(doc)}`
+      keys.push(key)
+      if (checkedDocuments.has(key) || bodies.some((b) => b.key === key)) continue
       const n = bodies.length
       imports.push(`import type { I${doc.kind} as M${n} } from '${module}/${doc.kind}'`)
-      bodies.push({
-        where: `${file.path} ${doc.kind}/${doc.metadata?.name ?? '?'}`,
-        text: `export const m${n}: M${n} = ${JSON.stringify(doc, null, 1)}`,
-      })
+      bodies.push({ where, key, text: `export const m${n}: M${n} = ${JSON.stringify(doc, null, 1)}` })
     }
   }
-  if (bodies.length === 0) return []
+  const unplaced = bodies.length > 0 ? checkDocuments(virtual, imports, bodies) : []
+  return [...unplaced, ...keys.flatMap((key) => checkedDocuments.get(key) ?? [])]
+}
+
+/** Type-checks `bodies` in one program, files each one's problems under its key; returns those no document owns. */
+function checkDocuments(
+  virtual: string,
+  imports: string[],
+  bodies: Array<{ where: string; text: string; key: string }>,
+): string[] {
   const sourceLines = [...imports]
   const starts: number[] = []
   for (const body of bodies) {
@@ -181,14 +198,25 @@ function unknownFieldProblems(files: ManifestFile[]): string[] {
   const fileExists = host.fileExists.bind(host)
   host.fileExists = (name) => resolve(name) === virtual || fileExists(name)
   const program = ts.createProgram([virtual], options, host)
-  return ts.getPreEmitDiagnostics(program).map((d) => {
+  const found = bodies.map((): string[] => [])
+  const unplaced: string[] = []
+  for (const d of ts.getPreEmitDiagnostics(program)) {
     const message = ts.flattenDiagnosticMessageText(d.messageText, ' ')
-    if (!d.file || d.start === undefined) return `manifest types: ${message}`
+    if (!d.file || d.start === undefined) {
+      unplaced.push(`manifest types: ${message}`)
+      continue
+    }
     const { line } = d.file.getLineAndCharacterOfPosition(d.start)
     const doc = starts.filter((start) => start <= line).length - 1
     const at = line >= (starts[0] ?? 0) ? ` (at ${sourceLines[line]?.trim().slice(0, 80)})` : ''
-    return `${bodies[doc]?.where ?? 'manifest'}: ${message}${at}`
+    const text = `${bodies[doc]?.where ?? 'manifest'}: ${message}${at}`
+    if (doc >= 0 && found[doc]) found[doc].push(text)
+    else unplaced.push(text)
+  }
+  bodies.forEach((body, i) => {
+    checkedDocuments.set(body.key, found[i] ?? [])
   })
+  return unplaced
 }
 
 const byKind = (files: ManifestFile[], kind: string) =>

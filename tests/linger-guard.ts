@@ -13,7 +13,8 @@ import { relative } from 'node:path'
 import { after } from 'node:test'
 
 const lingerMs = Number(process.env.LINGER_SECONDS ?? 30) * 1000
-const file = relative(process.cwd(), process.argv[1] ?? '?')
+// A file run from the run's build (.test-build/…/x.test.js, scripts/run-tests.ts) is named by its source.
+const file = relative(process.cwd(), process.argv[1] ?? '?').replace(/^\.test-build\/(.*)\.js$/, '$1.ts')
 
 /** utime + stime and cutime + cstime (fields 14-17 of /proc/<pid>/stat, in clock ticks), as seconds. */
 function cpuSeconds(): { own: number; children: number } | undefined {

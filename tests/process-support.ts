@@ -124,13 +124,16 @@ export function spawnNode(
 }
 
 /**
- * How a process runs one of the service's modules (`src/server.ts`, `src/cli/main.ts`…): from this
- * run's build of the tree (FILEGATE_TEST_BUILD, made once by scripts/run-tests.ts: the same
- * TypeScript transform tsx applies, without a loader in each process), else the source through tsx.
+ * How a process runs one of the tree's modules (`src/server.ts`, `src/cli/main.ts`, a fake under
+ * tests/fakes/…): from this run's build of the tree (FILEGATE_TEST_BUILD, made once by
+ * scripts/run-tests.ts: the same TypeScript transform tsx applies, without a loader in each
+ * process), else the source through tsx. (Not scripts/: a script there knows it was started, not
+ * imported, by comparing its own location with the entry's, and in the build its location is its
+ * source's.)
  */
 export function serviceModule(source: string): { nodeArgs: string[]; entry: string } {
   const build = process.env.FILEGATE_TEST_BUILD
-  if (build && /^(src|routes)\/.+\.ts$/.test(source)) {
+  if (build && /^(src|routes|tests)\/.+\.ts$/.test(source)) {
     return { nodeArgs: [], entry: join(build, source.replace(/\.ts$/, '.js')) }
   }
   return { nodeArgs: ['--import', 'tsx'], entry: join(root, source) }

@@ -8,7 +8,6 @@
  */
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
-import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import {
@@ -33,7 +32,7 @@ import {
   tempDir,
   testKeys,
 } from '../helper.js'
-import { spawnChild } from '../process-support.js'
+import { root, serviceModule, spawnChild } from '../process-support.js'
 
 const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
 const parentSpanId = '00f067aa0ba902b7'
@@ -250,8 +249,8 @@ describe('tracing', () => {
     t.after(() => new Promise<void>((resolve) => receiver.close(() => resolve())))
     const endpoint = `http://127.0.0.1:${(receiver.address() as { port: number }).port}`
     const port = await freePort()
-    const root = join(import.meta.dirname, '..', '..')
-    const server = spawnChild(t, process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    const service = serviceModule('src/server.ts')
+    const server = spawnChild(t, process.execPath, [...service.nodeArgs, service.entry], {
       cwd: root,
       env: {
         PATH: process.env.PATH ?? '',

@@ -152,7 +152,7 @@ async function assertNothingHeld(
  * bursts: +17 to +95 MB from run to run; to Kimi +15 to +87 MB; the service's own share unchanged).
  */
 async function fakeProviderProcess(t: TestContext, kind: 'gemini' | 'kimi') {
-  const child = spawnNode(t, 'tests/fakes/provider-process.ts', {}, ['--import', 'tsx'], [kind])
+  const child = spawnNode(t, 'tests/fakes/provider-process.ts', {}, undefined, [kind])
   await waitUntil(`the fake ${kind} process listens`, () => child.stdout().includes('\n'), 20_000)
   const { baseUrl, apiKey, control } = JSON.parse(child.stdout().split('\n')[0] as string) as Record<string, string>
   return {
