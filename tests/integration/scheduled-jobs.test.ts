@@ -48,13 +48,15 @@ describe('scheduled jobs in the real process', { skip: needsPostgres }, () => {
       }),
     )
     await waitForStatus(child, port, '/readyz', 200, 60_000)
-    await waitUntil('an overrun to be logged', () => child.stdout().includes('overran its schedule'), 60_000)
+    // The reconcile's overruns. (On a loaded machine the 1 s cleanup may overrun too: logged and
+    // counted the same way, under its own schedule, and not what this test is about.)
+    const overruns = () =>
+      lines(child.stdout())
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.msg === 'scheduled run overran its schedule' && l.schedule === 'reconcile')
+    await waitUntil('an overrun of the reconcile to be logged', () => overruns().length > 0, 60_000)
 
-    const overruns = lines(child.stdout())
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .filter((l) => l.msg === 'scheduled run overran its schedule')
-    const first = overruns[0] as Record<string, unknown>
-    assert.equal(first.schedule, 'reconcile')
+    const first = overruns()[0] as Record<string, unknown>
     assert.equal(first.job, 'reconcile')
     assert.ok(Number(first.duration_ms) >= 2_500, JSON.stringify(first))
     assert.ok(Number(first.skipped_runs) >= 1)
@@ -64,7 +66,7 @@ describe('scheduled jobs in the real process', { skip: needsPostgres }, () => {
     assert.equal(metrics.status, 200)
     const counted = sample(metrics.body, 'filegate_cleanup_overruns_total{job="reconcile"}')
     assert.ok(counted !== undefined && counted >= 1, metrics.body)
-    assert.ok(counted >= overruns.length, 'counted once per overrunning run, logged once when it ends')
+    assert.ok(counted >= overruns().length, 'counted once per overrunning run, logged once when it ends')
     assert.equal(sample(metrics.body, 'filegate_provider_unknown_files{provider="kimi"}'), 1)
     assert.equal(sample(metrics.body, 'filegate_provider_unknown_files{provider="glm"}'), 0)
     assert.ok(fakes.kimi.files.size === 1, 'reported, not deleted (RECONCILE_DELETE_UNKNOWN is false)')
