@@ -10,6 +10,7 @@
  */
 import { randomInt } from 'node:crypto'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
@@ -203,6 +204,7 @@ async function main(): Promise<number> {
   )
   const t0 = Date.now()
   const stalls = watchOwnEventLoop(t0)
+  const storeWatch = watchStore(t0, s3.endpoint, BUCKET)
   workload.start()
   faults.run(plans, t0)
   log(`running ${seconds} s: ${plans.length} faults planned`)
@@ -232,7 +234,7 @@ async function main(): Promise<number> {
   await sleep((settleSeconds * 1000) / 2)
 
   const retrieved = await retrieve(ledger, tenants, router, client)
-  const notes: string[] = [stalls.stop()]
+  const notes: string[] = [stalls.stop(), await storeWatch.stop()]
   const reconcileUnknown = await reconcileDryRun(router, client, admin, notes)
   stopping = true
   for (const r of replicas) await r.scrapeMetrics()
@@ -374,6 +376,48 @@ function watchOwnEventLoop(t0: number): { stop(): string } {
       return stalls.length === 0
         ? 'the soak process never held its event loop past 0.5 s (its proxies, fakes and clients kept pace)'
         : `the soak process held its event loop past 0.5 s ${stalls.length} time(s) (its proxies and fakes stalled meanwhile): ${stalls.slice(0, 12).join(', ')}`
+    },
+  }
+}
+
+/**
+ * The store itself (s3rver, its own process), asked directly, not through the proxy the faults cut:
+ * a HEAD of the bucket every 250 ms, one at a time. An answer slower than a second (or none within
+ * 10 s) is noted with its time since the start: a store that fell silent on its own, not by a fault,
+ * shows here (and a stall of this process in watchOwnEventLoop's note).
+ */
+function watchStore(t0: number, endpoint: string, bucket: string): { stop(): Promise<string> } {
+  const slow: string[] = []
+  let probes = 0
+  let running = true
+  const loop = (async () => {
+    while (running) {
+      const started = Date.now()
+      const outcome = await new Promise<string>((resolve) => {
+        const req = httpRequest(`${endpoint}/${bucket}`, { method: 'HEAD', agent: false, timeout: 10_000 }, (res) => {
+          res.resume()
+          res.once('end', () => resolve(String(res.statusCode)))
+          res.once('error', (err) => resolve(err.message))
+        })
+        req.once('timeout', () => req.destroy(new Error('no answer within 10 s')))
+        req.once('error', (err) => resolve(err.message))
+        req.end()
+      })
+      probes++
+      const ms = Date.now() - started
+      if (ms > 1000 || !/^[23]\d\d$/.test(outcome)) {
+        slow.push(`+${((started - t0) / 1000).toFixed(1)} s: ${outcome} after ${ms} ms`)
+      }
+      await sleep(250)
+    }
+  })()
+  return {
+    async stop() {
+      running = false
+      await loop
+      return slow.length === 0
+        ? `the store, asked directly ${probes} times, always answered within a second`
+        : `the store, asked directly ${probes} times, was slow or failed ${slow.length} time(s): ${slow.slice(0, 12).join(', ')}`
     },
   }
 }

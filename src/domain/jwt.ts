@@ -84,8 +84,9 @@ export interface VerifiedTokensOptions {
  *   to 8 KB). Hashing a ~1 KB token takes 1-2 µs (measured: 1.4 µs), next to the tens to hundreds of
  *   microseconds of a signature check. A token differing in any character (a tampered signature) has
  *   another hash, so it is never answered from another token's verdict.
- * - The caller is frozen when kept and copied when returned: a request cannot change what the next
- *   request with the same token gets.
+ * - The caller is frozen when kept (its scopes too) and the same object is returned to every request
+ *   with the token: a request cannot change what the next one gets (a change throws), and a hit
+ *   allocates nothing.
  */
 export class VerifiedTokens {
   readonly #entries = new Map<string, { identity: Readonly<JwtIdentity>; until: number }>()
@@ -99,39 +100,46 @@ export class VerifiedTokens {
     this.#now = options.now ?? Date.now
   }
 
-  /** The caller of a token verified before and still within its verdict's time, else undefined. */
-  get(token: string): JwtIdentity | undefined {
+  /**
+   * The caller of a token verified before and still within its verdict's time, else undefined: the
+   * object kept, frozen (scopes too), the same for every request with the token (a change throws).
+   * `digest` is the token's SHA-256 when the caller has it already.
+   */
+  get(token: string, digest?: Buffer): Readonly<JwtIdentity> | undefined {
     if (this.#lifetimeMs === 0) return undefined
-    const key = tokenKey(token)
+    const key = tokenKey(token, digest)
     const entry = this.#entries.get(key)
     if (entry === undefined) return undefined
     this.#entries.delete(key)
     if (this.#now() >= entry.until) return undefined
     this.#entries.set(key, entry)
-    return { ...entry.identity, scopes: [...entry.identity.scopes] }
+    return entry.identity
   }
 
-  /** Keeps the verdict on a token that passed every check; `exp` is its claim, in seconds. */
-  set(token: string, identity: JwtIdentity, exp: number): void {
-    if (this.#lifetimeMs === 0) return
+  /**
+   * Keeps the verdict on a token that passed every check; `exp` is its claim, in seconds. Returns
+   * the caller as kept (frozen), or the one given, frozen, when the verdict is not kept.
+   */
+  set(token: string, identity: JwtIdentity, exp: number, digest?: Buffer): Readonly<JwtIdentity> {
+    const kept = Object.freeze({ ...identity, scopes: Object.freeze([...identity.scopes]) }) as JwtIdentity
+    if (this.#lifetimeMs === 0) return kept
     const now = this.#now()
     const until = Math.min((exp + clockToleranceSeconds) * 1000, now + this.#lifetimeMs)
-    if (!(until > now)) return
-    const key = tokenKey(token)
+    if (!(until > now)) return kept
+    const key = tokenKey(token, digest)
     this.#entries.delete(key)
-    this.#entries.set(key, {
-      identity: Object.freeze({ ...identity, scopes: Object.freeze([...identity.scopes]) }) as JwtIdentity,
-      until,
-    })
+    this.#entries.set(key, { identity: kept, until })
     while (this.#entries.size > this.#maxEntries) {
       const oldest = this.#entries.keys().next().value
       if (oldest === undefined) break
       this.#entries.delete(oldest)
     }
+    return kept
   }
 }
 
-const tokenKey = (token: string) => hash('sha256', token, 'base64url')
+const tokenKey = (token: string, digest?: Buffer) =>
+  digest === undefined ? hash('sha256', token, 'base64url') : digest.toString('base64url')
 
 export interface JwtVerifierOptions {
   /** The clock, in ms since the epoch, for the time claims and the verdicts kept alike. */
@@ -177,11 +185,11 @@ export class JwtVerifier {
    * The caller a token yields: at once from the verdict kept when it passed before (no promise, as
    * for a cached API key), else once verified now.
    */
-  verify(token: string): JwtIdentity | Promise<JwtIdentity> {
-    return this.#verifiedTokens.get(token) ?? this.#verifyNow(token)
+  verify(token: string, digest?: Buffer): Readonly<JwtIdentity> | Promise<Readonly<JwtIdentity>> {
+    return this.#verifiedTokens.get(token, digest) ?? this.#verifyNow(token, digest)
   }
 
-  async #verifyNow(token: string): Promise<JwtIdentity> {
+  async #verifyNow(token: string, digest: Buffer | undefined): Promise<Readonly<JwtIdentity>> {
     let payload: JWTPayload
     try {
       payload = await this.#verified(token)
@@ -194,10 +202,8 @@ export class JwtVerifier {
       }
       throw errors.unauthorized(`The token is not valid: ${describe(err)}`)
     }
-    const identity = this.#identity(payload)
     // Kept only now that every check passed; `exp` is required, so it is a number here.
-    this.#verifiedTokens.set(token, identity, payload.exp as number)
-    return identity
+    return this.#verifiedTokens.set(token, this.#identity(payload), payload.exp as number, digest)
   }
 
   #verified(token: string): Promise<JWTPayload> {

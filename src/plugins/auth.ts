@@ -67,8 +67,15 @@ export function bearerToken(header: string | string[] | undefined): string | und
   return match?.[1]
 }
 
-export function matchKey(keys: KnownKey[], presented: string): ApiKeyEntry | undefined {
-  const digest = hash('sha256', presented, 'buffer')
+/** The SHA-256 of a presented token, as API_KEYS entries and the JWT verdicts kept are keyed. */
+export const tokenDigest = (presented: string): Buffer => hash('sha256', presented, 'buffer')
+
+export function matchKey(
+  keys: KnownKey[],
+  presented: string,
+  digest: Buffer = tokenDigest(presented),
+): ApiKeyEntry | undefined {
+  if (keys.length === 0) return undefined
   let found: ApiKeyEntry | undefined
   // Compare against every key so timing does not reveal which one (or whether any) matched.
   for (const key of keys) {
@@ -99,14 +106,18 @@ const envIdentity = (entry: ApiKeyEntry): Identity =>
         expiresAt: null,
       }
 
+/** A JWT's identity, made once per verdict the verifier keeps (the frozen object is the cache's). */
+const jwtIdentities = new WeakMap<JwtIdentity, Identity>()
+
 /** A JWT's caller: its tenant claim's tenant, its scopes, the actor `jwt:<sub>`. */
-const jwtIdentity = (id: JwtIdentity): Identity => ({
-  ownTenant: id.tenant,
-  scopes: id.scopes,
-  providers: null,
-  actor: `jwt:${id.subject}`,
-  expiresAt: null,
-})
+function jwtIdentity(id: JwtIdentity): Identity {
+  let identity = jwtIdentities.get(id)
+  if (!identity) {
+    identity = { ownTenant: id.tenant, scopes: id.scopes, providers: null, actor: `jwt:${id.subject}`, expiresAt: null }
+    jwtIdentities.set(id, identity)
+  }
+  return identity
+}
 
 const keyRefusals: Record<Exclude<KeyVerdict, { ok: true }>['reason'], string> = {
   invalid: 'The API key is not valid',
@@ -188,6 +199,7 @@ export default fp(
   async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions) {
     app.decorateRequest('auth', null as unknown as Caller)
     const envKeys = knownKeys(opts.keys)
+    const envIdentities = new Map(opts.keys.map((entry) => [entry, envIdentity(entry)]))
     const jwt = opts.jwt ? new JwtVerifier(opts.jwt) : undefined
     const { keyring, metrics } = app
     const failures = opts.failuresPerMinute > 0 ? new AuthFailureLimit(opts.failuresPerMinute) : undefined
@@ -205,10 +217,12 @@ export default fp(
         const verdict = keyring.verify(token, keyId)
         return verdict instanceof Promise ? verdict.then(keyIdentity) : keyIdentity(verdict)
       }
-      const entry = matchKey(envKeys, token)
-      if (entry) return envIdentity(entry)
+      // One digest of the token serves both the API_KEYS comparison and the JWT verdicts kept.
+      const digest = tokenDigest(token)
+      const entry = matchKey(envKeys, token, digest)
+      if (entry) return envIdentities.get(entry) ?? envIdentity(entry)
       if (jwt && JwtVerifier.isJwtShaped(token)) {
-        const verdict = jwt.verify(token)
+        const verdict = jwt.verify(token, digest)
         return verdict instanceof Promise
           ? verdict.then(jwtIdentity, (err: AppError) => {
               throw refusal('jwt', err)
