@@ -24,6 +24,7 @@ import { ProblemSchema } from '../routes/schemas.js'
 import uploadsRoutes from '../routes/uploads/index.js'
 import type { Config } from './config.js'
 import { corsOptions } from './cors.js'
+import { prepareSpoolDir } from './domain/spool.js'
 import { errors } from './errors.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { swaggerOptions } from './openapi.js'
@@ -127,6 +128,11 @@ function serverOptions(config: Config, overrides: AppOverrides) {
 }
 
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  // The spool directory is made 0700, or refused when another user could reach into it, before
+  // anything is opened: a start-up refused here must not race the embedded database's start (a
+  // process that exits while PGlite's WebAssembly still compiles in the background can hang in
+  // Node's platform shutdown, seen 2 times in 40 such refusals).
+  await prepareSpoolDir(config.uploadTmpDir)
   const app = Fastify(serverOptions(config, overrides)).withTypeProvider<TypeBoxTypeProvider>()
 
   // Beyond MAX_CONNECTIONS Node closes a new connection at once, so slow or idle clients cannot

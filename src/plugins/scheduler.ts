@@ -15,7 +15,7 @@ import fp from 'fastify-plugin'
 import cron, { type ScheduledTask } from 'node-cron'
 import type { Config } from '../config.js'
 import { type CleanupJob, scheduledJobs } from '../domain/cleanup.js'
-import { prepareSpoolDir, removeStaleSpools } from '../domain/spool.js'
+import { removeStaleSpools } from '../domain/spool.js'
 import type { Metrics } from '../metrics.js'
 
 /** What a schedule's run reports as it goes: the job in progress (the overrun's label). */
@@ -92,9 +92,8 @@ export default fp(
       const removed = await removeStaleSpools(opts.config.uploadTmpDir, opts.config.timeouts.uploadMs)
       if (removed > 0) app.log.info({ removed, dir: opts.config.uploadTmpDir }, 'removed stale upload spool files')
     }
-    // The spool directory is made 0700, or refused when another user could reach into it; spool
-    // files no live process owns are removed at start, then on every tick.
-    await prepareSpoolDir(opts.config.uploadTmpDir)
+    // Spool files no live process owns are removed at start, then on every tick (buildApp made or
+    // checked the directory first).
     await sweepSpools()
 
     const deps = { log: app.log, metrics: app.metrics, skip: () => app.readiness.shuttingDown }

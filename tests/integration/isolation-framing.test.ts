@@ -104,8 +104,16 @@ async function timeOtherTenant(target: { host: string; port: number }, busy: () 
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 
+/**
+ * Another tenant is "not held" while its median answer stays under this. A held tenant waits out
+ * the body being parsed: half a second for the near-floor upload, seconds for the 1-byte chunks
+ * before they were refused early. Seen when not held: 3 to 30 ms, 56 ms once on a slow phase of the
+ * 2-core VM; the bound stays well below the held case and well above the noise.
+ */
+const notHeldMs = 100
+
 describe('chunk framing costs no more than the bytes', () => {
-  test('1-byte chunks: refused at once; another tenant answered in a median under 50 ms while they are sent', async (t) => {
+  test('1-byte chunks: refused at once; another tenant answered in a median under 100 ms while they are sent', async (t) => {
     const ctx = await setupUploads(t, database)
     if (!ctx) return
     const target = await listen(ctx.app)
@@ -135,7 +143,7 @@ describe('chunk framing costs no more than the bytes', () => {
       assert.equal(answer.status, 400, answer.body)
       assert.equal(JSON.parse(answer.body).code, 'VALIDATION_FAILED')
     }
-    assert.ok(median(samples) < 50, `another tenant's median was ${median(samples).toFixed(1)} ms`)
+    assert.ok(median(samples) < notHeldMs, `another tenant's median was ${median(samples).toFixed(1)} ms`)
     assert.equal(ctx.fakes.kimi.requests.upload, 0, 'nothing reached the provider')
     assert.equal(await metric(ctx.app, 'filegate_file_active_uploads'), 0)
     assert.deepEqual(await spoolEntries(ctx.spoolDir), [])
@@ -181,6 +189,6 @@ describe('chunk framing costs no more than the bytes', () => {
       `other tenant: median ${median(samples).toFixed(1)} ms over ${samples.length} (max ${Math.max(...samples).toFixed(1)})`,
     )
     assert.equal(answer.status, 201, answer.body)
-    assert.ok(median(samples) < 50, `another tenant's median was ${median(samples).toFixed(1)} ms`)
+    assert.ok(median(samples) < notHeldMs, `another tenant's median was ${median(samples).toFixed(1)} ms`)
   })
 })
