@@ -70,16 +70,14 @@ export function bearerToken(header: string | string[] | undefined): string | und
 /** The SHA-256 of a presented token, as API_KEYS entries and the JWT verdicts kept are keyed. */
 export const tokenDigest = (presented: string): Buffer => hash('sha256', presented, 'buffer')
 
-export function matchKey(
-  keys: KnownKey[],
-  presented: string,
-  digest: Buffer = tokenDigest(presented),
-): ApiKeyEntry | undefined {
+/** The configured key a token is, if any; `digest` is the token's, when the caller has it already. */
+export function matchKey(keys: KnownKey[], presented: string, digest?: Buffer): ApiKeyEntry | undefined {
   if (keys.length === 0) return undefined
+  const presentedDigest = digest ?? tokenDigest(presented)
   let found: ApiKeyEntry | undefined
   // Compare against every key so timing does not reveal which one (or whether any) matched.
   for (const key of keys) {
-    if (timingSafeEqual(digest, key.digest) && !found) found = key.entry
+    if (timingSafeEqual(presentedDigest, key.digest) && !found) found = key.entry
   }
   return found
 }
