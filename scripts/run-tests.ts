@@ -157,9 +157,9 @@ async function cpuReport(path: string): Promise<string> {
 }
 
 const started = Date.now()
-const [template, serviceDir] = await Promise.all([pgliteTemplate(), treeBuild()])
+const [template, treeDir] = await Promise.all([pgliteTemplate(), treeBuild()])
 process.env.FILEGATE_TEST_PGLITE_TEMPLATE = template
-process.env.FILEGATE_TEST_BUILD = serviceDir
+process.env.FILEGATE_TEST_BUILD = treeDir
 const cpuFile = join(tmpdir(), `filegate-test-cpu-${process.pid}.jsonl`)
 process.env.FILEGATE_TEST_CPU_FILE = cpuFile
 console.log(`# ${together.length} test files ${concurrency} at a time, then ${alone.length} alone`)

@@ -9,12 +9,11 @@
  *   is and exits 1, which fails that file. The timer itself does not keep a process alive.
  */
 import { appendFileSync, readFileSync } from 'node:fs'
-import { relative } from 'node:path'
 import { after } from 'node:test'
+import { sourceName } from './source-name.js'
 
 const lingerMs = Number(process.env.LINGER_SECONDS ?? 30) * 1000
-// A file run from the run's build (.test-build/…/x.test.js, scripts/run-tests.ts) is named by its source.
-const file = relative(process.cwd(), process.argv[1] ?? '?').replace(/^\.test-build\/(.*)\.js$/, '$1.ts')
+const file = sourceName(process.argv[1] ?? '?')
 
 /** utime + stime and cutime + cstime (fields 14-17 of /proc/<pid>/stat, in clock ticks), as seconds. */
 function cpuSeconds(): { own: number; children: number } | undefined {

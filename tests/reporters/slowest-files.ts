@@ -1,11 +1,12 @@
 /**
  * A node:test reporter that prints, once the run ends, the test files that took longest: the sum
- * of each file's top-level tests and suites (a file's own start-up is not in it). Used beside the usual reporter: `--test-reporter=spec --test-reporter-destination=stdout
+ * of each file's top-level tests and suites (a file's own start-up is not in it). Used beside the
+ * usual reporter: `--test-reporter=spec --test-reporter-destination=stdout
  * --test-reporter=./tests/reporters/slowest-files.ts --test-reporter-destination=stderr`.
  * SLOWEST_FILES sets how many are listed (15).
  */
-import { relative } from 'node:path'
 import type { TestEvent } from 'node:test/reporters'
+import { sourceName } from '../source-name.js'
 
 export default async function* slowestFiles(source: AsyncIterable<TestEvent>): AsyncGenerator<string> {
   const totals = new Map<string, number>()
@@ -13,8 +14,7 @@ export default async function* slowestFiles(source: AsyncIterable<TestEvent>): A
     if (event.type !== 'test:pass' && event.type !== 'test:fail') continue
     const { data } = event
     if (data.nesting !== 0 || !data.file) continue
-    // A file run from the run's build (.test-build/…/x.test.js) is named by its source.
-    const file = relative(process.cwd(), data.file).replace(/^\.test-build\/(.*)\.js$/, '$1.ts')
+    const file = sourceName(data.file)
     totals.set(file, (totals.get(file) ?? 0) + data.details.duration_ms)
   }
   const count = Number(process.env.SLOWEST_FILES ?? 15)
