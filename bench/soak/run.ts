@@ -10,11 +10,11 @@
  */
 import { randomInt } from 'node:crypto'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import postgres from 'postgres'
 import { type FakeProvider, startFakeProvider } from '../../tests/fakes/provider-server.js'
+import { httpRequest } from '../../tests/process-support.js'
 import { createBenchDatabase } from '../harness/db.js'
 import { buildCompiled, freePort, repoRoot, startS3rver } from '../harness/processes.js'
 import { classify, readDocumentedCodes } from './classify.js'
@@ -353,10 +353,6 @@ async function retrieve(ledger: Ledger, tenants: Tenant[], router: Router, clien
 }
 
 /**
- * A reconcile dry run's report: per provider, the ids it names (provider files no row knows among
- * them). Asked up to three times for a run that completes (a listing may fail once).
- */
-/**
  * This process runs the fake providers, their taps, the clients and the proxies before Postgres and
  * the store: while its event loop is held, the replicas see a silent database or store that no fault
  * made. Every wait of more than half a second past a 100 ms tick is noted with its time since the
@@ -387,22 +383,17 @@ function watchOwnEventLoop(t0: number): { stop(): string } {
  * shows here (and a stall of this process in watchOwnEventLoop's note).
  */
 function watchStore(t0: number, endpoint: string, bucket: string): { stop(): Promise<string> } {
+  const port = Number(new URL(endpoint).port)
   const slow: string[] = []
   let probes = 0
   let running = true
   const loop = (async () => {
     while (running) {
       const started = Date.now()
-      const outcome = await new Promise<string>((resolve) => {
-        const req = httpRequest(`${endpoint}/${bucket}`, { method: 'HEAD', agent: false, timeout: 10_000 }, (res) => {
-          res.resume()
-          res.once('end', () => resolve(String(res.statusCode)))
-          res.once('error', (err) => resolve(err.message))
-        })
-        req.once('timeout', () => req.destroy(new Error('no answer within 10 s')))
-        req.once('error', (err) => resolve(err.message))
-        req.end()
-      })
+      const outcome = await httpRequest(port, `/${bucket}`, { method: 'HEAD', timeoutMs: 10_000 }).then(
+        (answer) => String(answer.status),
+        (err: Error) => err.message,
+      )
       probes++
       const ms = Date.now() - started
       if (ms > 1000 || !/^[23]\d\d$/.test(outcome)) {
@@ -422,6 +413,10 @@ function watchStore(t0: number, endpoint: string, bucket: string): { stop(): Pro
   }
 }
 
+/**
+ * A reconcile dry run's report: per provider, the ids it names (provider files no row knows among
+ * them). Asked up to three times for a run that completes (a listing may fail once).
+ */
 async function reconcileDryRun(router: Router, client: SoakClient, headers: Record<string, string>, notes: string[]) {
   type Report = {
     jobs?: {
